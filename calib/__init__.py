@@ -1,0 +1,1 @@
+"""Calibration and precision: FP16 / INT8 (Q/DQ) graphs from calibration images."""

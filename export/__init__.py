@@ -1,0 +1,1 @@
+"""Export: PyTorch -> ONNX (and, with TensorRT present, ONNX -> engine)."""

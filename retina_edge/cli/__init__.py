@@ -1,0 +1,1 @@
+"""The ``retina-edge`` command line: thin wrappers over library functions, one module per command."""

@@ -1,0 +1,140 @@
+"""Model configuration: the one place that says what a RetinaNet is made of.
+
+Everything here is plain Python (no torch) so that the torch-free runtime, the exporter and the
+checkpoint files can share it. A :class:`ModelConfig` round-trips through ``to_dict``/``from_dict``
+and travels inside checkpoints and ONNX metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class AnchorConfig:
+    """Anchor layout, defined once for the model, the exporter and the runtime.
+
+    ``sizes`` are the base side lengths (pixels) on P3..P7; each level gets ``size * scale`` for
+    every scale (truncated to int, as torchvision does) times every aspect ratio (h/w), giving
+    ``len(scales) * len(aspect_ratios)`` anchors per location.
+    """
+
+    sizes: tuple[int, ...] = (32, 64, 128, 256, 512)
+    scales: tuple[float, ...] = (1.0, 2.0 ** (1.0 / 3.0), 2.0 ** (2.0 / 3.0))
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+
+    @property
+    def num_anchors(self) -> int:
+        """Anchors per feature-map location (A)."""
+        return len(self.scales) * len(self.aspect_ratios)
+
+    def sizes_per_level(self) -> tuple[tuple[int, ...], ...]:
+        """Integer anchor side lengths per level, e.g. ``(32, 40, 50)`` for P3."""
+        return tuple(tuple(int(size * scale) for scale in self.scales) for size in self.sizes)
+
+
+@dataclass(frozen=True)
+class BoxCoderConfig:
+    """Box coding: deltas are ``(dx*wx, dy*wy, log(w)*ww, log(h)*wh)`` relative to the anchor."""
+
+    weights: tuple[float, float, float, float] = (1.0, 1.0, 1.0, 1.0)
+    # torchvision's clamp: exp() of a larger dw/dh would overflow float16 and make absurd boxes.
+    scale_clamp: float = math.log(1000.0 / 16)
+
+
+@dataclass(frozen=True)
+class PostprocessConfig:
+    """Detection post-processing thresholds (torchvision's names and defaults)."""
+
+    score_thresh: float = 0.05
+    nms_thresh: float = 0.5
+    detections_per_img: int = 300
+    topk_candidates: int = 1000
+
+
+@dataclass(frozen=True)
+class TransformConfig:
+    """torchvision-style resize/normalise/pad. Sizes are pixels; mean/std apply to RGB in [0, 1]."""
+
+    min_size: int = 800
+    max_size: int = 1333
+    image_mean: tuple[float, float, float] = IMAGENET_MEAN
+    image_std: tuple[float, float, float] = IMAGENET_STD
+    size_divisible: int = 32
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a RetinaNet's architecture and inference behaviour.
+
+    ``variant`` is ``"v1"`` (P6 from P5, plain heads, L1 box loss) or ``"v2"`` (P6 from C5,
+    GroupNorm heads, GIoU box loss). ``frozen_bn_eps`` is used when ``norm == "frozen_bn"``.
+    """
+
+    arch: str = "resnet50_fpn"
+    depth: int = 50
+    variant: str = "v1"
+    num_classes: int = 91
+    class_names: tuple[str, ...] = ()
+    norm: str = "frozen_bn"
+    frozen_bn_eps: float = 1e-5
+    trainable_layers: int = 3
+    fpn_channels: int = 256
+    head_convs: int = 4
+    prior_probability: float = 0.01
+    fg_iou_thresh: float = 0.5
+    bg_iou_thresh: float = 0.4
+    allow_low_quality_matches: bool = True
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    anchors: AnchorConfig = field(default_factory=AnchorConfig)
+    box_coder: BoxCoderConfig = field(default_factory=BoxCoderConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    transform: TransformConfig = field(default_factory=TransformConfig)
+
+    def class_name(self, label: int) -> str:
+        """Display name of a contiguous label (``class_<label>`` when the model has no names)."""
+        if 0 <= label < len(self.class_names):
+            return self.class_names[label]
+        return f"class_{label}"
+
+    @property
+    def box_loss(self) -> str:
+        return "giou" if self.variant == "v2" else "l1"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly nested dict (tuples become lists)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error so typos do not pass silently."""
+        nested = {
+            "anchors": AnchorConfig,
+            "box_coder": BoxCoderConfig,
+            "postprocess": PostprocessConfig,
+            "transform": TransformConfig,
+        }
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key in nested:
+                kwargs[key] = _from_plain(nested[key], value)
+            else:
+                kwargs[key] = tuple(value) if isinstance(value, list) else value
+        return cls(**kwargs)
+
+
+def _from_plain(cls: type, value: Any) -> Any:
+    if isinstance(value, cls):
+        return value
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})

@@ -1,0 +1,21 @@
+"""Exceptions the library raises with messages meant for users; the CLI prints them (no torch)."""
+
+
+class RetinaEdgeError(Exception):
+    """Base of every error whose message tells the user what to do."""
+
+
+class WeightsError(RetinaEdgeError):
+    """A checkpoint is missing, unreadable, or does not fit the requested architecture."""
+
+
+class DataError(RetinaEdgeError):
+    """Input data (images, annotations, calibration sources) is missing or malformed."""
+
+
+class MissingDependencyError(RetinaEdgeError):
+    """An optional package needed for the requested feature is not installed."""
+
+    def __init__(self, package: str, feature: str, install: str) -> None:
+        super().__init__(f"{feature} needs the '{package}' package, which is not installed; install it with: {install}")
+        self.package = package
