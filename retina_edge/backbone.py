@@ -105,32 +105,34 @@ class Bottleneck(nn.Module):
 class ResNetBody(nn.Module):
     """ResNet without pooling/fc. ``forward(x: (B, 3, H, W))`` returns ``[C3, C4, C5]``.
 
-    C3..C5 have strides 8, 16, 32 and ``out_channels`` channels.
+    C3..C5 have strides 8, 16, 32 and ``out_channels`` channels. ``width`` scales every stage
+    (64 is torchvision's ResNet; smaller widths make small, fast models).
     """
 
-    def __init__(self, *, depth: int, norm: NormFactory) -> None:
+    def __init__(self, *, depth: int, norm: NormFactory, width: int = 64) -> None:
         super().__init__()
         if depth not in RESNET_SPECS:
             raise ValueError(f"unsupported ResNet depth {depth}; choose one of {sorted(RESNET_SPECS)}")
         block_type, blocks = RESNET_SPECS[depth]
         block = BasicBlock if block_type == "basic" else Bottleneck
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = norm(64)
+        self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
+        self.bn1 = norm(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        in_ch = 64
-        for index, (width, count) in enumerate(zip((64, 128, 256, 512), blocks)):
+        in_ch = width
+        stage_widths = (width, 2 * width, 4 * width, 8 * width)
+        for index, (stage_width, count) in enumerate(zip(stage_widths, blocks)):
             stride = 1 if index == 0 else 2
             layers = []
             for block_index in range(count):
-                out_ch = width * block.expansion
+                out_ch = stage_width * block.expansion
                 downsample = None
                 if block_index == 0 and (stride != 1 or in_ch != out_ch):
                     downsample = nn.Sequential(_conv1x1(in_ch, out_ch, stride), norm(out_ch))
-                layers.append(block(in_ch, width, stride if block_index == 0 else 1, downsample, norm))
+                layers.append(block(in_ch, stage_width, stride if block_index == 0 else 1, downsample, norm))
                 in_ch = out_ch
             setattr(self, f"layer{index + 1}", nn.Sequential(*layers))
-        self.out_channels = [128 * block.expansion, 256 * block.expansion, 512 * block.expansion]
+        self.out_channels = [w * block.expansion for w in stage_widths[1:]]
         self._init_weights()
 
     def _init_weights(self) -> None:

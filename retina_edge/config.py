@@ -82,9 +82,13 @@ class ModelConfig:
     variant: str = "v1"
     num_classes: int = 91
     class_names: tuple[str, ...] = ()
+    # Dataset category id of each label; empty means label == id (torchvision's COCO convention).
+    category_ids: tuple[int, ...] = ()
     norm: str = "frozen_bn"
     frozen_bn_eps: float = 1e-5
     trainable_layers: int = 3
+    # Stem width of the ResNet (torchvision: 64); stages are 1x, 2x, 4x, 8x of it.
+    backbone_width: int = 64
     fpn_channels: int = 256
     head_convs: int = 4
     prior_probability: float = 0.01
@@ -103,6 +107,10 @@ class ModelConfig:
         if 0 <= label < len(self.class_names):
             return self.class_names[label]
         return f"class_{label}"
+
+    def category_id(self, label: int) -> int:
+        """Dataset category id of a contiguous label."""
+        return self.category_ids[label] if self.category_ids else label
 
     @property
     def box_loss(self) -> str:

@@ -39,7 +39,7 @@ class BackboneWithFPN(nn.Module):
             norm = nn.BatchNorm2d
         else:
             raise ValueError(f"unknown norm {config.norm!r}; expected 'frozen_bn' or 'bn'")
-        self.body = ResNetBody(depth=config.depth, norm=norm)
+        self.body = ResNetBody(depth=config.depth, norm=norm, width=config.backbone_width)
         freeze_stages(self.body, config.trainable_layers)
         self.fpn = FeaturePyramid(
             in_channels=self.body.out_channels, out_channels=config.fpn_channels,

@@ -1,0 +1,45 @@
+"""``retina-edge eval``: COCO AP of a checkpoint on a COCO-format set (pycocotools)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+NAME = "eval"
+HELP = "score weights on a COCO-format set: COCO AP, AP50, AP75, AP_S/M/L and per-class AP"
+EXAMPLE = "retina-edge eval --weights preset:synth --data data/synth --save-json results.json"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", required=True, help="checkpoint, preset:NAME or torchvision:NAME")
+    parser.add_argument("--data", required=True, help="dataset folder (uses its val split) or an instances json")
+    parser.add_argument("--split", default="val", help="split of a dataset folder (default val)")
+    parser.add_argument("--images-dir", help="image folder, if not next to the json in COCO's layout")
+    parser.add_argument("--save-json", help="write the COCO results JSON here")
+    parser.add_argument("--metrics-json", help="write the metrics here as JSON")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--device", default="cpu", help="torch device for checkpoints (cpu, cuda)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from retina_edge.atomic import write_text_atomic
+    from retina_edge.checkpoints import load_model
+    from retina_edge.coco_dataset import load_coco_index, resolve_split
+    from retina_edge.evaluate import coco_evaluate, predict_coco, save_results
+    from retina_edge.progress import Progress
+    from retina_edge.reference import reference_detector
+
+    ann_file, image_dir = resolve_split(args.data, args.split)
+    index = load_coco_index(ann_file, args.images_dir or image_dir)
+    model = load_model(args.weights)
+    progress = Progress(len(index.images), "eval")
+    results = predict_coco(reference_detector(model, device=args.device), index,
+                           category_ids=model.config.category_ids, batch_size=args.batch_size,
+                           progress=lambda done, total: progress.update(done))
+    if args.save_json:
+        save_results(args.save_json, results)
+    metrics = coco_evaluate(ann_file, results, image_ids=[img.image_id for img in index.images])
+    print(metrics.table())
+    if args.metrics_json:
+        write_text_atomic(args.metrics_json, json.dumps({"summary": metrics.summary, "per_class": metrics.per_class}, indent=2))
+    return 0

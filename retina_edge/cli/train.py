@@ -1,0 +1,71 @@
+"""``retina-edge train``: focal-loss training from a JSON config and/or flags (``torchrun`` for DDP)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+NAME = "train"
+HELP = "train a RetinaNet on a COCO-format dataset (single process, or DDP under torchrun)"
+EXAMPLE = ("retina-edge train --data data/synth --arch resnet18_fpn --imgsz 512 --epochs 12 --out runs/r18\n"
+           "  torchrun --nproc_per_node 2 -m retina_edge.cli.main train --config train.json")
+
+# flag -> TrainConfig field, for flags whose value passes straight through.
+_DIRECT = ("data", "arch", "batch_size", "epochs", "iterations", "optimizer", "lr", "momentum", "weight_decay",
+           "warmup_iters", "schedule", "trainable_layers", "grad_clip", "workers", "seed", "backbone_weights")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="JSON file of training options (flags override it)")
+    parser.add_argument("--data", help="dataset folder (annotations/instances_train.json + train/) or a json")
+    parser.add_argument("--out", dest="out_dir", help="output folder for checkpoints and metrics")
+    parser.add_argument("--arch", help="architecture, see 'retina-edge archs'")
+    parser.add_argument("--imgsz", type=int, nargs="+", metavar="N", help="input size: N (square) or MIN MAX sides")
+    parser.add_argument("--multiscale", type=int, nargs="+", metavar="N", help="short sides for multi-scale training")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--iterations", type=int, help="train for this many iterations (overrides --epochs)")
+    parser.add_argument("--optimizer", choices=["sgd", "adamw"])
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--momentum", type=float)
+    parser.add_argument("--weight-decay", type=float)
+    parser.add_argument("--warmup-iters", type=int)
+    parser.add_argument("--schedule", choices=["cosine", "step"])
+    parser.add_argument("--trainable-layers", type=int, help="ResNet stages to train, 0..5")
+    parser.add_argument("--grad-clip", type=float, help="clip the gradient norm to this (0: off)")
+    parser.add_argument("--amp", action="store_true", default=None, help="mixed precision (GPU only)")
+    parser.add_argument("--workers", type=int, help="data-loading processes")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--backbone-weights", help="ImageNet ResNet weights: torchvision:resnet50 or a path")
+    parser.add_argument("--model-options", help='JSON of model keywords, e.g. \'{"fpn_channels": 128}\'')
+    parser.add_argument("--no-eval", dest="eval_at_end", action="store_false", default=None, help="skip the final evaluation")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pth")
+
+
+def config_from_args(args: argparse.Namespace):  # noqa: ANN201
+    from retina_edge.errors import RetinaEdgeError
+    from retina_edge.train import TrainConfig
+
+    overrides = {name: getattr(args, name) for name in _DIRECT}
+    overrides.update(out_dir=args.out_dir, amp=args.amp, eval_at_end=args.eval_at_end)
+    if args.imgsz:
+        if len(args.imgsz) > 2:
+            raise RetinaEdgeError("--imgsz takes N or MIN MAX")
+        overrides.update(min_size=args.imgsz[0], max_size=args.imgsz[-1])
+    if args.multiscale:
+        overrides["train_min_sizes"] = tuple(args.multiscale)
+    if args.model_options:
+        overrides["model_options"] = json.loads(args.model_options)
+    if args.config:
+        return TrainConfig.from_json(args.config, **overrides)
+    if not args.data:
+        raise RetinaEdgeError("--data (or a --config naming it) is required")
+    return TrainConfig(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def run(args: argparse.Namespace) -> int:
+    from retina_edge.train import train
+
+    final = train(config_from_args(args), resume=args.resume)
+    print(f"checkpoint: {final}")
+    return 0

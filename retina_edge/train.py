@@ -1,0 +1,221 @@
+"""Focal-loss training of a RetinaNet on COCO-format data (single process or ``torchrun`` DDP).
+
+Writes ``last.pth`` (model + optimiser + progress, for ``resume``) during training and
+``model_final.pth`` (model, config, class names) at the end, both atomically, then evaluates on
+the val split when there is one. Multi-process runs use ``torchrun``: NCCL on GPUs, gloo on CPUs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+from retina_edge.archs import model_config
+from retina_edge.atomic import write_text_atomic
+from retina_edge.checkpoints import load_backbone_weights, read_checkpoint, save_checkpoint
+from retina_edge.coco_dataset import load_coco_index, resolve_split
+from retina_edge.detection_data import DetectionDataset, collate
+from retina_edge.errors import RetinaEdgeError
+from retina_edge.model import RetinaNet
+from retina_edge.progress import Progress
+from retina_edge.transform import RetinaTransform
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings; a JSON file with these keys can be given to ``retina-edge train --config``.
+
+    ``iterations`` > 0 overrides ``epochs``. ``train_min_sizes`` enables multi-scale training
+    (short side drawn from it, long side capped by ``max_size``). ``model_options`` are
+    torchvision-style model keywords (``fpn_channels``, ``backbone_width``, ``anchor_sizes``, ...).
+    """
+
+    data: str
+    out_dir: str = "runs/train"
+    arch: str = "resnet18_fpn"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    min_size: int = 512
+    max_size: int = 512
+    train_min_sizes: tuple[int, ...] = ()
+    batch_size: int = 8
+    epochs: int = 12
+    iterations: int = 0
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 100
+    schedule: str = "cosine"
+    trainable_layers: int = 5
+    grad_clip: float = 0.0
+    amp: bool = False
+    workers: int = 2
+    hflip: float = 0.5
+    seed: int = 0
+    backbone_weights: str | None = None
+    eval_at_end: bool = True
+    log_every: int = 20
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike, **overrides: Any) -> TrainConfig:
+        data = {**json.loads(Path(path).read_text()), **{k: v for k, v in overrides.items() if v is not None}}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise RetinaEdgeError(f"unknown training option(s) in {path}: {', '.join(unknown)}")
+        if "train_min_sizes" in data:
+            data["train_min_sizes"] = tuple(data["train_min_sizes"])
+        return cls(**data)
+
+
+def lr_at(iteration: int, total: int, config: TrainConfig) -> float:
+    """Learning rate of ``iteration`` (0-based): linear warmup, then cosine to 0 or x0.1 steps at 2/3, 8/9."""
+    warmup = min(config.warmup_iters, max(1, total // 4))
+    if iteration < warmup:
+        return config.lr * (0.001 + 0.999 * iteration / warmup)
+    if config.schedule == "cosine":
+        progress = (iteration - warmup) / max(1, total - warmup)
+        return config.lr * 0.5 * (1 + math.cos(math.pi * progress))
+    if config.schedule == "step":
+        return config.lr * (0.1 ** sum(iteration >= total * f for f in (2 / 3, 8 / 9)))
+    raise RetinaEdgeError(f"unknown schedule {config.schedule!r}; expected 'cosine' or 'step'")
+
+
+def _make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (no_decay if parameter.ndim <= 1 else decay).append(parameter)
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=config.lr)
+    raise RetinaEdgeError(f"unknown optimizer {config.optimizer!r}; expected 'sgd' or 'adamw'")
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def build_training_model(config: TrainConfig, class_names: tuple[str, ...], category_ids: tuple[int, ...]) -> RetinaNet:
+    """Fresh model for the dataset's classes, with the config's input size and options."""
+    options = {"norm": "bn", **config.model_options}
+    model_cfg = model_config(
+        config.arch, num_classes=len(class_names), class_names=class_names, category_ids=category_ids,
+        min_size=config.min_size, max_size=config.max_size, trainable_layers=config.trainable_layers, **options,
+    )
+    model = RetinaNet(model_cfg)
+    if config.backbone_weights:
+        load_backbone_weights(model, config.backbone_weights)
+    return model
+
+
+def train(config: TrainConfig, *, resume: bool = False) -> Path:
+    """Train per ``config``; returns the path of ``model_final.pth``."""
+    rank, world = _distributed()
+    torch.manual_seed(config.seed + rank)
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    out_dir = Path(config.out_dir)
+    index = load_coco_index(*resolve_split(config.data, "train"))
+    if not any(len(img.labels) for img in index.images):
+        raise RetinaEdgeError(f"{index.ann_file} has no usable boxes to train on")
+    model = build_training_model(config, index.class_names, index.category_ids).to(device)
+    model.transform = RetinaTransform(model.config.transform, train_min_sizes=config.train_min_sizes)
+    optimizer = _make_optimizer(model, config)
+    start_iteration = 0
+    if resume:
+        start_iteration = _resume(out_dir / "last.pth", model, optimizer, config)
+    dataset = DetectionDataset(index, hflip_prob=config.hflip)
+    sampler = DistributedSampler(dataset, seed=config.seed) if world > 1 else RandomSampler(dataset)
+    loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
+                        num_workers=config.workers, persistent_workers=config.workers > 0, drop_last=len(dataset) > config.batch_size * world)
+    total = config.iterations or config.epochs * len(loader)
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
+    progress = Progress(total, "train", enabled=rank == 0, every=config.log_every)
+    iteration, epoch = start_iteration, start_iteration // max(1, len(loader))
+    smoothed: dict[str, float] = {}
+    net.train()
+    while iteration < total:
+        if world > 1:
+            sampler.set_epoch(epoch)
+        for images, targets in loader:
+            if iteration >= total:
+                break
+            lr = lr_at(iteration, total, config)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            images = [img.to(device, non_blocking=True) for img in images]
+            targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+            with torch.autocast(device.type, enabled=scaler.is_enabled()):
+                losses = net(images, targets)
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                raise RetinaEdgeError(f"loss became {loss.item()} at iteration {iteration}; lower --lr or set --grad-clip")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.grad_clip > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            iteration += 1
+            for name, value in (("loss", loss), ("cls", losses["classification"]), ("box", losses["bbox_regression"])):
+                smoothed[name] = 0.9 * smoothed.get(name, value.item()) + 0.1 * value.item()
+            progress.update(iteration, **smoothed, lr=lr)
+        epoch += 1
+        if rank == 0:
+            save_checkpoint(out_dir / "last.pth", model, optimizer=optimizer.state_dict(), iteration=iteration,
+                            train_config=_plain(config))
+    final = out_dir / "model_final.pth"
+    if rank == 0:
+        save_checkpoint(final, model, train_config=_plain(config), iteration=iteration)
+        if config.eval_at_end:
+            _evaluate_val(model.eval(), config, out_dir)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return final
+
+
+def _plain(config: TrainConfig) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def _resume(path: Path, model: RetinaNet, optimizer: torch.optim.Optimizer, config: TrainConfig) -> int:
+    if not path.is_file():
+        raise RetinaEdgeError(f"nothing to resume: {path} does not exist")
+    state = read_checkpoint(path)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["iteration"])
+
+
+def _evaluate_val(model: RetinaNet, config: TrainConfig, out_dir: Path) -> None:
+    from retina_edge.evaluate import coco_evaluate, predict_coco
+    from retina_edge.reference import reference_detector
+
+    try:
+        ann_file, image_dir = resolve_split(config.data, "val")
+    except RetinaEdgeError:
+        print("no val split found: skipping evaluation")
+        return
+    index = load_coco_index(ann_file, image_dir)
+    device = next(model.parameters()).device
+    results = predict_coco(reference_detector(model, device=device), index, category_ids=model.config.category_ids)
+    metrics = coco_evaluate(ann_file, results, image_ids=[img.image_id for img in index.images])
+    print(metrics.table())
+    write_text_atomic(out_dir / "metrics.json", json.dumps({"summary": metrics.summary, "per_class": metrics.per_class}, indent=2))

@@ -1,0 +1,127 @@
+"""End to end on generated data: synth -> train (also DDP under torchrun) -> eval, and their failure modes."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from retina_edge.checkpoints import load_model, save_checkpoint
+from retina_edge.cli.main import main
+
+TINY = ["--arch", "resnet18_fpn", "--imgsz", "128", "--batch-size", "2", "--workers", "0",
+        "--model-options", json.dumps({"backbone_width": 16, "fpn_channels": 32, "head_convs": 1,
+                                       "anchor_sizes": [16, 32, 64, 128, 256]})]
+
+
+@pytest.fixture(scope="module")
+def synth_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data")
+    assert main(["synth", "--out", str(out), "--images", "10", "--seed", "1"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(synth_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", "--data", str(synth_dir), "--out", str(out), "--iterations", "4", *TINY]) == 0
+    return out
+
+
+def test_train_writes_checkpoints_and_metrics(trained):
+    model = load_model(str(trained / "model_final.pth"))
+    assert model.config.class_names[0] == "ellipse" and model.config.category_ids[0] == 1
+    assert model.config.transform.min_size == 128 and model.config.backbone_width == 16
+    assert "AP" in json.loads((trained / "metrics.json").read_text())["summary"]
+    state = torch.load(trained / "last.pth", weights_only=True)
+    assert state["iteration"] == 4 and "optimizer" in state
+
+
+def test_resume_continues_from_last(synth_dir, trained, tmp_path):
+    shutil.copytree(trained, tmp_path / "run")
+    assert main(["train", "--data", str(synth_dir), "--out", str(tmp_path / "run"), "--iterations", "6",
+                 "--no-eval", "--resume", *TINY]) == 0
+    assert torch.load(tmp_path / "run" / "last.pth", weights_only=True)["iteration"] == 6
+
+
+def test_eval_equals_pycocotools_on_saved_json(synth_dir, trained, tmp_path):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    results, metrics = tmp_path / "results.json", tmp_path / "metrics.json"
+    assert main(["eval", "--weights", str(trained / "model_final.pth"), "--data", str(synth_dir),
+                 "--save-json", str(results), "--metrics-json", str(metrics)]) == 0
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(synth_dir / "annotations" / "instances_val.json"))
+        evaluator = COCOeval(gt, gt.loadRes(str(results)), "bbox")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    ours = json.loads(metrics.read_text())["summary"]
+    assert [ours[k] for k in ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L")] == pytest.approx(
+        evaluator.stats[:6].tolist(), abs=1e-12)
+
+
+def test_crash_during_checkpoint_write_keeps_last_good(trained, tmp_path, monkeypatch):
+    target = tmp_path / "last.pth"
+    shutil.copy(trained / "last.pth", target)
+    good = target.read_bytes()
+    model = load_model(str(trained / "model_final.pth"))
+    real_save = torch.save
+
+    def dying_save(obj, f, *args, **kwargs):
+        real_save(obj, f, *args, **kwargs)
+        with open(f, "r+b") as handle:  # half-written file, then the process is "killed"
+            handle.truncate(1000)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(target, model, iteration=99)
+    assert target.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]  # no temp file left behind
+
+
+def test_killed_training_process_leaves_a_loadable_checkpoint(synth_dir, tmp_path):
+    """SIGKILL at random moments of a real run: last.pth is always the old or the new one, whole."""
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "retina_edge.cli.main", "train", "--data", str(synth_dir), "--out", str(out),
+           "--epochs", "50", "--no-eval", *TINY]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = 60
+        while deadline and not (out / "last.pth").exists():
+            subprocess.run(["sleep", "0.5"])
+            deadline -= 0.5
+        subprocess.run(["sleep", "1.3"])
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (out / "last.pth").exists()
+    assert torch.load(out / "last.pth", weights_only=True)["iteration"] > 0
+
+
+def test_torchrun_two_processes_gloo(synth_dir, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+         "-m", "retina_edge.cli.main", "train", "--data", str(synth_dir), "--out", str(out),
+         "--iterations", "2", "--no-eval", *TINY],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    model = load_model(str(out / "model_final.pth"))
+    assert model.config.num_classes == 6
+
+
+def test_train_without_data_is_a_message(capsys):
+    assert main(["train", "--iterations", "1"]) == 2
+    assert "--data" in capsys.readouterr().err
