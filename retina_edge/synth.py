@@ -1,7 +1,7 @@
 """Synthetic COCO-format detection data: the toolkit's offline stand-in for COCO (no torch).
 
 Each image has a textured background, unannotated clutter, and 1..``max_objects`` shapes of
-several classes with varied size (about 10..230 px, so every pyramid level P3..P7 of a small model
+several classes with varied size (about 16..230 px, so every pyramid level P3..P7 of a small model
 gets objects), aspect ratio and colour (hue hints at the class; saturation, brightness and clutter of similar colours keep it from deciding alone).
 Objects occlude each other; boxes are the *visible* extent (COCO convention), computed from an
 instance map, and objects less than ``min_visible`` visible are not annotated.
@@ -33,7 +33,7 @@ class SynthConfig:
     min_side: int = 240
     max_side: int = 320
     max_objects: int = 6
-    min_object: int = 10
+    min_object: int = 16
     max_object: int = 230
     min_visible: float = 0.5
     val_fraction: float = 0.2
@@ -44,12 +44,12 @@ def _background(rng: np.random.Generator, height: int, width: int) -> np.ndarray
 
     coarse = rng.uniform(40, 215, size=(rng.integers(2, 6), rng.integers(2, 6), 3)).astype(np.float32)
     image = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
-    fine = rng.normal(0, rng.uniform(3, 14), size=(height, width, 1)).astype(np.float32)
+    fine = rng.normal(0, rng.uniform(2, 8), size=(height, width, 1)).astype(np.float32)
     image = image + fine
     if rng.random() < 0.5:  # stripes or a grid pattern, as on floors, walls and shelves
         period = rng.integers(6, 30)
         axis = np.arange(width if rng.random() < 0.5 else height)
-        wave = (np.sin(2 * np.pi * axis / period) * rng.uniform(5, 20)).astype(np.float32)
+        wave = (np.sin(2 * np.pi * axis / period) * rng.uniform(4, 12)).astype(np.float32)
         image += wave[None, :, None] if axis.size == width else wave[:, None, None]
     return np.clip(image, 0, 255).astype(np.uint8)
 
@@ -59,7 +59,7 @@ def _clutter(rng: np.random.Generator, image: np.ndarray) -> None:
     import cv2
 
     height, width = image.shape[:2]
-    for _ in range(rng.integers(2, 9)):
+    for _ in range(rng.integers(1, 5)):
         colour = tuple(int(c) for c in rng.integers(0, 256, 3))
         p1 = (int(rng.integers(0, width)), int(rng.integers(0, height)))
         p2 = (int(rng.integers(0, width)), int(rng.integers(0, height)))

@@ -1,10 +1,12 @@
-"""Torch-free inference runtime: anchor decoding, NMS and (as backends land) model execution.
+"""Torch-free inference runtime: load a deployed model, preprocess, infer, decode anchors, NMS.
 
 Nothing under ``retina_edge.runtime`` imports torch; optional engines (onnxruntime, tensorrt,
 openvino, cuda-python) are imported only where used.
 """
 
 from retina_edge.runtime.decode import decode_boxes
+from retina_edge.runtime.detector import Detector
 from retina_edge.runtime.nms import batched_nms, nms
+from retina_edge.runtime.results import Detection, Detections
 
-__all__ = ["batched_nms", "decode_boxes", "nms"]
+__all__ = ["Detection", "Detections", "Detector", "batched_nms", "decode_boxes", "nms"]

@@ -63,5 +63,5 @@ def select_detections(
     """Score threshold, class-aware NMS and the best ``detections_per_img``, by decreasing score."""
     above = scores > config.score_thresh
     boxes, scores, labels = boxes[above], scores[above], labels[above]
-    keep = batched_nms(boxes, scores, labels, config.nms_thresh)[: config.detections_per_img]
+    keep = batched_nms(boxes, scores, labels, config.nms_thresh, max_keep=config.detections_per_img)
     return boxes[keep], scores[keep], labels[keep]

@@ -92,3 +92,23 @@ def test_nms_empty():
 
 def test_scale_clamp_default_is_log_1000_over_16():
     assert BoxCoderConfig().scale_clamp == pytest.approx(math.log(1000 / 16))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_numpy_nms_large_and_early_stop_equal_torch(seed):
+    """Beyond one block (128) and with max_keep: still exactly the greedy answer's prefix."""
+    boxes = random_boxes(900, seed, size=400)
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.rand(900, generator=g)
+    labels = torch.randint(0, 4, (900,), generator=g)
+    full = batched_nms(boxes, scores, labels, 0.5).tolist()
+    assert np_batched_nms(boxes.numpy(), scores.numpy(), labels.numpy(), 0.5).tolist() == full
+    assert np_batched_nms(boxes.numpy(), scores.numpy(), labels.numpy(), 0.5, max_keep=150).tolist() == full[:150]
+
+
+def test_empty_boxes_suppress_nothing_like_torchvision():
+    boxes = np.array([[5, 5, 5, 5], [5, 5, 5, 5], [0, 0, 10, 10]], dtype=np.float32)  # two zero-area boxes
+    scores = np.array([0.9, 0.8, 0.7], dtype=np.float32)
+    expected = nms(torch.from_numpy(boxes), torch.from_numpy(scores), 0.5).tolist()
+    assert expected == [0, 1, 2]
+    assert np_nms(boxes, scores, 0.5).tolist() == expected

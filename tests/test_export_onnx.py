@@ -29,7 +29,7 @@ def tiny_model():
     torch.manual_seed(0)
     model = build_model("resnet18_fpn", num_classes=3, class_names=("a", "b", "c"), **TINY).eval()
     with torch.no_grad():  # make a few anchors confident so NMS has real work
-        model.head.classification_head.cls_logits.bias.add_(1.5)
+        model.head.classification_head.cls_logits.bias.add_(3.5)
     return model
 
 

@@ -11,30 +11,49 @@ EXAMPLE = "retina-edge eval --weights preset:synth --data data/synth --save-json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights", required=True, help="checkpoint, preset:NAME or torchvision:NAME")
+    parser.add_argument("--weights", required=True,
+                        help="checkpoint, preset:NAME, torchvision:NAME, or a deployed .onnx/.engine (scored through the runtime)")
+    parser.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt"], default="auto",
+                        help="runtime backend for deployed models")
     parser.add_argument("--data", required=True, help="dataset folder (uses its val split) or an instances json")
     parser.add_argument("--split", default="val", help="split of a dataset folder (default val)")
     parser.add_argument("--images-dir", help="image folder, if not next to the json in COCO's layout")
     parser.add_argument("--save-json", help="write the COCO results JSON here")
     parser.add_argument("--metrics-json", help="write the metrics here as JSON")
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--device", default="cpu", help="torch device for checkpoints (cpu, cuda)")
+    parser.add_argument("--device", help="torch device for checkpoints (cpu, cuda); backend device for deployed models")
+
+
+DEPLOYED_SUFFIXES = (".onnx", ".engine", ".plan", ".trt")
+
+
+def detector_for(weights: str, *, backend: str = "auto", device: str | None = None):  # noqa: ANN201
+    """(detect function, ModelConfig) for a checkpoint (PyTorch) or a deployed model (runtime)."""
+    from pathlib import Path
+
+    if Path(weights).suffix.lower() in DEPLOYED_SUFFIXES:
+        from retina_edge.runtime import Detector
+
+        detector = Detector(weights, backend=backend, device=device)
+        return (lambda images: [d.as_tuple() for d in detector.detect(images)]), detector.metadata.model
+    from retina_edge.checkpoints import load_model
+    from retina_edge.reference import reference_detector
+
+    model = load_model(weights)
+    return reference_detector(model, device=device or "cpu"), model.config
 
 
 def run(args: argparse.Namespace) -> int:
     from retina_edge.atomic import write_text_atomic
-    from retina_edge.checkpoints import load_model
     from retina_edge.coco_dataset import load_coco_index, resolve_split
     from retina_edge.evaluate import coco_evaluate, predict_coco, save_results
     from retina_edge.progress import Progress
-    from retina_edge.reference import reference_detector
 
     ann_file, image_dir = resolve_split(args.data, args.split)
     index = load_coco_index(ann_file, args.images_dir or image_dir)
-    model = load_model(args.weights)
+    detect, model_config = detector_for(args.weights, backend=args.backend, device=args.device)
     progress = Progress(len(index.images), "eval")
-    results = predict_coco(reference_detector(model, device=args.device), index,
-                           category_ids=model.config.category_ids, batch_size=args.batch_size,
+    results = predict_coco(detect, index, category_ids=model_config.category_ids, batch_size=args.batch_size,
                            progress=lambda done, total: progress.update(done))
     if args.save_json:
         save_results(args.save_json, results)

@@ -10,6 +10,12 @@ EXAMPLE = "retina-edge export --weights preset:synth --imgsz 256 256 --batch 1 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_export_arguments(parser)
+    parser.add_argument("-o", "--output", required=True, help="ONNX file to write")
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
+    """Weights and graph options shared by ``export`` and ``build``."""
     parser.add_argument("--weights", required=True, help="checkpoint, preset:NAME, torchvision:NAME or a bare state dict")
     parser.add_argument("--arch", help="architecture of a bare state dict (read from its shapes if omitted)")
     parser.add_argument("--num-classes", type=int, help="class count of a bare state dict")
@@ -23,7 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resize", action="store_true", help="stretch to the input size instead of letterboxing")
     parser.add_argument("--align", choices=["top-left", "center"], default="top-left", help="letterbox placement")
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxsim/onnxslim")
-    parser.add_argument("-o", "--output", required=True, help="ONNX file to write")
 
 
 def input_size_from(args_imgsz: list[int] | None, model_config) -> tuple[int, int]:  # noqa: ANN001
@@ -38,9 +43,10 @@ def input_size_from(args_imgsz: list[int] | None, model_config) -> tuple[int, in
     return side, side
 
 
-def run(args: argparse.Namespace) -> int:
+def model_and_options(args: argparse.Namespace):  # noqa: ANN201
+    """Load ``--weights`` and turn the shared flags into :class:`ExportOptions`."""
     from retina_edge.checkpoints import load_model
-    from retina_edge.export.onnx_export import ExportOptions, export_onnx
+    from retina_edge.export.onnx_export import ExportOptions
     from retina_edge.preprocess import PreprocessConfig
 
     model = load_model(args.weights, arch=args.arch, num_classes=args.num_classes)
@@ -48,10 +54,20 @@ def run(args: argparse.Namespace) -> int:
     transform = model.config.transform
     preprocess = PreprocessConfig(height, width, mode="resize" if args.resize else "letterbox", align=args.align,
                                   mean=transform.image_mean, std=transform.image_std)
-    postprocess = "nms" if args.nms else args.postprocess
-    options = ExportOptions(preprocess=preprocess, postprocess=postprocess, batch=tuple(args.batch),
-                            opset=args.opset, simplify=not args.no_simplify)
+    options = ExportOptions(preprocess=preprocess, postprocess="nms" if args.nms else args.postprocess,
+                            batch=tuple(args.batch), opset=args.opset, simplify=not args.no_simplify)
+    return model, options
+
+
+def describe(path, options) -> str:  # noqa: ANN001
+    return (f"{path} ({path.stat().st_size / 1e6:.1f} MB): input {options.preprocess.height}x{options.preprocess.width}, "
+            f"batch {'/'.join(map(str, options.batch))}, postprocess {options.postprocess}, opset {options.opset}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from retina_edge.export.onnx_export import export_onnx
+
+    model, options = model_and_options(args)
     path = export_onnx(model, args.output, options)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): input {height}x{width}, "
-          f"batch {'x'.join(map(str, args.batch))}, postprocess {postprocess}, opset {args.opset}")
+    print(f"wrote {describe(path, options)}")
     return 0

@@ -1,0 +1,156 @@
+"""Precision in the graph: FP16 (ModelOpt AutoCast) and INT8 Q/DQ for TensorRT (ModelOpt) or CPUs
+(ONNX Runtime), plus the legacy TensorRT calibration cache, all from one set of statistics.
+
+Which nodes stay in FP32 is decided by name: the exporter names the network's nodes after its
+modules (``/backbone/...``, ``/head/...``); everything else is the sigmoid/top-k/decode/NMS tail
+of :mod:`retina_edge.export.graph_heads`, which is kept FP32. ``keep_predictors`` also keeps the final classification and box convs
+(``cls_logits``, ``bbox_reg``) in high precision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import re
+import struct
+import tempfile
+from pathlib import Path
+
+from retina_edge.atomic import atomic_path, write_text_atomic
+from retina_edge.calib.statistics import ActivationStats
+from retina_edge.errors import MissingDependencyError, RetinaEdgeError
+
+NETWORK_SCOPES = ("/backbone/", "/head/")
+PREDICTOR_PATTERNS = ("cls_logits", "bbox_reg")
+#: Tail nodes (outside the network scopes), as a regex for ModelOpt.
+TAIL_REGEX = r"^(?!/backbone/|/head/).*$"
+#: TensorRT 10.3 (JetPack 6) writes cache headers as TRT-<major*10000+minor*100+patch>-...
+DEFAULT_TRT_CACHE_VERSION = 100300
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise MissingDependencyError("onnx", "precision conversion", "pip install 'retina-edge[onnx]'") from None
+    return onnx
+
+
+def excluded_nodes(onnx_path: str | os.PathLike, *, keep_predictors: bool) -> list[str]:
+    """Names of the nodes to keep in FP32: the post-network tail, and optionally the predictors."""
+    graph = _onnx().load(str(onnx_path), load_external_data=False).graph
+    names = []
+    for node in graph.node:
+        tail = not node.name.startswith(NETWORK_SCOPES)
+        predictor = keep_predictors and any(p in node.name for p in PREDICTOR_PATTERNS)
+        if tail or predictor:
+            names.append(node.name)
+    return names
+
+
+def write_trt_calibration_cache(stats: ActivationStats, path: str | os.PathLike, *, trt_version: int = DEFAULT_TRT_CACHE_VERSION) -> Path:
+    """TensorRT-format INT8 calibration cache (implicit quantization, TensorRT <= 10 / DeepStream).
+
+    One line per tensor: ``name: <big-endian float32 scale as hex>``, scale = amax / 127.
+    """
+    algorithm = "EntropyCalibration2" if stats.method == "entropy" else "MinMaxCalibration"
+    lines = [f"TRT-{trt_version}-{algorithm}"]
+    for name in sorted(stats.ranges):
+        scale = max(stats.amax(name), 1e-12) / 127.0
+        lines.append(f"{name}: {struct.pack('>f', scale).hex()}")
+    write_text_atomic(path, "\n".join(lines) + "\n")
+    return Path(path)
+
+
+def read_trt_calibration_cache(path: str | os.PathLike) -> dict[str, float]:
+    """Scales of a TensorRT calibration cache (tensor name -> float32 scale)."""
+    lines = Path(path).read_text().splitlines()
+    if not lines or not lines[0].startswith("TRT-"):
+        raise RetinaEdgeError(f"{path} is not a TensorRT calibration cache (no TRT-... header)")
+    scales = {}
+    for line in lines[1:]:
+        name, _, value = line.rpartition(": ")
+        scales[name] = struct.unpack(">f", bytes.fromhex(value))[0]
+    return scales
+
+
+def quantize_for_tensorrt(fp32_onnx: str | os.PathLike, stats: ActivationStats, output: str | os.PathLike, *,
+                          exclude: list[str], calibration_batch, high_precision: str = "fp32") -> Path:  # noqa: ANN001
+    """TensorRT-placement Q/DQ graph (ModelOpt ONNX PTQ, per-channel weights) using ``stats``.
+
+    ModelOpt consumes the statistics as a TensorRT calibration cache; ``calibration_batch`` (one
+    preprocessed batch) only satisfies its calibration step, whose scales the cache replaces.
+    """
+    try:
+        from modelopt.onnx.quantization import quantize
+    except ImportError:
+        raise MissingDependencyError("nvidia-modelopt", "INT8 for TensorRT", "pip install 'retina-edge[modelopt]'") from None
+    with tempfile.TemporaryDirectory(prefix="retina-edge-q-") as scratch:
+        cache = write_trt_calibration_cache(stats, Path(scratch) / "calib.cache")
+        with atomic_path(output) as tmp, _quiet("modelopt"):
+            quantize(
+                str(fp32_onnx), quantize_mode="int8", calibration_data=calibration_batch,
+                calibration_method=stats.method, calibration_cache_path=str(cache),
+                calibration_eps=["cpu"], nodes_to_exclude=[re.escape(n) for n in exclude] or None,
+                high_precision_dtype=high_precision, output_path=str(tmp), log_level="ERROR",
+            )
+    return Path(output)
+
+
+def quantize_for_cpu(fp32_onnx: str | os.PathLike, stats: ActivationStats, output: str | os.PathLike, *, exclude: list[str]) -> Path:
+    """ONNX Runtime CPU-placement QDQ graph: U8 activations, S8 per-channel weights, from ``stats``."""
+    try:
+        from onnxruntime.quantization import QuantType
+        from onnxruntime.quantization.calibrate import TensorData, TensorsData
+        from onnxruntime.quantization.calibrate import CalibrationMethod
+        from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+        from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
+    except ImportError:
+        raise MissingDependencyError("onnxruntime", "INT8 for CPUs", "pip install onnxruntime") from None
+    import numpy as np
+
+    method = CalibrationMethod.Entropy if stats.method == "entropy" else CalibrationMethod.MinMax
+    ranges = TensorsData(method, {name: TensorData(lowest=np.float32(low), highest=np.float32(high))
+                                  for name, (low, high) in stats.ranges.items()})
+    model = load_model_with_shape_infer(Path(fp32_onnx))
+    quantizer = QDQQuantizer(
+        model, True, False, QuantType.QInt8, QuantType.QUInt8, ranges, [], exclude, ["Conv", "MatMul", "Gemm"],
+        {"ActivationSymmetric": False, "WeightSymmetric": True},
+    )
+    quantizer.quantize_model()
+    with atomic_path(output) as tmp:
+        quantizer.model.save_model_to_file(str(tmp))
+    return Path(output)
+
+
+def convert_fp16(fp32_onnx: str | os.PathLike, output: str | os.PathLike) -> Path:
+    """FP16 graph by ModelOpt AutoCast: FP32 inputs/outputs, the post-network tail kept FP32."""
+    try:
+        from modelopt.onnx.autocast import convert_to_mixed_precision
+    except ImportError:
+        raise MissingDependencyError("nvidia-modelopt", "FP16 conversion", "pip install 'retina-edge[modelopt]'") from None
+    onnx = _onnx()
+    with _quiet("modelopt"):
+        model = convert_to_mixed_precision(str(fp32_onnx), low_precision_type="fp16", nodes_to_exclude=[TAIL_REGEX],
+                                           keep_io_types=True, providers=["cpu"])
+    with atomic_path(output) as tmp:
+        onnx.save(model, str(tmp))
+    return Path(output)
+
+
+@contextlib.contextmanager
+def _quiet(prefix: str):
+    """Silence a library's INFO chatter (per-node logs, progress prints) during a call."""
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict) if name.startswith(prefix)]
+    loggers.append(logging.getLogger(prefix))
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)

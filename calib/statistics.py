@@ -1,0 +1,138 @@
+"""Activation statistics: one calibration pass with ONNX Runtime's calibrators, cached on disk.
+
+The statistics (per-tensor ``(low, high)`` ranges from ``max`` or ``entropy`` calibration) feed
+every INT8 product: ModelOpt's TensorRT-placement Q/DQ graph, ONNX Runtime's CPU-placement QDQ
+graph and the legacy TensorRT calibration cache. They are cached under a key made of the FP32
+graph, the preprocessing, the calibration images and the method, so a rebuild with other options
+(placement, excluded nodes, target) does not run calibration again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from retina_edge.atomic import write_text_atomic
+from retina_edge.contract import INPUT_NAME
+from retina_edge.errors import MissingDependencyError, RetinaEdgeError
+from retina_edge.preprocess import PreprocessConfig
+
+METHODS = ("entropy", "max")
+
+
+@dataclass(frozen=True)
+class ActivationStats:
+    """``ranges``: tensor name -> (low, high) float range; ``method``: how they were computed."""
+
+    method: str
+    ranges: dict[str, tuple[float, float]]
+    num_images: int
+
+    def amax(self, name: str) -> float:
+        """Symmetric range |x| <= amax of a tensor (what TensorRT's per-tensor scales use)."""
+        low, high = self.ranges[name]
+        return max(abs(low), abs(high))
+
+    def to_json(self) -> str:
+        ranges = {name: [float(low), float(high)] for name, (low, high) in self.ranges.items()}
+        return json.dumps({"method": self.method, "num_images": self.num_images, "ranges": ranges})
+
+    @classmethod
+    def from_json(cls, text: str) -> ActivationStats:
+        data = json.loads(text)
+        return cls(data["method"], {k: (v[0], v[1]) for k, v in data["ranges"].items()}, data["num_images"])
+
+
+def stats_key(onnx_path: str | os.PathLike, preprocess: PreprocessConfig, item_keys: Iterable[str], method: str) -> str:
+    """Cache key: hash of the graph file, the preprocessing, the ordered image list and the method."""
+    digest = hashlib.sha256()
+    with open(onnx_path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    digest.update(json.dumps(preprocess.to_dict(), sort_keys=True).encode())
+    for key in item_keys:
+        digest.update(key.encode() + b"\0")
+    digest.update(method.encode())
+    return digest.hexdigest()[:32]
+
+
+class _BatchReader:
+    """ONNX Runtime ``CalibrationDataReader`` over already preprocessed batches."""
+
+    def __init__(self, batches: Iterable[np.ndarray]) -> None:
+        self._batches = iter(batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._batches, None)
+        return None if batch is None else {INPUT_NAME: batch}
+
+    def rewind(self) -> None:  # ORT calls this between passes of some methods; one pass suffices here
+        raise RetinaEdgeError("calibration batches can be read once")
+
+
+def compute_stats(onnx_path: str | os.PathLike, batches: Iterable[np.ndarray], *, method: str) -> ActivationStats:
+    """Run every batch through the FP32 graph and collect each tensor's range with ``method``."""
+    if method not in METHODS:
+        raise RetinaEdgeError(f"unknown calibration method {method!r}; expected one of {METHODS}")
+    try:
+        from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+    except ImportError:
+        raise MissingDependencyError("onnxruntime", "INT8 calibration", "pip install onnxruntime") from None
+    counted = []
+
+    def counting(source: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
+        for batch in source:
+            counted.append(len(batch))
+            yield batch
+
+    with tempfile.TemporaryDirectory(prefix="retina-edge-calib-") as scratch:
+        calibrator = create_calibrator(
+            str(onnx_path), op_types_to_calibrate=_every_node_selector(onnx_path),
+            augmented_model_path=str(Path(scratch) / "augmented.onnx"),
+            calibrate_method=CalibrationMethod.Entropy if method == "entropy" else CalibrationMethod.MinMax,
+            # No providers= here: importing ModelOpt swaps in its own create_calibrator, which lacks
+            # that keyword; both default to the CPU provider.
+            extra_options={"symmetric": method == "entropy"},
+        )
+        with contextlib.redirect_stdout(io.StringIO()):  # ORT prints its histogram progress
+            calibrator.collect_data(_BatchReader(counting(batches)))
+            tensors = calibrator.compute_data()
+    ranges = {}
+    for name, data in tensors.data.items():
+        low, high = (float(np.asarray(v).reshape(-1)[0]) for v in data.range_value)
+        ranges[name] = (low, high)
+    return ActivationStats(method, ranges, sum(counted))
+
+
+def _every_node_selector(onnx_path: str | os.PathLike) -> list[str]:
+    """Selects every node for ORT's calibrator, with or without ModelOpt's patch of it.
+
+    Plain ORT matches this list against op types; once ModelOpt is imported, its replacement
+    matches node names. Listing both selects all tensors either way.
+    """
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    return sorted({node.op_type for node in graph.node} | {node.name for node in graph.node})
+
+
+def load_or_compute_stats(onnx_path: str | os.PathLike, key: str, cache_dir: Path, compute) -> tuple[ActivationStats, bool]:  # noqa: ANN001
+    """Statistics from ``cache_dir/key.json``, or ``compute()`` and cache them. Returns (stats, was_cached)."""
+    path = cache_dir / f"{key}.json"
+    if path.is_file():
+        try:
+            return ActivationStats.from_json(path.read_text()), True
+        except (ValueError, KeyError):
+            pass  # a foreign or damaged file: recompute and replace it
+    stats = compute()
+    write_text_atomic(path, stats.to_json())
+    return stats, False

@@ -1,0 +1,112 @@
+"""ONNX -> TensorRT engine (TensorRT 10.x and 11.x, named-tensor API), written with our metadata.
+
+The decisions (precision plan, profile shapes) come from :mod:`retina_edge.export.trt_plan`; this
+module only drives TensorRT's builder with them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from retina_edge.contract import INPUT_NAME, KEY_PRECISION
+from retina_edge.errors import RetinaEdgeError
+from retina_edge.export.onnx_export import read_metadata
+from retina_edge.export.trt_plan import TrtBuildSettings, plan_precision, profile_shapes, trt_major_version
+from retina_edge.preprocess import PreprocessConfig
+from retina_edge.runtime.backends.tensorrt_backend import gpu_name, import_tensorrt
+from retina_edge.runtime.engine_file import write_engine_file
+
+
+def tensorrt_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorrt") is not None
+
+
+def _cache_calibrator(trt, cache_path: str):  # noqa: ANN001, ANN202
+    """A legacy INT8 calibrator that only replays a calibration cache (TensorRT <= 10)."""
+    data = Path(cache_path).read_bytes()
+
+    class CacheCalibrator(trt.IInt8EntropyCalibrator2):
+        def get_batch_size(self) -> int:
+            return 1
+
+        def get_batch(self, names):  # noqa: ANN001, ANN201
+            return None
+
+        def read_calibration_cache(self) -> bytes:
+            return data
+
+        def write_calibration_cache(self, cache) -> None:  # noqa: ANN001
+            return None
+
+    return CacheCalibrator()
+
+
+def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, settings: TrtBuildSettings) -> Path:
+    """Parse ``onnx_path``, build a serialized plan per ``settings``, write it with metadata."""
+    trt = import_tensorrt()
+    props = read_metadata(onnx_path)
+    major = trt_major_version(trt.__version__)
+    plan = plan_precision(major, props.get(KEY_PRECISION, "fp32"), settings)
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan.strongly_typed else 0
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RetinaEdgeError(f"TensorRT cannot parse {onnx_path}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_bytes)
+    config.builder_optimization_level = settings.optimization_level
+    if plan.fp16_flag:
+        config.set_flag(trt.BuilderFlag.FP16)
+    if plan.int8_flag:
+        config.set_flag(trt.BuilderFlag.INT8)
+        config.int8_calibrator = _cache_calibrator(trt, settings.calibration_cache)
+    if settings.hardware_compatible:
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    if settings.version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if settings.dla_core is not None:
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = settings.dla_core
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+    preprocess = _preprocess_from(props)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(INPUT_NAME, *profile_shapes(settings.batch, preprocess))
+    config.add_optimization_profile(profile)
+    timing_cache = _load_timing_cache(config, settings.timing_cache)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RetinaEdgeError(f"TensorRT failed to build an engine from {onnx_path} (see its log above)")
+    if settings.timing_cache:
+        from retina_edge.atomic import write_bytes_atomic
+
+        write_bytes_atomic(settings.timing_cache, bytes(timing_cache.serialize()))
+    build_info = {"batch": list(settings.batch), "strongly_typed": plan.strongly_typed, "fp16_flag": plan.fp16_flag,
+                  "int8_flag": plan.int8_flag, "hardware_compatible": settings.hardware_compatible,
+                  "version_compatible": settings.version_compatible, "dla_core": settings.dla_core}
+    metadata = {**props, "retina_edge.batch": ",".join(map(str, settings.batch))}
+    return write_engine_file(engine_path, bytes(serialized), metadata=metadata, tensorrt_version=trt.__version__,
+                             device={"name": gpu_name()}, build=build_info)
+
+
+def _preprocess_from(props: dict[str, str]) -> PreprocessConfig:
+    import json
+
+    from retina_edge.contract import KEY_PREPROCESS
+
+    if KEY_PREPROCESS not in props:
+        raise RetinaEdgeError("the ONNX file carries no retina-edge metadata; export it with 'retina-edge export'")
+    return PreprocessConfig.from_dict(json.loads(props[KEY_PREPROCESS]))
+
+
+def _load_timing_cache(config, path: str | None):  # noqa: ANN001, ANN202
+    """A timing cache from ``path`` (reused across builds) or an empty one."""
+    data = Path(path).read_bytes() if path and Path(path).is_file() else b""
+    cache = config.create_timing_cache(data)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+    return cache

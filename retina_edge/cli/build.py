@@ -1,0 +1,96 @@
+"""``retina-edge build``: export, calibrate and put FP16/INT8 precision in the graph in one command."""
+
+from __future__ import annotations
+
+import argparse
+
+from retina_edge.cli.export import add_export_arguments
+
+NAME = "build"
+HELP = "export + calibrate + FP16/INT8 precision graph (TensorRT Q/DQ placement or CPU QDQ placement)"
+EXAMPLE = ("retina-edge build --int8 --weights preset:synth --calib data/synth/val -o synth-int8.onnx\n"
+           "  retina-edge build --int8 --target cpu --weights preset:synth --calib 'frames/*.jpg' -o synth-int8-cpu.onnx")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_export_arguments(parser)
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--int8", action="store_const", const="int8", dest="precision", help="INT8 Q/DQ graph (needs --calib)")
+    precision.add_argument("--fp16", action="store_const", const="fp16", dest="precision", help="FP16 graph (AutoCast)")
+    parser.set_defaults(precision="fp32")
+    parser.add_argument("--target", choices=["tensorrt", "cpu"], default="tensorrt",
+                        help="INT8 placement: tensorrt (ModelOpt, also writes a legacy .calib.cache) or cpu (ONNX Runtime)")
+    parser.add_argument("--calib", help="calibration images: folder, COCO json, video file or glob")
+    parser.add_argument("--calib-count", type=int, default=512, help="calibration images to use (default 512)")
+    parser.add_argument("--calib-method", choices=["entropy", "max"], default="entropy")
+    parser.add_argument("--calib-batch", type=int, default=8)
+    parser.add_argument("--calib-seed", type=int, default=0, help="seed of the calibration image shuffle")
+    parser.add_argument("--keep-predictors", action="store_true",
+                        help="keep the final cls_logits/bbox_reg convs in FP32 (INT8 only)")
+    parser.add_argument("--backend", choices=["auto", "tensorrt", "onnxruntime", "openvino"], default="auto",
+                        help="auto: a TensorRT engine where TensorRT is installed, else the ONNX model for ONNX Runtime/OpenVINO")
+    trt = parser.add_argument_group("TensorRT engine options")
+    trt.add_argument("--workspace", type=float, default=4.0, help="builder workspace limit in GiB (default 4)")
+    trt.add_argument("--timing-cache", help="timing cache file, read and updated (reused across builds)")
+    trt.add_argument("--opt-level", type=int, default=3, choices=range(6), help="builder optimization level 0..5")
+    trt.add_argument("--hardware-compatible", action="store_true", help="engine runs on any Ampere+ GPU")
+    trt.add_argument("--version-compatible", action="store_true", help="engine runs on later TensorRT of the same major")
+    trt.add_argument("--dla-core", type=int, help="build for this DLA core with GPU fallback (Jetson)")
+    trt.add_argument("--legacy", choices=["fp16", "int8"],
+                     help="TensorRT <= 10 only: FP16/INT8 builder flags on an FP32 graph (INT8 with --calibration-cache)")
+    trt.add_argument("--calibration-cache", help="legacy INT8 calibration cache (e.g. one 'build --int8' wrote)")
+    parser.add_argument("-o", "--output", required=True, help="file to write: model.onnx, or model.engine for TensorRT")
+
+
+def _engine_wanted(args: argparse.Namespace) -> bool:
+    from retina_edge.errors import MissingDependencyError
+    from retina_edge.export.tensorrt_build import tensorrt_available
+
+    if args.backend == "tensorrt" and not tensorrt_available():
+        raise MissingDependencyError(
+            "tensorrt", "--backend tensorrt",
+            "pip install tensorrt (desktop GPUs, from NVIDIA's package index), or use the TensorRT JetPack ships on Jetson; "
+            "without it, use --backend onnxruntime or openvino",
+        )
+    return args.backend == "tensorrt" or (args.backend == "auto" and tensorrt_available())
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from retina_edge.calib.build import CalibrationOptions, build_precision_graph
+    from retina_edge.cli.export import describe, model_and_options
+
+    engine = _engine_wanted(args)
+    output = Path(args.output)
+    if output.suffix.lower() in (".engine", ".plan"):
+        args.output = str(output.with_suffix(".onnx"))
+    model, options = model_and_options(args)
+    calibration = None
+    if args.calib:
+        calibration = CalibrationOptions(source=args.calib, count=args.calib_count, method=args.calib_method,
+                                         batch_size=args.calib_batch, seed=args.calib_seed)
+    result = build_precision_graph(model, args.output, export=options, precision=args.precision, target=args.target,
+                                   calibration=calibration, keep_predictors=args.keep_predictors)
+    if result.report is not None:
+        print(f"calibration: {result.report.summary()}" + (" (statistics from cache)" if result.stats_cached else ""))
+    print(f"wrote {describe(result.model_path, options)}, precision {args.precision}"
+          + (f" for {args.target}" if args.precision == "int8" else ""))
+    if result.calibration_cache:
+        print(f"wrote {result.calibration_cache} (TensorRT <= 10 / DeepStream implicit-INT8 calibration cache)")
+    if engine:
+        from retina_edge.export.tensorrt_build import build_engine
+        from retina_edge.export.trt_plan import TrtBuildSettings
+
+        settings = TrtBuildSettings(
+            batch=tuple(args.batch), workspace_bytes=int(args.workspace * (1 << 30)), optimization_level=args.opt_level,
+            timing_cache=args.timing_cache, hardware_compatible=args.hardware_compatible,
+            version_compatible=args.version_compatible, dla_core=args.dla_core, legacy_precision=args.legacy,
+            calibration_cache=args.calibration_cache,
+        )
+        engine_path = output if output.suffix.lower() in (".engine", ".plan") else output.with_suffix(".engine")
+        print(f"wrote {build_engine(result.model_path, engine_path, settings)} (TensorRT engine)")
+    elif args.backend == "auto":
+        print("TensorRT is not installed here, so no engine was built: the ONNX model above runs with ONNX Runtime "
+              "or OpenVINO (retina-edge detect --model ...); build the engine on the target with --backend tensorrt")
+    return 0

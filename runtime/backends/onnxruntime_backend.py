@@ -1,0 +1,48 @@
+"""ONNX Runtime backend: CPU, CUDA or TensorRT execution providers. ``run`` is thread-safe (ORT's is)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from retina_edge.contract import INPUT_NAME
+from retina_edge.errors import MissingDependencyError, RetinaEdgeError
+
+PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+
+    def __init__(self, path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise MissingDependencyError("onnxruntime", "the ONNX Runtime backend", "pip install onnxruntime") from None
+        if device not in PROVIDERS:
+            raise RetinaEdgeError(f"unknown ONNX Runtime device {device!r}; expected one of {tuple(PROVIDERS)}")
+        available = set(ort.get_available_providers())
+        wanted = PROVIDERS[device][0]
+        if wanted not in available:
+            raise RetinaEdgeError(f"ONNX Runtime here has no {wanted} (available: {', '.join(sorted(available))}); "
+                                  "install onnxruntime-gpu for CUDA/TensorRT, or use --device cpu")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=[p for p in PROVIDERS[device] if p in available])
+        except Exception as error:  # ORT raises its own types for unreadable or invalid models
+            raise RetinaEdgeError(f"ONNX Runtime cannot load {path}: {error}") from None
+        inputs = self.session.get_inputs()
+        if [i.name for i in inputs] != [INPUT_NAME]:
+            raise RetinaEdgeError(f"{path} has inputs {[i.name for i in inputs]}, expected one named '{INPUT_NAME}'")
+        self.output_names = tuple(o.name for o in self.session.get_outputs())
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(self.output_names, self.session.run(None, {INPUT_NAME: batch})))

@@ -1,0 +1,109 @@
+"""TensorRT backend: a retina-edge engine file, tensors bound by name (TensorRT >= 10 API).
+
+A thin layer: shapes, dtypes and names come from the engine and from tested functions; this
+module only allocates buffers (cuda-python, or pycuda), copies, and calls ``execute_async_v3``.
+``run`` is serialised by a lock: one execution context serves all callers.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+from retina_edge.contract import INPUT_NAME
+from retina_edge.errors import MissingDependencyError, RetinaEdgeError
+from retina_edge.runtime.cuda_memory import make_stream_and_allocator
+from retina_edge.runtime.engine_file import check_compatible, read_engine_file
+
+
+def import_tensorrt():  # noqa: ANN201
+    try:
+        import tensorrt
+    except ImportError:
+        raise MissingDependencyError(
+            "tensorrt", "TensorRT engines",
+            "pip install tensorrt (desktop, from NVIDIA's index) or use the one JetPack ships (Jetson)",
+        ) from None
+    return tensorrt
+
+
+def gpu_name() -> str:
+    from retina_edge.runtime.cuda_memory import _cudart, check
+
+    cudart = _cudart()
+    if cudart is None:
+        import pycuda.autoinit  # noqa: F401
+        import pycuda.driver as driver
+
+        return driver.Device(0).name()
+    props = check(cudart.cudaGetDeviceProperties(0))
+    name = props.name
+    return name.decode().rstrip("\x00") if isinstance(name, bytes) else str(name)
+
+
+class TensorRTBackend:
+    name = "tensorrt"
+
+    def __init__(self, path: str | os.PathLike, *, use_cuda_graph: bool = False) -> None:
+        trt = import_tensorrt()
+        engine_file = read_engine_file(path)
+        check_compatible(engine_file, tensorrt_version=trt.__version__, device_name=gpu_name(), source=str(path))
+        self.metadata = engine_file.metadata
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(engine_file.plan)
+        if self.engine is None:
+            raise RetinaEdgeError(f"TensorRT could not deserialize {path}; rebuild the engine")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.output_names = tuple(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+        self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
+        self.max_batch = int(self.engine.get_tensor_profile_shape(INPUT_NAME, 0)[2][0])
+        self.stream, self._buffer_class = make_stream_and_allocator()
+        self.buffers = {}
+        self._allocate(self.max_batch)
+        self.use_cuda_graph = use_cuda_graph
+        self._lock = threading.Lock()
+        self._graph_batch = None
+
+    def _allocate(self, batch: int) -> None:
+        self.context.set_input_shape(INPUT_NAME, (batch, *self.engine.get_tensor_shape(INPUT_NAME)[1:]))
+        for name in (INPUT_NAME, *self.output_names):
+            shape = tuple(self.context.get_tensor_shape(name))
+            self.buffers[name] = self._buffer_class(shape, self.dtypes[name])
+            self.context.set_tensor_address(name, self.buffers[name].device)
+
+    def _enqueue(self, nbytes_in: int) -> None:
+        self.buffers[INPUT_NAME].to_device(self.stream, nbytes_in)
+        self.context.execute_async_v3(self.stream.handle)
+        for name in self.output_names:
+            self.buffers[name].to_host(self.stream)
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        count = batch.shape[0]
+        if count > self.max_batch:
+            raise RetinaEdgeError(f"batch of {count} exceeds the engine's profile maximum {self.max_batch}")
+        with self._lock:
+            self.context.set_input_shape(INPUT_NAME, batch.shape)
+            host_in = self.buffers[INPUT_NAME].host.reshape(-1)
+            host_in[: batch.size] = batch.astype(self.dtypes[INPUT_NAME], copy=False).reshape(-1)
+            nbytes_in = batch.size * self.dtypes[INPUT_NAME].itemsize
+            if self.use_cuda_graph and hasattr(self.stream, "capture"):
+                if self._graph_batch != count:
+                    self.stream.capture(lambda: self._enqueue(nbytes_in))
+                    self._graph_batch = count
+                self.stream.launch()
+            else:
+                self._enqueue(nbytes_in)
+            self.stream.synchronize()
+            outputs = {}
+            for name in self.output_names:
+                shape = tuple(self.context.get_tensor_shape(name))
+                outputs[name] = self.buffers[name].host.reshape(-1)[: int(np.prod(shape))].reshape(shape).copy()
+            return outputs
+
+    def close(self) -> None:
+        for buffer in self.buffers.values():
+            buffer.free()
+        self.stream.close()

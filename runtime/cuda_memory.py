@@ -1,0 +1,152 @@
+"""CUDA buffers and streams for the TensorRT backend through ``cuda-python`` (``cuda.bindings``),
+the binding NVIDIA's own TensorRT samples use; pycuda is accepted where it is installed instead.
+
+Pinned host buffers are exposed as NumPy arrays; copies are asynchronous on one stream.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+
+from retina_edge.errors import MissingDependencyError, RetinaEdgeError
+
+
+def _cudart():
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+    except ImportError:
+        try:
+            from cuda import cudart  # older cuda-python
+        except ImportError:
+            return None
+    return cudart
+
+
+def cuda_api() -> str:
+    """``"cuda-python"`` or ``"pycuda"``, whichever is installed (cuda-python preferred)."""
+    if _cudart() is not None:
+        return "cuda-python"
+    try:
+        import pycuda.driver  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError("cuda-python", "the TensorRT backend", "pip install cuda-python (or pycuda)") from None
+    return "pycuda"
+
+
+def check(result):  # noqa: ANN001, ANN201
+    """Unpack a cuda-python ``(error, *values)`` tuple, raising on a CUDA error."""
+    error, *values = result
+    cudart = _cudart()
+    if error != cudart.cudaError_t.cudaSuccess:
+        name = cudart.cudaGetErrorName(error)[1]
+        raise RetinaEdgeError(f"CUDA error {name.decode() if isinstance(name, bytes) else name}")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+class CudaStream:
+    """A CUDA stream with optional CUDA-graph capture of one enqueue function."""
+
+    def __init__(self) -> None:
+        self.cudart = _cudart()
+        self.handle = check(self.cudart.cudaStreamCreate())
+        self._graph_exec = None
+
+    def synchronize(self) -> None:
+        check(self.cudart.cudaStreamSynchronize(self.handle))
+
+    def capture(self, enqueue) -> None:  # noqa: ANN001
+        """Record ``enqueue()`` (copies + execute) into a CUDA graph replayed by :meth:`launch`."""
+        cudart = self.cudart
+        check(cudart.cudaStreamBeginCapture(self.handle, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal))
+        enqueue()
+        graph = check(cudart.cudaStreamEndCapture(self.handle))
+        self._graph_exec = check(cudart.cudaGraphInstantiate(graph, 0))
+
+    @property
+    def captured(self) -> bool:
+        return self._graph_exec is not None
+
+    def launch(self) -> None:
+        check(self.cudart.cudaGraphLaunch(self._graph_exec, self.handle))
+
+    def close(self) -> None:
+        if self.handle is not None:
+            check(self.cudart.cudaStreamDestroy(self.handle))
+            self.handle = None
+
+
+class HostDeviceBuffer:
+    """A pinned host array and a device allocation of the same size (``shape``, ``dtype``)."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        self.cudart = _cudart()
+        dtype = np.dtype(dtype)
+        self.nbytes = max(1, int(np.prod(shape))) * dtype.itemsize
+        host_ptr = check(self.cudart.cudaMallocHost(self.nbytes))
+        pointer = ctypes.cast(host_ptr, ctypes.POINTER(np.ctypeslib.as_ctypes_type(dtype)))
+        self.host = np.ctypeslib.as_array(pointer, (max(1, int(np.prod(shape))),))[: int(np.prod(shape))].reshape(shape)
+        self._host_ptr = host_ptr
+        self.device = check(self.cudart.cudaMalloc(self.nbytes))
+
+    def to_device(self, stream: CudaStream, nbytes: int | None = None) -> None:
+        kind = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+        check(self.cudart.cudaMemcpyAsync(self.device, self._host_ptr, nbytes or self.nbytes, kind, stream.handle))
+
+    def to_host(self, stream: CudaStream, nbytes: int | None = None) -> None:
+        kind = self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        check(self.cudart.cudaMemcpyAsync(self._host_ptr, self.device, nbytes or self.nbytes, kind, stream.handle))
+
+    def free(self) -> None:
+        if self.device is not None:
+            check(self.cudart.cudaFree(self.device))
+            check(self.cudart.cudaFreeHost(self._host_ptr))
+            self.device = None
+
+
+class PyCudaStream:
+    """pycuda twin of :class:`CudaStream` (no graph capture)."""
+
+    def __init__(self) -> None:
+        import pycuda.autoinit  # noqa: F401 - creates the context
+        import pycuda.driver as driver
+
+        self.stream = driver.Stream()
+        self.handle = self.stream.handle
+        self.captured = False
+
+    def synchronize(self) -> None:
+        self.stream.synchronize()
+
+    def close(self) -> None:
+        self.stream = None
+
+
+class PyCudaBuffer:
+    """pycuda twin of :class:`HostDeviceBuffer`."""
+
+    def __init__(self, shape: tuple[int, ...], dtype: np.dtype) -> None:
+        import pycuda.driver as driver
+
+        self.driver = driver
+        self.host = driver.pagelocked_empty(shape, np.dtype(dtype))
+        self.nbytes = self.host.nbytes
+        self._allocation = driver.mem_alloc(max(1, self.nbytes))
+        self.device = int(self._allocation)
+
+    def to_device(self, stream: PyCudaStream, nbytes: int | None = None) -> None:
+        self.driver.memcpy_htod_async(self._allocation, self.host, stream.stream)
+
+    def to_host(self, stream: PyCudaStream, nbytes: int | None = None) -> None:
+        self.driver.memcpy_dtoh_async(self.host, self._allocation, stream.stream)
+
+    def free(self) -> None:
+        self._allocation.free()
+
+
+def make_stream_and_allocator():  # noqa: ANN201
+    """(stream, buffer class) for whichever CUDA binding is installed."""
+    if cuda_api() == "cuda-python":
+        return CudaStream(), HostDeviceBuffer
+    return PyCudaStream(), PyCudaBuffer

@@ -1,0 +1,56 @@
+"""The runtime's result type: detections of one image in source-image pixels (no torch)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One box: x1y1x2y2 source pixels, score in [0, 1], contiguous label and its class name."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    label: int
+    name: str
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Detections of one image, by decreasing score.
+
+    ``boxes``: ``(N, 4)`` float32 x1y1x2y2 in the source image's pixels; ``scores``: ``(N,)``
+    float32; ``labels``: ``(N,)`` int64 contiguous labels; ``class_names[label]`` names them.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    class_names: Sequence[str] = ()
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def __iter__(self) -> Iterator[Detection]:
+        for box, score, label in zip(self.boxes, self.scores, self.labels):
+            yield Detection(tuple(float(v) for v in box), float(score), int(label), self.name(int(label)))
+
+    def name(self, label: int) -> str:
+        return self.class_names[label] if 0 <= label < len(self.class_names) else f"class_{label}"
+
+    def filter(self, *, min_score: float = 0.0, classes: Sequence[int] | None = None) -> Detections:
+        """Subset with score >= ``min_score`` and (optionally) labels in ``classes``."""
+        keep = self.scores >= min_score
+        if classes is not None:
+            keep &= np.isin(self.labels, np.asarray(list(classes)))
+        return Detections(self.boxes[keep], self.scores[keep], self.labels[keep], self.class_names)
+
+    def as_tuple(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.boxes, self.scores, self.labels
+
+    def to_json(self) -> list[dict]:
+        """Plain list of ``{"box": [x1, y1, x2, y2], "score", "label", "name"}`` (for JSON lines)."""
+        return [{"box": [round(v, 2) for v in d.box], "score": round(d.score, 4), "label": d.label, "name": d.name} for d in self]
