@@ -65,18 +65,23 @@ def stats_key(onnx_path: str | os.PathLike, preprocess: PreprocessConfig, item_k
     return digest.hexdigest()[:32]
 
 
-class _BatchReader:
-    """ONNX Runtime ``CalibrationDataReader`` over already preprocessed batches."""
+class _ListReader:
+    """ONNX Runtime ``CalibrationDataReader`` over a few preprocessed arrays."""
 
-    def __init__(self, batches: Iterable[np.ndarray]) -> None:
-        self._batches = iter(batches)
+    def __init__(self, arrays: list[np.ndarray]) -> None:
+        self._arrays = iter(arrays)
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        batch = next(self._batches, None)
-        return None if batch is None else {INPUT_NAME: batch}
+        array = next(self._arrays, None)
+        return None if array is None else {INPUT_NAME: array}
 
-    def rewind(self) -> None:  # ORT calls this between passes of some methods; one pass suffices here
-        raise RetinaEdgeError("calibration batches can be read once")
+
+def _fixed_batch(onnx_path: str | os.PathLike) -> int | None:
+    """The graph's static batch size, or None when the batch axis is dynamic."""
+    import onnx
+
+    dim = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
+    return dim.dim_value if dim.dim_value > 0 else None
 
 
 def compute_stats(onnx_path: str | os.PathLike, batches: Iterable[np.ndarray], *, method: str) -> ActivationStats:
@@ -87,13 +92,8 @@ def compute_stats(onnx_path: str | os.PathLike, batches: Iterable[np.ndarray], *
         from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
     except ImportError:
         raise MissingDependencyError("onnxruntime", "INT8 calibration", "pip install onnxruntime") from None
-    counted = []
-
-    def counting(source: Iterable[np.ndarray]) -> Iterable[np.ndarray]:
-        for batch in source:
-            counted.append(len(batch))
-            yield batch
-
+    fixed = _fixed_batch(onnx_path)
+    used = 0
     with tempfile.TemporaryDirectory(prefix="retina-edge-calib-") as scratch:
         calibrator = create_calibrator(
             str(onnx_path), op_types_to_calibrate=_every_node_selector(onnx_path),
@@ -103,14 +103,25 @@ def compute_stats(onnx_path: str | os.PathLike, batches: Iterable[np.ndarray], *
             # that keyword; both default to the CPU provider.
             extra_options={"symmetric": method == "entropy"},
         )
-        with contextlib.redirect_stdout(io.StringIO()):  # ORT prints its histogram progress
-            calibrator.collect_data(_BatchReader(counting(batches)))
+        # One collect_data call per batch: ORT keeps every intermediate output until the call
+        # returns, and its collectors merge ranges and histograms across calls, so memory stays
+        # bounded by one batch. Dynamic-batch graphs get single images (equal shapes for the
+        # histogram collector); static ones only full batches.
+        for batch in batches:
+            arrays = [batch[i : i + 1] for i in range(len(batch))] if fixed is None else [batch] if len(batch) == fixed else []
+            if arrays:
+                with contextlib.redirect_stdout(io.StringIO()):  # ORT prints its histogram progress
+                    calibrator.collect_data(_ListReader(arrays))
+                used += sum(len(a) for a in arrays)
+        if not used:
+            raise RetinaEdgeError("no calibration batch fitted the graph's batch size")
+        with contextlib.redirect_stdout(io.StringIO()):
             tensors = calibrator.compute_data()
     ranges = {}
     for name, data in tensors.data.items():
         low, high = (float(np.asarray(v).reshape(-1)[0]) for v in data.range_value)
         ranges[name] = (low, high)
-    return ActivationStats(method, ranges, sum(counted))
+    return ActivationStats(method, ranges, used)
 
 
 def _every_node_selector(onnx_path: str | os.PathLike) -> list[str]:

@@ -48,13 +48,20 @@ TORCHVISION_BACKBONE_WEIGHTS: dict[str, str] = {
 }
 
 
-def save_checkpoint(path: str | os.PathLike, model: RetinaNet, **extra: Any) -> None:
-    """Write ``model`` (config, class names, weights) plus ``extra`` entries atomically."""
+def save_checkpoint(path: str | os.PathLike, model: RetinaNet, *, half_weights: bool = False, **extra: Any) -> None:
+    """Write ``model`` (config, class names, weights) plus ``extra`` entries atomically.
+
+    ``half_weights`` stores conv/linear weights as float16 (half the file; loading upcasts them),
+    for shipped models: the stored values then *are* the model, so evaluate it as loaded.
+    """
+    state = model.state_dict()
+    if half_weights:
+        state = {k: v.half() if v.is_floating_point() and v.ndim > 1 else v for k, v in state.items()}
     payload = {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
         "config": model.config.to_dict(),
-        "model": model.state_dict(),
+        "model": state,
         **extra,
     }
     with atomic_path(path) as tmp:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from retina_edge._version import __version__
 from retina_edge.errors import RetinaEdgeError
 
-COMMAND_MODULES = ("archs", "inspect", "synth", "train", "eval", "export", "build", "detect")
+COMMAND_MODULES = ("archs", "inspect", "synth", "train", "eval", "export", "build", "detect", "verify", "bench", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

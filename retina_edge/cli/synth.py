@@ -14,6 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=int, default=500, help="number of images in all (default 500)")
     parser.add_argument("--seed", type=int, default=0, help="random seed; same seed, same dataset")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="share of images in the val split")
+    parser.add_argument("--sides", type=int, nargs=2, metavar=("MIN", "MAX"), default=(240, 320),
+                        help="image sides are drawn from MIN..MAX pixels (default 240 320)")
+    parser.add_argument("--max-object", type=int, default=230, help="largest object side in pixels")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -22,7 +25,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.images < 1:
         raise DataError("--images must be at least 1")
-    paths = write_dataset(args.out, SynthConfig(num_images=args.images, seed=args.seed, val_fraction=args.val_fraction), progress=True)
+    config = SynthConfig(num_images=args.images, seed=args.seed, val_fraction=args.val_fraction,
+                         min_side=args.sides[0], max_side=args.sides[1], max_object=args.max_object)
+    paths = write_dataset(args.out, config, progress=True)
     for split, path in paths.items():
         print(f"{split}: {path}")
     return 0

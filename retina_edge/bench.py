@@ -1,0 +1,132 @@
+"""Side-by-side latency of deployed models (and the PyTorch reference), interleaved in one run.
+
+Each timed iteration runs every entry once, in turn, so machine noise hits them alike; ratios
+are to the first entry. Stages are timed apart: preprocess (letterbox + normalise), inference
+(the backend or ``model.head_outputs``), postprocess (decode / NMS / mapping to the source).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from retina_edge.preprocess import PreprocessConfig, boxes_to_source, preprocess_batch
+
+STAGES = ("preprocess", "inference", "postprocess")
+
+
+@dataclass
+class BenchEntry:
+    """One thing to time: ``run(images) -> {stage: seconds}``."""
+
+    name: str
+    run: Callable[[list[np.ndarray]], dict[str, float]]
+    rss_mb: float = 0.0
+    samples: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in (*STAGES, "total")})
+
+
+def rss_mb() -> float:
+    """Resident memory of this process in MiB (Linux /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{os.getpid()}/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError):
+        return 0.0
+
+
+def detector_entry(name: str, detector) -> BenchEntry:  # noqa: ANN001
+    def run(images: list[np.ndarray]) -> dict[str, float]:
+        t0 = time.perf_counter()
+        batch, infos = preprocess_batch(images, detector.metadata.preprocess)
+        t1 = time.perf_counter()
+        outputs = detector.backend.run(batch)
+        t2 = time.perf_counter()
+        detector.postprocess(outputs, infos)
+        t3 = time.perf_counter()
+        return {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2}
+
+    return BenchEntry(name, run)
+
+
+def pytorch_entry(name: str, model, preprocess: PreprocessConfig) -> BenchEntry:  # noqa: ANN001
+    import torch
+
+    def run(images: list[np.ndarray]) -> dict[str, float]:
+        t0 = time.perf_counter()
+        batch, infos = preprocess_batch(images, preprocess)
+        tensor = torch.from_numpy(batch)
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            outputs, feature_shapes = model.head_outputs(tensor)
+        t2 = time.perf_counter()
+        size = (preprocess.height, preprocess.width)
+        anchors = model.anchors(size, feature_shapes)
+        with torch.no_grad():
+            detections = model.postprocess(outputs, anchors, [size] * len(images))
+        for det, info in zip(detections, infos):
+            boxes_to_source(det["boxes"].numpy(), info)
+        t3 = time.perf_counter()
+        return {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2}
+
+    return BenchEntry(name, run)
+
+
+def run_bench(entries: list[BenchEntry], images: list[np.ndarray], *, batch: int, iterations: int, warmup: int) -> list[dict]:
+    """Time every entry ``iterations`` times on batches of ``batch`` images; returns one summary each."""
+    chunks = [images[(i * batch) % len(images):][:batch] or images[:batch] for i in range(warmup + iterations)]
+    for step, chunk in enumerate(chunks):
+        for entry in entries:
+            times = entry.run(chunk)
+            if step >= warmup:
+                for stage in STAGES:
+                    entry.samples[stage].append(times[stage])
+                entry.samples["total"].append(sum(times.values()))
+    summaries = []
+    base = np.median(entries[0].samples["total"])
+    for entry in entries:
+        total = np.asarray(entry.samples["total"])
+        summaries.append({
+            "name": entry.name, "batch": batch,
+            "p50_ms": 1e3 * float(np.median(total)), "p90_ms": 1e3 * float(np.percentile(total, 90)),
+            "p99_ms": 1e3 * float(np.percentile(total, 99)),
+            **{f"{stage}_ms": 1e3 * float(np.median(entry.samples[stage])) for stage in STAGES},
+            "images_per_s": batch / float(np.median(total)), "ratio_to_first": float(np.median(total) / base),
+            "rss_mb": entry.rss_mb,
+        })
+    return summaries
+
+
+def format_table(summaries: list[dict]) -> str:
+    head = f"{'model':<28} {'batch':>5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'pre':>6} {'infer':>8} {'post':>6} {'img/s':>7} {'ratio':>6} {'RSS MB':>7}"
+    rows = [head]
+    for s in summaries:
+        rows.append(f"{s['name'][:28]:<28} {s['batch']:>5} {s['p50_ms']:>8.1f} {s['p90_ms']:>8.1f} {s['p99_ms']:>8.1f} "
+                    f"{s['preprocess_ms']:>6.1f} {s['inference_ms']:>8.1f} {s['postprocess_ms']:>6.1f} "
+                    f"{s['images_per_s']:>7.2f} {s['ratio_to_first']:>6.2f} {s['rss_mb']:>7.0f}")
+    return "\n".join(rows)
+
+
+def plot(summaries: list[dict], path: str) -> None:
+    """Stacked bars of the median stage times per model and batch size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{s['name']} b{s['batch']}" for s in summaries]
+    fig, ax = plt.subplots(figsize=(max(5, len(labels) * 1.2), 3.5))
+    bottom = np.zeros(len(summaries))
+    for stage in STAGES:
+        values = np.asarray([s[f"{stage}_ms"] / s["batch"] for s in summaries])
+        ax.bar(labels, values, bottom=bottom, label=stage)
+        bottom += values
+    ax.set_ylabel("ms per image (median)")
+    ax.legend()
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,87 @@
+"""``retina-edge bench``: latency p50/p90/p99 and throughput of several models side by side."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "bench"
+HELP = "benchmark deployed models (and the PyTorch reference) interleaved: latency per stage, throughput, ratios"
+EXAMPLE = ("retina-edge bench --model synth-fp32.onnx --model synth-int8-cpu.onnx --weights preset:synth "
+           "--images data/synth/val --batch 1 4 --json bench.json --plot bench.png")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", action="append", default=[], help="deployed model (repeat for several)")
+    parser.add_argument("--weights", help="also time the PyTorch reference (FP32 eager) from these weights")
+    parser.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt"], default="auto")
+    parser.add_argument("--openvino", action="store_true", help="also time each ONNX model with OpenVINO")
+    parser.add_argument("--ov-precision", choices=["f32", "bf16", "f16"], default="f32")
+    parser.add_argument("--images", help="image folder (default: synthetic images)")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes (default 1)")
+    parser.add_argument("--iters", type=int, default=20, help="timed iterations per batch size")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, help="CPU threads for every backend and torch")
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--plot", help="write a stacked-bar PNG here")
+
+
+def _images(folder: str | None, count: int = 16):  # noqa: ANN202
+    if folder:
+        from retina_edge.cli.verify import load_images
+
+        return load_images(folder, count, None)[0]
+    from retina_edge.synth import SynthConfig, render_image
+
+    return [render_image(SynthConfig(seed=123), i)[0] for i in range(count)]
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from retina_edge.atomic import write_text_atomic
+    from retina_edge.bench import detector_entry, format_table, plot, pytorch_entry, rss_mb, run_bench
+    from retina_edge.errors import RetinaEdgeError
+    from retina_edge.runtime import Detector
+
+    if not args.model and not args.weights:
+        raise RetinaEdgeError("give at least one --model or --weights")
+    entries, preprocess = [], None
+    for path in args.model:
+        before = rss_mb()
+        detector = Detector(path, backend=args.backend, threads=args.threads)
+        entries.append(detector_entry(f"{Path(path).stem} [{detector.backend_name}]", detector))
+        entries[-1].rss_mb = rss_mb() - before
+        preprocess = preprocess or detector.metadata.preprocess
+        if args.openvino and Path(path).suffix == ".onnx":
+            before = rss_mb()
+            ov = Detector(path, backend="openvino", threads=args.threads, openvino_precision=args.ov_precision)
+            entries.append(detector_entry(f"{Path(path).stem} [openvino {args.ov_precision}]", ov))
+            entries[-1].rss_mb = rss_mb() - before
+    if args.weights:
+        import torch
+
+        from retina_edge.checkpoints import load_model
+        from retina_edge.cli.export import input_size_from
+        from retina_edge.preprocess import PreprocessConfig
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        before = rss_mb()
+        model = load_model(args.weights)
+        if preprocess is None:
+            height, width = input_size_from(None, model.config)
+            preprocess = PreprocessConfig(height, width)
+        entries.insert(0, pytorch_entry("pytorch fp32 eager", model, preprocess))
+        entries[0].rss_mb = rss_mb() - before
+    images = _images(args.images)
+    summaries = []
+    for batch in args.batch:
+        summaries += run_bench(entries, images, batch=batch, iterations=args.iters, warmup=args.warmup)
+    print(format_table(summaries))
+    print(f"process RSS {rss_mb():.0f} MB; ratio = median latency / first model's (same batch)")
+    if args.json:
+        write_text_atomic(args.json, json.dumps(summaries, indent=2))
+    if args.plot:
+        plot(summaries, args.plot)
+    return 0

@@ -1,0 +1,70 @@
+"""``retina-edge verify``: prove a deployed model still gives the PyTorch reference's answers."""
+
+from __future__ import annotations
+
+import argparse
+
+from retina_edge.cli.detect import add_runtime_arguments, make_detector
+
+NAME = "verify"
+HELP = "compare a deployed model with the PyTorch reference on the same inputs; exit 1 if it fails the thresholds"
+EXAMPLE = ("retina-edge verify --model synth-int8.onnx --weights preset:synth --images data/synth/val "
+           "--ann data/synth/annotations/instances_val.json --report out/verify-int8")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_runtime_arguments(parser)
+    parser.add_argument("--weights", required=True, help="the reference: checkpoint, preset:NAME or torchvision:NAME")
+    parser.add_argument("--images", required=True, help="image folder")
+    parser.add_argument("--ann", help="COCO instances json for these images: adds COCO AP of both and the delta")
+    parser.add_argument("--count", type=int, default=100, help="images to use (default 100)")
+    parser.add_argument("--report", help="write report.json, report.md and plots into this folder")
+    parser.add_argument("--json", help="write the report as JSON here")
+    parser.add_argument("--max-delta-ap", type=float, help="allowed COCO AP drop in points (default by precision)")
+    parser.add_argument("--min-ap-vs-reference", type=float, help="minimum AP of deployed vs reference detections")
+    parser.add_argument("--max-score-error", type=float, help="maximum score error of matched detections")
+
+
+def load_images(folder: str, count: int, ann: str | None):  # noqa: ANN201
+    """(images, COCO image ids or None) of the first ``count`` images (those the json lists, if given)."""
+    from pathlib import Path
+
+    from retina_edge.errors import DataError
+    from retina_edge.imageio import IMAGE_SUFFIXES, read_image_rgb
+
+    if ann:
+        from retina_edge.coco_dataset import load_coco_index
+
+        records = load_coco_index(ann, folder).images[:count]
+        return [read_image_rgb(r.path) for r in records], [r.image_id for r in records]
+    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:count]
+    if not files:
+        raise DataError(f"no images in {folder}")
+    return [read_image_rgb(p) for p in files], None
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from retina_edge.atomic import write_text_atomic
+    from retina_edge.checkpoints import load_model
+    from retina_edge.report import terminal_table, write_report
+    from retina_edge.verify import VerifyThresholds, run_verify
+
+    detector = make_detector(args)
+    model = load_model(args.weights)
+    images, image_ids = load_images(args.images, args.count, args.ann)
+    thresholds = VerifyThresholds.for_precision(detector.metadata.precision.split("-")[0])
+    overrides = {k: v for k, v in (("max_delta_ap", args.max_delta_ap), ("min_ap_vs_reference", args.min_ap_vs_reference),
+                                   ("max_score_error", args.max_score_error)) if v is not None}
+    thresholds = dataclasses.replace(thresholds, **overrides)
+    report, reference, deployed = run_verify(detector, model, images, thresholds=thresholds,
+                                             annotations=(args.ann, image_ids) if args.ann else None)
+    print(terminal_table(report))
+    if args.json:
+        import json
+
+        write_text_atomic(args.json, json.dumps(report.to_dict(), indent=2))
+    if args.report:
+        print(f"report: {write_report(report, reference, deployed, images, args.report, title=f'verify {args.model}')}")
+    return 0 if report.passed else 1

@@ -1,0 +1,120 @@
+"""Verify reports: terminal table, JSON, Markdown with plots (matplotlib, imported only here)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from retina_edge.atomic import write_text_atomic
+from retina_edge.imageio import write_image_rgb
+from retina_edge.runtime.results import Detections
+from retina_edge.verify import VerifyReport
+
+
+def terminal_table(report: VerifyReport) -> str:
+    lines = [f"precision {report.precision}, {report.images} images: {'PASS' if report.passed else 'FAIL'}"]
+    for t in report.tensors:
+        lines.append(f"  tensor {t.name:<16} max|d| {t.max_abs:.3g}  mean|d| {t.mean_abs:.3g}  cos {t.cosine:.6f}  paired {t.paired:.3f}")
+    pr = report.precision_recall
+    lines.append(f"  detections vs reference: P/R@0.5 {pr['precision@0.5']:.3f}/{pr['recall@0.5']:.3f}  "
+                 f"P/R@0.9 {pr['precision@0.9']:.3f}/{pr['recall@0.9']:.3f}  AP vs reference {report.ap_vs_reference:.4f}")
+    lines.append(f"  matched score error: mean {report.score_error['mean']:.2e}  max {report.score_error['max']:.2e} "
+                 f"({report.score_error['pairs']} pairs)")
+    if report.coco:
+        ref, dep, delta = report.coco["reference"], report.coco["deployed"], report.coco["delta_points"]
+        lines.append(f"  COCO AP reference {100 * ref['AP']:.2f}, deployed {100 * dep['AP']:.2f} "
+                     f"(delta {delta['AP']:+.2f} points; AP50 {delta['AP50']:+.2f}, AP75 {delta['AP75']:+.2f})")
+    lines.extend(f"  FAIL: {reason}" for reason in report.failures)
+    return "\n".join(lines)
+
+
+def _plots(report: VerifyReport, reference: list[Detections], deployed: list[Detections], out: Path) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    names = []
+    if report.per_class:
+        classes = list(report.per_class["reference"])
+        x = np.arange(len(classes))
+        fig, ax = plt.subplots(figsize=(max(5, len(classes) * 0.6), 3.2))
+        ax.bar(x - 0.2, [report.per_class["reference"][c] for c in classes], 0.4, label="reference")
+        ax.bar(x + 0.2, [report.per_class["deployed"][c] for c in classes], 0.4, label=f"deployed ({report.precision})")
+        ax.set_xticks(x, classes, rotation=45, ha="right")
+        ax.set_ylabel("AP")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "per_class_ap.png", dpi=110)
+        plt.close(fig)
+        names.append("per_class_ap.png")
+    pairs = []
+    for ref, dep in zip(reference, deployed):
+        from retina_edge.matching import pairwise_iou
+
+        overlaps = pairwise_iou(ref.boxes, dep.boxes)
+        overlaps[ref.labels[:, None] != dep.labels[None, :]] = 0
+        for i in range(len(ref)):
+            if len(dep) and overlaps[i].max() >= 0.5:
+                pairs.append((ref.scores[i], dep.scores[np.argmax(overlaps[i])]))
+    if pairs:
+        values = np.asarray(pairs)
+        fig, ax = plt.subplots(figsize=(3.6, 3.6))
+        ax.scatter(values[:, 0], values[:, 1], s=4, alpha=0.5)
+        ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+        ax.set_xlabel("reference score")
+        ax.set_ylabel("deployed score")
+        fig.tight_layout()
+        fig.savefig(out / "score_scatter.png", dpi=110)
+        plt.close(fig)
+        names.append("score_scatter.png")
+    return names
+
+
+def _overlay(image: np.ndarray, reference: Detections, deployed: Detections, min_score: float) -> np.ndarray:
+    import cv2
+
+    canvas = image.copy()
+    for dets, colour, width in ((reference, (0, 200, 0), 3), (deployed, (255, 40, 40), 1)):
+        for det in dets.filter(min_score=min_score):
+            x1, y1, x2, y2 = (int(round(v)) for v in det.box)
+            cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, width, cv2.LINE_AA)
+    return canvas
+
+
+def write_report(report: VerifyReport, reference: list[Detections], deployed: list[Detections], images: list[np.ndarray],
+                 out_dir: str | Path, *, title: str, samples: int = 4, min_score: float = 0.3) -> Path:
+    """Write ``report.json``, ``report.md``, plots and sample overlays into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "report.json", json.dumps(report.to_dict(), indent=2))
+    figures = _plots(report, reference, deployed, out)
+    sample_names = []
+    for index in range(min(samples, len(images))):
+        name = f"sample_{index}.jpg"
+        write_image_rgb(out / name, _overlay(images[index], reference[index], deployed[index], min_score))
+        sample_names.append(name)
+    lines = [f"# {title}", "", f"**{'PASS' if report.passed else 'FAIL'}** — precision `{report.precision}`, {report.images} images.", ""]
+    lines += [f"- {reason}" for reason in report.failures] + ([""] if report.failures else [])
+    lines += ["## Tensors (deployed graph vs the same graph in PyTorch; candidate lists paired first)", "",
+              "| output | max abs err | mean abs err | cosine | paired |", "|---|---|---|---|---|"]
+    lines += [f"| {t.name} | {t.max_abs:.3g} | {t.mean_abs:.3g} | {t.cosine:.6f} | {t.paired:.3f} |" for t in report.tensors]
+    lines += ["", "## Detections (reference as ground truth)", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {v:.4f} |" for k, v in report.precision_recall.items()]
+    lines += [f"| AP vs reference | {report.ap_vs_reference:.4f} |",
+              f"| matched score error mean / max | {report.score_error['mean']:.2e} / {report.score_error['max']:.2e} |"]
+    if report.coco:
+        lines += ["", "## COCO AP against the annotations", "", "| | AP | AP50 | AP75 |", "|---|---|---|---|"]
+        for name in ("reference", "deployed"):
+            m = report.coco[name]
+            lines.append(f"| {name} | {100 * m['AP']:.2f} | {100 * m['AP50']:.2f} | {100 * m['AP75']:.2f} |")
+        d = report.coco["delta_points"]
+        lines.append(f"| delta (points) | {d['AP']:+.2f} | {d['AP50']:+.2f} | {d['AP75']:+.2f} |")
+    lines += ["", *[f"![{f}]({f})" for f in figures], "", "Samples: reference boxes thick green, deployed thin red.", ""]
+    lines += [f"![{s}]({s})" for s in sample_names]
+    write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
+    return out / "report.md"

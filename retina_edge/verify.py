@@ -1,0 +1,243 @@
+"""``verify``: the deployed model against the PyTorch reference on the same preprocessed inputs.
+
+Both see the exact batch :func:`retina_edge.preprocess.preprocess_batch` makes. Reported:
+
+- tensors: the deployed graph's outputs against the same graph computed in PyTorch
+  (:func:`retina_edge.export.onnx_export.graph_module`): max/mean absolute error, cosine similarity;
+- detections, with the reference's as ground truth: precision/recall at IoU 0.5 and 0.9 (same
+  label), score error of matched pairs, and COCO AP of deployed-vs-reference;
+- with annotations: COCO AP of both against them, and the difference (points).
+
+Pass/fail per precision comes from :class:`VerifyThresholds`.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from retina_edge.evaluate import coco_evaluate, to_coco_results
+from retina_edge.matching import pairwise_iou
+from retina_edge.model import RetinaNet
+from retina_edge.preprocess import boxes_to_source
+from retina_edge.reference import reference_on_inputs
+from retina_edge.runtime.detector import Detector
+from retina_edge.runtime.results import Detections
+
+
+@dataclass(frozen=True)
+class VerifyThresholds:
+    """Limits for a pass. ``max_delta_ap`` is in AP points (0..100) and needs annotations;
+    ``min_ap_vs_reference`` (0..1) applies always; ``max_score_error`` bounds matched pairs."""
+
+    max_delta_ap: float
+    min_ap_vs_reference: float
+    max_score_error: float
+
+    @classmethod
+    def for_precision(cls, precision: str) -> VerifyThresholds:
+        if precision == "fp32":
+            return cls(max_delta_ap=0.05, min_ap_vs_reference=0.98, max_score_error=1e-3)
+        if precision == "fp16":
+            return cls(max_delta_ap=0.3, min_ap_vs_reference=0.9, max_score_error=0.02)
+        return cls(max_delta_ap=1.0, min_ap_vs_reference=0.75, max_score_error=0.15)
+
+
+@dataclass
+class TensorAgreement:
+    """Errors of one output. ``paired`` is the share of elements compared: 1.0 for raw tensors
+    (index-aligned); for candidate lists, the share paired by :func:`_pair_candidates`."""
+
+    name: str
+    max_abs: float
+    mean_abs: float
+    cosine: float
+    paired: float = 1.0
+
+
+@dataclass
+class VerifyReport:
+    precision: str
+    images: int
+    tensors: list[TensorAgreement] = field(default_factory=list)
+    precision_recall: dict[str, float] = field(default_factory=dict)
+    score_error: dict[str, float] = field(default_factory=dict)
+    ap_vs_reference: float = 0.0
+    coco: dict[str, dict[str, float]] = field(default_factory=dict)
+    per_class: dict[str, dict[str, float]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["passed"] = self.passed
+        return data
+
+
+def _tensor_agreement(name: str, got: np.ndarray, expected: np.ndarray, paired: float = 1.0) -> TensorAgreement:
+    got, expected = got.astype(np.float64).ravel(), expected.astype(np.float64).ravel()
+    diff = np.abs(got - expected)
+    denominator = np.linalg.norm(got) * np.linalg.norm(expected)
+    cosine = float(got @ expected / denominator) if denominator else 1.0
+    return TensorAgreement(name, float(diff.max(initial=0.0)), float(diff.mean()) if diff.size else 0.0, cosine, paired)
+
+
+def _pair_candidates(outputs: dict[str, np.ndarray], expected: dict[str, np.ndarray], names: tuple[str, str, str],
+                     score_thresh: float):  # noqa: ANN202
+    """Pair candidate lists (boxes, scores, labels) per image: the top-k order of near-equal
+    scores is arbitrary, so index-wise comparison would pit different candidates against each
+    other. Pairs need the same label, IoU >= 0.5 and a score within 0.05. Only candidates that
+    can become detections (reference score above the threshold; deployed above half of it, as
+    a margin) are compared, which also keeps this cheap."""
+    from retina_edge.matching import match_detections
+
+    boxes, scores, labels = names
+    got_boxes, got_scores, ref_boxes, ref_scores = [], [], [], []
+    total = paired = 0
+    for index in range(len(expected[scores])):
+        keep_ref = expected[scores][index] > score_thresh
+        keep_dep = outputs[scores][index] > score_thresh / 2
+        ref = (expected[boxes][index][keep_ref], expected[scores][index][keep_ref], expected[labels][index][keep_ref])
+        dep = (outputs[boxes][index][keep_dep], outputs[scores][index][keep_dep], outputs[labels][index][keep_dep])
+        result = match_detections(*ref, *dep, iou_thresh=0.5, score_tol=0.05)
+        total, paired = total + result.num_reference, paired + result.matched
+        for i, j in result.pairs:
+            ref_boxes.append(ref[0][i]), ref_scores.append(ref[1][i])
+            got_boxes.append(dep[0][j]), got_scores.append(dep[1][j])
+    fraction = paired / total if total else 1.0
+    return [(boxes, np.asarray(got_boxes), np.asarray(ref_boxes), fraction),
+            (scores, np.asarray(got_scores), np.asarray(ref_scores), fraction)]
+
+
+def precision_recall(reference: list[Detections], deployed: list[Detections], iou: float) -> tuple[float, float]:
+    """Greedy one-to-one matching at ``iou`` (same label): (precision, recall) over all images."""
+    true_positive = ref_total = dep_total = 0
+    for ref, dep in zip(reference, deployed):
+        ref_total, dep_total = ref_total + len(ref), dep_total + len(dep)
+        overlaps = pairwise_iou(ref.boxes, dep.boxes)
+        overlaps[ref.labels[:, None] != dep.labels[None, :]] = 0
+        used = np.zeros(len(dep), dtype=bool)
+        for i in np.argsort(-ref.scores, kind="stable"):
+            candidates = np.flatnonzero((overlaps[i] >= iou) & ~used)
+            if candidates.size:
+                used[candidates[np.argmax(overlaps[i, candidates])]] = True
+                true_positive += 1
+    return (true_positive / dep_total if dep_total else 1.0), (true_positive / ref_total if ref_total else 1.0)
+
+
+def matched_score_errors(reference: list[Detections], deployed: list[Detections], iou: float = 0.5) -> np.ndarray:
+    """|score difference| of reference detections matched (same label, best IoU >= ``iou``)."""
+    errors = []
+    for ref, dep in zip(reference, deployed):
+        overlaps = pairwise_iou(ref.boxes, dep.boxes)
+        overlaps[ref.labels[:, None] != dep.labels[None, :]] = 0
+        for i in range(len(ref)):
+            if len(dep) and overlaps[i].max() >= iou:
+                errors.append(abs(float(ref.scores[i]) - float(dep.scores[np.argmax(overlaps[i])])))
+    return np.asarray(errors)
+
+
+def ap_against(reference: list[Detections], deployed: list[Detections]) -> float:
+    """COCO AP of ``deployed`` taking ``reference`` as ground truth (1.0 = identical detections)."""
+    labels = sorted({int(label) for ref in reference for label in ref.labels} | {0})
+    gt = {"images": [], "annotations": [], "categories": [{"id": label + 1, "name": str(label)} for label in labels]}
+    for image_id, ref in enumerate(reference, start=1):
+        gt["images"].append({"id": image_id, "width": 1, "height": 1})
+        for box, label in zip(ref.boxes, ref.labels):
+            x1, y1, x2, y2 = (float(v) for v in box)
+            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": image_id, "category_id": int(label) + 1,
+                                      "bbox": [x1, y1, x2 - x1, y2 - y1], "area": max(1e-6, (x2 - x1) * (y2 - y1)), "iscrowd": 0})
+    if not gt["annotations"]:
+        return 1.0 if not any(len(d) for d in deployed) else 0.0
+    category_ids = [label + 1 for label in range(max(labels) + 1)]
+    results = [r for image_id, dep in enumerate(deployed, start=1) for r in to_coco_results(image_id, dep.as_tuple(), category_ids)]
+    with tempfile.TemporaryDirectory(prefix="retina-edge-verify-") as scratch:
+        path = Path(scratch) / "reference.json"
+        path.write_text(json.dumps(gt))
+        return coco_evaluate(path, results).summary["AP"]
+
+
+def run_verify(
+    detector: Detector, model: RetinaNet, images: list[np.ndarray], *, batch_size: int = 4,
+    annotations: tuple[str, list[int]] | None = None, thresholds: VerifyThresholds | None = None,
+) -> tuple[VerifyReport, list[Detections], list[Detections]]:
+    """Compare ``detector`` with ``model`` on ``images`` (uint8 RGB); returns the report and both
+    detection lists. ``annotations``: (COCO json path, image id of each image) for COCO AP."""
+    from retina_edge.export.onnx_export import ExportOptions, graph_module
+    from retina_edge.preprocess import preprocess_batch
+
+    metadata = detector.metadata
+    precision = metadata.precision.split("-")[0]
+    thresholds = thresholds or VerifyThresholds.for_precision(precision)
+    report = VerifyReport(precision=metadata.precision, images=len(images), thresholds=asdict(thresholds))
+    reference_module = graph_module(model.eval(), ExportOptions(preprocess=metadata.preprocess, postprocess=metadata.postprocess))
+    tensor_pairs: dict[str, list[tuple[np.ndarray, np.ndarray, float]]] = {}
+    reference_dets, deployed_dets = [], []
+    step = max(1, min(batch_size, detector.max_batch))
+    for start in range(0, len(images), step):
+        batch, infos = preprocess_batch(images[start : start + step], metadata.preprocess)
+        outputs = detector.backend.run(batch)
+        deployed_dets.extend(detector.postprocess(outputs, infos))
+        with torch.no_grad():
+            expected = reference_module(torch.from_numpy(batch))
+            reference = reference_on_inputs(model, torch.from_numpy(batch))
+        expected = dict(zip(metadata.output_names, (v.numpy() for v in expected)))
+        if metadata.postprocess == "none":
+            compared = [(name, outputs[name], expected[name], 1.0) for name in metadata.output_names]
+        else:
+            names = ("boxes", "scores", "labels") if metadata.postprocess == "decode" else ("det_boxes", "det_scores", "det_labels")
+            compared = _pair_candidates(outputs, expected, names, metadata.model.postprocess.score_thresh)
+        for name, got, want, fraction in compared:
+            tensor_pairs.setdefault(name, []).append((got, want, fraction))
+        for ref, info in zip(reference, infos):
+            reference_dets.append(Detections(boxes_to_source(ref["boxes"].numpy(), info), ref["scores"].numpy(),
+                                             ref["labels"].numpy(), model.config.class_names))
+    for name, pairs in tensor_pairs.items():
+        report.tensors.append(_tensor_agreement(name, np.concatenate([p[0].ravel() for p in pairs]),
+                                                np.concatenate([p[1].ravel() for p in pairs]),
+                                                float(np.mean([p[2] for p in pairs]))))
+    for iou in (0.5, 0.9):
+        p, r = precision_recall(reference_dets, deployed_dets, iou)
+        report.precision_recall[f"precision@{iou}"], report.precision_recall[f"recall@{iou}"] = p, r
+    errors = matched_score_errors(reference_dets, deployed_dets)
+    report.score_error = {"mean": float(errors.mean()) if errors.size else 0.0, "max": float(errors.max()) if errors.size else 0.0,
+                          "pairs": int(errors.size)}
+    report.ap_vs_reference = ap_against(reference_dets, deployed_dets)
+    if annotations:
+        _coco_against_annotations(report, annotations, reference_dets, deployed_dets, model)
+    _judge(report, thresholds)
+    return report, reference_dets, deployed_dets
+
+
+def _coco_against_annotations(report: VerifyReport, annotations: tuple[str, list[int]], reference_dets, deployed_dets, model) -> None:  # noqa: ANN001
+    ann_file, image_ids = annotations
+    category_ids = model.config.category_ids or None
+    for name, dets in (("reference", reference_dets), ("deployed", deployed_dets)):
+        results = [r for image_id, d in zip(image_ids, dets) for r in to_coco_results(image_id, d.as_tuple(), category_ids)]
+        metrics = coco_evaluate(ann_file, results, image_ids=image_ids)
+        report.coco[name] = metrics.summary
+        report.per_class[name] = metrics.per_class
+    report.coco["delta_points"] = {k: 100 * (report.coco["deployed"][k] - report.coco["reference"][k]) for k in ("AP", "AP50", "AP75")}
+
+
+def _judge(report: VerifyReport, thresholds: VerifyThresholds) -> None:
+    if report.ap_vs_reference < thresholds.min_ap_vs_reference:
+        report.failures.append(f"AP of deployed vs reference detections is {report.ap_vs_reference:.3f}, "
+                               f"below {thresholds.min_ap_vs_reference}")
+    if report.score_error.get("max", 0.0) > thresholds.max_score_error:
+        report.failures.append(f"largest score error of matched detections is {report.score_error['max']:.4f}, "
+                               f"above {thresholds.max_score_error}")
+    if report.coco:
+        delta = report.coco["delta_points"]["AP"]
+        if -delta > thresholds.max_delta_ap:
+            report.failures.append(f"COCO AP dropped by {-delta:.2f} points against the annotations, "
+                                   f"more than the {thresholds.max_delta_ap} allowed")
