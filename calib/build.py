@@ -60,6 +60,7 @@ class BuildResult:
     calibration_cache: Path | None = None
     report: CalibrationReport | None = None
     stats_cached: bool = False
+    stats_images: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -117,7 +118,7 @@ def _calibrate(fp32: Path, export: ExportOptions, options: CalibrationOptions, r
         return compute_stats(fp32, _remember_first(batches, first_batch), method=options.method)
 
     stats, cached = load_or_compute_stats(fp32, key, Path(options.cache_dir), compute)
-    result.stats_cached, result.report = cached, report
+    result.stats_cached, result.report, result.stats_images = cached, report, stats.num_images
     if cached:
         log(f"reusing cached calibration statistics ({stats.num_images} images, {stats.method})")
     if not first_batch:

@@ -33,19 +33,23 @@ from retina_edge.runtime.results import Detections
 @dataclass(frozen=True)
 class VerifyThresholds:
     """Limits for a pass. ``max_delta_ap`` is in AP points (0..100) and needs annotations;
-    ``min_ap_vs_reference`` (0..1) applies always; ``max_score_error`` bounds matched pairs."""
+    ``min_ap_vs_reference`` (0..1) applies always. Score errors of matched pairs are bounded on
+    average, and at worst only where the model is meant to be exact (FP32): below FP32 a tiny
+    score change can flip which of two overlapping boxes survives NMS, so a reference box's
+    partner may be a different box and the worst pair says nothing about the model."""
 
     max_delta_ap: float
     min_ap_vs_reference: float
-    max_score_error: float
+    max_mean_score_error: float
+    max_score_error: float | None = None
 
     @classmethod
     def for_precision(cls, precision: str) -> VerifyThresholds:
         if precision == "fp32":
-            return cls(max_delta_ap=0.05, min_ap_vs_reference=0.98, max_score_error=1e-3)
+            return cls(max_delta_ap=0.05, min_ap_vs_reference=0.98, max_mean_score_error=1e-4, max_score_error=1e-3)
         if precision == "fp16":
-            return cls(max_delta_ap=0.3, min_ap_vs_reference=0.9, max_score_error=0.02)
-        return cls(max_delta_ap=1.0, min_ap_vs_reference=0.75, max_score_error=0.15)
+            return cls(max_delta_ap=0.3, min_ap_vs_reference=0.9, max_mean_score_error=2e-3)
+        return cls(max_delta_ap=1.0, min_ap_vs_reference=0.75, max_mean_score_error=0.02)
 
 
 @dataclass
@@ -233,7 +237,10 @@ def _judge(report: VerifyReport, thresholds: VerifyThresholds) -> None:
     if report.ap_vs_reference < thresholds.min_ap_vs_reference:
         report.failures.append(f"AP of deployed vs reference detections is {report.ap_vs_reference:.3f}, "
                                f"below {thresholds.min_ap_vs_reference}")
-    if report.score_error.get("max", 0.0) > thresholds.max_score_error:
+    if report.score_error.get("mean", 0.0) > thresholds.max_mean_score_error:
+        report.failures.append(f"mean score error of matched detections is {report.score_error['mean']:.4f}, "
+                               f"above {thresholds.max_mean_score_error}")
+    if thresholds.max_score_error is not None and report.score_error.get("max", 0.0) > thresholds.max_score_error:
         report.failures.append(f"largest score error of matched detections is {report.score_error['max']:.4f}, "
                                f"above {thresholds.max_score_error}")
     if report.coco:

@@ -72,8 +72,10 @@ def run(args: argparse.Namespace) -> int:
                                          batch_size=args.calib_batch, seed=args.calib_seed)
     result = build_precision_graph(model, args.output, export=options, precision=args.precision, target=args.target,
                                    calibration=calibration, keep_predictors=args.keep_predictors)
-    if result.report is not None:
-        print(f"calibration: {result.report.summary()}" + (" (statistics from cache)" if result.stats_cached else ""))
+    if result.stats_cached:
+        print(f"calibration: reused cached statistics of {result.stats_images} images ({args.calib_method})")
+    elif result.report is not None:
+        print(f"calibration: {result.report.summary()}")
     print(f"wrote {describe(result.model_path, options)}, precision {args.precision}"
           + (f" for {args.target}" if args.precision == "int8" else ""))
     if result.calibration_cache:

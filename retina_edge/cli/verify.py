@@ -22,7 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="write the report as JSON here")
     parser.add_argument("--max-delta-ap", type=float, help="allowed COCO AP drop in points (default by precision)")
     parser.add_argument("--min-ap-vs-reference", type=float, help="minimum AP of deployed vs reference detections")
-    parser.add_argument("--max-score-error", type=float, help="maximum score error of matched detections")
+    parser.add_argument("--max-mean-score-error", type=float, help="maximum mean score error of matched detections")
+    parser.add_argument("--max-score-error", type=float, help="maximum score error of any matched pair (FP32 default 1e-3)")
 
 
 def load_images(folder: str, count: int, ann: str | None):  # noqa: ANN201
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     images, image_ids = load_images(args.images, args.count, args.ann)
     thresholds = VerifyThresholds.for_precision(detector.metadata.precision.split("-")[0])
     overrides = {k: v for k, v in (("max_delta_ap", args.max_delta_ap), ("min_ap_vs_reference", args.min_ap_vs_reference),
+                                   ("max_mean_score_error", args.max_mean_score_error),
                                    ("max_score_error", args.max_score_error)) if v is not None}
     thresholds = dataclasses.replace(thresholds, **overrides)
     report, reference, deployed = run_verify(detector, model, images, thresholds=thresholds,
