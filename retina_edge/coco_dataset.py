@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,6 @@ class CocoIndex:
     class_names: tuple[str, ...]
     dropped_degenerate: int = 0
     skipped_crowd: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 def resolve_split(data: str | os.PathLike, split: str) -> tuple[Path, Path]:

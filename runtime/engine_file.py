@@ -41,10 +41,9 @@ def write_engine_file(path: str | os.PathLike, plan: bytes, *, metadata: dict[st
         "plan_bytes": len(plan), "plan_sha256": hashlib.sha256(plan).hexdigest(),
     }
     encoded = json.dumps(header).encode()
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            handle.write(MAGIC + struct.pack("<Q", len(encoded)) + encoded)
-            handle.write(plan)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(MAGIC + struct.pack("<Q", len(encoded)) + encoded)
+        handle.write(plan)
     return Path(path)
 
 

@@ -80,3 +80,25 @@ def test_engine_matches_onnxruntime(tmp_path, precision):
         matched, total = matched + result.matched, total + result.num_reference
     assert total and matched / total >= (0.99 if precision == "fp32" else 0.9)
     np.testing.assert_equal(len(trt_results), 4)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cuda") is not None or importlib.util.find_spec("pycuda") is not None,
+                    reason="a CUDA binding is installed here")
+def test_missing_cuda_binding_is_a_clear_error():
+    from retina_edge.errors import MissingDependencyError
+    from retina_edge.runtime.cuda_memory import cuda_api
+
+    with pytest.raises(MissingDependencyError, match="cuda-python"):
+        cuda_api()
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here")
+def test_engine_without_tensorrt_is_a_clear_error(tmp_path):
+    from retina_edge.errors import MissingDependencyError
+    from retina_edge.runtime import Detector
+    from retina_edge.runtime.engine_file import write_engine_file
+
+    engine = write_engine_file(tmp_path / "m.engine", b"plan", metadata={}, tensorrt_version="10.3.0",
+                               device={"name": "Orin"}, build={})
+    with pytest.raises(MissingDependencyError, match="tensorrt"):
+        Detector(engine)

@@ -6,8 +6,10 @@ import argparse
 import json
 
 NAME = "detect"
-HELP = "detect objects in images with a deployed model (.onnx or .engine): annotated images and COCO-style JSON"
-EXAMPLE = "retina-edge detect --model synth-int8-cpu.onnx --source data/synth/val --save-dir out --save-json dets.json"
+HELP = ("detect objects with a deployed model (.onnx or .engine) in images, a folder, a video, a camera, "
+        "an RTSP/HTTP stream or a GStreamer pipeline")
+EXAMPLE = ("retina-edge detect --model synth-int8-cpu.onnx --source data/synth/val --save-dir out --save-json dets.json\n"
+           "  retina-edge detect --model synth-int8-cpu.onnx --source 0 --show --save out.mp4 --jsonl dets.jsonl --max-fps 15")
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,14 +31,36 @@ def make_detector(args: argparse.Namespace, **kwargs):  # noqa: ANN201
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_runtime_arguments(parser)
-    parser.add_argument("--source", required=True, help="an image file or a folder of images")
-    parser.add_argument("--save-dir", help="write annotated images here")
-    parser.add_argument("--save-json", help="write COCO-style detections (file_name, category_id, bbox xywh, score)")
+    parser.add_argument("--source", required=True,
+                        help="image, image folder, video file, camera index or /dev/videoN, rtsp:// or http:// URL, "
+                             "or a GStreamer pipeline ending in appsink")
+    parser.add_argument("--save-dir", help="images: write annotated images here")
+    parser.add_argument("--save-json", help="images: write COCO-style detections (file_name, category_id, bbox xywh, score)")
+    parser.add_argument("--save", help="streams: write the annotated video here (.mp4)")
+    parser.add_argument("--jsonl", help="streams: one JSON line per frame (index, timestamp, detections)")
+    parser.add_argument("--show", action="store_true", help="streams: show a window (needs a display)")
+    parser.add_argument("--max-fps", type=float, help="streams: cap the capture rate")
+    parser.add_argument("--mode", choices=["auto", "latest", "every"], default="auto",
+                        help="streams: latest drops stale frames (live default), every processes all (file default)")
     parser.add_argument("--conf", type=float, help="score threshold (default: the model's)")
     parser.add_argument("--classes", type=int, nargs="+", help="keep only these labels")
 
 
 def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from retina_edge.imageio import IMAGE_SUFFIXES
+
+    source = Path(args.source)
+    is_images = (source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES) or source.is_dir()
+    if not is_images or args.save or args.jsonl or args.show:
+        from retina_edge.cli.stream import run_stream
+
+        return run_stream(args, make_detector(args, score_thresh=args.conf))
+    return run_images(args)
+
+
+def run_images(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from retina_edge.atomic import write_text_atomic

@@ -1,0 +1,103 @@
+"""The streaming half of ``retina-edge detect``: video, cameras, URLs, GStreamer, through the pipeline.
+
+Each result is written as it arrives (video frame and JSONL line together, the line flushed), and
+SIGINT/SIGTERM only ask the pipeline to stop, so the video is finalised and nothing already
+processed is lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+
+
+class VideoSink:
+    """Annotated frames to an MP4 (created on the first frame, so its size is the stream's)."""
+
+    def __init__(self, path: str, fps: float) -> None:
+        self.path, self.fps, self.writer, self.frames = path, fps, None, 0
+
+    def write(self, image_rgb) -> None:  # noqa: ANN001
+        import cv2
+
+        if self.writer is None:
+            from pathlib import Path
+
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            height, width = image_rgb.shape[:2]
+            self.writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
+        self.writer.write(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+        self.frames += 1
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+
+
+def overlay(image, result, fps: float):  # noqa: ANN001, ANN201
+    import cv2
+
+    from retina_edge.runtime.draw import draw_detections
+
+    canvas = draw_detections(image, result.detections)
+    text = f"{fps:5.1f} FPS  latency {result.latency_ms:5.0f} ms  infer {result.inference_ms:4.0f} ms"
+    cv2.putText(canvas, text, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(canvas, text, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return canvas
+
+
+def run_stream(args: argparse.Namespace, detector) -> int:  # noqa: ANN001
+    from retina_edge.runtime.pipeline import Pipeline, PipelineConfig
+    from retina_edge.runtime.sources import open_source
+
+    config = PipelineConfig(mode=args.mode, max_fps=args.max_fps,
+                            classes=tuple(args.classes) if args.classes else None)
+    source = open_source(args.source)
+    pipeline = Pipeline(detector, config)
+    sink = VideoSink(args.save, min(source.fps, args.max_fps or source.fps)) if args.save else None
+    jsonl = open(args.jsonl, "w", encoding="utf-8") if args.jsonl else None  # noqa: SIM115 - closed in finally
+    previous = {sig: signal.signal(sig, lambda *_: pipeline.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for result in pipeline.run(source, log=lambda message: print(message, file=sys.stderr)):
+            stats = pipeline.stats
+            if sink or args.show:
+                annotated = overlay(result.image, result, stats.fps)
+                if sink:
+                    sink.write(annotated)
+                if args.show:
+                    _show(annotated, pipeline, args)
+            if jsonl:
+                jsonl.write(json.dumps({"frame": result.index, "timestamp": round(result.timestamp, 4),
+                                        "latency_ms": round(result.latency_ms, 1),
+                                        "detections": result.detections.to_json()}) + "\n")
+                jsonl.flush()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        pipeline.close()
+        if sink:
+            sink.close()
+        if jsonl:
+            jsonl.close()
+    stats = pipeline.stats
+    print(f"{stats.processed} frames processed, {stats.dropped} dropped (stale), {stats.reconnects} reconnects, "
+          f"{stats.fps:.1f} FPS, mean inference {stats.inference_ms_total / max(1, stats.processed):.1f} ms")
+    return 0
+
+
+def _show(image_rgb, pipeline, args: argparse.Namespace) -> None:  # noqa: ANN001
+    """Show a frame; q or Esc stops. Without GUI support (opencv-python-headless) say so once."""
+    import cv2
+
+    try:
+        cv2.imshow("retina-edge", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+        key = cv2.waitKey(1) & 0xFF
+    except cv2.error:
+        print("--show needs an OpenCV with GUI support (pip install opencv-python) and a display; "
+              "continuing without a window", file=sys.stderr)
+        args.show = False
+        return
+    if key in (ord("q"), 27):
+        pipeline.stop()

@@ -1,0 +1,268 @@
+"""Real-time detection pipeline: capture and inference overlap in threads joined by bounded queues.
+
+    from retina_edge.runtime import Detector
+    from retina_edge.runtime.pipeline import Pipeline
+
+    with Pipeline(Detector("model.onnx")) as pipeline:
+        for result in pipeline.run("0"):               # camera 0; or a file, URL, GStreamer string
+            robot.act(result.detections)               # boxes in frame pixels, class names, scores
+
+    future = pipeline.submit(rgb_frame)                # or: your loop owns capture
+    future.add_done_callback(lambda f: publish(f.result()))
+
+Live sources run in "latest frame" mode: when inference falls behind, the oldest waiting frame is
+dropped (and counted), so latency never grows into a backlog; a live source that fails is
+reopened with backoff. Files run in "every frame" mode: capture waits for inference, nothing is
+dropped, and the end of the file ends the run. ``stop()`` (from any thread or a signal handler)
+ends ``run`` cleanly; every result already yielded has been handed over, so callers that write
+each result as it comes lose nothing. ``close()`` joins every thread the pipeline started.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from retina_edge.errors import RetinaEdgeError
+from retina_edge.runtime.results import Detections
+from retina_edge.runtime.sources import Frame, ReconnectPolicy, open_source, reopen
+
+logger = logging.getLogger("retina_edge.pipeline")
+_END = object()
+MODES = ("auto", "latest", "every")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """``mode``: auto (latest for live sources, every for files), latest or every.
+    ``queue_size``: frames waiting for inference (and results waiting for the consumer).
+    ``max_fps``: cap on the capture rate. ``min_score``/``classes``: filter the detections."""
+
+    mode: str = "auto"
+    queue_size: int = 2
+    max_fps: float | None = None
+    min_score: float | None = None
+    classes: tuple[int, ...] | None = None
+    reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise RetinaEdgeError(f"unknown pipeline mode {self.mode!r}; expected one of {MODES}")
+        if self.queue_size < 1:
+            raise RetinaEdgeError("queue_size must be at least 1")
+
+
+@dataclass
+class FrameResult:
+    """One processed frame: ``detections`` in the frame's pixels, ``latency_ms`` from capture to
+    result, ``inference_ms`` for the detector call."""
+
+    index: int
+    timestamp: float
+    image: np.ndarray
+    detections: Detections
+    latency_ms: float
+    inference_ms: float
+
+
+@dataclass
+class PipelineStats:
+    captured: int = 0
+    processed: int = 0
+    dropped: int = 0
+    reconnects: int = 0
+    inference_ms_total: float = 0.0
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def fps(self) -> float:
+        elapsed = time.perf_counter() - self.started
+        return self.processed / elapsed if elapsed > 0 else 0.0
+
+
+class Pipeline:
+    """Runs a :class:`~retina_edge.runtime.Detector` over a frame source (see the module docstring)."""
+
+    def __init__(self, detector, config: PipelineConfig | None = None) -> None:  # noqa: ANN001
+        self.detector = detector
+        self.config = config or PipelineConfig()
+        self.stats = PipelineStats()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._executor: ThreadPoolExecutor | None = None
+        self._slots = threading.BoundedSemaphore(self.config.queue_size + 1)
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc) -> None:  # noqa: ANN002
+        self.close()
+
+    def _detect(self, image: np.ndarray) -> Detections:
+        detections = self.detector.detect([image])[0]
+        if self.config.min_score is not None or self.config.classes is not None:
+            detections = detections.filter(min_score=self.config.min_score or 0.0, classes=self.config.classes)
+        return detections
+
+    def stop(self) -> None:
+        """End the current ``run`` after the frame in hand; safe from any thread or signal handler."""
+        self._stop.set()
+
+    def run(self, source_spec, *, log=logger.warning) -> Iterator[FrameResult]:  # noqa: ANN001
+        """Yield a :class:`FrameResult` per processed frame, in order, until the source ends or
+        :meth:`stop` is called. ``source_spec``: anything :func:`open_source` takes, or a source."""
+        source = open_source(source_spec) if isinstance(source_spec, (str, int)) else source_spec
+        live = getattr(source, "live", False)
+        latest = self.config.mode == "latest" or (self.config.mode == "auto" and live)
+        self._stop.clear()
+        self.stats = PipelineStats()
+        frames: queue.Queue = queue.Queue(self.config.queue_size)
+        results: queue.Queue = queue.Queue(self.config.queue_size)
+        threads = [
+            threading.Thread(target=self._capture, args=(source, frames, latest, live, log), name="retina-edge-capture", daemon=True),
+            threading.Thread(target=self._infer, args=(frames, results), name="retina-edge-infer", daemon=True),
+        ]
+        with self._lock:
+            self._threads.extend(threads)
+        for thread in threads:
+            thread.start()
+        try:
+            while True:
+                item = results.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._stop.set()
+            for q in (frames, results):  # unblock producers waiting on full queues
+                _drain(q)
+            for thread in threads:
+                thread.join(timeout=10)
+            source.close()
+            with self._lock:
+                self._threads = [t for t in self._threads if t.is_alive()]
+
+    def _capture(self, source, frames: queue.Queue, latest: bool, live: bool, log) -> None:  # noqa: ANN001
+        interval = 1.0 / self.config.max_fps if self.config.max_fps else 0.0
+        next_time = time.perf_counter()
+        index = 0
+        try:
+            while not self._stop.is_set():
+                if interval:
+                    delay = next_time - time.perf_counter()
+                    if delay > 0 and self._stop.wait(delay):
+                        break
+                    next_time = max(next_time + interval, time.perf_counter())
+                image = source.read()
+                if image is None:
+                    if live and not self._stop.is_set():
+                        log(f"source {source.spec} stopped delivering frames; reopening")
+                        if reopen(source, self.config.reconnect, self._stop, log):
+                            self.stats.reconnects += 1
+                            continue
+                        log(f"giving up on {source.spec} after {self.config.reconnect.attempts} attempts")
+                    break
+                frame = Frame(index, time.time(), image)
+                index += 1
+                self.stats.captured += 1
+                if latest:
+                    while True:
+                        try:
+                            frames.put_nowait(frame)
+                            break
+                        except queue.Full:
+                            try:
+                                frames.get_nowait()
+                                self.stats.dropped += 1
+                            except queue.Empty:
+                                pass
+                elif not _put(frames, frame, self._stop):
+                    break
+        except Exception as error:  # noqa: BLE001 - surfaced to the consumer by the inference thread
+            _put(frames, error, self._stop)
+        finally:
+            _put(frames, _END, self._stop, force=True)
+
+    def _infer(self, frames: queue.Queue, results: queue.Queue) -> None:
+        try:
+            while True:
+                item = frames.get()
+                if item is _END or isinstance(item, BaseException):
+                    _put(results, item, self._stop, force=True)
+                    if item is not _END:
+                        _put(results, _END, self._stop, force=True)
+                    return
+                start = time.perf_counter()
+                detections = self._detect(item.image)
+                inference_ms = 1e3 * (time.perf_counter() - start)
+                self.stats.processed += 1
+                self.stats.inference_ms_total += inference_ms
+                result = FrameResult(item.index, item.timestamp, item.image, detections,
+                                     1e3 * (time.time() - item.timestamp), inference_ms)
+                if not _put(results, result, self._stop):
+                    _put(results, _END, self._stop, force=True)
+                    return
+        except Exception as error:  # noqa: BLE001
+            _put(results, error, self._stop, force=True)
+            _put(results, _END, self._stop, force=True)
+
+    def submit(self, image: np.ndarray) -> Future:
+        """Detect in a background thread; returns a Future of :class:`Detections`.
+
+        Blocks while ``queue_size + 1`` frames are already pending, so a fast caller cannot build
+        a backlog. ``future.add_done_callback(fn)`` gives the callback form. Thread-safe.
+        """
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retina-edge-submit")
+            executor = self._executor
+        self._slots.acquire()
+        future = executor.submit(self._detect, image)
+        future.add_done_callback(lambda _: self._slots.release())
+        return future
+
+    def close(self) -> None:
+        """Stop everything and join all threads this pipeline started."""
+        self._stop.set()
+        with self._lock:
+            threads, self._threads = self._threads, []
+            executor, self._executor = self._executor, None
+        for thread in threads:
+            thread.join(timeout=10)
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+
+def _put(q: queue.Queue, item, stop: threading.Event, *, force: bool = False) -> bool:  # noqa: ANN001
+    """Put, waiting while the queue is full; give up when ``stop`` is set (unless ``force``,
+    which makes room by discarding the oldest item so end markers always get through)."""
+    while True:
+        try:
+            q.put(item, timeout=0.05)
+            return True
+        except queue.Full:
+            if stop.is_set():
+                if not force:
+                    return False
+                try:
+                    q.get_nowait()
+                except queue.Empty:
+                    pass
+
+
+def _drain(q: queue.Queue) -> None:
+    while True:
+        try:
+            q.get_nowait()
+        except queue.Empty:
+            return

@@ -1,0 +1,159 @@
+"""Frame sources for the video pipeline: cameras, video files, network streams, GStreamer
+pipelines and image folders, all yielding ``(H, W, 3)`` uint8 RGB frames (no torch).
+
+``open_source(spec)`` decides from the spec:
+
+- ``"0"`` / ``"/dev/video0"``: a camera (live);
+- ``"rtsp://..."``, ``"http://..."``: a network stream (live);
+- a string containing ``"!"``: a GStreamer pipeline ending in ``appsink`` (live), e.g. a Jetson
+  CSI camera: ``nvarguscamerasrc ! video/x-raw(memory:NVMM),width=1280,height=720 ! nvvidconv !
+  video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=1``;
+- a folder: its images in name order (not live);
+- anything else: a video file (not live).
+
+Live sources can drop and be reopened; files end.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from retina_edge.errors import DataError
+from retina_edge.imageio import IMAGE_SUFFIXES, bgr_to_rgb, read_image_rgb
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame: position in the stream, capture time (``time.time()`` seconds), RGB pixels."""
+
+    index: int
+    timestamp: float
+    image: np.ndarray
+
+
+class VideoCaptureSource:
+    """An OpenCV ``VideoCapture`` (camera, file, URL or GStreamer pipeline)."""
+
+    def __init__(self, spec: str, *, live: bool, backend: int | None = None) -> None:
+        self.spec, self.live, self._backend = spec, live, backend
+        self._capture = None
+        self.open()
+
+    def _target(self):  # noqa: ANN202
+        return int(self.spec) if self.spec.isdigit() else self.spec
+
+    def open(self) -> None:
+        import cv2
+
+        self.close()
+        capture = cv2.VideoCapture(self._target(), self._backend) if self._backend is not None else cv2.VideoCapture(self._target())
+        if not capture.isOpened():
+            capture.release()
+            raise DataError(f"cannot open video source {self.spec}")
+        self._capture = capture
+
+    @property
+    def fps(self) -> float:
+        import cv2
+
+        value = self._capture.get(cv2.CAP_PROP_FPS) if self._capture is not None else 0.0
+        return value if value and value < 1000 else 30.0
+
+    def read(self) -> np.ndarray | None:
+        """Next frame as RGB, or None when the stream ended or failed."""
+        if self._capture is None:
+            return None
+        ok, frame = self._capture.read()
+        return bgr_to_rgb(frame) if ok and frame is not None else None
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+
+class ImageFolderSource:
+    """The images of a folder, in name order; unreadable files are skipped and counted."""
+
+    live = False
+    fps = 30.0
+
+    def __init__(self, folder: str) -> None:
+        self.spec = folder
+        self.files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise DataError(f"no images in {folder}")
+        self.position = 0
+        self.skipped = 0
+
+    def open(self) -> None:
+        self.position = 0
+
+    def read(self) -> np.ndarray | None:
+        while self.position < len(self.files):
+            path = self.files[self.position]
+            self.position += 1
+            try:
+                return read_image_rgb(path)
+            except DataError:
+                self.skipped += 1
+        return None
+
+    def close(self) -> None:
+        self.position = len(self.files)
+
+
+def is_live(spec: str) -> bool:
+    return spec.isdigit() or spec.startswith(("/dev/video", "rtsp://", "rtsps://", "http://", "https://")) or "!" in spec
+
+
+def open_source(spec: str | int):  # noqa: ANN201
+    """A frame source for ``spec`` (see the module docstring); :class:`DataError` if it cannot open."""
+    spec = str(spec)
+    if Path(spec).is_dir():
+        return ImageFolderSource(spec)
+    if "!" in spec:
+        import cv2
+
+        return VideoCaptureSource(spec, live=True, backend=cv2.CAP_GSTREAMER)
+    if not is_live(spec) and not Path(spec).is_file():
+        raise DataError(f"source not found: {spec} (a camera index, /dev/videoN, video file, URL, GStreamer pipeline or folder)")
+    return VideoCaptureSource(spec, live=is_live(spec))
+
+
+@dataclass(frozen=True)
+class ReconnectPolicy:
+    """Reopening a live source that dropped: exponential backoff, bounded attempts."""
+
+    attempts: int = 10
+    initial_delay: float = 0.5
+    max_delay: float = 8.0
+
+    def delays(self):  # noqa: ANN201
+        delay = self.initial_delay
+        for _ in range(self.attempts):
+            yield delay
+            delay = min(delay * 2, self.max_delay)
+
+
+def reopen(source, policy: ReconnectPolicy, stop, log) -> bool:  # noqa: ANN001
+    """Try to reopen ``source`` until it opens, ``policy`` runs out, or ``stop`` is set."""
+    for attempt, delay in enumerate(policy.delays(), start=1):
+        if stop.wait(delay):
+            return False
+        try:
+            source.open()
+        except DataError as error:
+            log(f"reconnect {attempt}/{policy.attempts} to {source.spec} failed: {error}")
+            continue
+        log(f"reconnected to {source.spec} after {attempt} attempt(s)")
+        return True
+    return False
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,175 @@
+"""The video pipeline: every frame of a file, equal to per-image runs; APIs; SIGINT; a live source
+that dies and comes back (an MJPEG-over-HTTP server on loopback)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+
+from retina_edge.cli.main import main
+from retina_edge.runtime import Detector
+from retina_edge.runtime.pipeline import Pipeline, PipelineConfig
+from retina_edge.runtime.sources import ReconnectPolicy
+from retina_edge.synth_video import SyntheticVideo, write_video
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    assert main(["build", "--weights", "preset:synth", "--batch", "1", "1", "1", "-o", str(root / "m.onnx")]) == 0
+    write_video(root / "in.mp4", SyntheticVideo(seed=1), 40)
+    return root
+
+
+def decoded_frames(path):
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return frames
+        frames.append(frame[:, :, ::-1].copy())
+
+
+def test_file_gives_one_output_frame_and_line_per_input_frame(assets):
+    out, lines = assets / "out.mp4", assets / "dets.jsonl"
+    assert main(["detect", "--model", str(assets / "m.onnx"), "--source", str(assets / "in.mp4"),
+                 "--save", str(out), "--jsonl", str(lines)]) == 0
+    records = [json.loads(line) for line in lines.read_text().splitlines()]
+    inputs = decoded_frames(assets / "in.mp4")
+    assert len(records) == len(inputs) == 40 == len(decoded_frames(out))
+    assert [r["frame"] for r in records] == list(range(40))
+    detector = Detector(assets / "m.onnx")
+    for record, frame in zip(records, inputs):
+        expected = detector.detect(frame)[0].to_json()
+        assert record["detections"] == expected
+
+
+def test_iterator_and_submit_apis_leave_no_threads(assets):
+    detector = Detector(assets / "m.onnx")
+    inputs = decoded_frames(assets / "in.mp4")
+    with Pipeline(detector) as pipeline:
+        results = list(pipeline.run(str(assets / "in.mp4")))
+        futures = [pipeline.submit(frame) for frame in inputs[:5]]
+        done = threading.Event()
+        futures[-1].add_done_callback(lambda _: done.set())
+        submitted = [f.result(timeout=30) for f in futures]
+    assert done.is_set() and [r.index for r in results] == list(range(40))
+    assert pipeline.stats.dropped == 0  # a file: every frame
+    for detections, frame in zip(submitted, inputs):
+        assert detections.to_json() == detector.detect(frame)[0].to_json()
+    assert not [t for t in threading.enumerate() if t.name.startswith("retina-edge")]
+
+
+def test_stop_from_another_thread_ends_the_run(assets):
+    with Pipeline(Detector(assets / "m.onnx")) as pipeline:
+        seen = []
+        for result in pipeline.run(str(assets / "in.mp4")):
+            seen.append(result.index)
+            if len(seen) == 5:
+                threading.Thread(target=pipeline.stop).start()
+    assert 5 <= len(seen) < 40
+
+
+def test_sigint_leaves_a_playable_video_matching_the_jsonl(assets, tmp_path):
+    long_video = write_video(tmp_path / "long.mp4", SyntheticVideo(seed=2), 300)
+    out, lines = tmp_path / "out.mp4", tmp_path / "dets.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "retina_edge.cli.main", "detect", "--model", str(assets / "m.onnx"),
+                             "--source", str(long_video), "--save", str(out), "--jsonl", str(lines)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline and (not lines.exists() or len(lines.read_text().splitlines()) < 10):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 0
+    written = len(lines.read_text().splitlines())
+    assert 10 <= written < 300
+    assert len(decoded_frames(out)) == written
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MjpegServer:
+    """multipart/x-mixed-replace JPEG stream of a synthetic video on 127.0.0.1 (a test-only camera)."""
+
+    def __init__(self, port: int) -> None:
+        import cv2
+
+        video = SyntheticVideo(seed=4)
+        self.jpegs = [cv2.imencode(".jpg", video.frame(i)[:, :, ::-1])[1].tobytes() for i in range(30)]
+        self.port = port
+        self.server = None
+        self.stopping = threading.Event()
+
+    def start(self) -> None:
+        jpegs, stopping = self.jpegs, self.stopping
+        stopping.clear()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                try:
+                    index = 0
+                    while not stopping.is_set():
+                        data = jpegs[index % len(jpegs)]
+                        index += 1
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                         + str(len(data)).encode() + b"\r\n\r\n" + data + b"\r\n")
+                        time.sleep(0.03)
+                except (BrokenPipeError, ConnectionResetError, ValueError, OSError):
+                    return
+
+            def log_message(self, *args):  # noqa: ANN002
+                pass
+
+        ThreadingHTTPServer.allow_reuse_address = True
+        ThreadingHTTPServer.daemon_threads = True
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.stopping.set()  # handlers return, closing their connections: the client sees the drop
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_live_source_that_dies_is_reopened(assets, monkeypatch):
+    monkeypatch.setenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rw_timeout;2000000")
+    port = free_port()
+    server = MjpegServer(port)
+    server.start()
+    config = PipelineConfig(reconnect=ReconnectPolicy(attempts=20, initial_delay=0.2, max_delay=0.5))
+    messages = []
+    with Pipeline(Detector(assets / "m.onnx"), config) as pipeline:
+        count = 0
+        restarted_at = None
+        for result in pipeline.run(f"http://127.0.0.1:{port}/stream.mjpg", log=messages.append):
+            count += 1
+            if count == 5:
+                server.stop()
+                threading.Timer(1.0, server.start).start()
+                restarted_at = count
+            if pipeline.stats.reconnects and count > (restarted_at or 0) + 5:
+                pipeline.stop()
+            if count > 400:
+                break
+    server.stop()
+    assert pipeline.stats.reconnects >= 1, messages
+    assert any("reconnected" in m for m in messages)
