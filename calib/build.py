@@ -61,7 +61,6 @@ class BuildResult:
     report: CalibrationReport | None = None
     stats_cached: bool = False
     stats_images: int = 0
-    notes: list[str] = field(default_factory=list)
 
 
 def build_precision_graph(

@@ -130,8 +130,12 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     out_dir = Path(config.out_dir)
     index = load_coco_index(*resolve_split(config.data, "train"))
-    if not any(len(img.labels) for img in index.images):
+    boxes = sum(len(img.labels) for img in index.images)
+    if not boxes:
         raise RetinaEdgeError(f"{index.ann_file} has no usable boxes to train on")
+    if rank == 0:
+        print(f"train data: {len(index.images)} images, {boxes} boxes, {len(index.class_names)} classes; "
+              f"dropped {index.dropped_degenerate} degenerate boxes, skipped {index.skipped_crowd} crowd boxes")
     model = build_training_model(config, index.class_names, index.category_ids).to(device)
     model.transform = RetinaTransform(model.config.transform, train_min_sizes=config.train_min_sizes)
     optimizer = _make_optimizer(model, config)

@@ -64,10 +64,6 @@ class CudaStream:
         graph = check(cudart.cudaStreamEndCapture(self.handle))
         self._graph_exec = check(cudart.cudaGraphInstantiate(graph, 0))
 
-    @property
-    def captured(self) -> bool:
-        return self._graph_exec is not None
-
     def launch(self) -> None:
         check(self.cudart.cudaGraphLaunch(self._graph_exec, self.handle))
 
@@ -114,7 +110,6 @@ class PyCudaStream:
 
         self.stream = driver.Stream()
         self.handle = self.stream.handle
-        self.captured = False
 
     def synchronize(self) -> None:
         self.stream.synchronize()

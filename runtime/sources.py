@@ -16,7 +16,6 @@ Live sources can drop and be reopened; files end.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,6 +153,3 @@ def reopen(source, policy: ReconnectPolicy, stop, log) -> bool:  # noqa: ANN001
         return True
     return False
 
-
-def now() -> float:
-    return time.time()
