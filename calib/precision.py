@@ -132,7 +132,7 @@ def convert_fp16(fp32_onnx: str | os.PathLike, output: str | os.PathLike) -> Pat
     except ImportError:
         raise MissingDependencyError("nvidia-modelopt", "FP16 conversion", "pip install 'retina-edge[modelopt]'") from None
     onnx = _onnx()
-    with _quiet("modelopt"):
+    with _quiet("modelopt", root=True):
         model = convert_to_mixed_precision(str(fp32_onnx), low_precision_type="fp16", nodes_to_exclude=[TAIL_REGEX],
                                            keep_io_types=True, providers=["cpu"])
     with atomic_path(output) as tmp:
@@ -141,10 +141,13 @@ def convert_fp16(fp32_onnx: str | os.PathLike, output: str | os.PathLike) -> Pat
 
 
 @contextlib.contextmanager
-def _quiet(prefix: str):
-    """Silence a library's INFO chatter (per-node logs, progress prints) during a call."""
+def _quiet(prefix: str, *, root: bool = False):
+    """Silence a library's INFO chatter (per-node logs, progress prints) during a call; ``root``
+    also quiets the root logger, which some libraries (onnxconverter-common) log to directly."""
     loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict) if name.startswith(prefix)]
     loggers.append(logging.getLogger(prefix))
+    if root:
+        loggers.append(logging.getLogger())
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)
