@@ -108,29 +108,20 @@ def _calibrate(fp32: Path, export: ExportOptions, options: CalibrationOptions, r
     progress = Progress(min(options.count, len(items)), "calibrate")
     # The graph only accepts batches within its export range (a static batch exactly).
     batch_size = min(options.batch_size, export.batch[2]) if export.dynamic_batch else export.batch[0]
-    first_batch = []
 
     def compute() -> ActivationStats:
         log(f"calibrating ({options.method}) on up to {options.count} images from {options.source}")
         batches = calibration_batches(items, export.preprocess, count=options.count, batch_size=batch_size,
                                       min_images=options.min_images, report=report, progress=progress.update)
-        return compute_stats(fp32, _remember_first(batches, first_batch), method=options.method)
+        return compute_stats(fp32, (batch for batch, _keys in batches), method=options.method)
 
     stats, cached = load_or_compute_stats(fp32, key, Path(options.cache_dir), compute)
     result.stats_cached, result.report, result.stats_images = cached, report, stats.num_images
     if cached:
         log(f"reusing cached calibration statistics ({stats.num_images} images, {stats.method})")
-    if not first_batch:
-        first = next(calibration_batches(items[: batch_size * 2 + 16], export.preprocess, count=1, batch_size=1))
-        first_batch.append(first[0])
-    return stats, first_batch[0]
-
-
-def _remember_first(batches, store: list):  # noqa: ANN001, ANN202
-    for batch, _keys in batches:
-        if not store:
-            store.append(batch[:1])
-        yield batch
+    # ModelOpt needs one input for its calibration step; the cached statistics replace its scales.
+    first_image, _keys = next(calibration_batches(items, export.preprocess, count=1, batch_size=1))
+    return stats, first_image
 
 
 def _finish(converted: Path, fp32: Path, output: Path, precision: str) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from retina_edge.atomic import atomic_path
-from retina_edge.contract import INPUT_NAME, OUTPUTS, DeploymentMetadata
+from retina_edge.contract import INPUT_NAME, KEY_BATCH, OUTPUTS, DeploymentMetadata, format_batch
 from retina_edge.errors import MissingDependencyError, RetinaEdgeError
 from retina_edge.export.graph_heads import DecodedCandidates, NmsDetections, RawOutputs
 from retina_edge.model import RetinaNet
@@ -81,7 +81,7 @@ def export_onnx(model: RetinaNet, path: str | os.PathLike, options: ExportOption
             graph = simplify(graph)
         _fix_output_shapes(graph, module, example)
         metadata = DeploymentMetadata(model=model.config, preprocess=options.preprocess, postprocess=options.postprocess)
-        props = {**metadata.to_props(), "retina_edge.batch": ",".join(map(str, options.batch))}
+        props = {**metadata.to_props(), KEY_BATCH: format_batch(options.batch)}
         set_metadata(graph, props)
         onnx.checker.check_model(graph)
         onnx.save(graph, str(tmp))

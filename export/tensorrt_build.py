@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from retina_edge.contract import INPUT_NAME, KEY_PRECISION
+from retina_edge.contract import INPUT_NAME, KEY_BATCH, DeploymentMetadata, format_batch
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.onnx_export import read_metadata
 from retina_edge.export.trt_plan import TrtBuildSettings, plan_precision, profile_shapes, trt_major_version
-from retina_edge.preprocess import PreprocessConfig
 from retina_edge.runtime.backends.tensorrt_backend import gpu_name, import_tensorrt
 from retina_edge.runtime.engine_file import write_engine_file
 
@@ -48,8 +47,9 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, s
     """Parse ``onnx_path``, build a serialized plan per ``settings``, write it with metadata."""
     trt = import_tensorrt()
     props = read_metadata(onnx_path)
+    metadata = DeploymentMetadata.from_props(props, source=str(onnx_path))
     major = trt_major_version(trt.__version__)
-    plan = plan_precision(major, props.get(KEY_PRECISION, "fp32"), settings)
+    plan = plan_precision(major, metadata.precision, settings)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan.strongly_typed else 0
@@ -74,9 +74,8 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, s
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = settings.dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-    preprocess = _preprocess_from(props)
     profile = builder.create_optimization_profile()
-    profile.set_shape(INPUT_NAME, *profile_shapes(settings.batch, preprocess))
+    profile.set_shape(INPUT_NAME, *profile_shapes(settings.batch, metadata.preprocess))
     config.add_optimization_profile(profile)
     timing_cache = _load_timing_cache(config, settings.timing_cache)
     serialized = builder.build_serialized_network(network, config)
@@ -89,19 +88,9 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, s
     build_info = {"batch": list(settings.batch), "strongly_typed": plan.strongly_typed, "fp16_flag": plan.fp16_flag,
                   "int8_flag": plan.int8_flag, "hardware_compatible": settings.hardware_compatible,
                   "version_compatible": settings.version_compatible, "dla_core": settings.dla_core}
-    metadata = {**props, "retina_edge.batch": ",".join(map(str, settings.batch))}
-    return write_engine_file(engine_path, bytes(serialized), metadata=metadata, tensorrt_version=trt.__version__,
+    return write_engine_file(engine_path, bytes(serialized), metadata={**props, KEY_BATCH: format_batch(settings.batch)},
+                             tensorrt_version=trt.__version__,
                              device={"name": gpu_name()}, build=build_info)
-
-
-def _preprocess_from(props: dict[str, str]) -> PreprocessConfig:
-    import json
-
-    from retina_edge.contract import KEY_PREPROCESS
-
-    if KEY_PREPROCESS not in props:
-        raise RetinaEdgeError("the ONNX file carries no retina-edge metadata; export it with 'retina-edge export'")
-    return PreprocessConfig.from_dict(json.loads(props[KEY_PREPROCESS]))
 
 
 def _load_timing_cache(config, path: str | None):  # noqa: ANN001, ANN202

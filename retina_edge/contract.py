@@ -44,9 +44,20 @@ KEY_POSTPROCESS = KEY_PREFIX + "postprocess"
 KEY_PRECISION = KEY_PREFIX + "precision"
 KEY_VERSION = KEY_PREFIX + "toolkit_version"
 KEY_OUTPUTS = KEY_PREFIX + "outputs"
+#: "MIN,OPT,MAX" batch range the graph (or engine profile) was built for.
+KEY_BATCH = KEY_PREFIX + "batch"
 # Plain keys for other tools (Netron, ONNX Runtime users) that do not parse our JSON.
 KEY_NAMES = "names"
 KEY_IMGSZ = "imgsz"
+
+
+def format_batch(batch: tuple[int, int, int]) -> str:
+    return ",".join(map(str, batch))
+
+
+def max_batch(props: dict[str, str]) -> int:
+    """Largest batch a graph or engine takes, from its :data:`KEY_BATCH` entry (1 if absent)."""
+    return int(props.get(KEY_BATCH, "1,1,1").split(",")[2])
 
 
 @dataclass(frozen=True)

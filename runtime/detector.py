@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from retina_edge.anchors import feature_shapes_for, grid_anchors
-from retina_edge.contract import DeploymentMetadata
+from retina_edge.contract import DeploymentMetadata, max_batch
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.preprocess import LetterboxInfo, boxes_to_source, preprocess_batch
 from retina_edge.runtime.postprocess import candidates_from_raw, select_detections
@@ -100,7 +100,7 @@ class Detector:
         missing = set(self.metadata.output_names) - set(self.backend.output_names)
         if missing:
             raise RetinaEdgeError(f"{self.path} lacks the outputs {sorted(missing)} its metadata promises")
-        self.max_batch = int(props.get("retina_edge.batch", "1,1,1").split(",")[2]) if props else 1
+        self.max_batch = max_batch(props)
         self._level_anchors = None
         if self.metadata.postprocess == "none":
             size = self.input_size
