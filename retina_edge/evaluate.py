@@ -34,6 +34,10 @@ class CocoMetrics:
     summary: dict[str, float]
     per_class: dict[str, float]
 
+    def to_dict(self) -> dict[str, dict[str, float]]:
+        """``{"summary": ..., "per_class": ...}``, the metrics JSON ``train`` and ``eval`` write."""
+        return {"summary": self.summary, "per_class": self.per_class}
+
     def table(self) -> str:
         head = "  ".join(f"{k}={self.summary[k]:.4f}" for k in SUMMARY_KEYS[:6])
         rows = [f"  {name:<20} {ap:.4f}" for name, ap in self.per_class.items()]

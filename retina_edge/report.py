@@ -10,7 +10,7 @@ import numpy as np
 from retina_edge.atomic import write_text_atomic
 from retina_edge.imageio import write_image_rgb
 from retina_edge.runtime.results import Detections
-from retina_edge.verify import VerifyReport
+from retina_edge.verify import VerifyReport, matched_scores
 
 
 def terminal_table(report: VerifyReport) -> str:
@@ -52,17 +52,8 @@ def _plots(report: VerifyReport, reference: list[Detections], deployed: list[Det
         fig.savefig(out / "per_class_ap.png", dpi=110)
         plt.close(fig)
         names.append("per_class_ap.png")
-    pairs = []
-    for ref, dep in zip(reference, deployed):
-        from retina_edge.matching import pairwise_iou
-
-        overlaps = pairwise_iou(ref.boxes, dep.boxes)
-        overlaps[ref.labels[:, None] != dep.labels[None, :]] = 0
-        for i in range(len(ref)):
-            if len(dep) and overlaps[i].max() >= 0.5:
-                pairs.append((ref.scores[i], dep.scores[np.argmax(overlaps[i])]))
-    if pairs:
-        values = np.asarray(pairs)
+    values = matched_scores(reference, deployed)
+    if len(values):
         fig, ax = plt.subplots(figsize=(3.6, 3.6))
         ax.scatter(values[:, 0], values[:, 1], s=4, alpha=0.5)
         ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)

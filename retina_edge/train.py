@@ -222,4 +222,4 @@ def _evaluate_val(model: RetinaNet, config: TrainConfig, out_dir: Path) -> None:
     results = predict_coco(reference_detector(model, device=device), index, category_ids=model.config.category_ids)
     metrics = coco_evaluate(ann_file, results, image_ids=[img.image_id for img in index.images])
     print(metrics.table())
-    write_text_atomic(out_dir / "metrics.json", json.dumps({"summary": metrics.summary, "per_class": metrics.per_class}, indent=2))
+    write_text_atomic(out_dir / "metrics.json", json.dumps(metrics.to_dict(), indent=2))

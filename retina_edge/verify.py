@@ -122,13 +122,19 @@ def _pair_candidates(outputs: dict[str, np.ndarray], expected: dict[str, np.ndar
             (scores, np.asarray(got_scores), np.asarray(ref_scores), fraction)]
 
 
+def _same_label_iou(ref: Detections, dep: Detections) -> np.ndarray:
+    """``(len(ref), len(dep))`` IoU, zero between boxes of different labels."""
+    overlaps = pairwise_iou(ref.boxes, dep.boxes)
+    overlaps[ref.labels[:, None] != dep.labels[None, :]] = 0
+    return overlaps
+
+
 def precision_recall(reference: list[Detections], deployed: list[Detections], iou: float) -> tuple[float, float]:
     """Greedy one-to-one matching at ``iou`` (same label): (precision, recall) over all images."""
     true_positive = ref_total = dep_total = 0
     for ref, dep in zip(reference, deployed):
         ref_total, dep_total = ref_total + len(ref), dep_total + len(dep)
-        overlaps = pairwise_iou(ref.boxes, dep.boxes)
-        overlaps[ref.labels[:, None] != dep.labels[None, :]] = 0
+        overlaps = _same_label_iou(ref, dep)
         used = np.zeros(len(dep), dtype=bool)
         for i in np.argsort(-ref.scores, kind="stable"):
             candidates = np.flatnonzero((overlaps[i] >= iou) & ~used)
@@ -138,16 +144,17 @@ def precision_recall(reference: list[Detections], deployed: list[Detections], io
     return (true_positive / dep_total if dep_total else 1.0), (true_positive / ref_total if ref_total else 1.0)
 
 
-def matched_score_errors(reference: list[Detections], deployed: list[Detections], iou: float = 0.5) -> np.ndarray:
-    """|score difference| of reference detections matched (same label, best IoU >= ``iou``)."""
-    errors = []
+def matched_scores(reference: list[Detections], deployed: list[Detections], iou: float = 0.5) -> np.ndarray:
+    """``(P, 2)`` (reference score, deployed score) of each reference detection whose best
+    same-label deployed box has IoU >= ``iou``."""
+    pairs = []
     for ref, dep in zip(reference, deployed):
-        overlaps = pairwise_iou(ref.boxes, dep.boxes)
-        overlaps[ref.labels[:, None] != dep.labels[None, :]] = 0
-        for i in range(len(ref)):
-            if len(dep) and overlaps[i].max() >= iou:
-                errors.append(abs(float(ref.scores[i]) - float(dep.scores[np.argmax(overlaps[i])])))
-    return np.asarray(errors)
+        if not len(dep):
+            continue
+        overlaps = _same_label_iou(ref, dep)
+        for i in np.flatnonzero(overlaps.max(axis=1, initial=0.0) >= iou):
+            pairs.append((float(ref.scores[i]), float(dep.scores[np.argmax(overlaps[i])])))
+    return np.asarray(pairs, dtype=np.float64).reshape(-1, 2)
 
 
 def ap_against(reference: list[Detections], deployed: list[Detections]) -> float:
@@ -212,7 +219,8 @@ def run_verify(
     for iou in (0.5, 0.9):
         p, r = precision_recall(reference_dets, deployed_dets, iou)
         report.precision_recall[f"precision@{iou}"], report.precision_recall[f"recall@{iou}"] = p, r
-    errors = matched_score_errors(reference_dets, deployed_dets)
+    pairs = matched_scores(reference_dets, deployed_dets)
+    errors = np.abs(pairs[:, 0] - pairs[:, 1])
     report.score_error = {"mean": float(errors.mean()) if errors.size else 0.0, "max": float(errors.max()) if errors.size else 0.0,
                           "pairs": int(errors.size)}
     report.ap_vs_reference = ap_against(reference_dets, deployed_dets)

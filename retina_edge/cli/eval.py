@@ -60,5 +60,5 @@ def run(args: argparse.Namespace) -> int:
     metrics = coco_evaluate(ann_file, results, image_ids=[img.image_id for img in index.images])
     print(metrics.table())
     if args.metrics_json:
-        write_text_atomic(args.metrics_json, json.dumps({"summary": metrics.summary, "per_class": metrics.per_class}, indent=2))
+        write_text_atomic(args.metrics_json, json.dumps(metrics.to_dict(), indent=2))
     return 0
