@@ -92,19 +92,13 @@ def run_demo(out_dir: str | Path, *, log: Callable[[str], None] = print, val_ima
 
 
 def _annotated_video(out: Path, detector, frames: int) -> Path:  # noqa: ANN001
-    import cv2
-
     from retina_edge.runtime.draw import draw_detections
+    from retina_edge.runtime.video_writer import Mp4Writer
     from retina_edge.synth_video import SyntheticVideo
 
     video = SyntheticVideo(seed=3)
-    path = out / "video_detections.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, (video.width, video.height))
-    try:
+    with Mp4Writer(out / "video_detections.mp4", 15.0) as writer:
         for index in range(frames):
             frame = video.frame(index)
-            annotated = draw_detections(frame, detector.detect(frame)[0].filter(min_score=0.3))
-            writer.write(cv2.cvtColor(annotated, cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
-    return path
+            writer.write(draw_detections(frame, detector.detect(frame)[0].filter(min_score=0.3)))
+    return writer.path

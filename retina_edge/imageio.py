@@ -12,6 +12,13 @@ from retina_edge.errors import DataError
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
+def list_images(folder: str | os.PathLike, *, recursive: bool = True) -> list[Path]:
+    """Image files of ``folder`` (by suffix), sorted; subfolders too unless ``recursive`` is off."""
+    folder = Path(folder)
+    paths = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(p for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file to an ``(H, W, 3)`` uint8 RGB array; grey and alpha are converted.
 

@@ -44,14 +44,9 @@ class SyntheticVideo:
 
 def write_video(path: str | Path, video: SyntheticVideo, frames: int, fps: float = 15.0) -> Path:
     """Encode ``frames`` frames as MP4 (OpenCV ``mp4v``)."""
-    import cv2
+    from retina_edge.runtime.video_writer import Mp4Writer
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (video.width, video.height))
-    try:
+    with Mp4Writer(path, fps) as writer:
         for index in range(frames):
-            writer.write(cv2.cvtColor(video.frame(index), cv2.COLOR_RGB2BGR))
-    finally:
-        writer.release()
-    return path
+            writer.write(video.frame(index))
+    return writer.path

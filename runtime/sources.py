@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from retina_edge.errors import DataError
-from retina_edge.imageio import IMAGE_SUFFIXES, bgr_to_rgb, read_image_rgb
+from retina_edge.imageio import bgr_to_rgb, list_images, read_image_rgb
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class ImageFolderSource:
 
     def __init__(self, folder: str) -> None:
         self.spec = folder
-        self.files = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.files = list_images(folder, recursive=False)
         if not self.files:
             raise DataError(f"no images in {folder}")
         self.position = 0

@@ -65,12 +65,12 @@ def run_images(args: argparse.Namespace) -> int:
 
     from retina_edge.atomic import write_text_atomic
     from retina_edge.errors import DataError
-    from retina_edge.imageio import IMAGE_SUFFIXES, read_image_rgb, write_image_rgb
+    from retina_edge.imageio import list_images, read_image_rgb, write_image_rgb
     from retina_edge.runtime.draw import draw_detections
 
     source = Path(args.source)
     if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = list_images(source)
     elif source.is_file():
         files = [source]
     else:

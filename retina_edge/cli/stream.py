@@ -13,29 +13,6 @@ import signal
 import sys
 
 
-class VideoSink:
-    """Annotated frames to an MP4 (created on the first frame, so its size is the stream's)."""
-
-    def __init__(self, path: str, fps: float) -> None:
-        self.path, self.fps, self.writer, self.frames = path, fps, None, 0
-
-    def write(self, image_rgb) -> None:  # noqa: ANN001
-        import cv2
-
-        if self.writer is None:
-            from pathlib import Path
-
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            height, width = image_rgb.shape[:2]
-            self.writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
-        self.writer.write(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
-        self.frames += 1
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
-
-
 def overlay(image, result, fps: float):  # noqa: ANN001, ANN201
     import cv2
 
@@ -51,12 +28,13 @@ def overlay(image, result, fps: float):  # noqa: ANN001, ANN201
 def run_stream(args: argparse.Namespace, detector) -> int:  # noqa: ANN001
     from retina_edge.runtime.pipeline import Pipeline, PipelineConfig
     from retina_edge.runtime.sources import open_source
+    from retina_edge.runtime.video_writer import Mp4Writer
 
     config = PipelineConfig(mode=args.mode, max_fps=args.max_fps,
                             classes=tuple(args.classes) if args.classes else None)
     source = open_source(args.source)
     pipeline = Pipeline(detector, config)
-    sink = VideoSink(args.save, min(source.fps, args.max_fps or source.fps)) if args.save else None
+    sink = Mp4Writer(args.save, min(source.fps, args.max_fps or source.fps)) if args.save else None
     jsonl = open(args.jsonl, "w", encoding="utf-8") if args.jsonl else None  # noqa: SIM115 - closed in finally
     previous = {sig: signal.signal(sig, lambda *_: pipeline.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -28,17 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_images(folder: str, count: int, ann: str | None):  # noqa: ANN201
     """(images, COCO image ids or None) of the first ``count`` images (those the json lists, if given)."""
-    from pathlib import Path
 
     from retina_edge.errors import DataError
-    from retina_edge.imageio import IMAGE_SUFFIXES, read_image_rgb
+    from retina_edge.imageio import list_images, read_image_rgb
 
     if ann:
         from retina_edge.coco_dataset import load_coco_index
 
         records = load_coco_index(ann, folder).images[:count]
         return [read_image_rgb(r.path) for r in records], [r.image_id for r in records]
-    files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:count]
+    files = list_images(folder)[:count]
     if not files:
         raise DataError(f"no images in {folder}")
     return [read_image_rgb(p) for p in files], None
