@@ -123,7 +123,12 @@ class RetinaNet(nn.Module):
     def compute_loss(
         self, outputs: dict[str, Tensor], anchors: Tensor, targets: list[dict[str, Tensor]]
     ) -> dict[str, Tensor]:
-        """Focal loss and box loss, each normalised by the number of foreground anchors."""
+        """Focal loss and box loss, each normalised by the number of foreground anchors.
+
+        Computed in float32 even when the heads ran under autocast (bfloat16 logits would round
+        the focal term of confident anchors to zero).
+        """
+        outputs = {name: value.float() for name, value in outputs.items()}
         matched_idxs = []
         for target in targets:
             boxes = target["boxes"]

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from retina_edge.archs import model_config
 from retina_edge.atomic import write_text_atomic
-from retina_edge.checkpoints import load_backbone_weights, read_checkpoint, save_checkpoint
+from retina_edge.checkpoints import load_backbone_weights, load_model, read_checkpoint, save_checkpoint
 from retina_edge.coco_dataset import load_coco_index, resolve_split
 from retina_edge.detection_data import DetectionDataset, collate
 from retina_edge.errors import RetinaEdgeError
@@ -34,9 +35,13 @@ from retina_edge.transform import RetinaTransform
 class TrainConfig:
     """Training settings; a JSON file with these keys can be given to ``retina-edge train --config``.
 
-    ``iterations`` > 0 overrides ``epochs``. ``train_min_sizes`` enables multi-scale training
-    (short side drawn from it, long side capped by ``max_size``). ``model_options`` are
-    torchvision-style model keywords (``fpn_channels``, ``backbone_width``, ``anchor_sizes``, ...).
+    ``iterations`` > 0 overrides ``epochs``. ``amp`` is mixed precision: float16 with loss scaling
+    on CUDA, bfloat16 on CPUs (about 1.5x faster where the CPU has AVX512-BF16 or AMX, slower
+    where it has neither). ``half_weights`` stores ``model_final.pth``'s conv weights in float16
+    (half the file, for shipping); the final evaluation then scores the stored weights.
+    ``train_min_sizes`` enables multi-scale training (short side drawn from it, long side capped by
+    ``max_size``). ``model_options`` are torchvision-style model keywords (``fpn_channels``,
+    ``backbone_width``, ``anchor_sizes``, ...).
     """
 
     data: str
@@ -58,6 +63,7 @@ class TrainConfig:
     trainable_layers: int = 5
     grad_clip: float = 0.0
     amp: bool = False
+    half_weights: bool = False
     workers: int = 2
     hflip: float = 0.5
     seed: int = 0
@@ -141,7 +147,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     optimizer = _make_optimizer(model, config)
     start_iteration = 0
     if resume:
-        start_iteration = _resume(out_dir / "last.pth", model, optimizer, config)
+        start_iteration = _resume(out_dir / "last.pth", model, optimizer)
     dataset = DetectionDataset(index, hflip_prob=config.hflip)
     sampler = DistributedSampler(dataset, seed=config.seed) if world > 1 else RandomSampler(dataset)
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
@@ -149,6 +155,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     total = config.iterations or config.epochs * len(loader)
     net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
+    autocast_dtype = _autocast_dtype(config, device)
     progress = Progress(total, "train", enabled=rank == 0, every=config.log_every)
     iteration, epoch = start_iteration, start_iteration // max(1, len(loader))
     smoothed: dict[str, float] = {}
@@ -164,7 +171,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
                 group["lr"] = lr
             images = [img.to(device, non_blocking=True) for img in images]
             targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
-            with torch.autocast(device.type, enabled=scaler.is_enabled()):
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 losses = net(images, targets)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
@@ -186,20 +193,37 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
                             train_config=_plain(config))
     final = out_dir / "model_final.pth"
     if rank == 0:
-        save_checkpoint(final, model, train_config=_plain(config), iteration=iteration)
+        save_checkpoint(final, model, half_weights=config.half_weights, train_config=_plain(config),
+                        iteration=iteration)
         if config.eval_at_end:
-            _evaluate_val(model.eval(), config, out_dir)
+            _evaluate_val(load_model(str(final)).to(device) if config.half_weights else model.eval(), config, out_dir)
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
     return final
 
 
+def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if not config.amp:
+        return None
+    if device.type == "cuda":
+        return torch.float16
+    if not _cpu_has_native_bfloat16():
+        warnings.warn("amp on this CPU: it has neither AVX512-BF16 nor AMX, so bfloat16 is emulated and "
+                      "training will be slower than float32; drop --amp here", stacklevel=3)
+    return torch.bfloat16
+
+
+def _cpu_has_native_bfloat16() -> bool:
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+
+
 def _plain(config: TrainConfig) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
-def _resume(path: Path, model: RetinaNet, optimizer: torch.optim.Optimizer, config: TrainConfig) -> int:
+def _resume(path: Path, model: RetinaNet, optimizer: torch.optim.Optimizer) -> int:
     if not path.is_file():
         raise RetinaEdgeError(f"nothing to resume: {path} does not exist")
     state = read_checkpoint(path)

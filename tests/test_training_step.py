@@ -77,3 +77,25 @@ def test_head_init_follows_the_paper():
     bias = model.head.classification_head.cls_logits.bias
     torch.testing.assert_close(torch.sigmoid(bias), torch.full_like(bias, 0.01))
     assert model.head.regression_head.bbox_reg.weight.std().item() == pytest.approx(0.01, rel=0.1)
+
+
+def test_bfloat16_autocast_trains_with_float32_losses():
+    """CPU mixed precision (``train --amp``): convs run in bfloat16, losses and weights stay float32."""
+    model = tiny_model().train()
+    images, targets = tiny_batch()
+    with torch.no_grad():
+        reference = sum(model(images, targets).values()).item()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-4)
+    losses = []
+    for _ in range(12):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss_dict = model(images, targets)
+        assert all(value.dtype == torch.float32 for value in loss_dict.values())
+        loss = sum(loss_dict.values())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[0] == pytest.approx(reference, rel=0.05)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert losses[-1] < 0.7 * losses[0], losses

@@ -33,7 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--schedule", choices=["cosine", "step"])
     parser.add_argument("--trainable-layers", type=int, help="ResNet stages to train, 0..5")
     parser.add_argument("--grad-clip", type=float, help="clip the gradient norm to this (0: off)")
-    parser.add_argument("--amp", action="store_true", default=None, help="mixed precision (GPU only)")
+    parser.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                        help="mixed precision: float16 on CUDA, bfloat16 on CPUs with AVX512-BF16/AMX")
+    parser.add_argument("--half-weights", action=argparse.BooleanOptionalAction, default=None,
+                        help="store model_final.pth's conv weights in float16 (half the file); "
+                             "the final eval scores the stored weights")
     parser.add_argument("--workers", type=int, help="data-loading processes")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--backbone-weights", help="ImageNet ResNet weights: torchvision:resnet50 or a path")
@@ -47,7 +51,7 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201
     from retina_edge.train import TrainConfig
 
     overrides = {name: getattr(args, name) for name in _DIRECT}
-    overrides.update(out_dir=args.out_dir, amp=args.amp, eval_at_end=args.eval_at_end)
+    overrides.update(out_dir=args.out_dir, amp=args.amp, half_weights=args.half_weights, eval_at_end=args.eval_at_end)
     if args.imgsz:
         if len(args.imgsz) > 2:
             raise RetinaEdgeError("--imgsz takes N or MIN MAX")
