@@ -43,7 +43,7 @@ class LoopingSource:
 def main() -> None:
     import cv2
 
-    from retina_edge.bench import rss_mb
+    from retina_edge.bench import process_rss_mb
     from retina_edge.runtime import Detector
     from retina_edge.runtime.pipeline import Pipeline
     from retina_edge.synth_video import SyntheticVideo, write_video
@@ -80,7 +80,7 @@ def main() -> None:
         with Pipeline(detector) as pipeline:
             for result in pipeline.run(LoopingSource(frames[:30], args.long)):
                 if result.index % 500 == 499:
-                    samples.append(rss_mb())
+                    samples.append(process_rss_mb())
         baseline = samples[1] if len(samples) > 1 else samples[0]  # after warm-up
         drift = max(abs(s - baseline) for s in samples[1:]) / baseline if len(samples) > 1 else 0.0
         print(f"{args.long} frames: RSS MB every 500 frames: {', '.join(f'{s:.0f}' for s in samples)}; "

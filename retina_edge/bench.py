@@ -11,25 +11,27 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 
 from retina_edge.preprocess import PreprocessConfig, boxes_to_source, preprocess_batch
 
 STAGES = ("preprocess", "inference", "postprocess")
+T = TypeVar("T")
 
 
 @dataclass
 class BenchEntry:
-    """One thing to time: ``run(images) -> {stage: seconds}``."""
+    """One thing to time: ``run(images) -> {stage: seconds}``; ``rss_mb``: memory its model added, if measured."""
 
     name: str
     run: Callable[[list[np.ndarray]], dict[str, float]]
-    rss_mb: float = 0.0
+    rss_mb: float | None = None
     samples: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in (*STAGES, "total")})
 
 
-def rss_mb() -> float:
+def process_rss_mb() -> float:
     """Resident memory of this process in MiB (Linux /proc; 0 elsewhere)."""
     try:
         with open(f"/proc/{os.getpid()}/statm") as handle:
@@ -38,7 +40,14 @@ def rss_mb() -> float:
         return 0.0
 
 
-def detector_entry(name: str, detector) -> BenchEntry:  # noqa: ANN001
+def measure_load(load: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, float]:
+    """``load(*args, **kwargs)`` and the resident memory (MiB) it added: what a model costs to hold."""
+    before = process_rss_mb()
+    loaded = load(*args, **kwargs)
+    return loaded, process_rss_mb() - before
+
+
+def detector_entry(name: str, detector, *, rss_mb: float | None = None) -> BenchEntry:  # noqa: ANN001
     def run(images: list[np.ndarray]) -> dict[str, float]:
         t0 = time.perf_counter()
         batch, infos = preprocess_batch(images, detector.metadata.preprocess)
@@ -49,10 +58,11 @@ def detector_entry(name: str, detector) -> BenchEntry:  # noqa: ANN001
         t3 = time.perf_counter()
         return {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2}
 
-    return BenchEntry(name, run)
+    return BenchEntry(name, run, rss_mb)
 
 
-def pytorch_entry(name: str, model, preprocess: PreprocessConfig) -> BenchEntry:  # noqa: ANN001
+def pytorch_entry(name: str, model, preprocess: PreprocessConfig, *,  # noqa: ANN001
+                  rss_mb: float | None = None) -> BenchEntry:
     import torch
 
     def run(images: list[np.ndarray]) -> dict[str, float]:
@@ -72,7 +82,7 @@ def pytorch_entry(name: str, model, preprocess: PreprocessConfig) -> BenchEntry:
         t3 = time.perf_counter()
         return {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2}
 
-    return BenchEntry(name, run)
+    return BenchEntry(name, run, rss_mb)
 
 
 def run_bench(entries: list[BenchEntry], images: list[np.ndarray], *, batch: int, iterations: int, warmup: int) -> list[dict]:
@@ -101,13 +111,17 @@ def run_bench(entries: list[BenchEntry], images: list[np.ndarray], *, batch: int
 
 
 def format_table(summaries: list[dict]) -> str:
-    head = f"{'model':<28} {'batch':>5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'pre':>6} {'infer':>8} {'post':>6} {'img/s':>7} {'ratio':>6} {'RSS MB':>7}"
+    head = f"{'model':<28} {'batch':>5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'pre':>6} {'infer':>8} {'post':>6} {'img/s':>7} {'ratio':>6} {'+RSS MB':>7}"
     rows = [head]
     for s in summaries:
         rows.append(f"{s['name'][:28]:<28} {s['batch']:>5} {s['p50_ms']:>8.1f} {s['p90_ms']:>8.1f} {s['p99_ms']:>8.1f} "
                     f"{s['preprocess_ms']:>6.1f} {s['inference_ms']:>8.1f} {s['postprocess_ms']:>6.1f} "
-                    f"{s['images_per_s']:>7.2f} {s['ratio_to_first']:>6.2f} {s['rss_mb']:>7.0f}")
+                    f"{s['images_per_s']:>7.2f} {s['ratio_to_first']:>6.2f} {_rss_cell(s['rss_mb']):>7}")
     return "\n".join(rows)
+
+
+def _rss_cell(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def plot(summaries: list[dict], path: str) -> None:

@@ -21,7 +21,7 @@ VARIANTS = (("fp32", "cpu"), ("fp16", "cpu"), ("int8", "cpu"), ("int8", "tensorr
 
 def run_demo(out_dir: str | Path, *, log: Callable[[str], None] = print, val_images: int = 100, video_frames: int = 90) -> Path:
     """Run everything into ``out_dir``; returns the summary Markdown file."""
-    from retina_edge.bench import detector_entry, format_table, plot, pytorch_entry, run_bench
+    from retina_edge.bench import detector_entry, format_table, measure_load, plot, pytorch_entry, run_bench
     from retina_edge.calib.build import CalibrationOptions, build_precision_graph
     from retina_edge.checkpoints import load_model
     from retina_edge.cli.verify import load_images
@@ -67,9 +67,10 @@ def run_demo(out_dir: str | Path, *, log: Callable[[str], None] = print, val_ima
                             f"{'PASS' if report.passed else 'FAIL'} | [report](verify/{name}/report.md) |")
     log("4/5 bench side by side (batch 1)")
     entries = [pytorch_entry("pytorch fp32 eager", model, export.preprocess)]
-    for name in ("synth-fp32", "synth-int8-cpu"):
-        entries.append(detector_entry(f"{name} [onnxruntime]", Detector(models[name], backend="onnxruntime")))
-    entries.append(detector_entry("synth-fp32 [openvino f32]", Detector(models["synth-fp32"], backend="openvino")))
+    for name, backend in (("synth-fp32", "onnxruntime"), ("synth-int8-cpu", "onnxruntime"), ("synth-fp32", "openvino")):
+        detector, added = measure_load(Detector, models[name], backend=backend)
+        label = f"{name} [{backend}{' f32' if backend == 'openvino' else ''}]"
+        entries.append(detector_entry(label, detector, rss_mb=added))
     summaries = run_bench(entries, images[:16], batch=1, iterations=20, warmup=3)
     table = format_table(summaries)
     log(table)

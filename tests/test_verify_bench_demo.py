@@ -75,6 +75,7 @@ def test_bench_runs_models_side_by_side(workspace, capsys):
     assert [r["name"] for r in rows[:3]] == ["pytorch fp32 eager", "fp32 [onnxruntime]", "int8 [onnxruntime]"]
     assert rows[0]["ratio_to_first"] == 1.0 and {r["batch"] for r in rows} == {1, 2}
     assert all(r["p50_ms"] > 0 and r["inference_ms"] > 0 for r in rows)
+    assert all(isinstance(r["rss_mb"], float) for r in rows)  # each model's load was measured
 
 
 @pytest.mark.slow
@@ -87,3 +88,6 @@ def test_demo_end_to_end(tmp_path):
         assert name in text
     assert (tmp_path / "demo" / "video_detections.mp4").stat().st_size > 10_000
     assert (tmp_path / "demo" / "bench.png").is_file()
+    rows = json.loads((tmp_path / "demo" / "bench.json").read_text())
+    # the reference was loaded before the bench (no figure); each runtime model's load is measured
+    assert rows[0]["rss_mb"] is None and all(isinstance(r["rss_mb"], float) for r in rows[1:])

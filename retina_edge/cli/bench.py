@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from retina_edge.atomic import write_text_atomic
-    from retina_edge.bench import detector_entry, format_table, plot, pytorch_entry, rss_mb, run_bench
+    from retina_edge.bench import (detector_entry, format_table, measure_load, plot, process_rss_mb, pytorch_entry,
+                                   run_bench)
     from retina_edge.errors import RetinaEdgeError
     from retina_edge.runtime import Detector
 
@@ -48,16 +49,13 @@ def run(args: argparse.Namespace) -> int:
         raise RetinaEdgeError("give at least one --model or --weights")
     entries, preprocess = [], None
     for path in args.model:
-        before = rss_mb()
-        detector = Detector(path, backend=args.backend, threads=args.threads)
-        entries.append(detector_entry(f"{Path(path).stem} [{detector.backend_name}]", detector))
-        entries[-1].rss_mb = rss_mb() - before
+        detector, added = measure_load(Detector, path, backend=args.backend, threads=args.threads)
+        entries.append(detector_entry(f"{Path(path).stem} [{detector.backend_name}]", detector, rss_mb=added))
         preprocess = preprocess or detector.metadata.preprocess
         if args.openvino and Path(path).suffix == ".onnx":
-            before = rss_mb()
-            ov = Detector(path, backend="openvino", threads=args.threads, openvino_precision=args.ov_precision)
-            entries.append(detector_entry(f"{Path(path).stem} [openvino {args.ov_precision}]", ov))
-            entries[-1].rss_mb = rss_mb() - before
+            ov, added = measure_load(Detector, path, backend="openvino", threads=args.threads,
+                                      openvino_precision=args.ov_precision)
+            entries.append(detector_entry(f"{Path(path).stem} [openvino {args.ov_precision}]", ov, rss_mb=added))
     if args.weights:
         import torch
 
@@ -67,19 +65,17 @@ def run(args: argparse.Namespace) -> int:
 
         if args.threads:
             torch.set_num_threads(args.threads)
-        before = rss_mb()
-        model = load_model(args.weights)
+        model, added = measure_load(load_model, args.weights)
         if preprocess is None:
             height, width = input_size_from(None, model.config)
             preprocess = PreprocessConfig(height, width)
-        entries.insert(0, pytorch_entry("pytorch fp32 eager", model, preprocess))
-        entries[0].rss_mb = rss_mb() - before
+        entries.insert(0, pytorch_entry("pytorch fp32 eager", model, preprocess, rss_mb=added))
     images = _images(args.images)
     summaries = []
     for batch in args.batch:
         summaries += run_bench(entries, images, batch=batch, iterations=args.iters, warmup=args.warmup)
     print(format_table(summaries))
-    print(f"process RSS {rss_mb():.0f} MB; ratio = median latency / first model's (same batch)")
+    print(f"process RSS {process_rss_mb():.0f} MB; ratio = median latency / first model's (same batch)")
     if args.json:
         write_text_atomic(args.json, json.dumps(summaries, indent=2))
     if args.plot:
