@@ -155,3 +155,15 @@ def test_shipped_preset_reaches_its_targets_on_its_val_split(tmp_path):
                  "--metrics-json", str(metrics)]) == 0
     summary = json.loads(metrics.read_text())["summary"]
     assert summary["AP"] >= 0.55 and summary["AP50"] >= 0.85, summary
+
+
+def test_flags_override_the_config_file_both_ways():
+    from retina_edge.cli.main import build_parser
+    from retina_edge.cli.train import config_from_args
+    from retina_edge.presets import PRESET_DIR
+
+    preset = str(PRESET_DIR / "synth_train.json")
+    parse = build_parser().parse_args
+    assert config_from_args(parse(["train", "--config", preset, "--data", "d"])).amp is True
+    config = config_from_args(parse(["train", "--config", preset, "--data", "d", "--no-amp", "--no-half-weights"]))
+    assert config.amp is False and config.half_weights is False and config.iterations == 1850

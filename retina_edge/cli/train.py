@@ -12,7 +12,8 @@ EXAMPLE = ("retina-edge train --data data/synth --arch resnet18_fpn --imgsz 512 
 
 # flag -> TrainConfig field, for flags whose value passes straight through.
 _DIRECT = ("data", "arch", "batch_size", "epochs", "iterations", "optimizer", "lr", "momentum", "weight_decay",
-           "warmup_iters", "schedule", "trainable_layers", "grad_clip", "workers", "seed", "backbone_weights")
+           "warmup_iters", "schedule", "trainable_layers", "grad_clip", "amp", "half_weights", "workers",
+           "seed", "backbone_weights")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +52,7 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201
     from retina_edge.train import TrainConfig
 
     overrides = {name: getattr(args, name) for name in _DIRECT}
-    overrides.update(out_dir=args.out_dir, amp=args.amp, half_weights=args.half_weights, eval_at_end=args.eval_at_end)
+    overrides.update(out_dir=args.out_dir, eval_at_end=args.eval_at_end)
     if args.imgsz:
         if len(args.imgsz) > 2:
             raise RetinaEdgeError("--imgsz takes N or MIN MAX")
