@@ -99,3 +99,15 @@ def test_bfloat16_autocast_trains_with_float32_losses():
     assert losses[0] == pytest.approx(reference, rel=0.05)
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_amp_dtype_per_device_and_a_warning_where_bfloat16_is_emulated(monkeypatch):
+    import retina_edge.train as train_module
+
+    config = train_module.TrainConfig(data="unused", amp=True)
+    assert train_module._autocast_dtype(config, torch.device("cuda")) == torch.float16
+    monkeypatch.setattr(train_module, "_cpu_has_native_bfloat16", lambda: False)
+    with pytest.warns(UserWarning, match="AVX512-BF16 nor AMX"):
+        assert train_module._autocast_dtype(config, torch.device("cpu")) == torch.bfloat16
+    no_amp = train_module.TrainConfig(data="unused", amp=False)
+    assert train_module._autocast_dtype(no_amp, torch.device("cpu")) is None
