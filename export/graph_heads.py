@@ -16,19 +16,30 @@ from retina_edge.model import RetinaNet
 from retina_edge.export.nms_op import non_max_suppression
 
 
-class RawOutputs(nn.Module):
-    """``images -> (cls_logits (B, N, K), bbox_regression (B, N, 4))``."""
+class GraphTail(nn.Module):
+    """``forward(images)`` is the network, then :meth:`tail` on its head outputs; ``tail`` alone
+    lets a caller that already ran the network (``verify``) reuse them."""
 
     def __init__(self, model: RetinaNet) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         outputs, _ = self.model.head_outputs(images)
+        return self.tail(outputs)
+
+    def tail(self, outputs: dict[str, Tensor]) -> tuple[Tensor, ...]:
+        raise NotImplementedError
+
+
+class RawOutputs(GraphTail):
+    """``images -> (cls_logits (B, N, K), bbox_regression (B, N, 4))``."""
+
+    def tail(self, outputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         return outputs["cls_logits"], outputs["bbox_regression"]
 
 
-class DecodedCandidates(nn.Module):
+class DecodedCandidates(GraphTail):
     """``images -> (boxes (B, M, 4), scores (B, M), labels (B, M))``: per-level top-k, decoded, clipped.
 
     k per level is ``min(topk_candidates, N_l * K)``, a constant for the fixed input size, so
@@ -36,8 +47,7 @@ class DecodedCandidates(nn.Module):
     """
 
     def __init__(self, model: RetinaNet, input_size: tuple[int, int]) -> None:
-        super().__init__()
-        self.model = model
+        super().__init__(model)
         self.input_size = input_size
         config = model.config
         levels = grid_anchors(feature_shapes_for(input_size), input_size, config.anchors)
@@ -51,8 +61,7 @@ class DecodedCandidates(nn.Module):
     def num_candidates(self) -> int:
         return sum(self.topk)
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        outputs, _ = self.model.head_outputs(images)
+    def tail(self, outputs: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         logits = outputs["cls_logits"].split(self.level_sizes, dim=1)
         deltas = outputs["bbox_regression"].split(self.level_sizes, dim=1)
         boxes, scores, labels = [], [], []
@@ -72,7 +81,7 @@ class DecodedCandidates(nn.Module):
         return torch.cat(boxes, dim=1), torch.cat(scores, dim=1), torch.cat(labels, dim=1)
 
 
-class NmsDetections(nn.Module):
+class NmsDetections(GraphTail):
     """``images -> (num_detections (B, 1), det_boxes (B, D, 4), det_scores (B, D), det_labels (B, D))``.
 
     Class-aware NMS as one ONNX ``NonMaxSuppression`` over class-shifted boxes (each label moved
@@ -82,7 +91,7 @@ class NmsDetections(nn.Module):
     """
 
     def __init__(self, model: RetinaNet, input_size: tuple[int, int]) -> None:
-        super().__init__()
+        super().__init__(model)
         self.candidates = DecodedCandidates(model, input_size)
         post = model.config.postprocess
         self.max_detections = min(post.detections_per_img, self.candidates.num_candidates)
@@ -90,8 +99,8 @@ class NmsDetections(nn.Module):
         self.iou_thresh = post.nms_thresh
         self.class_offset = float(max(input_size)) + 1.0
 
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        boxes, scores, labels = self.candidates(images)
+    def tail(self, outputs: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        boxes, scores, labels = self.candidates.tail(outputs)
         batch, num = scores.shape
         shifted = boxes + (labels.to(boxes.dtype) * self.class_offset).unsqueeze(-1)
         selected = non_max_suppression(shifted, scores.unsqueeze(1), self.max_detections, self.iou_thresh, self.score_thresh)

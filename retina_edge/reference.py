@@ -26,13 +26,17 @@ def reference_detector(model: RetinaNet, *, device: str | torch.device = "cpu") 
 
 
 @torch.no_grad()
-def reference_on_inputs(model: RetinaNet, batch: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+def reference_on_inputs(
+    model: RetinaNet, batch: torch.Tensor, *,
+    head_outputs: tuple[dict[str, torch.Tensor], list[tuple[int, int]]] | None = None,
+) -> list[dict[str, torch.Tensor]]:
     """Reference detections for an already preprocessed ``(B, 3, H, W)`` batch (e.g. letterboxed).
 
     Boxes are x1y1x2y2 in input pixels, clipped to the whole input: the network sees padding as
-    part of the image, exactly as a deployed graph at this input size does.
+    part of the image, exactly as a deployed graph at this input size does. ``head_outputs``:
+    ``model.head_outputs(batch)`` when the caller already has it (the network is not run again).
     """
-    outputs, feature_shapes = model.head_outputs(batch)
+    outputs, feature_shapes = head_outputs if head_outputs is not None else model.head_outputs(batch)
     size = (int(batch.shape[-2]), int(batch.shape[-1]))
     anchors = [a.to(batch.device) for a in model.anchors(size, feature_shapes)]
     return model.postprocess(outputs, anchors, [size] * batch.shape[0])

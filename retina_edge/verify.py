@@ -199,8 +199,10 @@ def run_verify(
         outputs = detector.backend.run(batch)
         deployed_dets.extend(detector.postprocess(outputs, infos))
         with torch.no_grad():
-            expected = reference_module(torch.from_numpy(batch))
-            reference = reference_on_inputs(model, torch.from_numpy(batch))
+            inputs = torch.from_numpy(batch)
+            head_outputs = model.head_outputs(inputs)  # once, for both the graph's tail and the detections
+            expected = reference_module.tail(head_outputs[0])
+            reference = reference_on_inputs(model, inputs, head_outputs=head_outputs)
         expected = dict(zip(metadata.output_names, (v.numpy() for v in expected)))
         if metadata.postprocess == "none":
             compared = [(name, outputs[name], expected[name], 1.0) for name in metadata.output_names]

@@ -159,14 +159,21 @@ def test_statistics_are_cached_across_rebuilds(model, calib_dir, tmp_path, monke
     assert second.stats_cached
 
 
-def test_excluded_nodes_are_the_tail_and_optionally_the_predictors(model, tmp_path):
+@pytest.mark.parametrize("postprocess", ["none", "decode", "nms"])
+def test_excluded_nodes_are_the_tail_and_optionally_the_predictors(model, tmp_path, postprocess):
+    import onnx
+
     from retina_edge.export.onnx_export import export_onnx
 
-    path = export_onnx(model, tmp_path / "m.onnx", ExportOptions(preprocess=PREPROCESS))
+    path = export_onnx(model, tmp_path / "m.onnx", ExportOptions(preprocess=PREPROCESS, postprocess=postprocess))
     tail = excluded_nodes(path, keep_predictors=False)
     with_predictors = excluded_nodes(path, keep_predictors=True)
+    nodes = [n.name for n in onnx.load(str(path)).graph.node]
+    # every graph tail keeps the network's scopes, so precision placement finds the network in each
+    for scope in ("/backbone/", "/head/"):
+        assert any(n.startswith(scope) for n in nodes), scope
     assert not any(n.startswith(("/backbone/", "/head/")) for n in tail)
-    assert any("TopK" in n for n in tail)
+    assert (postprocess == "none") != any("TopK" in n for n in tail)
     extra = set(with_predictors) - set(tail)
     assert extra and all("cls_logits" in n or "bbox_reg" in n for n in extra)
 
