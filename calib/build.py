@@ -115,7 +115,7 @@ def _calibrate(fp32: Path, export: ExportOptions, options: CalibrationOptions, r
                                       min_images=options.min_images, report=report, progress=progress.update)
         return compute_stats(fp32, (batch for batch, _keys in batches), method=options.method)
 
-    stats, cached = load_or_compute_stats(fp32, key, Path(options.cache_dir), compute)
+    stats, cached = load_or_compute_stats(key, Path(options.cache_dir), compute)
     result.stats_cached, result.report, result.stats_images = cached, report, stats.num_images
     if cached:
         log(f"reusing cached calibration statistics ({stats.num_images} images, {stats.method})")

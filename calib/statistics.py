@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from retina_edge.atomic import write_text_atomic
 from retina_edge.contract import INPUT_NAME
 from retina_edge.errors import MissingDependencyError, RetinaEdgeError
 from retina_edge.preprocess import PreprocessConfig
+
+if TYPE_CHECKING:
+    import onnx
 
 METHODS = ("entropy", "max")
 
@@ -76,11 +80,9 @@ class _ListReader:
         return None if array is None else {INPUT_NAME: array}
 
 
-def _fixed_batch(onnx_path: str | os.PathLike) -> int | None:
+def _fixed_batch(graph: onnx.GraphProto) -> int | None:
     """The graph's static batch size, or None when the batch axis is dynamic."""
-    import onnx
-
-    dim = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
+    dim = graph.input[0].type.tensor_type.shape.dim[0]
     return dim.dim_value if dim.dim_value > 0 else None
 
 
@@ -92,11 +94,14 @@ def compute_stats(onnx_path: str | os.PathLike, batches: Iterable[np.ndarray], *
         from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
     except ImportError:
         raise MissingDependencyError("onnxruntime", "INT8 calibration", "pip install onnxruntime") from None
-    fixed = _fixed_batch(onnx_path)
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    fixed = _fixed_batch(graph)
     used = 0
     with tempfile.TemporaryDirectory(prefix="retina-edge-calib-") as scratch:
         calibrator = create_calibrator(
-            str(onnx_path), op_types_to_calibrate=_every_node_selector(onnx_path),
+            str(onnx_path), op_types_to_calibrate=_every_node_selector(graph),
             augmented_model_path=str(Path(scratch) / "augmented.onnx"),
             calibrate_method=CalibrationMethod.Entropy if method == "entropy" else CalibrationMethod.MinMax,
             # No providers= here: importing ModelOpt swaps in its own create_calibrator, which lacks
@@ -124,19 +129,16 @@ def compute_stats(onnx_path: str | os.PathLike, batches: Iterable[np.ndarray], *
     return ActivationStats(method, ranges, used)
 
 
-def _every_node_selector(onnx_path: str | os.PathLike) -> list[str]:
+def _every_node_selector(graph: onnx.GraphProto) -> list[str]:
     """Selects every node for ORT's calibrator, with or without ModelOpt's patch of it.
 
     Plain ORT matches this list against op types; once ModelOpt is imported, its replacement
     matches node names. Listing both selects all tensors either way.
     """
-    import onnx
-
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
     return sorted({node.op_type for node in graph.node} | {node.name for node in graph.node})
 
 
-def load_or_compute_stats(onnx_path: str | os.PathLike, key: str, cache_dir: Path, compute) -> tuple[ActivationStats, bool]:  # noqa: ANN001
+def load_or_compute_stats(key: str, cache_dir: Path, compute) -> tuple[ActivationStats, bool]:  # noqa: ANN001
     """Statistics from ``cache_dir/key.json``, or ``compute()`` and cache them. Returns (stats, was_cached)."""
     path = cache_dir / f"{key}.json"
     if path.is_file():
