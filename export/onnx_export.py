@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from retina_edge.atomic import atomic_path
-from retina_edge.contract import INPUT_NAME, KEY_BATCH, OUTPUTS, DeploymentMetadata, format_batch
+from retina_edge.contract import INPUT_NAME, KEY_BATCH, OUTPUTS, DeploymentMetadata, check_batch_range, format_batch
 from retina_edge.errors import MissingDependencyError, RetinaEdgeError
 from retina_edge.export.graph_heads import DecodedCandidates, NmsDetections, RawOutputs
 from retina_edge.model import RetinaNet
@@ -38,9 +38,7 @@ class ExportOptions:
     simplify: bool = True
 
     def __post_init__(self) -> None:
-        low, opt, high = self.batch
-        if not 1 <= low <= opt <= high:
-            raise RetinaEdgeError(f"--batch needs 1 <= MIN <= OPT <= MAX, got {self.batch}")
+        check_batch_range(self.batch)
         if self.opset < MIN_OPSET:
             raise RetinaEdgeError(f"opset {self.opset} is too old; use {MIN_OPSET} or newer")
         if self.postprocess not in OUTPUTS:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from retina_edge.contract import check_batch_range
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.preprocess import PreprocessConfig
 
@@ -62,10 +63,8 @@ def plan_precision(trt_major: int, graph_precision: str, settings: TrtBuildSetti
 
 def profile_shapes(batch: tuple[int, int, int], preprocess: PreprocessConfig) -> tuple[tuple[int, ...], ...]:
     """(min, opt, max) shapes of the ``images`` input for the optimization profile."""
-    low, opt, high = batch
-    if not 1 <= low <= opt <= high:
-        raise RetinaEdgeError(f"--batch needs 1 <= MIN <= OPT <= MAX, got {batch}")
-    return tuple((b, 3, preprocess.height, preprocess.width) for b in (low, opt, high))
+    check_batch_range(batch)
+    return tuple((b, 3, preprocess.height, preprocess.width) for b in batch)
 
 
 def trt_major_version(version: str) -> int:

@@ -51,6 +51,13 @@ KEY_NAMES = "names"
 KEY_IMGSZ = "imgsz"
 
 
+def check_batch_range(batch: tuple[int, int, int]) -> None:
+    """Raise unless ``batch`` is a usable (min, opt, max) range: 1 <= min <= opt <= max."""
+    low, opt, high = batch
+    if not 1 <= low <= opt <= high:
+        raise RetinaEdgeError(f"--batch needs 1 <= MIN <= OPT <= MAX, got {tuple(batch)}")
+
+
 def format_batch(batch: tuple[int, int, int]) -> str:
     return ",".join(map(str, batch))
 
