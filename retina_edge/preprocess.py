@@ -103,11 +103,14 @@ def check_image(image: np.ndarray, index: int = 0) -> np.ndarray:
     return image
 
 
-def preprocess_image(image: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, LetterboxInfo]:
-    """``(H, W, 3)`` uint8 RGB -> ``(3, H_in, W_in)`` float32 normalised input and its placement."""
+def preprocess_image(image: np.ndarray, config: PreprocessConfig, *, index: int = 0) -> tuple[np.ndarray, LetterboxInfo]:
+    """``(H, W, 3)`` uint8 RGB -> ``(3, H_in, W_in)`` float32 normalised input and its placement.
+
+    ``index`` names the image in error messages (its position in a batch).
+    """
     import cv2
 
-    check_image(image)
+    check_image(image, index)
     info = letterbox_geometry(image.shape[:2], config)
     new_h, new_w = info.resized_size
     scaled = image.astype(np.float32) * np.float32(1.0 / 255.0)
@@ -126,8 +129,7 @@ def preprocess_batch(images: Sequence[np.ndarray], config: PreprocessConfig) -> 
         raise DataError("no images to preprocess")
     arrays, infos = [], []
     for index, image in enumerate(images):
-        check_image(image, index)
-        array, info = preprocess_image(image, config)
+        array, info = preprocess_image(image, config, index=index)
         arrays.append(array)
         infos.append(info)
     return np.stack(arrays), infos
