@@ -28,12 +28,12 @@ def candidates_from_raw(
     to the (H, W) ``input_size``. Returns boxes ``(M, 4)``, scores ``(M,)``, int64 labels ``(M,)``.
     """
     num_classes = cls_logits.shape[1]
+    # Threshold in logit space first: sigmoid of the few survivors only.
+    logit_thresh = np.log(config.score_thresh / (1 - config.score_thresh))
     boxes, scores, labels = [], [], []
     start = 0
     for anchors in level_anchors:
         stop = start + len(anchors)
-        # Threshold in logit space first: sigmoid of the few survivors only.
-        logit_thresh = np.log(config.score_thresh / (1 - config.score_thresh))
         flat = cls_logits[start:stop].reshape(-1)
         keep = np.flatnonzero(flat > logit_thresh)
         if keep.size > config.topk_candidates:
