@@ -27,7 +27,7 @@ def run_demo(out_dir: str | Path, *, log: Callable[[str], None] = print, val_ima
     from retina_edge.cli.verify import load_images
     from retina_edge.coco_dataset import resolve_split
     from retina_edge.export.onnx_export import ExportOptions
-    from retina_edge.preprocess import PreprocessConfig
+    from retina_edge.preprocess import preprocess_for
     from retina_edge.presets import PRESET_SYNTH_DATA
     from retina_edge.report import terminal_table, write_report
     from retina_edge.runtime import Detector
@@ -41,9 +41,7 @@ def run_demo(out_dir: str | Path, *, log: Callable[[str], None] = print, val_ima
     data = dataclasses.replace(PRESET_SYNTH_DATA, num_images=2 * val_images, seed=1, val_fraction=0.5)
     write_dataset(out / "data", data)
     ann_file, val_dir = resolve_split(out / "data", "val")
-    side = model.config.transform.max_size
-    transform = model.config.transform
-    export = ExportOptions(preprocess=PreprocessConfig(side, side, mean=transform.image_mean, std=transform.image_std), batch=(1, 1, 8))
+    export = ExportOptions(preprocess=preprocess_for(model.config), batch=(1, 1, 8))
     calibration = CalibrationOptions(source=str(out / "data" / "train"), count=val_images, min_images=16,
                                      cache_dir=out / "calib-cache")
     log("2/5 FP32, FP16 and INT8 graphs")
@@ -80,8 +78,9 @@ def run_demo(out_dir: str | Path, *, log: Callable[[str], None] = print, val_ima
     video_path = _annotated_video(out, Detector(models["synth-int8-cpu"], backend="onnxruntime"), video_frames)
     elapsed = time.perf_counter() - start
     lines = [
-        "# retina-edge demo", "", f"Preset `synth` ({model.config.arch}, input {side}x{side}), {len(images)} fresh "
-        f"synthetic val images; finished in {elapsed:.0f} s.", "",
+        "# retina-edge demo", "",
+        f"Preset `synth` ({model.config.arch}, input {export.preprocess.height}x{export.preprocess.width}), "
+        f"{len(images)} fresh synthetic val images; finished in {elapsed:.0f} s.", "",
         "## Accuracy: COCO AP against the annotations, and agreement with the PyTorch reference", "",
         "| model | AP reference | AP deployed | delta (points) | AP vs reference | verify | details |",
         "|---|---|---|---|---|---|---|", *summary_rows, "",

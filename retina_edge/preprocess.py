@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from retina_edge.config import IMAGENET_MEAN, IMAGENET_STD
+from retina_edge.config import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
 from retina_edge.errors import DataError, RetinaEdgeError
 
 MODES = ("letterbox", "resize")
@@ -57,6 +57,17 @@ class PreprocessConfig:
     @classmethod
     def from_dict(cls, data: dict) -> PreprocessConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def preprocess_for(model_config: ModelConfig, input_size: tuple[int, int] | None = None, *, mode: str = "letterbox",
+                   align: str = "top-left") -> PreprocessConfig:
+    """Deployment preprocessing of a model: its own mean/std, at ``input_size`` (H, W) or, by
+    default, its square ``max_size`` rounded up to a multiple of :data:`SIZE_DIVISOR`."""
+    transform = model_config.transform
+    if input_size is None:
+        side = -(-transform.max_size // SIZE_DIVISOR) * SIZE_DIVISOR
+        input_size = (side, side)
+    return PreprocessConfig(*input_size, mode=mode, align=align, mean=transform.image_mean, std=transform.image_std)
 
 
 @dataclass(frozen=True)

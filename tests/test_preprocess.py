@@ -84,3 +84,17 @@ def test_wrong_image_type_or_shape(bad, match):
 def test_input_sizes_the_network_cannot_take(height, width):
     with pytest.raises(RetinaEdgeError, match="multiple of 32"):
         PreprocessConfig(height, width)
+
+
+def test_preprocess_for_takes_the_models_normalisation_and_default_size():
+    from retina_edge.archs import model_config
+    from retina_edge.preprocess import preprocess_for
+
+    config = model_config("resnet18_fpn", num_classes=3, min_size=200, max_size=200,
+                          image_mean=[0.5, 0.5, 0.5], image_std=[0.25, 0.25, 0.25])
+    default = preprocess_for(config)
+    assert (default.height, default.width) == (224, 224)  # 200 rounded up to the C5 stride
+    assert default.mean == (0.5, 0.5, 0.5) and default.std == (0.25, 0.25, 0.25)
+    explicit = preprocess_for(config, (256, 320), mode="resize", align="center")
+    assert (explicit.height, explicit.width, explicit.mode, explicit.align) == (256, 320, "resize", "center")
+    assert explicit.mean == (0.5, 0.5, 0.5)

@@ -60,15 +60,12 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         from retina_edge.checkpoints import load_model
-        from retina_edge.cli.export import input_size_from
-        from retina_edge.preprocess import PreprocessConfig
+        from retina_edge.preprocess import preprocess_for
 
         if args.threads:
             torch.set_num_threads(args.threads)
         model, added = measure_load(load_model, args.weights)
-        if preprocess is None:
-            height, width = input_size_from(None, model.config)
-            preprocess = PreprocessConfig(height, width)
+        preprocess = preprocess or preprocess_for(model.config)
         entries.insert(0, pytorch_entry("pytorch fp32 eager", model, preprocess, rss_mb=added))
     images = _images(args.images)
     summaries = []

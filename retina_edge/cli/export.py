@@ -31,29 +31,26 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxsim/onnxslim")
 
 
-def input_size_from(args_imgsz: list[int] | None, model_config) -> tuple[int, int]:  # noqa: ANN001
-    """(H, W) from ``--imgsz`` or, by default, the model's square ``max_size`` rounded up to 32."""
+def input_size_from(args_imgsz: list[int] | None) -> tuple[int, int] | None:
+    """(H, W) from ``--imgsz`` (H W, or one N for square); None when not given (the model's default)."""
     from retina_edge.errors import RetinaEdgeError
 
-    if args_imgsz:
-        if len(args_imgsz) > 2:
-            raise RetinaEdgeError("--imgsz takes H W or one N")
-        return args_imgsz[0], args_imgsz[-1]
-    side = -(-model_config.transform.max_size // 32) * 32
-    return side, side
+    if not args_imgsz:
+        return None
+    if len(args_imgsz) > 2:
+        raise RetinaEdgeError("--imgsz takes H W or one N")
+    return args_imgsz[0], args_imgsz[-1]
 
 
 def model_and_options(args: argparse.Namespace):  # noqa: ANN201
     """Load ``--weights`` and turn the shared flags into :class:`ExportOptions`."""
     from retina_edge.checkpoints import load_model
     from retina_edge.export.onnx_export import ExportOptions
-    from retina_edge.preprocess import PreprocessConfig
+    from retina_edge.preprocess import preprocess_for
 
     model = load_model(args.weights, arch=args.arch, num_classes=args.num_classes)
-    height, width = input_size_from(args.imgsz, model.config)
-    transform = model.config.transform
-    preprocess = PreprocessConfig(height, width, mode="resize" if args.resize else "letterbox", align=args.align,
-                                  mean=transform.image_mean, std=transform.image_std)
+    preprocess = preprocess_for(model.config, input_size_from(args.imgsz), mode="resize" if args.resize else "letterbox",
+                                align=args.align)
     options = ExportOptions(preprocess=preprocess, postprocess="nms" if args.nms else args.postprocess,
                             batch=tuple(args.batch), opset=args.opset, simplify=not args.no_simplify)
     return model, options
