@@ -3,8 +3,9 @@
 
 Which nodes stay in FP32 is decided by name: the exporter names the network's nodes after its
 modules (``/backbone/...``, ``/head/...``); everything else is the sigmoid/top-k/decode/NMS tail
-of :mod:`retina_edge.export.graph_heads`, which is kept FP32. ``keep_predictors`` also keeps the final classification and box convs
-(``cls_logits``, ``bbox_reg``) in high precision.
+of :mod:`retina_edge.export.graph_heads`, which is kept FP32 (and not calibrated).
+``keep_predictors`` also keeps the final classification and box convs (``cls_logits``,
+``bbox_reg``) in high precision.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from pathlib import Path
 
 from retina_edge.atomic import atomic_path, write_text_atomic
 from retina_edge.calib.statistics import ActivationStats
+from retina_edge.contract import NETWORK_SCOPES
 from retina_edge.errors import MissingDependencyError, RetinaEdgeError
 
-NETWORK_SCOPES = ("/backbone/", "/head/")
 PREDICTOR_PATTERNS = ("cls_logits", "bbox_reg")
 #: Tail nodes (outside the network scopes), as a regex for ModelOpt.
-TAIL_REGEX = r"^(?!/backbone/|/head/).*$"
+TAIL_REGEX = "^(?!" + "|".join(map(re.escape, NETWORK_SCOPES)) + ").*$"
 #: TensorRT 10.3 (JetPack 6) writes cache headers as TRT-<major*10000+minor*100+patch>-...
 DEFAULT_TRT_CACHE_VERSION = 100300
 

@@ -5,6 +5,10 @@ every INT8 product: ModelOpt's TensorRT-placement Q/DQ graph, ONNX Runtime's CPU
 graph and the legacy TensorRT calibration cache. They are cached under a key made of the FP32
 graph, the preprocessing, the calibration images and the method, so a rebuild with other options
 (placement, excluded nodes, target) does not run calibration again.
+
+Only the network is calibrated (the nodes in :data:`retina_edge.contract.NETWORK_SCOPES`): the
+decode/NMS tail stays FP32 anyway, and its tensors change shape from image to image (NMS keeps a
+varying number of boxes), which the histogram collector cannot merge.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from retina_edge.atomic import write_text_atomic
-from retina_edge.contract import INPUT_NAME
+from retina_edge.contract import INPUT_NAME, NETWORK_SCOPES
 from retina_edge.errors import MissingDependencyError, RetinaEdgeError
 from retina_edge.preprocess import PreprocessConfig
 
@@ -87,21 +91,19 @@ def _fixed_batch(graph: onnx.GraphProto) -> int | None:
 
 
 def compute_stats(onnx_path: str | os.PathLike, batches: Iterable[np.ndarray], *, method: str) -> ActivationStats:
-    """Run every batch through the FP32 graph and collect each tensor's range with ``method``."""
+    """Run every batch through the FP32 graph's network and collect each tensor's range with ``method``."""
     if method not in METHODS:
         raise RetinaEdgeError(f"unknown calibration method {method!r}; expected one of {METHODS}")
     try:
         from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
     except ImportError:
         raise MissingDependencyError("onnxruntime", "INT8 calibration", "pip install onnxruntime") from None
-    import onnx
-
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    fixed = _fixed_batch(graph)
     used = 0
     with tempfile.TemporaryDirectory(prefix="retina-edge-calib-") as scratch:
+        network = network_subgraph(onnx_path, Path(scratch) / "network.onnx")
+        fixed = _fixed_batch(network)
         calibrator = create_calibrator(
-            str(onnx_path), op_types_to_calibrate=_every_node_selector(graph),
+            str(Path(scratch) / "network.onnx"), op_types_to_calibrate=_every_node_selector(network),
             augmented_model_path=str(Path(scratch) / "augmented.onnx"),
             calibrate_method=CalibrationMethod.Entropy if method == "entropy" else CalibrationMethod.MinMax,
             # No providers= here: importing ModelOpt swaps in its own create_calibrator, which lacks
@@ -127,6 +129,23 @@ def compute_stats(onnx_path: str | os.PathLike, batches: Iterable[np.ndarray], *
         low, high = (float(np.asarray(v).reshape(-1)[0]) for v in data.range_value)
         ranges[name] = (low, high)
     return ActivationStats(method, ranges, used)
+
+
+def network_subgraph(onnx_path: str | os.PathLike, output: Path) -> onnx.GraphProto:
+    """Write the network part of a graph to ``output`` (the input up to the tensors the tail reads,
+    names unchanged) and return its graph; a graph without a tail is copied whole."""
+    import onnx
+    import onnx.utils
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    in_network = [node.name.startswith(NETWORK_SCOPES) for node in graph.node]
+    produced = {name for node, inside in zip(graph.node, in_network) if inside for name in node.output}
+    read_outside = {name for node, inside in zip(graph.node, in_network) if not inside for name in node.input}
+    outputs = sorted(produced & (read_outside | {o.name for o in graph.output}))
+    if not outputs:
+        raise RetinaEdgeError(f"{onnx_path} has no nodes under {NETWORK_SCOPES}: not a graph retina-edge exported")
+    onnx.utils.extract_model(str(onnx_path), str(output), [INPUT_NAME], outputs, check_model=False)
+    return onnx.load(str(output), load_external_data=False).graph
 
 
 def _every_node_selector(graph: onnx.GraphProto) -> list[str]:

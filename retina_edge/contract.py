@@ -34,6 +34,9 @@ OUTPUTS = {
     "nms": ("num_detections", "det_boxes", "det_scores", "det_labels"),
 }
 POSTPROCESS_MODES = tuple(OUTPUTS)
+#: Name prefixes of the network's nodes (backbone + FPN, heads) in every exported graph; the
+#: exporter names nodes after modules. All other nodes form the post-network tail (decode, NMS).
+NETWORK_SCOPES = ("/backbone/", "/head/")
 
 FORMAT_VERSION = 1
 KEY_PREFIX = "retina_edge."

@@ -143,6 +143,27 @@ def test_precision_graphs_run_and_stay_close(model, calib_dir, tmp_path, monkeyp
     assert (tmp_path / "int8-tensorrt.calib.cache").is_file()
 
 
+@pytest.mark.parametrize("target", ["tensorrt", "cpu"])
+def test_int8_nms_graph_calibrates_its_network_only(model, calib_dir, tmp_path, target):
+    """NMS keeps a different number of boxes per image, so tail tensors change shape between
+    calibration images; only the network is calibrated, and it is quantised as in other graphs."""
+    import json
+
+    export = ExportOptions(preprocess=PREPROCESS, postprocess="nms", batch=(1, 1, 4))
+    calibration = CalibrationOptions(source=str(calib_dir), count=16, min_images=8, cache_dir=tmp_path / "cache")
+    path = tmp_path / "int8-nms.onnx"
+    build_precision_graph(model, path, export=export, precision="int8", target=target, calibration=calibration,
+                          log=lambda _: None)
+    assert Counter(n.op_type for n in onnx.load(str(path)).graph.node)["QuantizeLinear"] > 20
+    (stats_file,) = (tmp_path / "cache").glob("*.json")
+    ranges = json.loads(stats_file.read_text())["ranges"]
+    assert "images" in ranges and not {"det_boxes", "det_scores", "num_detections"} & set(ranges)
+    batch, _ = next(calibration_batches(collect_calibration_items(str(calib_dir), count=2), PREPROCESS, count=2,
+                                        batch_size=2))
+    num_detections = run(path, batch)[0]
+    assert num_detections.shape == (2, 1)
+
+
 def test_statistics_are_cached_across_rebuilds(model, calib_dir, tmp_path, monkeypatch):
     export = ExportOptions(preprocess=PREPROCESS, batch=(1, 1, 1))
     calibration = CalibrationOptions(source=str(calib_dir), count=8, min_images=4, cache_dir=tmp_path / "cache")
