@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -28,14 +27,17 @@ class ImageBatch:
 def resize_scale(height: int, width: int, min_size: int, max_size: int) -> float:
     """Scale making the short side ``min_size`` unless the long side would exceed ``max_size``.
 
-    Computed in float32 like torchvision, so output sizes agree to the pixel. torchvision divides
-    as ``tensor.reciprocal() * x``, whose last bit depends on the CPU's SIMD path (``320 / 200`` is
-    an exact float32 tie); the correctly rounded quotient used here is the same on every machine
-    and is what torchvision produced for the parity fixtures.
+    torchvision's eager arithmetic exactly: Python floats (float64), ``min(min_size / short,
+    max_size / long)``. A float32 quotient gives a different output size for many shapes.
     """
-    short_side, long_side = np.float32(min(height, width)), np.float32(max(height, width))
-    scale = min(np.float32(min_size) / short_side, np.float32(max_size) / long_side)
-    return float(scale)
+    return min(float(min_size) / min(height, width), float(max_size) / max(height, width))
+
+
+def resized_size(height: int, width: int, min_size: int, max_size: int) -> tuple[int, int]:
+    """(H, W) after the resize: ``int(side * scale)`` in float64, as ``F.interpolate`` computes it
+    for ``scale_factor=scale, recompute_scale_factor=True`` (torchvision's call)."""
+    scale = resize_scale(height, width, min_size, max_size)
+    return int(height * scale), int(width * scale)
 
 
 def scale_boxes(boxes: Tensor, from_size: tuple[int, int], to_size: tuple[int, int]) -> Tensor:
@@ -69,11 +71,13 @@ class RetinaTransform:
             min_size = self.config.min_size
             if training and self.train_min_sizes:
                 min_size = self.train_min_sizes[int(torch.randint(len(self.train_min_sizes), ()).item())]
-            scale = resize_scale(image.shape[-2], image.shape[-1], min_size, self.config.max_size)
-            out = F.interpolate(
-                normalised[None], scale_factor=scale, mode="bilinear",
-                recompute_scale_factor=True, align_corners=False,
-            )[0]
+            # With recompute_scale_factor=True interpolate resamples at input/output size, so giving
+            # the size torchvision's scale leads to is the same operation.
+            size = resized_size(image.shape[-2], image.shape[-1], min_size, self.config.max_size)
+            if min(size) < 1:
+                raise ValueError(f"image {index} of {image.shape[-2]}x{image.shape[-1]} would resize to "
+                                 f"{size[0]}x{size[1]} (min_size {min_size}, max_size {self.config.max_size})")
+            out = F.interpolate(normalised[None], size=size, mode="bilinear", align_corners=False)[0]
             resized.append(out)
             if targets is not None:
                 target = dict(targets[index])
