@@ -3,15 +3,16 @@
 One function, :func:`build_precision_graph`, with the precision and target as data, not flags
 scattered through an exporter: ``fp32`` is the exported graph, ``fp16`` its AutoCast version,
 ``int8`` its Q/DQ version for ``tensorrt`` (ModelOpt placement + legacy calibration cache) or
-``cpu`` (ONNX Runtime placement).
+``cpu`` (ONNX Runtime placement). The graph's :class:`~retina_edge.contract.DeploymentMetadata`
+is made once, from the export options, and carried into the written file with its precision.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,24 +24,31 @@ from retina_edge.calib.precision import (
     write_trt_calibration_cache,
 )
 from retina_edge.calib.sources import (
+    CalibrationItem,
     CalibrationReport,
     calibration_batches,
     collect_calibration_items,
     default_cache_dir,
+    usable_items,
 )
 from retina_edge.calib.statistics import ActivationStats, compute_stats, load_or_compute_stats, stats_key
-from retina_edge.contract import KEY_PRECISION
-from retina_edge.errors import RetinaEdgeError
-from retina_edge.export.onnx_export import ExportOptions, export_onnx, read_metadata, set_metadata
+from retina_edge.contract import PRECISIONS, DeploymentMetadata
+from retina_edge.errors import DataError, RetinaEdgeError
+from retina_edge.export.onnx_export import ExportOptions, export_onnx
 from retina_edge.model import RetinaNet
+from retina_edge.runtime.model_file import embed_deployment
 
-PRECISIONS = ("fp32", "fp16", "int8")
+logger = logging.getLogger(__name__)
 TARGETS = ("tensorrt", "cpu")
+#: NVIDIA's advice for CNNs is about 500 calibration images; fewer works, with a warning.
+RECOMMENDED_IMAGES = 500
 
 
 @dataclass(frozen=True)
 class CalibrationOptions:
-    """Where calibration images come from and how many; ``min_images`` usable ones are required."""
+    """Where calibration images come from and how many. At least ``min(min_images, count)`` must
+    decode: an explicit small ``count`` is honoured (with a warning below
+    :data:`RECOMMENDED_IMAGES`), and a source that cannot give it is refused before any work."""
 
     source: str
     count: int = 512
@@ -51,12 +59,15 @@ class CalibrationOptions:
     min_images: int = 16
     cache_dir: Path = field(default_factory=default_cache_dir)
 
+    def __post_init__(self) -> None:
+        if self.count < 1 or self.batch_size < 1:
+            raise RetinaEdgeError(f"--calib-count and --calib-batch must be at least 1, got {self.count} and {self.batch_size}")
+
 
 @dataclass
 class BuildResult:
     model_path: Path
-    precision: str
-    target: str
+    metadata: DeploymentMetadata
     calibration_cache: Path | None = None
     report: CalibrationReport | None = None
     stats_cached: bool = False
@@ -65,9 +76,9 @@ class BuildResult:
 
 def build_precision_graph(
     model: RetinaNet, output: str | os.PathLike, *, export: ExportOptions, precision: str, target: str = "tensorrt",
-    calibration: CalibrationOptions | None = None, keep_predictors: bool = False, log: Callable[[str], None] = print,
+    calibration: CalibrationOptions | None = None, keep_predictors: bool = False,
 ) -> BuildResult:
-    """Write ``output``: the model as an ONNX graph in ``precision`` for ``target``."""
+    """Write ``output``: the model as an ONNX graph in ``precision`` (for ``target`` when INT8)."""
     if precision not in PRECISIONS:
         raise RetinaEdgeError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
     if target not in TARGETS:
@@ -75,62 +86,78 @@ def build_precision_graph(
     if precision == "int8" and calibration is None:
         raise RetinaEdgeError("INT8 needs calibration images: pass --calib (an image folder, COCO json, video or glob)")
     output = Path(output)
+    report = CalibrationReport()
+    items = _calibration_items(calibration, report) if precision == "int8" else []
+    metadata = export.metadata_for(model.config).override(precision=precision,
+                                                          target=target if precision == "int8" else "any")
+    result = BuildResult(output, metadata, report=report if items else None)
     with tempfile.TemporaryDirectory(prefix="retina-edge-build-") as scratch:
         fp32 = export_onnx(model, Path(scratch) / "fp32.onnx", export)
-        result = BuildResult(output, precision, target)
         if precision == "fp32":
             shutil.copyfile(fp32, Path(scratch) / "out.onnx")
         elif precision == "fp16":
-            log("converting to FP16 (ModelOpt AutoCast; inputs, outputs and the decode tail stay FP32)")
+            logger.info("converting to FP16 (ModelOpt AutoCast; inputs, outputs and the decode tail stay FP32)")
             convert_fp16(fp32, Path(scratch) / "out.onnx")
         else:
-            stats, batch = _calibrate(fp32, export, calibration, result, log)
+            stats, batch = _calibrate(fp32, export, calibration, items, result)
             exclude = excluded_nodes(fp32, keep_predictors=keep_predictors)
             if target == "tensorrt":
-                log("inserting Q/DQ nodes for TensorRT (ModelOpt, per-channel weights)")
+                logger.info("inserting Q/DQ nodes for TensorRT (ModelOpt, per-channel weights)")
                 quantize_for_tensorrt(fp32, stats, Path(scratch) / "out.onnx", exclude=exclude, calibration_batch=batch)
                 result.calibration_cache = write_trt_calibration_cache(stats, output.with_suffix(".calib.cache"))
             else:
-                log("inserting QDQ nodes for CPUs (ONNX Runtime: U8 activations, S8 per-channel weights)")
+                logger.info("inserting QDQ nodes for CPUs (ONNX Runtime: U8 activations, S8 per-channel weights)")
                 quantize_for_cpu(fp32, stats, Path(scratch) / "out.onnx", exclude=exclude)
-        _finish(Path(scratch) / "out.onnx", fp32, output, f"{precision}-{target}" if precision == "int8" else precision)
+        _finish(Path(scratch) / "out.onnx", output, metadata)
     return result
 
 
-def _calibrate(fp32: Path, export: ExportOptions, options: CalibrationOptions, result: BuildResult,
-               log: Callable[[str], None]) -> tuple[ActivationStats, object]:
+def _calibration_items(options: CalibrationOptions, report: CalibrationReport) -> list[CalibrationItem]:
+    """The usable calibration images, checked before anything is exported or calibrated."""
+    candidates = collect_calibration_items(options.source, count=options.count, seed=options.seed,
+                                           video_stride=options.video_stride, report=report)
+    items = usable_items(candidates, options.count, report)
+    needed = min(options.min_images, options.count)
+    if len(items) < needed:
+        raise DataError(f"only {len(items)} usable calibration images in {options.source} ({report.summary()}); "
+                        f"at least {needed} are needed (or ask for fewer with --calib-count)")
+    if len(items) < RECOMMENDED_IMAGES:
+        logger.warning("calibrating on %d images; NVIDIA suggests about %d for CNNs (INT8 accuracy may suffer)",
+                       len(items), RECOMMENDED_IMAGES)
+    return items
+
+
+def _calibrate(fp32: Path, export: ExportOptions, options: CalibrationOptions, items: list[CalibrationItem],
+               result: BuildResult) -> tuple[ActivationStats, object]:
     from retina_edge.progress import Progress
 
-    report = CalibrationReport()
-    items = collect_calibration_items(options.source, count=options.count, seed=options.seed,
-                                      video_stride=options.video_stride, report=report)
-    key = stats_key(fp32, export.preprocess, [i.key() for i in items[: options.count]], options.method)
-    progress = Progress(min(options.count, len(items)), "calibrate")
+    key = stats_key(fp32, export.preprocess, [i.key() for i in items], options.method)
+    progress = Progress(len(items), "calibrate")
     # The graph only accepts batches within its export range (a static batch exactly).
     batch_size = min(options.batch_size, export.batch[2]) if export.dynamic_batch else export.batch[0]
 
     def compute() -> ActivationStats:
-        log(f"calibrating ({options.method}) on up to {options.count} images from {options.source}")
-        batches = calibration_batches(items, export.preprocess, count=options.count, batch_size=batch_size,
-                                      min_images=options.min_images, report=report, progress=progress.update)
+        logger.info("calibrating (%s) on %d images from %s", options.method, len(items), options.source)
+        batches = calibration_batches(items, export.preprocess, count=len(items), batch_size=batch_size,
+                                      report=result.report, progress=progress.update)
         return compute_stats(fp32, (batch for batch, _keys in batches), method=options.method)
 
     stats, cached = load_or_compute_stats(key, Path(options.cache_dir), compute)
-    result.stats_cached, result.report, result.stats_images = cached, report, stats.num_images
+    result.stats_cached, result.stats_images = cached, stats.num_images
     if cached:
-        log(f"reusing cached calibration statistics ({stats.num_images} images, {stats.method})")
+        logger.info("reusing cached calibration statistics (%d images, %s)", stats.num_images, stats.method)
     # ModelOpt needs one input for its calibration step; the cached statistics replace its scales.
-    first_image, _keys = next(calibration_batches(items, export.preprocess, count=1, batch_size=1))
+    first_image, _keys = next(calibration_batches(items[:1], export.preprocess, count=1, batch_size=1))
     return stats, first_image
 
 
-def _finish(converted: Path, fp32: Path, output: Path, precision: str) -> None:
-    """Carry the FP32 graph's metadata (plus the precision) into the converted graph; write atomically."""
+def _finish(converted: Path, output: Path, metadata: DeploymentMetadata) -> None:
+    """Write the converted graph with the build's contract embedded, atomically."""
     import onnx
 
     from retina_edge.atomic import atomic_path
 
     graph = onnx.load(str(converted))
-    set_metadata(graph, {**read_metadata(fp32), KEY_PRECISION: precision})
+    embed_deployment(graph, metadata)
     with atomic_path(output) as tmp:
         onnx.save(graph, str(tmp))

@@ -22,7 +22,8 @@ from pathlib import Path
 from retina_edge.atomic import atomic_path, write_text_atomic
 from retina_edge.calib.statistics import ActivationStats
 from retina_edge.contract import NETWORK_SCOPES
-from retina_edge.errors import MissingDependencyError, RetinaEdgeError
+from retina_edge.errors import RetinaEdgeError
+from retina_edge.optional import require
 
 PREDICTOR_PATTERNS = ("cls_logits", "bbox_reg")
 #: Tail nodes (outside the network scopes), as a regex for ModelOpt.
@@ -31,17 +32,9 @@ TAIL_REGEX = "^(?!" + "|".join(map(re.escape, NETWORK_SCOPES)) + ").*$"
 DEFAULT_TRT_CACHE_VERSION = 100300
 
 
-def _onnx():
-    try:
-        import onnx
-    except ImportError:
-        raise MissingDependencyError("onnx", "precision conversion", "pip install 'retina-edge[onnx]'") from None
-    return onnx
-
-
 def excluded_nodes(onnx_path: str | os.PathLike, *, keep_predictors: bool) -> list[str]:
     """Names of the nodes to keep in FP32: the post-network tail, and optionally the predictors."""
-    graph = _onnx().load(str(onnx_path), load_external_data=False).graph
+    graph = require("onnx", "precision conversion").load(str(onnx_path), load_external_data=False).graph
     names = []
     for node in graph.node:
         tail = not node.name.startswith(NETWORK_SCOPES)
@@ -84,10 +77,7 @@ def quantize_for_tensorrt(fp32_onnx: str | os.PathLike, stats: ActivationStats, 
     ModelOpt consumes the statistics as a TensorRT calibration cache; ``calibration_batch`` (one
     preprocessed batch) only satisfies its calibration step, whose scales the cache replaces.
     """
-    try:
-        from modelopt.onnx.quantization import quantize
-    except ImportError:
-        raise MissingDependencyError("nvidia-modelopt", "INT8 for TensorRT", "pip install 'retina-edge[modelopt]'") from None
+    quantize = require("modelopt.onnx.quantization", "INT8 for TensorRT").quantize
     with tempfile.TemporaryDirectory(prefix="retina-edge-q-") as scratch:
         cache = write_trt_calibration_cache(stats, Path(scratch) / "calib.cache")
         with atomic_path(output) as tmp, _quiet("modelopt"):
@@ -102,15 +92,13 @@ def quantize_for_tensorrt(fp32_onnx: str | os.PathLike, stats: ActivationStats, 
 
 def quantize_for_cpu(fp32_onnx: str | os.PathLike, stats: ActivationStats, output: str | os.PathLike, *, exclude: list[str]) -> Path:
     """ONNX Runtime CPU-placement QDQ graph: U8 activations, S8 per-channel weights, from ``stats``."""
-    try:
-        from onnxruntime.quantization import QuantType
-        from onnxruntime.quantization.calibrate import TensorData, TensorsData
-        from onnxruntime.quantization.calibrate import CalibrationMethod
-        from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
-        from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
-    except ImportError:
-        raise MissingDependencyError("onnxruntime", "INT8 for CPUs", "pip install onnxruntime") from None
     import numpy as np
+
+    require("onnxruntime", "INT8 for CPUs")
+    from onnxruntime.quantization import QuantType
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+    from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
 
     method = CalibrationMethod.Entropy if stats.method == "entropy" else CalibrationMethod.MinMax
     ranges = TensorsData(method, {name: TensorData(lowest=np.float32(low), highest=np.float32(high))
@@ -128,11 +116,8 @@ def quantize_for_cpu(fp32_onnx: str | os.PathLike, stats: ActivationStats, outpu
 
 def convert_fp16(fp32_onnx: str | os.PathLike, output: str | os.PathLike) -> Path:
     """FP16 graph by ModelOpt AutoCast: FP32 inputs/outputs, the post-network tail kept FP32."""
-    try:
-        from modelopt.onnx.autocast import convert_to_mixed_precision
-    except ImportError:
-        raise MissingDependencyError("nvidia-modelopt", "FP16 conversion", "pip install 'retina-edge[modelopt]'") from None
-    onnx = _onnx()
+    convert_to_mixed_precision = require("modelopt.onnx.autocast", "FP16 conversion").convert_to_mixed_precision
+    onnx = require("onnx", "FP16 conversion")
     with _quiet("modelopt", root=True):
         model = convert_to_mixed_precision(str(fp32_onnx), low_precision_type="fp16", nodes_to_exclude=[TAIL_REGEX],
                                            keep_io_types=True, providers=["cpu"])

@@ -107,6 +107,29 @@ def _video_items(path: Path, stride: int) -> list[CalibrationItem]:
     return [CalibrationItem(str(path), frame) for frame in range(0, frames, max(1, stride))]
 
 
+def usable_items(items: list[CalibrationItem], count: int, report: CalibrationReport) -> list[CalibrationItem]:
+    """The first ``count`` items that decode (JPEGs at 1/8 scale, which is fast), counting the rest
+    in ``report``, so a source with too few usable images is refused before any work starts."""
+    import cv2
+
+    usable = []
+    for item in items:
+        if len(usable) == count:
+            break
+        try:
+            if item.frame >= 0:
+                load_item(item)
+            elif cv2.imdecode(np.fromfile(item.path, dtype=np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
+                raise DataError(f"cannot decode image (unreadable or not an image): {item.path}")
+        except (DataError, OSError) as error:
+            report.unreadable += 1
+            if len(report.examples) < 3:
+                report.examples.append(str(error))
+            continue
+        usable.append(item)
+    return usable
+
+
 def load_item(item: CalibrationItem) -> np.ndarray:
     """``(H, W, 3)`` uint8 RGB of one item; :class:`DataError` if it cannot be decoded."""
     if item.frame < 0:

@@ -28,7 +28,8 @@ import numpy as np
 
 from retina_edge.atomic import write_text_atomic
 from retina_edge.contract import INPUT_NAME, NETWORK_SCOPES
-from retina_edge.errors import MissingDependencyError, RetinaEdgeError
+from retina_edge.errors import RetinaEdgeError
+from retina_edge.optional import require
 from retina_edge.preprocess import PreprocessConfig
 
 if TYPE_CHECKING:
@@ -94,10 +95,8 @@ def compute_stats(onnx_path: str | os.PathLike, batches: Iterable[np.ndarray], *
     """Run every batch through the FP32 graph's network and collect each tensor's range with ``method``."""
     if method not in METHODS:
         raise RetinaEdgeError(f"unknown calibration method {method!r}; expected one of {METHODS}")
-    try:
-        from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
-    except ImportError:
-        raise MissingDependencyError("onnxruntime", "INT8 calibration", "pip install onnxruntime") from None
+    calibrate = require("onnxruntime.quantization.calibrate", "INT8 calibration")
+    CalibrationMethod, create_calibrator = calibrate.CalibrationMethod, calibrate.create_calibrator  # noqa: N806
     used = 0
     with tempfile.TemporaryDirectory(prefix="retina-edge-calib-") as scratch:
         network = network_subgraph(onnx_path, Path(scratch) / "network.onnx")

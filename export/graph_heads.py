@@ -12,8 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from retina_edge.anchors import feature_shapes_for, grid_anchors
-from retina_edge.model import RetinaNet
+from retina_edge.contract import GraphTail
 from retina_edge.export.nms_op import non_max_suppression
+from retina_edge.model import RetinaNet
 
 
 class GraphTail(nn.Module):
@@ -42,18 +43,18 @@ class RawOutputs(GraphTail):
 class DecodedCandidates(GraphTail):
     """``images -> (boxes (B, M, 4), scores (B, M), labels (B, M))``: per-level top-k, decoded, clipped.
 
-    k per level is ``min(topk_candidates, N_l * K)``, a constant for the fixed input size, so
+    k per level is ``min(tail.topk_candidates, N_l * K)``, a constant for the fixed input size, so
     every output has a static shape apart from the batch axis.
     """
 
-    def __init__(self, model: RetinaNet, input_size: tuple[int, int]) -> None:
+    def __init__(self, model: RetinaNet, input_size: tuple[int, int], tail: GraphTail) -> None:
         super().__init__(model)
         self.input_size = input_size
         config = model.config
         levels = grid_anchors(feature_shapes_for(input_size), input_size, config.anchors)
         self.level_sizes = [len(level) for level in levels]
         self.num_classes = config.num_classes
-        self.topk = [min(config.postprocess.topk_candidates, n * config.num_classes) for n in self.level_sizes]
+        self.topk = [min(tail.topk_candidates, n * config.num_classes) for n in self.level_sizes]
         for index, level in enumerate(levels):
             self.register_buffer(f"anchors_{index}", torch.from_numpy(level), persistent=False)
 
@@ -88,15 +89,15 @@ class NmsDetections(GraphTail):
     into its own coordinate range), then the best ``D = detections_per_img`` kept per image and
     zero-padded. TensorRT maps the op to INMSLayer, whose input is capped at 5000 boxes: the
     candidate count M (at most 5 x ``topk_candidates``) stays within it at the default 1000.
+    The thresholds are the ones ``tail`` bakes in.
     """
 
-    def __init__(self, model: RetinaNet, input_size: tuple[int, int]) -> None:
+    def __init__(self, model: RetinaNet, input_size: tuple[int, int], tail: GraphTail) -> None:
         super().__init__(model)
-        self.candidates = DecodedCandidates(model, input_size)
-        post = model.config.postprocess
-        self.max_detections = min(post.detections_per_img, self.candidates.num_candidates)
-        self.score_thresh = post.score_thresh
-        self.iou_thresh = post.nms_thresh
+        self.candidates = DecodedCandidates(model, input_size, tail)
+        self.max_detections = min(tail.detections_per_img, self.candidates.num_candidates)
+        self.score_thresh = tail.score_thresh
+        self.iou_thresh = tail.nms_thresh
         self.class_offset = float(max(input_size)) + 1.0
 
     def tail(self, outputs: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:

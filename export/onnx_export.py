@@ -17,53 +17,64 @@ from pathlib import Path
 import torch
 
 from retina_edge.atomic import atomic_path
-from retina_edge.contract import INPUT_NAME, KEY_BATCH, OUTPUTS, DeploymentMetadata, check_batch_range, format_batch
-from retina_edge.errors import MissingDependencyError, RetinaEdgeError
+from retina_edge.config import ModelConfig
+from retina_edge.contract import INPUT_NAME, TAIL_MODES, DeploymentMetadata, GraphTail, check_batch_range
+from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.graph_heads import DecodedCandidates, NmsDetections, RawOutputs
 from retina_edge.model import RetinaNet
+from retina_edge.optional import require
 from retina_edge.preprocess import PreprocessConfig
+from retina_edge.runtime.model_file import embed_deployment
 
 MIN_OPSET = 17
+#: Newest opset the exporter of the pinned torch writes.
+MAX_OPSET = 20
 
 
 @dataclass(frozen=True)
 class ExportOptions:
     """``batch`` is (min, opt, max): the ONNX batch axis is dynamic unless min == max; the triple is
-    kept in the metadata for engine profiles. ``postprocess``: ``none``, ``decode`` or ``nms``."""
+    kept in the metadata for engine profiles. ``tail``: ``none``, ``decode`` or ``nms``, baking in the
+    model's post-processing settings (:meth:`GraphTail.bake`)."""
 
     preprocess: PreprocessConfig
-    postprocess: str = "decode"
+    tail: str = "decode"
     batch: tuple[int, int, int] = (1, 1, 8)
     opset: int = 17
     simplify: bool = True
 
     def __post_init__(self) -> None:
         check_batch_range(self.batch)
-        if self.opset < MIN_OPSET:
-            raise RetinaEdgeError(f"opset {self.opset} is too old; use {MIN_OPSET} or newer")
-        if self.postprocess not in OUTPUTS:
-            raise RetinaEdgeError(f"unknown postprocess {self.postprocess!r}; expected one of {tuple(OUTPUTS)}")
+        if not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise RetinaEdgeError(f"opset {self.opset} is not supported: use {MIN_OPSET} to {MAX_OPSET}")
+        if self.tail not in TAIL_MODES:
+            raise RetinaEdgeError(f"unknown graph tail {self.tail!r}; expected one of {TAIL_MODES}")
 
     @property
     def dynamic_batch(self) -> bool:
         return self.batch[0] != self.batch[2]
 
+    def metadata_for(self, model_config: ModelConfig) -> DeploymentMetadata:
+        """The contract of the FP32 graph these options export from a model of ``model_config``."""
+        return DeploymentMetadata(model=model_config, preprocess=self.preprocess,
+                                  tail=GraphTail.bake(self.tail, model_config.postprocess), batch=self.batch)
 
-def graph_module(model: RetinaNet, options: ExportOptions) -> torch.nn.Module:
-    """The module whose forward becomes the graph, for ``options.postprocess``."""
-    size = (options.preprocess.height, options.preprocess.width)
-    if options.postprocess == "none":
+
+def graph_module(model: RetinaNet, metadata: DeploymentMetadata) -> torch.nn.Module:
+    """The module whose forward becomes the graph described by ``metadata`` (its tail and input size)."""
+    if metadata.tail.mode == "none":
         return RawOutputs(model)
-    if options.postprocess == "decode":
-        return DecodedCandidates(model, size)
-    return NmsDetections(model, size)
+    if metadata.tail.mode == "decode":
+        return DecodedCandidates(model, metadata.input_size, metadata.tail)
+    return NmsDetections(model, metadata.input_size, metadata.tail)
 
 
 def export_onnx(model: RetinaNet, path: str | os.PathLike, options: ExportOptions) -> Path:
     """Export ``model`` to ``path``; the file appears only once it is complete and valid."""
-    onnx = _require("onnx", "ONNX export", "pip install 'retina-edge[onnx]'")
-    module = graph_module(model.eval().cpu(), options).eval()
-    output_names = list(OUTPUTS[options.postprocess])
+    onnx = require("onnx", "ONNX export")
+    metadata = options.metadata_for(model.config)
+    module = graph_module(model.eval().cpu(), metadata).eval()
+    output_names = list(metadata.output_names)
     example = torch.zeros((options.batch[1], 3, options.preprocess.height, options.preprocess.width))
     dynamic_axes = {name: {0: "batch"} for name in [INPUT_NAME, *output_names]} if options.dynamic_batch else None
     path = Path(path)
@@ -78,9 +89,7 @@ def export_onnx(model: RetinaNet, path: str | os.PathLike, options: ExportOption
         if options.simplify:
             graph = simplify(graph)
         _fix_output_shapes(graph, module, example)
-        metadata = DeploymentMetadata(model=model.config, preprocess=options.preprocess, postprocess=options.postprocess)
-        props = {**metadata.to_props(), KEY_BATCH: format_batch(options.batch)}
-        set_metadata(graph, props)
+        embed_deployment(graph, metadata)
         onnx.checker.check_model(graph)
         onnx.save(graph, str(tmp))
     return path
@@ -96,16 +105,6 @@ def _fix_output_shapes(graph, module: torch.nn.Module, example: torch.Tensor) ->
             if axis > 0:
                 dims[axis].ClearField("dim_param")
                 dims[axis].dim_value = int(size)
-
-
-def set_metadata(graph, props: dict[str, str]) -> None:  # noqa: ANN001 (onnx.ModelProto)
-    """Replace ``metadata_props`` entries of ``graph`` with ``props``, keeping unrelated ones
-    (but not the simplifier's bookkeeping)."""
-    kept = [(p.key, p.value) for p in graph.metadata_props if p.key not in props and not p.key.startswith("onnxsim.")]
-    del graph.metadata_props[:]
-    for key, value in [*kept, *props.items()]:
-        entry = graph.metadata_props.add()
-        entry.key, entry.value = key, value
 
 
 def simplify(graph):  # noqa: ANN001, ANN201 (onnx.ModelProto)
@@ -126,17 +125,3 @@ def simplify(graph):  # noqa: ANN001, ANN201 (onnx.ModelProto)
     except Exception:  # noqa: BLE001
         warnings.warn("neither onnxsim nor onnxslim could simplify the graph; exported it unsimplified", stacklevel=2)
         return graph
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """``metadata_props`` of an ONNX file as a dict (no graph weights are kept in memory)."""
-    onnx = _require("onnx", "reading ONNX metadata", "pip install onnx")
-    graph = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in graph.metadata_props}
-
-
-def _require(package: str, feature: str, install: str):  # noqa: ANN202
-    try:
-        return __import__(package)
-    except ImportError:
-        raise MissingDependencyError(package, feature, install) from None

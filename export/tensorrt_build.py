@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from retina_edge.contract import INPUT_NAME, KEY_BATCH, DeploymentMetadata, format_batch
+from retina_edge.contract import INPUT_NAME, DeploymentMetadata
 from retina_edge.errors import RetinaEdgeError
-from retina_edge.export.onnx_export import read_metadata
 from retina_edge.export.trt_plan import TrtBuildSettings, plan_precision, profile_shapes, trt_major_version
 from retina_edge.runtime.backends.tensorrt_backend import gpu_name, import_tensorrt
 from retina_edge.runtime.engine_file import write_engine_file
+from retina_edge.runtime.model_file import read_deployment
 
 
 def tensorrt_available() -> bool:
@@ -43,11 +43,13 @@ def _cache_calibrator(trt, cache_path: str):  # noqa: ANN001, ANN202
     return CacheCalibrator()
 
 
-def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, settings: TrtBuildSettings) -> Path:
-    """Parse ``onnx_path``, build a serialized plan per ``settings``, write it with metadata."""
+def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, settings: TrtBuildSettings, *,
+                 metadata: DeploymentMetadata | None = None) -> Path:
+    """Parse ``onnx_path``, build a serialized plan per ``settings``, write it with the graph's
+    contract (``metadata``, read from the file when the caller does not have it) updated to the
+    engine's batch range and precision."""
     trt = import_tensorrt()
-    props = read_metadata(onnx_path)
-    metadata = DeploymentMetadata.from_props(props, source=str(onnx_path))
+    metadata = metadata or read_deployment(onnx_path)
     major = trt_major_version(trt.__version__)
     plan = plan_precision(major, metadata.precision, settings)
     logger = trt.Logger(trt.Logger.WARNING)
@@ -88,8 +90,10 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, s
     build_info = {"batch": list(settings.batch), "strongly_typed": plan.strongly_typed, "fp16_flag": plan.fp16_flag,
                   "int8_flag": plan.int8_flag, "hardware_compatible": settings.hardware_compatible,
                   "version_compatible": settings.version_compatible, "dla_core": settings.dla_core}
-    return write_engine_file(engine_path, bytes(serialized), metadata={**props, KEY_BATCH: format_batch(settings.batch)},
-                             tensorrt_version=trt.__version__,
+    legacy = settings.legacy_precision
+    engine_metadata = metadata.override(batch=settings.batch, precision=legacy,
+                                        target="tensorrt" if legacy == "int8" else None)
+    return write_engine_file(engine_path, bytes(serialized), metadata=engine_metadata, tensorrt_version=trt.__version__,
                              device={"name": gpu_name()}, build=build_info)
 
 

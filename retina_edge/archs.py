@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from retina_edge.errors import ConfigError
 from retina_edge.config import ModelConfig, PostprocessConfig, TransformConfig
 
 DEPTHS = (18, 34, 50, 101)
@@ -30,9 +31,9 @@ def model_config(arch: str, *, num_classes: int = 91, **kwargs: Any) -> ModelCon
     GroupNorm heads, as torchvision builds them.
     """
     if arch not in ARCHS:
-        raise ValueError(f"unknown arch {arch!r}; choose one of: {', '.join(ARCHS)}")
+        raise ConfigError(f"unknown arch {arch!r}; choose one of: {', '.join(ARCHS)}")
     if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
     depth, variant = ARCHS[arch]
     base = ModelConfig(
         arch=arch, depth=depth, variant=variant, num_classes=num_classes,
@@ -65,7 +66,7 @@ def apply_overrides(config: ModelConfig, **kwargs: Any) -> ModelConfig:
             **top,
         )
     except TypeError as error:
-        raise ValueError(f"bad model option for {config.arch}: {error}") from None
+        raise ConfigError(f"bad model option for {config.arch}: {error}") from None
 
 
 def build_model(arch: str, *, num_classes: int = 91, **kwargs: Any):  # noqa: ANN201 (torch type)

@@ -12,6 +12,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from retina_edge.errors import ConfigError
+
 NormFactory = Callable[[int], nn.Module]
 
 # (block type, blocks per stage) for each supported depth.
@@ -112,7 +114,7 @@ class ResNetBody(nn.Module):
     def __init__(self, *, depth: int, norm: NormFactory, width: int = 64) -> None:
         super().__init__()
         if depth not in RESNET_SPECS:
-            raise ValueError(f"unsupported ResNet depth {depth}; choose one of {sorted(RESNET_SPECS)}")
+            raise ConfigError(f"unsupported ResNet depth {depth}; choose one of {sorted(RESNET_SPECS)}")
         block_type, blocks = RESNET_SPECS[depth]
         block = BasicBlock if block_type == "basic" else Bottleneck
         self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
@@ -155,7 +157,7 @@ def freeze_stages(body: ResNetBody, trainable_layers: int) -> None:
     5 trains everything including the stem's norm; 0 freezes the whole body.
     """
     if not 0 <= trainable_layers <= 5:
-        raise ValueError(f"trainable_layers must be in 0..5, got {trainable_layers}")
+        raise ConfigError(f"trainable_layers must be in 0..5, got {trainable_layers}")
     trainable = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers]
     if trainable_layers == 5:
         trainable.append("bn1")

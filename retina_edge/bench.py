@@ -50,9 +50,9 @@ def measure_load(load: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, 
 def detector_entry(name: str, detector, *, rss_mb: float | None = None) -> BenchEntry:  # noqa: ANN001
     def run(images: list[np.ndarray]) -> dict[str, float]:
         t0 = time.perf_counter()
-        batch, infos = preprocess_batch(images, detector.metadata.preprocess)
+        batch, infos = detector.preprocess(images)
         t1 = time.perf_counter()
-        outputs = detector.backend.run(batch)
+        outputs = detector.infer(batch)
         t2 = time.perf_counter()
         detector.postprocess(outputs, infos)
         t3 = time.perf_counter()

@@ -98,7 +98,8 @@ def load_model(
         spec = str(preset_checkpoint_path(spec.split(":", 1)[1]))
     data = read_checkpoint(spec)
     if data.get("format") == CHECKPOINT_FORMAT:
-        config = ModelConfig.from_dict(data["config"])
+        config = ModelConfig.from_dict(data["config"], source=spec)
+        _check_named_arch(config, arch=arch, num_classes=num_classes, source=spec)
         if overrides:
             config = apply_overrides(config, **overrides)
         return _build_and_load(config, data["model"], source=spec)
@@ -111,6 +112,17 @@ def load_model(
         defaults["class_names"] = COCO_91_CLASSES
     config = model_config(arch, num_classes=num_classes, **{**defaults, **overrides})
     return _build_and_load(config, state_dict, source=spec)
+
+
+def _check_named_arch(config: ModelConfig, *, arch: str | None, num_classes: int | None, source: str) -> None:
+    """A checkpoint names its own architecture and classes: a different ``--arch``/``--num-classes``
+    is a mistake to point out, not a wish to ignore."""
+    if arch is not None and arch != config.arch:
+        raise WeightsError(f"--arch {arch} contradicts {source}, which is a {config.arch} checkpoint; drop --arch "
+                           "(it is only for bare state dicts)")
+    if num_classes is not None and num_classes != config.num_classes:
+        raise WeightsError(f"--num-classes {num_classes} contradicts {source}, which has {config.num_classes} classes; "
+                           "drop --num-classes (it is only for bare state dicts)")
 
 
 def _load_torchvision(name: str, overrides: dict[str, Any]) -> RetinaNet:

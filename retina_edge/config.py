@@ -12,6 +12,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from retina_edge._version import __version__
+from retina_edge.errors import ConfigError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -121,18 +124,23 @@ class ModelConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error so typos do not pass silently."""
+    def from_dict(cls, data: dict[str, Any], *, source: str = "model config") -> ModelConfig:
+        """Inverse of :meth:`to_dict`. Configs travel inside files, so a field this version does
+        not know means the file was written by a newer retina-edge: that is what the error says."""
         nested = {
             "anchors": AnchorConfig,
             "box_coder": BoxCoderConfig,
             "postprocess": PostprocessConfig,
             "transform": TransformConfig,
         }
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
+        for key, nested_cls in nested.items():
+            if isinstance(data.get(key), dict):
+                known = {f.name for f in dataclasses.fields(nested_cls)}
+                unknown += [f"{key}.{name}" for name in sorted(set(data[key]) - known)]
         if unknown:
-            raise ValueError(f"unknown model config keys: {', '.join(unknown)}")
+            raise ConfigError(f"{source} has model settings this retina-edge ({__version__}) does not know "
+                              f"({', '.join(unknown)}): it was written by a newer retina-edge; upgrade to read it")
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
             if key in nested:

@@ -10,22 +10,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from retina_edge.atomic import write_text_atomic
 
+logger = logging.getLogger(__name__)
+
 VARIANTS = (("fp32", "cpu"), ("fp16", "cpu"), ("int8", "cpu"), ("int8", "tensorrt"))
 
 
-def run_demo(out_dir: str | Path, *, log: Callable[[str], None] = print, val_images: int = 100, video_frames: int = 90) -> Path:
-    """Run everything into ``out_dir``; returns the summary Markdown file."""
+def run_demo(out_dir: str | Path, *, val_images: int = 100, video_frames: int = 90) -> Path:
+    """Run everything into ``out_dir``, logging each step; returns the summary Markdown file."""
     from retina_edge.bench import detector_entry, format_table, measure_load, plot, pytorch_entry, run_bench
     from retina_edge.calib.build import CalibrationOptions, build_precision_graph
     from retina_edge.checkpoints import load_model
-    from retina_edge.cli.verify import load_images
     from retina_edge.coco_dataset import resolve_split
+    from retina_edge.imageio import load_images
     from retina_edge.export.onnx_export import ExportOptions
     from retina_edge.preprocess import preprocess_for
     from retina_edge.presets import PRESET_SYNTH_DATA
@@ -36,7 +38,7 @@ def run_demo(out_dir: str | Path, *, log: Callable[[str], None] = print, val_ima
 
     out = Path(out_dir)
     start = time.perf_counter()
-    log("1/5 preset model and fresh synthetic data (seed 1: not the training images)")
+    logger.info("1/5 preset model and fresh synthetic data (seed 1: not the training images)")
     model = load_model("preset:synth")
     data = dataclasses.replace(PRESET_SYNTH_DATA, num_images=2 * val_images, seed=1, val_fraction=0.5)
     write_dataset(out / "data", data)
@@ -44,26 +46,26 @@ def run_demo(out_dir: str | Path, *, log: Callable[[str], None] = print, val_ima
     export = ExportOptions(preprocess=preprocess_for(model.config), batch=(1, 1, 8))
     calibration = CalibrationOptions(source=str(out / "data" / "train"), count=val_images, min_images=16,
                                      cache_dir=out / "calib-cache")
-    log("2/5 FP32, FP16 and INT8 graphs")
+    logger.info("2/5 FP32, FP16 and INT8 graphs")
     models = {}
     for precision, target in VARIANTS:
         name = f"synth-{precision}" + (f"-{target}" if precision == "int8" else "")
         build_precision_graph(model, out / f"{name}.onnx", export=export, precision=precision, target=target,
-                              calibration=calibration, log=lambda _: None)
+                              calibration=calibration)
         models[name] = out / f"{name}.onnx"
-    log("3/5 verify every graph against the PyTorch reference")
+    logger.info("3/5 verify every graph against the PyTorch reference")
     images, image_ids = load_images(str(val_dir), val_images, str(ann_file))
     summary_rows = []
     for name, path in models.items():
         report, reference, deployed = run_verify(Detector(path, backend="onnxruntime"), model, images,
                                                  annotations=(str(ann_file), image_ids))
-        log(terminal_table(report))
+        logger.info(terminal_table(report))
         write_report(report, reference, deployed, images, out / "verify" / name, title=f"verify {name}")
         coco = report.coco
         summary_rows.append(f"| {name} | {100 * coco['reference']['AP']:.2f} | {100 * coco['deployed']['AP']:.2f} | "
                             f"{coco['delta_points']['AP']:+.2f} | {report.ap_vs_reference:.4f} | "
                             f"{'PASS' if report.passed else 'FAIL'} | [report](verify/{name}/report.md) |")
-    log("4/5 bench side by side (batch 1)")
+    logger.info("4/5 bench side by side (batch 1)")
     entries = [pytorch_entry("pytorch fp32 eager", model, export.preprocess)]
     for name, backend in (("synth-fp32", "onnxruntime"), ("synth-int8-cpu", "onnxruntime"), ("synth-fp32", "openvino")):
         detector, added = measure_load(Detector, models[name], backend=backend)
@@ -71,10 +73,10 @@ def run_demo(out_dir: str | Path, *, log: Callable[[str], None] = print, val_ima
         entries.append(detector_entry(label, detector, rss_mb=added))
     summaries = run_bench(entries, images[:16], batch=1, iterations=20, warmup=3)
     table = format_table(summaries)
-    log(table)
+    logger.info(table)
     write_text_atomic(out / "bench.json", json.dumps(summaries, indent=2))
     plot(summaries, str(out / "bench.png"))
-    log("5/5 detection on a generated video")
+    logger.info("5/5 detection on a generated video")
     video_path = _annotated_video(out, Detector(models["synth-int8-cpu"], backend="onnxruntime"), video_frames)
     elapsed = time.perf_counter() - start
     lines = [
@@ -100,5 +102,5 @@ def _annotated_video(out: Path, detector, frames: int) -> Path:  # noqa: ANN001
     with Mp4Writer(out / "video_detections.mp4", 15.0) as writer:
         for index in range(frames):
             frame = video.frame(index)
-            writer.write(draw_detections(frame, detector.detect(frame)[0].filter(min_score=0.3)))
+            writer.write(draw_detections(frame, detector.detect(frame)[0].filter(score_thresh=0.3)))
     return writer.path

@@ -9,7 +9,11 @@ class WeightsError(RetinaEdgeError):
     """A checkpoint is missing, unreadable, or does not fit the requested architecture."""
 
 
-class DataError(RetinaEdgeError):
+class ConfigError(RetinaEdgeError, ValueError):
+    """A model or training setting is unknown or out of range (also a ValueError, as Python expects)."""
+
+
+class DataError(RetinaEdgeError, ValueError):
     """Input data (images, annotations, calibration sources) is missing or malformed."""
 
 

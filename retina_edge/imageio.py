@@ -55,3 +55,20 @@ def write_image_rgb(path: str | os.PathLike, image: np.ndarray, *, quality: int 
     if not ok:
         raise DataError(f"cannot encode image as {suffix}: {path}")
     write_bytes_atomic(path, encoded.tobytes())
+
+
+def load_images(folder: str | os.PathLike, count: int, ann: str | os.PathLike | None = None
+                ) -> tuple[list[np.ndarray], list[int] | None]:
+    """The first ``count`` images of ``folder`` (those the COCO json ``ann`` lists, if given) as RGB
+    arrays, and their COCO image ids (None without ``ann``)."""
+    if count < 1:
+        raise DataError(f"the image count must be at least 1, got {count}")
+    if ann:
+        from retina_edge.coco_dataset import load_coco_index
+
+        records = load_coco_index(ann, folder).images[:count]
+        return [read_image_rgb(r.path) for r in records], [r.image_id for r in records]
+    files = list_images(folder)[:count]
+    if not files:
+        raise DataError(f"no images in {folder}")
+    return [read_image_rgb(p) for p in files], None

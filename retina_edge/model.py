@@ -19,6 +19,7 @@ from retina_edge.anchors import grid_anchors
 from retina_edge.backbone import FrozenBatchNorm2d, ResNetBody, freeze_stages
 from retina_edge.box_coder import BoxCoder
 from retina_edge.boxes import box_iou
+from retina_edge.errors import ConfigError
 from retina_edge.config import ModelConfig
 from retina_edge.fpn import FeaturePyramid
 from retina_edge.head import RetinaNetHead
@@ -38,7 +39,7 @@ class BackboneWithFPN(nn.Module):
         elif config.norm == "bn":
             norm = nn.BatchNorm2d
         else:
-            raise ValueError(f"unknown norm {config.norm!r}; expected 'frozen_bn' or 'bn'")
+            raise ConfigError(f"unknown norm {config.norm!r}; expected 'frozen_bn' or 'bn'")
         self.body = ResNetBody(depth=config.depth, norm=norm, width=config.backbone_width)
         freeze_stages(self.body, config.trainable_layers)
         self.fpn = FeaturePyramid(
@@ -56,7 +57,7 @@ class RetinaNet(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         if config.variant not in ("v1", "v2"):
-            raise ValueError(f"unknown variant {config.variant!r}; expected 'v1' or 'v2'")
+            raise ConfigError(f"unknown variant {config.variant!r}; expected 'v1' or 'v2'")
         self.config = config
         self.backbone = BackboneWithFPN(config)
         self.head = RetinaNetHead(

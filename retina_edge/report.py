@@ -14,7 +14,8 @@ from retina_edge.verify import VerifyReport, matched_scores
 
 
 def terminal_table(report: VerifyReport) -> str:
-    lines = [f"precision {report.precision}, {report.images} images: {'PASS' if report.passed else 'FAIL'}"]
+    target = f" for {report.target}" if report.target != "any" else ""
+    lines = [f"precision {report.precision}{target}, {report.images} images: {'PASS' if report.passed else 'FAIL'}"]
     for t in report.tensors:
         lines.append(f"  tensor {t.name:<16} max|d| {t.max_abs:.3g}  mean|d| {t.mean_abs:.3g}  cos {t.cosine:.6f}  paired {t.paired:.3f}")
     pr = report.precision_recall
@@ -66,19 +67,19 @@ def _plots(report: VerifyReport, reference: list[Detections], deployed: list[Det
     return names
 
 
-def _overlay(image: np.ndarray, reference: Detections, deployed: Detections, min_score: float) -> np.ndarray:
+def _overlay(image: np.ndarray, reference: Detections, deployed: Detections, score_thresh: float) -> np.ndarray:
     import cv2
 
     canvas = image.copy()
     for dets, colour, width in ((reference, (0, 200, 0), 3), (deployed, (255, 40, 40), 1)):
-        for det in dets.filter(min_score=min_score):
+        for det in dets.filter(score_thresh=score_thresh):
             x1, y1, x2, y2 = (int(round(v)) for v in det.box)
             cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, width, cv2.LINE_AA)
     return canvas
 
 
 def write_report(report: VerifyReport, reference: list[Detections], deployed: list[Detections], images: list[np.ndarray],
-                 out_dir: str | Path, *, title: str, samples: int = 4, min_score: float = 0.3) -> Path:
+                 out_dir: str | Path, *, title: str, samples: int = 4, score_thresh: float = 0.3) -> Path:
     """Write ``report.json``, ``report.md``, plots and sample overlays into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -87,7 +88,7 @@ def write_report(report: VerifyReport, reference: list[Detections], deployed: li
     sample_names = []
     for index in range(min(samples, len(images))):
         name = f"sample_{index}.jpg"
-        write_image_rgb(out / name, _overlay(images[index], reference[index], deployed[index], min_score))
+        write_image_rgb(out / name, _overlay(images[index], reference[index], deployed[index], score_thresh))
         sample_names.append(name)
     lines = [f"# {title}", "", f"**{'PASS' if report.passed else 'FAIL'}** — precision `{report.precision}`, {report.images} images.", ""]
     lines += [f"- {reason}" for reason in report.failures] + ([""] if report.failures else [])

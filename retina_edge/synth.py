@@ -19,6 +19,7 @@ import numpy as np
 
 from retina_edge.atomic import write_text_atomic
 from retina_edge.imageio import write_image_rgb
+from retina_edge.progress import Progress
 
 CLASSES = ("ellipse", "rectangle", "triangle", "diamond", "cross", "star")
 _CLASS_HUES = (0, 30, 60, 90, 120, 150)  # OpenCV hue (0..180), jittered by +-10: a cue, not a giveaway
@@ -166,6 +167,7 @@ def write_dataset(out_dir: str | Path, config: SynthConfig, *, progress: bool = 
     written = {}
     for split, indices in splits.items():
         images, annotations = [], []
+        bar = Progress(len(indices), f"synth {split}", enabled=progress)
         for index in indices:
             image, boxes = render_image(config, index)
             file_name = f"{index:06d}.jpg"
@@ -176,10 +178,7 @@ def write_dataset(out_dir: str | Path, config: SynthConfig, *, progress: bool = 
                     "id": len(annotations) + 1, "image_id": index + 1, "category_id": label + 1,
                     "bbox": [round(v, 2) for v in bbox], "area": round(bbox[2] * bbox[3], 2), "iscrowd": 0,
                 })
-            if progress:
-                print(f"\rsynth {split}: {index - indices.start + 1}/{len(indices)}", end="", flush=True)
-        if progress and len(indices):
-            print()
+            bar.update(index - indices.start + 1)
         path = out / "annotations" / f"instances_{split}.json"
         payload = {"images": images, "annotations": annotations, "categories": categories,
                    "info": {"description": "retina-edge synthetic shapes", "seed": config.seed}}

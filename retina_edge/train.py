@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import warnings
@@ -29,6 +30,8 @@ from retina_edge.errors import RetinaEdgeError
 from retina_edge.model import RetinaNet
 from retina_edge.progress import Progress
 from retina_edge.transform import RetinaTransform
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -140,8 +143,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     if not boxes:
         raise RetinaEdgeError(f"{index.ann_file} has no usable boxes to train on")
     if rank == 0:
-        print(f"train data: {len(index.images)} images, {boxes} boxes, {len(index.class_names)} classes; "
-              f"dropped {index.dropped_degenerate} degenerate boxes, skipped {index.skipped_crowd} crowd boxes")
+        logger.info(f"train data: {len(index.images)} images, {boxes} boxes, {len(index.class_names)} classes; "
+                    f"dropped {index.dropped_degenerate} degenerate boxes, skipped {index.skipped_crowd} crowd boxes")
     model = build_training_model(config, index.class_names, index.category_ids).to(device)
     model.transform = RetinaTransform(model.config.transform, train_min_sizes=config.train_min_sizes)
     optimizer = _make_optimizer(model, config)
@@ -239,11 +242,11 @@ def _evaluate_val(model: RetinaNet, config: TrainConfig, out_dir: Path) -> None:
     try:
         ann_file, image_dir = resolve_split(config.data, "val")
     except RetinaEdgeError:
-        print("no val split found: skipping evaluation")
+        logger.info("no val split found: skipping evaluation")
         return
     index = load_coco_index(ann_file, image_dir)
     device = next(model.parameters()).device
     results = predict_coco(reference_detector(model, device=device), index, category_ids=model.config.category_ids)
     metrics = coco_evaluate(ann_file, results, image_ids=[img.image_id for img in index.images])
-    print(metrics.table())
+    logger.info(metrics.table())
     write_text_atomic(out_dir / "metrics.json", json.dumps(metrics.to_dict(), indent=2))

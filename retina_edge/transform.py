@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from retina_edge.config import TransformConfig
+from retina_edge.errors import DataError
 
 
 @dataclass
@@ -66,7 +67,7 @@ class RetinaTransform:
         resized, out_targets = [], [] if targets is not None else None
         for index, image in enumerate(images):
             if image.dim() != 3 or image.shape[0] != 3:
-                raise ValueError(f"image {index} must be a (3, H, W) tensor, got shape {tuple(image.shape)}")
+                raise DataError(f"image {index} must be a (3, H, W) tensor, got shape {tuple(image.shape)}")
             normalised = (image - self.mean.to(image)[:, None, None]) / self.std.to(image)[:, None, None]
             min_size = self.config.min_size
             if training and self.train_min_sizes:
@@ -75,7 +76,7 @@ class RetinaTransform:
             # the size torchvision's scale leads to is the same operation.
             size = resized_size(image.shape[-2], image.shape[-1], min_size, self.config.max_size)
             if min(size) < 1:
-                raise ValueError(f"image {index} of {image.shape[-2]}x{image.shape[-1]} would resize to "
+                raise DataError(f"image {index} of {image.shape[-2]}x{image.shape[-1]} would resize to "
                                  f"{size[0]}x{size[1]} (min_size {min_size}, max_size {self.config.max_size})")
             out = F.interpolate(normalised[None], size=size, mode="bilinear", align_corners=False)[0]
             resized.append(out)

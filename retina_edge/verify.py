@@ -67,6 +67,7 @@ class TensorAgreement:
 @dataclass
 class VerifyReport:
     precision: str
+    target: str
     images: int
     tensors: list[TensorAgreement] = field(default_factory=list)
     precision_recall: dict[str, float] = field(default_factory=dict)
@@ -183,20 +184,19 @@ def run_verify(
 ) -> tuple[VerifyReport, list[Detections], list[Detections]]:
     """Compare ``detector`` with ``model`` on ``images`` (uint8 RGB); returns the report and both
     detection lists. ``annotations``: (COCO json path, image id of each image) for COCO AP."""
-    from retina_edge.export.onnx_export import ExportOptions, graph_module
-    from retina_edge.preprocess import preprocess_batch
+    from retina_edge.export.onnx_export import graph_module
 
     metadata = detector.metadata
-    precision = metadata.precision.split("-")[0]
-    thresholds = thresholds or VerifyThresholds.for_precision(precision)
-    report = VerifyReport(precision=metadata.precision, images=len(images), thresholds=asdict(thresholds))
-    reference_module = graph_module(model.eval(), ExportOptions(preprocess=metadata.preprocess, postprocess=metadata.postprocess))
+    thresholds = thresholds or VerifyThresholds.for_precision(metadata.precision)
+    report = VerifyReport(precision=metadata.precision, target=metadata.target, images=len(images),
+                          thresholds=asdict(thresholds))
+    reference_module = graph_module(model.eval(), metadata)
     tensor_pairs: dict[str, list[tuple[np.ndarray, np.ndarray, float]]] = {}
     reference_dets, deployed_dets = [], []
     step = max(1, min(batch_size, detector.max_batch))
     for start in range(0, len(images), step):
-        batch, infos = preprocess_batch(images[start : start + step], metadata.preprocess)
-        outputs = detector.backend.run(batch)
+        batch, infos = detector.preprocess(images[start : start + step])
+        outputs = detector.infer(batch)
         deployed_dets.extend(detector.postprocess(outputs, infos))
         with torch.no_grad():
             inputs = torch.from_numpy(batch)
@@ -204,11 +204,11 @@ def run_verify(
             expected = reference_module.tail(head_outputs[0])
             reference = reference_on_inputs(model, inputs, head_outputs=head_outputs)
         expected = dict(zip(metadata.output_names, (v.numpy() for v in expected)))
-        if metadata.postprocess == "none":
+        if metadata.tail.mode == "none":
             compared = [(name, outputs[name], expected[name], 1.0) for name in metadata.output_names]
         else:
-            names = ("boxes", "scores", "labels") if metadata.postprocess == "decode" else ("det_boxes", "det_scores", "det_labels")
-            compared = _pair_candidates(outputs, expected, names, metadata.model.postprocess.score_thresh)
+            names = ("boxes", "scores", "labels") if metadata.tail.mode == "decode" else ("det_boxes", "det_scores", "det_labels")
+            compared = _pair_candidates(outputs, expected, names, metadata.score_thresh)
         for name, got, want, fraction in compared:
             tensor_pairs.setdefault(name, []).append((got, want, fraction))
         for ref, info in zip(reference, infos):

@@ -1,12 +1,15 @@
 """``Detector``: a deployed RetinaNet (ONNX or TensorRT engine) from images to detections, no torch.
 
     from retina_edge.runtime import Detector
-    detector = Detector("synth-int8-cpu.onnx")            # backend and settings from the file
-    for det in detector.detect([rgb_image])[0]:            # (H, W, 3) uint8 RGB
-        print(det.name, det.score, det.box)                # box x1y1x2y2 in source pixels
+    with Detector("synth-int8-cpu.onnx") as detector:      # backend and settings from the file
+        for det in detector.detect(rgb_image)[0]:           # (H, W, 3) uint8 RGB
+            print(det.name, det.score, det.box)             # box x1y1x2y2 in source pixels
 
-Preprocessing, classes, anchors and thresholds come from the model's metadata; the host finishes
-what the graph left out (anchor decoding for ``none`` graphs, NMS for ``none``/``decode`` graphs).
+Preprocessing, classes, anchors, batch range and thresholds come from the model's
+:class:`~retina_edge.contract.DeploymentMetadata`; the host finishes what the graph left out
+(anchor decoding for ``none`` graphs, NMS for ``none``/``decode`` graphs) and applies the score
+threshold on every tail. The three stages are public (``preprocess``, ``infer``, ``postprocess``)
+for callers that time or reuse them.
 
 Thread safety: ``detect`` may be called from several threads at once. ONNX Runtime sessions and
 OpenVINO (one infer request per call) run concurrently; the TensorRT backend serialises calls on
@@ -15,7 +18,7 @@ its one execution context. Pre- and post-processing hold no shared mutable state
 
 from __future__ import annotations
 
-import dataclasses
+import importlib.util
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,28 +26,21 @@ from pathlib import Path
 import numpy as np
 
 from retina_edge.anchors import feature_shapes_for, grid_anchors
-from retina_edge.contract import DeploymentMetadata, max_batch
-from retina_edge.errors import RetinaEdgeError
+from retina_edge.contract import DeploymentMetadata, is_engine_path
+from retina_edge.errors import DataError, RetinaEdgeError
 from retina_edge.preprocess import LetterboxInfo, boxes_to_source, preprocess_batch
+from retina_edge.runtime.model_file import read_deployment
 from retina_edge.runtime.postprocess import candidates_from_raw, select_detections
 from retina_edge.runtime.results import Detections
 
 BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt")
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-
-
-def _available(module: str) -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec(module) is not None
 
 
 def choose_backend(path: str | os.PathLike, requested: str) -> str:
     """The backend for ``path``: engines need TensorRT; ONNX prefers ONNX Runtime, then OpenVINO."""
     if requested not in BACKENDS:
         raise RetinaEdgeError(f"unknown backend {requested!r}; expected one of {BACKENDS}")
-    is_engine = Path(path).suffix.lower() in ENGINE_SUFFIXES
-    if is_engine:
+    if is_engine_path(path):
         if requested not in ("auto", "tensorrt"):
             raise RetinaEdgeError(f"{path} is a TensorRT engine: only the tensorrt backend can run it")
         return "tensorrt"
@@ -53,35 +49,31 @@ def choose_backend(path: str | os.PathLike, requested: str) -> str:
                               " or run it with --backend onnxruntime (its TensorRT execution provider: --device tensorrt)")
     if requested != "auto":
         return requested
-    for backend, module in (("onnxruntime", "onnxruntime"), ("openvino", "openvino")):
-        if _available(module):
+    for backend in ("onnxruntime", "openvino"):
+        if importlib.util.find_spec(backend) is not None:
             return backend
     raise RetinaEdgeError("no ONNX backend is installed: pip install onnxruntime (or openvino)")
 
 
-def read_onnx_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """``metadata_props`` of an ONNX file, through onnx if installed, else ONNX Runtime."""
-    if not Path(path).is_file():
-        raise RetinaEdgeError(f"model file not found: {path}")
-    if _available("onnx"):
-        import onnx
-
-        try:
-            graph = onnx.load(str(path), load_external_data=False)
-        except Exception as error:  # protobuf decode errors for damaged files
-            raise RetinaEdgeError(f"cannot read ONNX model {path}: {error}") from None
-        return {p.key: p.value for p in graph.metadata_props}
-    import onnxruntime as ort
-
-    return dict(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map)
+def as_image_list(images: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:
+    """One ``(H, W, 3)`` image, an ``(N, H, W, 3)`` stack or a sequence of images -> a list."""
+    if isinstance(images, np.ndarray):
+        if images.ndim == 3:
+            return [images]
+        if images.ndim == 4:
+            return list(images)
+        raise DataError(f"expected an (H, W, 3) RGB image, an (N, H, W, 3) stack or a list of images; "
+                        f"got an array of shape {images.shape}")
+    return list(images)
 
 
 class Detector:
     """Load a deployed model; ``detect(images)`` returns one :class:`Detections` per image.
 
     ``backend``: auto, onnxruntime, openvino or tensorrt. ``device``: ``cpu``/``cuda``/``tensorrt``
-    for ONNX Runtime, ``CPU``/``GPU`` for OpenVINO. ``metadata`` overrides (or, for ONNX files made
-    by other tools, supplies) what the file says. ``score_thresh`` overrides the model's threshold.
+    for ONNX Runtime, ``CPU``/``GPU`` for OpenVINO. ``metadata`` supplies the contract for ONNX
+    files made by other tools (or replaces the file's). ``score_thresh`` overrides the model's
+    threshold (see :meth:`DeploymentMetadata.override`). ``close()`` (or ``with``) frees the backend.
     """
 
     def __init__(
@@ -89,72 +81,95 @@ class Detector:
         metadata: DeploymentMetadata | None = None, score_thresh: float | None = None, openvino_precision: str = "f32",
     ) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
-            raise RetinaEdgeError(f"model file not found: {self.path}")
         self.backend_name = choose_backend(self.path, backend)
-        self.backend, props = self._load_backend(device, threads, openvino_precision)
-        self.metadata = metadata or DeploymentMetadata.from_props(props, source=str(self.path))
-        if score_thresh is not None:
-            post = dataclasses.replace(self.metadata.model.postprocess, score_thresh=score_thresh)
-            self.metadata = dataclasses.replace(self.metadata, model=dataclasses.replace(self.metadata.model, postprocess=post))
+        engine = None
+        if self.backend_name == "tensorrt":
+            from retina_edge.runtime.engine_file import read_engine_file
+
+            engine = read_engine_file(self.path)  # the header is checked before TensorRT is needed
+        contract = metadata or (engine.deployment if engine else read_deployment(self.path))
+        self.metadata = contract.override(score_thresh=score_thresh)
+        self.backend = self._load_backend(engine, device, threads, openvino_precision)
         missing = set(self.metadata.output_names) - set(self.backend.output_names)
         if missing:
+            self.close()
             raise RetinaEdgeError(f"{self.path} lacks the outputs {sorted(missing)} its metadata promises")
-        self.max_batch = max_batch(props)
         self._level_anchors = None
-        if self.metadata.postprocess == "none":
+        if self.metadata.tail.mode == "none":
             size = self.input_size
             self._level_anchors = grid_anchors(feature_shapes_for(size), size, self.metadata.model.anchors)
 
-    def _load_backend(self, device: str | None, threads: int | None, openvino_precision: str):  # noqa: ANN202
+    def _load_backend(self, engine, device: str | None, threads: int | None, openvino_precision: str):  # noqa: ANN001, ANN202
         if self.backend_name == "tensorrt":
             from retina_edge.runtime.backends.tensorrt_backend import TensorRTBackend
 
-            backend = TensorRTBackend(self.path)
-            return backend, backend.metadata
+            return TensorRTBackend(engine)
         if self.backend_name == "onnxruntime":
             from retina_edge.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-            backend = OnnxRuntimeBackend(self.path, device=device or "cpu", threads=threads)
-            return backend, backend.metadata
+            return OnnxRuntimeBackend(self.path, device=device or "cpu", threads=threads)
         from retina_edge.runtime.backends.openvino_backend import OpenVinoBackend
 
-        backend = OpenVinoBackend(self.path, device=device or "CPU", precision=openvino_precision, threads=threads)
-        return backend, read_onnx_metadata(self.path)
+        return OpenVinoBackend(self.path, device=device or "CPU", precision=openvino_precision, threads=threads)
 
     @property
     def input_size(self) -> tuple[int, int]:
-        return self.metadata.preprocess.height, self.metadata.preprocess.width
+        return self.metadata.input_size
 
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.metadata.model.class_names
 
+    @property
+    def max_batch(self) -> int:
+        return self.metadata.batch[2]
+
     def detect(self, images: Sequence[np.ndarray] | np.ndarray) -> list[Detections]:
         """Detections of each ``(H, W, 3)`` uint8 RGB image (a list, or one image -> a list of one)."""
-        if isinstance(images, np.ndarray) and images.ndim == 3:
-            images = [images]
+        images = as_image_list(images)
         results: list[Detections] = []
         for start in range(0, len(images), self.max_batch):
-            chunk = list(images[start : start + self.max_batch])
-            batch, infos = preprocess_batch(chunk, self.metadata.preprocess)
-            results.extend(self.postprocess(self.backend.run(batch), infos))
+            batch, infos = self.preprocess(images[start : start + self.max_batch])
+            results.extend(self.postprocess(self.infer(batch), infos))
         return results
 
     __call__ = detect
 
+    def preprocess(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[LetterboxInfo]]:
+        """``(B, 3, H, W)`` float32 network input of the images and where each landed in it."""
+        return preprocess_batch(images, self.metadata.preprocess)
+
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """The graph's outputs for a ``(B, 3, H, W)`` batch of any size B: run in chunks of the
+        graph's largest batch, and a chunk below its smallest (a static batch, or a TensorRT
+        profile's minimum) padded with blank images whose outputs are dropped."""
+        low, _, high = self.metadata.batch
+        parts = []
+        for start in range(0, len(batch), high):
+            chunk = batch[start : start + high]
+            count = len(chunk)
+            if count < low:
+                chunk = np.concatenate([chunk, np.zeros((low - count, *chunk.shape[1:]), dtype=chunk.dtype)])
+            outputs = self.backend.run(np.ascontiguousarray(chunk))
+            parts.append({name: value[:count] for name, value in outputs.items()})
+        if len(parts) == 1:
+            return parts[0]
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
     def postprocess(self, outputs: dict[str, np.ndarray], infos: list[LetterboxInfo]) -> list[Detections]:
-        """Finish what the graph left out and map boxes to each source image."""
+        """Finish what the graph left out, apply the score threshold and map boxes to each source image."""
         config = self.metadata.model.postprocess
+        tail = self.metadata.tail
         detections = []
         for index, info in enumerate(infos):
-            if self.metadata.postprocess == "nms":
+            if tail.mode == "nms":
                 count = int(outputs["num_detections"][index].reshape(-1)[0])
-                boxes = outputs["det_boxes"][index][:count]
                 scores = outputs["det_scores"][index][:count]
-                labels = outputs["det_labels"][index][:count]
+                keep = scores > self.metadata.score_thresh if config.score_thresh > (tail.score_thresh or 0.0) else slice(None)
+                boxes, scores = outputs["det_boxes"][index][:count][keep], scores[keep]
+                labels = outputs["det_labels"][index][:count][keep]
             else:
-                if self.metadata.postprocess == "none":
+                if tail.mode == "none":
                     candidates = candidates_from_raw(
                         outputs["cls_logits"][index], outputs["bbox_regression"][index], self._level_anchors,
                         config=config, box_coder=self.metadata.model.box_coder, input_size=self.input_size,
@@ -165,3 +180,15 @@ class Detector:
             detections.append(Detections(boxes_to_source(boxes, info), scores.astype(np.float32),
                                          labels.astype(np.int64), self.class_names))
         return detections
+
+    def close(self) -> None:
+        """Free the backend (sessions, TensorRT contexts, pinned and device buffers); idempotent."""
+        backend, self.backend = getattr(self, "backend", None), None
+        if backend is not None and hasattr(backend, "close"):
+            backend.close()
+
+    def __enter__(self) -> Detector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

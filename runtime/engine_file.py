@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retina_edge.atomic import atomic_path
+from retina_edge.contract import DeploymentMetadata
 from retina_edge.errors import RetinaEdgeError
 
 MAGIC = b"RETINA-EDGE-ENGINE\x00\x01"
@@ -23,21 +24,23 @@ MAGIC = b"RETINA-EDGE-ENGINE\x00\x01"
 
 @dataclass(frozen=True)
 class EngineFile:
-    """A parsed engine file: ``header`` (dict) and the raw TensorRT ``plan``."""
+    """A parsed engine file: ``header`` (dict), the raw TensorRT ``plan`` and where it came from."""
 
     header: dict
     plan: bytes
+    source: str = "engine"
 
     @property
-    def metadata(self) -> dict[str, str]:
-        return self.header.get("metadata", {})
+    def deployment(self) -> DeploymentMetadata:
+        """The contract the engine was built with (the ONNX graph's, with the engine's batch range)."""
+        return DeploymentMetadata.from_props(self.header.get("metadata", {}), source=self.source)
 
 
-def write_engine_file(path: str | os.PathLike, plan: bytes, *, metadata: dict[str, str], tensorrt_version: str,
+def write_engine_file(path: str | os.PathLike, plan: bytes, *, metadata: DeploymentMetadata, tensorrt_version: str,
                       device: dict[str, str], build: dict) -> Path:
     """Write ``plan`` with its header, atomically."""
     header = {
-        "metadata": metadata, "tensorrt_version": tensorrt_version, "device": device, "build": build,
+        "metadata": metadata.to_props(), "tensorrt_version": tensorrt_version, "device": device, "build": build,
         "plan_bytes": len(plan), "plan_sha256": hashlib.sha256(plan).hexdigest(),
     }
     encoded = json.dumps(header).encode()
@@ -71,7 +74,7 @@ def read_engine_file(path: str | os.PathLike) -> EngineFile:
         raise RetinaEdgeError(
             f"{path} is truncated or damaged: plan has {len(plan)} bytes, expected {header.get('plan_bytes')}; rebuild the engine"
         )
-    return EngineFile(header, plan)
+    return EngineFile(header, plan, str(path))
 
 
 def check_compatible(engine: EngineFile, *, tensorrt_version: str, device_name: str, source: str) -> None:

@@ -21,6 +21,7 @@ each result as it comes lose nothing. ``close()`` joins every thread the pipelin
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -43,12 +44,12 @@ MODES = ("auto", "latest", "every")
 class PipelineConfig:
     """``mode``: auto (latest for live sources, every for files), latest or every.
     ``queue_size``: frames waiting for inference (and results waiting for the consumer).
-    ``max_fps``: cap on the capture rate. ``min_score``/``classes``: filter the detections."""
+    ``max_fps``: cap on the capture rate. ``classes``: keep only these labels (the score threshold
+    is the detector's: ``Detector(score_thresh=...)``)."""
 
     mode: str = "auto"
     queue_size: int = 2
     max_fps: float | None = None
-    min_score: float | None = None
     classes: tuple[int, ...] | None = None
     reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
 
@@ -91,6 +92,13 @@ class Pipeline:
     """Runs a :class:`~retina_edge.runtime.Detector` over a frame source (see the module docstring)."""
 
     def __init__(self, detector, config: PipelineConfig | None = None) -> None:  # noqa: ANN001
+        """``detector``: a :class:`~retina_edge.runtime.Detector`, or a model path, which the pipeline
+        then opens and closes itself (a detector passed in stays the caller's to close)."""
+        self._owns_detector = isinstance(detector, (str, os.PathLike))
+        if self._owns_detector:
+            from retina_edge.runtime.detector import Detector
+
+            detector = Detector(detector)
         self.detector = detector
         self.config = config or PipelineConfig()
         self.stats = PipelineStats()
@@ -108,8 +116,8 @@ class Pipeline:
 
     def _detect(self, image: np.ndarray) -> Detections:
         detections = self.detector.detect([image])[0]
-        if self.config.min_score is not None or self.config.classes is not None:
-            detections = detections.filter(min_score=self.config.min_score or 0.0, classes=self.config.classes)
+        if self.config.classes is not None:
+            detections = detections.filter(classes=self.config.classes)
         return detections
 
     def stop(self) -> None:
@@ -241,6 +249,8 @@ class Pipeline:
             thread.join(timeout=10)
         if executor is not None:
             executor.shutdown(wait=True)
+        if self._owns_detector:
+            self.detector.close()
 
 
 def _put(q: queue.Queue, item, stop: threading.Event, *, force: bool = False) -> bool:  # noqa: ANN001

@@ -29,7 +29,8 @@ def candidates_from_raw(
     """
     num_classes = cls_logits.shape[1]
     # Threshold in logit space first: sigmoid of the few survivors only.
-    logit_thresh = np.log(config.score_thresh / (1 - config.score_thresh))
+    with np.errstate(divide="ignore"):  # thresholds 0 and 1 are -inf and +inf logits
+        logit_thresh = np.log(config.score_thresh) - np.log1p(-config.score_thresh)
     boxes, scores, labels = [], [], []
     start = 0
     for anchors in level_anchors:

@@ -41,9 +41,10 @@ class Detections:
     def name(self, label: int) -> str:
         return self.class_names[label] if 0 <= label < len(self.class_names) else f"class_{label}"
 
-    def filter(self, *, min_score: float = 0.0, classes: Sequence[int] | None = None) -> Detections:
-        """Subset with score >= ``min_score`` and (optionally) labels in ``classes``."""
-        keep = self.scores >= min_score
+    def filter(self, *, score_thresh: float = 0.0, classes: Sequence[int] | None = None) -> Detections:
+        """Subset scoring above ``score_thresh`` (as the model's threshold: ``score > score_thresh``)
+        and, optionally, with labels in ``classes``."""
+        keep = self.scores > score_thresh
         if classes is not None:
             keep &= np.isin(self.labels, np.asarray(list(classes)))
         return Detections(self.boxes[keep], self.scores[keep], self.labels[keep], self.class_names)

@@ -19,7 +19,8 @@ from retina_edge.calib.sources import CalibrationReport, calibration_batches, co
 from retina_edge.calib.statistics import ActivationStats
 from retina_edge.cli.main import main
 from retina_edge.errors import DataError
-from retina_edge.export.onnx_export import ExportOptions, read_metadata
+from retina_edge.export.onnx_export import ExportOptions
+from retina_edge.runtime.model_file import read_deployment
 from retina_edge.imageio import write_image_rgb
 from retina_edge.preprocess import PreprocessConfig, preprocess_batch
 from retina_edge.synth import SynthConfig, render_image
@@ -128,11 +129,11 @@ def test_precision_graphs_run_and_stay_close(model, calib_dir, tmp_path, monkeyp
     for precision, target in [("fp32", "cpu"), ("fp16", "cpu"), ("int8", "tensorrt"), ("int8", "cpu")]:
         path = tmp_path / f"{precision}-{target}.onnx"
         build_precision_graph(model, path, export=export, precision=precision, target=target,
-                              calibration=calibration, log=lambda _: None)
+                              calibration=calibration)
         outputs[precision, target] = run(path, batch)
         counts[precision, target] = Counter(n.op_type for n in onnx.load(str(path)).graph.node)
-        expected = f"int8-{target}" if precision == "int8" else precision
-        assert read_metadata(path)["retina_edge.precision"] == expected
+        metadata = read_deployment(path)
+        assert (metadata.precision, metadata.target) == (precision, target if precision == "int8" else "any")
     fp32_scores = outputs["fp32", "cpu"][1]
     assert np.abs(outputs["fp16", "cpu"][1] - fp32_scores).max() < 2e-3
     for target in ("tensorrt", "cpu"):
@@ -149,11 +150,10 @@ def test_int8_nms_graph_calibrates_its_network_only(model, calib_dir, tmp_path, 
     calibration images; only the network is calibrated, and it is quantised as in other graphs."""
     import json
 
-    export = ExportOptions(preprocess=PREPROCESS, postprocess="nms", batch=(1, 1, 4))
+    export = ExportOptions(preprocess=PREPROCESS, tail="nms", batch=(1, 1, 4))
     calibration = CalibrationOptions(source=str(calib_dir), count=16, min_images=8, cache_dir=tmp_path / "cache")
     path = tmp_path / "int8-nms.onnx"
-    build_precision_graph(model, path, export=export, precision="int8", target=target, calibration=calibration,
-                          log=lambda _: None)
+    build_precision_graph(model, path, export=export, precision="int8", target=target, calibration=calibration)
     assert Counter(n.op_type for n in onnx.load(str(path)).graph.node)["QuantizeLinear"] > 20
     (stats_file,) = (tmp_path / "cache").glob("*.json")
     ranges = json.loads(stats_file.read_text())["ranges"]
@@ -168,7 +168,7 @@ def test_statistics_are_cached_across_rebuilds(model, calib_dir, tmp_path, monke
     export = ExportOptions(preprocess=PREPROCESS, batch=(1, 1, 1))
     calibration = CalibrationOptions(source=str(calib_dir), count=8, min_images=4, cache_dir=tmp_path / "cache")
     first = build_precision_graph(model, tmp_path / "a.onnx", export=export, precision="int8", target="cpu",
-                                  calibration=calibration, log=lambda _: None)
+                                  calibration=calibration)
     assert not first.stats_cached and first.report.used == 8
 
     def no_recompute(*args, **kwargs):
@@ -176,7 +176,7 @@ def test_statistics_are_cached_across_rebuilds(model, calib_dir, tmp_path, monke
 
     monkeypatch.setattr(build_module, "compute_stats", no_recompute)
     second = build_precision_graph(model, tmp_path / "b.onnx", export=export, precision="int8", target="tensorrt",
-                                   calibration=calibration, keep_predictors=True, log=lambda _: None)
+                                   calibration=calibration, keep_predictors=True)
     assert second.stats_cached
 
 
@@ -186,7 +186,7 @@ def test_excluded_nodes_are_the_tail_and_optionally_the_predictors(model, tmp_pa
 
     from retina_edge.export.onnx_export import export_onnx
 
-    path = export_onnx(model, tmp_path / "m.onnx", ExportOptions(preprocess=PREPROCESS, postprocess=postprocess))
+    path = export_onnx(model, tmp_path / "m.onnx", ExportOptions(preprocess=PREPROCESS, tail=postprocess))
     tail = excluded_nodes(path, keep_predictors=False)
     with_predictors = excluded_nodes(path, keep_predictors=True)
     nodes = [n.name for n in onnx.load(str(path)).graph.node]

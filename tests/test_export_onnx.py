@@ -10,7 +10,8 @@ import torch
 from retina_edge.archs import build_model
 from retina_edge.contract import OUTPUTS, DeploymentMetadata
 from retina_edge.errors import RetinaEdgeError
-from retina_edge.export.onnx_export import ExportOptions, export_onnx, read_metadata
+from retina_edge.export.onnx_export import ExportOptions, export_onnx
+from retina_edge.runtime.model_file import onnx_metadata_props, read_deployment
 from retina_edge.matching import match_detections
 from retina_edge.preprocess import PreprocessConfig, preprocess_batch
 from retina_edge.reference import reference_on_inputs
@@ -43,7 +44,7 @@ def images():
 def exported(tiny_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx")
     preprocess = PreprocessConfig(128, 160)
-    return {mode: export_onnx(tiny_model, out / f"{mode}.onnx", ExportOptions(preprocess=preprocess, postprocess=mode, batch=(1, 2, 4)))
+    return {mode: export_onnx(tiny_model, out / f"{mode}.onnx", ExportOptions(preprocess=preprocess, tail=mode, batch=(1, 2, 4)))
             for mode in OUTPUTS}
 
 
@@ -54,10 +55,10 @@ def test_contract_names_static_shapes_and_metadata(exported, tiny_model):
         assert tuple(o.name for o in sess.get_outputs()) == OUTPUTS[mode]
         for output in sess.get_outputs():
             assert output.shape[0] == "batch" and all(isinstance(d, int) for d in output.shape[1:])
-        metadata = DeploymentMetadata.from_props(read_metadata(path), source=str(path))
-        assert metadata.model == tiny_model.config and metadata.postprocess == mode
+        metadata = read_deployment(path)
+        assert metadata.model == tiny_model.config and metadata.tail.mode == mode and metadata.batch == (1, 2, 4)
         assert (metadata.preprocess.height, metadata.preprocess.width) == (128, 160)
-    props = read_metadata(exported["decode"])
+    props = onnx_metadata_props(exported["decode"])
     assert props["names"] == '{"0": "a", "1": "b", "2": "c"}' and props["imgsz"] == "[128, 160]"
     assert not any(key.startswith("onnxsim.") for key in props)
 
@@ -135,7 +136,7 @@ def test_resnet50_torchvision_layout_parity(tmp_path):
     model = build_model("resnet50_fpn_v2", num_classes=91, score_thresh=0.3).eval()
     model.load_state_dict(rx1_state_dict("v2"), strict=True)
     preprocess = PreprocessConfig(320, 320)
-    raw = export_onnx(model, tmp_path / "raw.onnx", ExportOptions(preprocess=preprocess, postprocess="none", batch=(1, 1, 1)))
+    raw = export_onnx(model, tmp_path / "raw.onnx", ExportOptions(preprocess=preprocess, tail="none", batch=(1, 1, 1)))
     dec = export_onnx(model, tmp_path / "dec.onnx", ExportOptions(preprocess=preprocess, batch=(1, 1, 1)))
     image = np.random.default_rng(5).integers(0, 256, size=(240, 320, 3), dtype=np.uint8)
     batch, _ = preprocess_batch([image], preprocess)

@@ -15,6 +15,22 @@ def test_runtime_imports_without_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_pyproject_lists_every_package():
+    """Each folder with an ``__init__.py`` is a package the wheel must carry (see test_wheel_install)."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {Path(folder): name for name, folder in config["package-dir"].items()}
+    on_disk = set()
+    for folder, name in folders.items():
+        for init in (root / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(root / folder)
+            on_disk.add(".".join([name, *relative.parts]))
+    assert on_disk == set(config["packages"])
+
+
 def test_subpackages_live_under_one_namespace():
     import retina_edge.calib
     import retina_edge.export

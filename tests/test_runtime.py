@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from retina_edge.archs import build_model
-from retina_edge.contract import DeploymentMetadata
+from retina_edge.contract import DeploymentMetadata, GraphTail
 from retina_edge.errors import DataError, RetinaEdgeError
 from retina_edge.export.onnx_export import ExportOptions, export_onnx
 from retina_edge.matching import match_detections
@@ -38,7 +38,7 @@ def model():
 @pytest.fixture(scope="module")
 def onnx_files(model, tmp_path_factory):
     out = tmp_path_factory.mktemp("rt")
-    return {mode: export_onnx(model, out / f"{mode}.onnx", ExportOptions(preprocess=PREPROCESS, postprocess=mode, batch=(1, 2, 3)))
+    return {mode: export_onnx(model, out / f"{mode}.onnx", ExportOptions(preprocess=PREPROCESS, tail=mode, batch=(1, 2, 3)))
             for mode in ("none", "decode", "nms")}
 
 
@@ -84,7 +84,7 @@ def test_results_are_typed_and_in_source_pixels(onnx_files, images):
     assert det.boxes[:, 2].max() <= 200 and det.boxes[:, 3].max() <= 100
     first = next(iter(det))
     assert first.name in ("a", "b", "c") and 0 <= first.score <= 1
-    assert det.filter(min_score=0.99, classes=[0]).labels.tolist() in ([], [0] * len(det.filter(min_score=0.99, classes=[0])))
+    assert det.filter(score_thresh=0.99, classes=[0]).labels.tolist() in ([], [0] * len(det.filter(score_thresh=0.99, classes=[0])))
 
 
 def test_runtime_import_is_torch_free_and_fast():
@@ -111,7 +111,8 @@ def test_onnx_without_metadata_needs_explicit_settings(model, onnx_files, tmp_pa
     onnx.save(graph, str(bare))
     with pytest.raises(RetinaEdgeError, match="no retina-edge metadata"):
         Detector(bare)
-    explicit = DeploymentMetadata(model=model.config, preprocess=PREPROCESS, postprocess="decode")
+    explicit = DeploymentMetadata(model=model.config, preprocess=PREPROCESS, tail=GraphTail.bake("decode", model.config.postprocess),
+                                  batch=(1, 2, 3))
     assert len(Detector(bare, metadata=explicit).detect(images[:1])) == 1
 
 
@@ -124,11 +125,12 @@ def test_backend_choice():
         choose_backend("m.plan", "onnxruntime")
 
 
-def test_engine_file_round_trip_and_damage(tmp_path):
-    path = write_engine_file(tmp_path / "m.engine", b"PLAN" * 100, metadata={"k": "v"}, tensorrt_version="10.3.0",
+def test_engine_file_round_trip_and_damage(model, tmp_path):
+    metadata = DeploymentMetadata(model=model.config, preprocess=PREPROCESS, tail=GraphTail("none"), batch=(1, 1, 4))
+    path = write_engine_file(tmp_path / "m.engine", b"PLAN" * 100, metadata=metadata, tensorrt_version="10.3.0",
                              device={"name": "Orin"}, build={"batch": [1, 1, 4]})
     engine = read_engine_file(path)
-    assert engine.plan == b"PLAN" * 100 and engine.metadata == {"k": "v"}
+    assert engine.plan == b"PLAN" * 100 and engine.deployment == metadata
     truncated = tmp_path / "cut.engine"
     truncated.write_bytes(path.read_bytes()[:-7])
     with pytest.raises(RetinaEdgeError, match="truncated"):
@@ -139,8 +141,9 @@ def test_engine_file_round_trip_and_damage(tmp_path):
         read_engine_file(foreign)
 
 
-def test_engine_from_another_tensorrt_or_gpu_is_refused(tmp_path):
-    path = write_engine_file(tmp_path / "m.engine", b"x", metadata={}, tensorrt_version="10.3.0",
+def test_engine_from_another_tensorrt_or_gpu_is_refused(model, tmp_path):
+    metadata = DeploymentMetadata(model=model.config, preprocess=PREPROCESS, tail=GraphTail("none"))
+    path = write_engine_file(tmp_path / "m.engine", b"x", metadata=metadata, tensorrt_version="10.3.0",
                              device={"name": "Orin"}, build={})
     engine = read_engine_file(path)
     with pytest.raises(RetinaEdgeError, match="built with TensorRT 10.3.0, but TensorRT 10.8.0"):

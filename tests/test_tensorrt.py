@@ -69,7 +69,7 @@ def test_engine_matches_onnxruntime(tmp_path, precision):
         model.head.classification_head.cls_logits.bias.add_(3.5)
     onnx_path = tmp_path / f"{precision}.onnx"
     build_precision_graph(model, onnx_path, export=ExportOptions(preprocess=PreprocessConfig(128, 160), batch=(1, 2, 4)),
-                          precision=precision, target="tensorrt", log=lambda _: None,
+                          precision=precision, target="tensorrt",
                           calibration=CalibrationOptions(str(tmp_path / "calib"), count=16, min_images=8, cache_dir=tmp_path))
     engine = build_engine(onnx_path, tmp_path / f"{precision}.engine", TrtBuildSettings(batch=(1, 2, 4)))
     trt_results = Detector(engine).detect(images[:4])
@@ -98,7 +98,12 @@ def test_engine_without_tensorrt_is_a_clear_error(tmp_path):
     from retina_edge.runtime import Detector
     from retina_edge.runtime.engine_file import write_engine_file
 
-    engine = write_engine_file(tmp_path / "m.engine", b"plan", metadata={}, tensorrt_version="10.3.0",
+    from retina_edge.config import ModelConfig
+    from retina_edge.contract import DeploymentMetadata, GraphTail
+    from retina_edge.preprocess import PreprocessConfig
+
+    metadata = DeploymentMetadata(model=ModelConfig(), preprocess=PreprocessConfig(128, 128), tail=GraphTail("none"))
+    engine = write_engine_file(tmp_path / "m.engine", b"plan", metadata=metadata, tensorrt_version="10.3.0",
                                device={"name": "Orin"}, build={})
     with pytest.raises(MissingDependencyError, match="tensorrt"):
         Detector(engine)

@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _images(folder: str | None, count: int = 16):  # noqa: ANN202
     if folder:
-        from retina_edge.cli.verify import load_images
+        from retina_edge.imageio import load_images
 
         return load_images(folder, count, None)[0]
     from retina_edge.synth import SynthConfig, render_image

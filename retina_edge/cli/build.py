@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from retina_edge.cli.export import add_export_arguments
+from retina_edge.errors import RetinaEdgeError
 
 NAME = "build"
 HELP = "export + calibrate + FP16/INT8 precision graph (TensorRT Q/DQ placement or CPU QDQ placement)"
@@ -39,20 +40,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     trt.add_argument("--legacy", choices=["fp16", "int8"],
                      help="TensorRT <= 10 only: FP16/INT8 builder flags on an FP32 graph (INT8 with --calibration-cache)")
     trt.add_argument("--calibration-cache", help="legacy INT8 calibration cache (e.g. one 'build --int8' wrote)")
-    parser.add_argument("-o", "--output", required=True, help="file to write: model.onnx, or model.engine for TensorRT")
+    parser.add_argument("-o", "--output", required=True,
+                        help="file to write: model.onnx, or a TensorRT engine (.engine, .plan or .trt; the ONNX "
+                             "graph is written beside it as .onnx)")
 
 
 def _engine_wanted(args: argparse.Namespace) -> bool:
+    """Whether to build a TensorRT engine; refused before any work when TensorRT is missing but
+    asked for (``--backend tensorrt``, or an engine suffix on ``-o``)."""
+    from retina_edge.contract import ENGINE_SUFFIXES, is_engine_path
     from retina_edge.errors import MissingDependencyError
     from retina_edge.export.tensorrt_build import tensorrt_available
+    from retina_edge.optional import install_hint
 
-    if args.backend == "tensorrt" and not tensorrt_available():
-        raise MissingDependencyError(
-            "tensorrt", "--backend tensorrt",
-            "pip install tensorrt (desktop GPUs, from NVIDIA's package index), or use the TensorRT JetPack ships on Jetson; "
-            "without it, use --backend onnxruntime or openvino",
-        )
-    return args.backend == "tensorrt" or (args.backend == "auto" and tensorrt_available())
+    asked = args.backend == "tensorrt" or is_engine_path(args.output)
+    if asked and not tensorrt_available():
+        why = "--backend tensorrt" if args.backend == "tensorrt" else f"-o {args.output} (a {'/'.join(ENGINE_SUFFIXES)} file is an engine)"
+        raise MissingDependencyError("tensorrt", why, f"{install_hint('tensorrt')}; without it, write an ONNX model "
+                                     "(-o model.onnx) for ONNX Runtime or OpenVINO")
+    if asked and args.backend in ("onnxruntime", "openvino"):
+        raise RetinaEdgeError(f"-o {args.output} is a TensorRT engine, but --backend {args.backend} was asked for")
+    return asked or (args.backend == "auto" and tensorrt_available())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,24 +68,23 @@ def run(args: argparse.Namespace) -> int:
 
     from retina_edge.calib.build import CalibrationOptions, build_precision_graph
     from retina_edge.cli.export import describe, model_and_options
+    from retina_edge.contract import is_engine_path
 
     engine = _engine_wanted(args)
     output = Path(args.output)
-    if output.suffix.lower() in (".engine", ".plan"):
-        args.output = str(output.with_suffix(".onnx"))
-    model, options = model_and_options(args)
+    onnx_path = output.with_suffix(".onnx") if is_engine_path(output) else output
     calibration = None
     if args.calib:
         calibration = CalibrationOptions(source=args.calib, count=args.calib_count, method=args.calib_method,
                                          batch_size=args.calib_batch, seed=args.calib_seed)
-    result = build_precision_graph(model, args.output, export=options, precision=args.precision, target=args.target,
+    model, options = model_and_options(args)
+    result = build_precision_graph(model, onnx_path, export=options, precision=args.precision, target=args.target,
                                    calibration=calibration, keep_predictors=args.keep_predictors)
     if result.stats_cached:
         print(f"calibration: reused cached statistics of {result.stats_images} images ({args.calib_method})")
     elif result.report is not None:
         print(f"calibration: {result.report.summary()}")
-    print(f"wrote {describe(result.model_path, options)}, precision {args.precision}"
-          + (f" for {args.target}" if args.precision == "int8" else ""))
+    print(f"wrote {describe(result.model_path, result.metadata)}")
     if result.calibration_cache:
         print(f"wrote {result.calibration_cache} (TensorRT <= 10 / DeepStream implicit-INT8 calibration cache)")
     if engine:
@@ -90,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
             version_compatible=args.version_compatible, dla_core=args.dla_core, legacy_precision=args.legacy,
             calibration_cache=args.calibration_cache,
         )
-        engine_path = output if output.suffix.lower() in (".engine", ".plan") else output.with_suffix(".engine")
-        print(f"wrote {build_engine(result.model_path, engine_path, settings)} (TensorRT engine)")
+        engine_path = output if is_engine_path(output) else output.with_suffix(".engine")
+        print(f"wrote {build_engine(result.model_path, engine_path, settings, metadata=result.metadata)} (TensorRT engine)")
     elif args.backend == "auto":
         print("TensorRT is not installed here, so no engine was built: the ONNX model above runs with ONNX Runtime "
               "or OpenVINO (retina-edge detect --model ...); build the engine on the target with --backend tensorrt")

@@ -22,6 +22,11 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OpenVINO inference precision (f32 matches the reference; bf16 is faster where supported)")
 
 
+def add_score_thresh_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--score-thresh", "--conf", dest="score_thresh", type=float, metavar="T",
+                        help="score threshold in [0, 1] (default: the model's); applies on every graph tail")
+
+
 def make_detector(args: argparse.Namespace, **kwargs):  # noqa: ANN201
     from retina_edge.runtime import Detector
 
@@ -42,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-fps", type=float, help="streams: cap the capture rate")
     parser.add_argument("--mode", choices=["auto", "latest", "every"], default="auto",
                         help="streams: latest drops stale frames (live default), every processes all (file default)")
-    parser.add_argument("--conf", type=float, help="score threshold (default: the model's)")
+    add_score_thresh_argument(parser)
     parser.add_argument("--classes", type=int, nargs="+", help="keep only these labels")
 
 
@@ -56,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     if not is_images or args.save or args.jsonl or args.show:
         from retina_edge.cli.stream import run_stream
 
-        return run_stream(args, make_detector(args, score_thresh=args.conf))
+        return run_stream(args, make_detector(args, score_thresh=args.score_thresh))
     return run_images(args)
 
 
@@ -77,7 +82,7 @@ def run_images(args: argparse.Namespace) -> int:
         raise DataError(f"source not found: {source}")
     if not files:
         raise DataError(f"no images in {source}")
-    detector = make_detector(args, score_thresh=args.conf)
+    detector = make_detector(args, score_thresh=args.score_thresh)
     model = detector.metadata.model
     records, skipped = [], 0
     for path in files:

@@ -24,14 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="torch device for checkpoints (cpu, cuda); backend device for deployed models")
 
 
-DEPLOYED_SUFFIXES = (".onnx", ".engine", ".plan", ".trt")
-
-
 def detector_for(weights: str, *, backend: str = "auto", device: str | None = None):  # noqa: ANN201
     """(detect function, ModelConfig) for a checkpoint (PyTorch) or a deployed model (runtime)."""
     from pathlib import Path
 
-    if Path(weights).suffix.lower() in DEPLOYED_SUFFIXES:
+    from retina_edge.contract import is_engine_path
+
+    if Path(weights).suffix.lower() == ".onnx" or is_engine_path(weights):
         from retina_edge.runtime import Detector
 
         detector = Detector(weights, backend=backend, device=device)

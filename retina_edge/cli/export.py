@@ -51,14 +51,16 @@ def model_and_options(args: argparse.Namespace):  # noqa: ANN201
     model = load_model(args.weights, arch=args.arch, num_classes=args.num_classes)
     preprocess = preprocess_for(model.config, input_size_from(args.imgsz), mode="resize" if args.resize else "letterbox",
                                 align=args.align)
-    options = ExportOptions(preprocess=preprocess, postprocess="nms" if args.nms else args.postprocess,
+    options = ExportOptions(preprocess=preprocess, tail="nms" if args.nms else args.postprocess,
                             batch=tuple(args.batch), opset=args.opset, simplify=not args.no_simplify)
     return model, options
 
 
-def describe(path, options) -> str:  # noqa: ANN001
-    return (f"{path} ({path.stat().st_size / 1e6:.1f} MB): input {options.preprocess.height}x{options.preprocess.width}, "
-            f"batch {'/'.join(map(str, options.batch))}, postprocess {options.postprocess}, opset {options.opset}")
+def describe(path, metadata) -> str:  # noqa: ANN001
+    """One line about a written model: size, input, batch range, graph tail and precision."""
+    height, width = metadata.input_size
+    return (f"{path} ({path.stat().st_size / 1e6:.1f} MB): input {height}x{width}, batch "
+            f"{'/'.join(map(str, metadata.batch))}, tail {metadata.tail.mode}, {metadata.label}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,5 +68,5 @@ def run(args: argparse.Namespace) -> int:
 
     model, options = model_and_options(args)
     path = export_onnx(model, args.output, options)
-    print(f"wrote {describe(path, options)}")
+    print(f"wrote {describe(path, options.metadata_for(model.config))}, opset {options.opset}")
     return 0

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
 from retina_edge._version import __version__
 from retina_edge.errors import RetinaEdgeError
+from retina_edge.optional import install_hint
 
 COMMAND_MODULES = ("archs", "inspect", "synth", "train", "eval", "export", "build", "detect", "verify", "bench", "demo")
 
@@ -35,19 +37,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def configure_logging(command: str) -> None:
+    """Library modules log under ``retina_edge``; the CLI shows INFO and up on stderr, warnings
+    prefixed with the command, in a terminal and in a log file alike."""
+    handler = _StderrHandler()
+    handler.setFormatter(_Formatter(command))
+    root = logging.getLogger("retina_edge")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (it may be replaced later)."""
+
+    @property
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # noqa: ANN001
+        pass
+
+
+class _Formatter(logging.Formatter):
+    def __init__(self, command: str) -> None:
+        super().__init__()
+        self.command = command
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        return f"retina-edge {self.command}: {record.levelname.lower()}: {message}" if record.levelno >= logging.WARNING else message
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging(args.command)
     try:
         return int(args.handler(args) or 0)
     except RetinaEdgeError as error:
-        print(f"retina-edge {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return _fail(args.command, str(error))
+    except ModuleNotFoundError as error:
+        hint = install_hint(error.name or "")
+        if hint is None:
+            raise
+        return _fail(args.command, f"this needs the '{error.name.split('.')[0]}' package, which is not installed; "
+                                   f"install it with: {hint}")
     except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
-        print(f"retina-edge {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return _fail(args.command, str(error))
     except KeyboardInterrupt:
         print(f"retina-edge {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"retina-edge {command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ def run_stream(args: argparse.Namespace, detector) -> int:  # noqa: ANN001
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         pipeline.close()
+        detector.close()
         if sink:
             sink.close()
         if jsonl:

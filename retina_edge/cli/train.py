@@ -60,7 +60,12 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201
     if args.multiscale:
         overrides["train_min_sizes"] = tuple(args.multiscale)
     if args.model_options:
-        overrides["model_options"] = json.loads(args.model_options)
+        try:
+            overrides["model_options"] = json.loads(args.model_options)
+        except json.JSONDecodeError as error:
+            raise RetinaEdgeError(f"--model-options is not valid JSON ({error}): e.g. '{{\"fpn_channels\": 128}}'") from None
+        if not isinstance(overrides["model_options"], dict):
+            raise RetinaEdgeError("--model-options must be a JSON object of model keywords, e.g. '{\"fpn_channels\": 128}'")
     if args.config:
         return TrainConfig.from_json(args.config, **overrides)
     if not args.data:

@@ -26,35 +26,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-score-error", type=float, help="maximum score error of any matched pair (FP32 default 1e-3)")
 
 
-def load_images(folder: str, count: int, ann: str | None):  # noqa: ANN201
-    """(images, COCO image ids or None) of the first ``count`` images (those the json lists, if given)."""
-
-    from retina_edge.errors import DataError
-    from retina_edge.imageio import list_images, read_image_rgb
-
-    if ann:
-        from retina_edge.coco_dataset import load_coco_index
-
-        records = load_coco_index(ann, folder).images[:count]
-        return [read_image_rgb(r.path) for r in records], [r.image_id for r in records]
-    files = list_images(folder)[:count]
-    if not files:
-        raise DataError(f"no images in {folder}")
-    return [read_image_rgb(p) for p in files], None
-
-
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from retina_edge.atomic import write_text_atomic
     from retina_edge.checkpoints import load_model
+    from retina_edge.imageio import load_images
     from retina_edge.report import terminal_table, write_report
     from retina_edge.verify import VerifyThresholds, run_verify
 
     detector = make_detector(args)
     model = load_model(args.weights)
     images, image_ids = load_images(args.images, args.count, args.ann)
-    thresholds = VerifyThresholds.for_precision(detector.metadata.precision.split("-")[0])
+    thresholds = VerifyThresholds.for_precision(detector.metadata.precision)
     overrides = {k: v for k, v in (("max_delta_ap", args.max_delta_ap), ("min_ap_vs_reference", args.min_ap_vs_reference),
                                    ("max_mean_score_error", args.max_mean_score_error),
                                    ("max_score_error", args.max_score_error)) if v is not None}

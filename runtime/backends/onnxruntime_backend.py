@@ -7,7 +7,8 @@ import os
 import numpy as np
 
 from retina_edge.contract import INPUT_NAME
-from retina_edge.errors import MissingDependencyError, RetinaEdgeError
+from retina_edge.errors import RetinaEdgeError
+from retina_edge.optional import require
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -20,10 +21,7 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
 
     def __init__(self, path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise MissingDependencyError("onnxruntime", "the ONNX Runtime backend", "pip install onnxruntime") from None
+        ort = require("onnxruntime", "the ONNX Runtime backend")
         if device not in PROVIDERS:
             raise RetinaEdgeError(f"unknown ONNX Runtime device {device!r}; expected one of {tuple(PROVIDERS)}")
         available = set(ort.get_available_providers())
@@ -42,7 +40,9 @@ class OnnxRuntimeBackend:
         if [i.name for i in inputs] != [INPUT_NAME]:
             raise RetinaEdgeError(f"{path} has inputs {[i.name for i in inputs]}, expected one named '{INPUT_NAME}'")
         self.output_names = tuple(o.name for o in self.session.get_outputs())
-        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         return dict(zip(self.output_names, self.session.run(None, {INPUT_NAME: batch})))
+
+    def close(self) -> None:
+        self.session = None

@@ -11,17 +11,15 @@ import os
 import numpy as np
 
 from retina_edge.contract import INPUT_NAME
-from retina_edge.errors import MissingDependencyError, RetinaEdgeError
+from retina_edge.errors import RetinaEdgeError
+from retina_edge.optional import require
 
 
 class OpenVinoBackend:
     name = "openvino"
 
     def __init__(self, path: str | os.PathLike, *, device: str = "CPU", precision: str = "f32", threads: int | None = None) -> None:
-        try:
-            import openvino as ov
-        except ImportError:
-            raise MissingDependencyError("openvino", "the OpenVINO backend", "pip install openvino") from None
+        ov = require("openvino", "the OpenVINO backend")
         if precision not in ("f32", "bf16", "f16"):
             raise RetinaEdgeError(f"unknown OpenVINO precision {precision!r}; expected f32, bf16 or f16")
         core = ov.Core()
@@ -41,3 +39,6 @@ class OpenVinoBackend:
         request = self.compiled.create_infer_request()
         results = request.infer({INPUT_NAME: batch})
         return {output.get_any_name(): np.asarray(value) for output, value in results.items()}
+
+    def close(self) -> None:
+        self.compiled = None

@@ -7,26 +7,19 @@ module only allocates buffers (cuda-python, or pycuda), copies, and calls ``exec
 
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
 
 from retina_edge.contract import INPUT_NAME
-from retina_edge.errors import MissingDependencyError, RetinaEdgeError
+from retina_edge.errors import RetinaEdgeError
+from retina_edge.optional import require
 from retina_edge.runtime.cuda_memory import make_stream_and_allocator
-from retina_edge.runtime.engine_file import check_compatible, read_engine_file
+from retina_edge.runtime.engine_file import EngineFile, check_compatible
 
 
 def import_tensorrt():  # noqa: ANN201
-    try:
-        import tensorrt
-    except ImportError:
-        raise MissingDependencyError(
-            "tensorrt", "TensorRT engines",
-            "pip install tensorrt (desktop, from NVIDIA's index) or use the one JetPack ships (Jetson)",
-        ) from None
-    return tensorrt
+    return require("tensorrt", "TensorRT engines")
 
 
 def gpu_name() -> str:
@@ -46,11 +39,10 @@ def gpu_name() -> str:
 class TensorRTBackend:
     name = "tensorrt"
 
-    def __init__(self, path: str | os.PathLike, *, use_cuda_graph: bool = False) -> None:
+    def __init__(self, engine_file: EngineFile, *, use_cuda_graph: bool = False) -> None:
         trt = import_tensorrt()
-        engine_file = read_engine_file(path)
-        check_compatible(engine_file, tensorrt_version=trt.__version__, device_name=gpu_name(), source=str(path))
-        self.metadata = engine_file.metadata
+        path = engine_file.source
+        check_compatible(engine_file, tensorrt_version=trt.__version__, device_name=gpu_name(), source=path)
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(engine_file.plan)
         if self.engine is None:
@@ -104,6 +96,11 @@ class TensorRTBackend:
             return outputs
 
     def close(self) -> None:
-        for buffer in self.buffers.values():
-            buffer.free()
-        self.stream.close()
+        """Free the pinned and device buffers, the stream and the context; idempotent."""
+        with self._lock:
+            for buffer in self.buffers.values():
+                buffer.free()
+            self.buffers = {}
+            if self.stream is not None:
+                self.stream.close()
+            self.stream = self.context = self.engine = None
