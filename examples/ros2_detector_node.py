@@ -15,7 +15,6 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
 
-from retina_edge.runtime import Detector
 from retina_edge.runtime.pipeline import Pipeline, PipelineConfig
 
 
@@ -23,7 +22,7 @@ class DetectorNode(Node):
     def __init__(self) -> None:
         super().__init__("retina_edge_detector")
         model = self.declare_parameter("model", "model.onnx").value
-        self.pipeline = Pipeline(Detector(model), PipelineConfig(queue_size=1))
+        self.pipeline = Pipeline(model, PipelineConfig(queue_size=1))  # opens and closes the Detector
         self.publisher = self.create_publisher(Detection2DArray, "detections", 10)
         self.create_subscription(Image, "image", self.on_image, 2)
 

@@ -11,6 +11,7 @@ import ctypes
 import numpy as np
 
 from retina_edge.errors import MissingDependencyError, RetinaEdgeError
+from retina_edge.optional import install_hint
 
 
 def _cudart():
@@ -31,7 +32,7 @@ def cuda_api() -> str:
     try:
         import pycuda.driver  # noqa: F401
     except ImportError:
-        raise MissingDependencyError("cuda-python", "the TensorRT backend", "pip install cuda-python (or pycuda)") from None
+        raise MissingDependencyError("cuda-python", "the TensorRT backend", install_hint("cuda")) from None
     return "pycuda"
 
 

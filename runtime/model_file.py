@@ -44,7 +44,10 @@ def onnx_metadata_props(path: str | os.PathLike) -> dict[str, str]:
             if wire == _LENGTH:
                 length = _varint(handle, path)
                 if field == _METADATA_PROPS:
-                    key, value = _entry(handle.read(length), path)
+                    data = handle.read(length)
+                    if len(data) != length:
+                        raise _damaged(path)
+                    key, value = _entry(data, path)
                     props[key] = value
                 else:
                     handle.seek(length, os.SEEK_CUR)

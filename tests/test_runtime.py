@@ -8,9 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
-from retina_edge.archs import build_model
 from retina_edge.contract import DeploymentMetadata, GraphTail
 from retina_edge.errors import DataError, RetinaEdgeError
 from retina_edge.export.onnx_export import ExportOptions, export_onnx
@@ -21,18 +19,14 @@ from retina_edge.reference import reference_on_inputs
 from retina_edge.runtime import Detector
 from retina_edge.runtime.detector import choose_backend
 from retina_edge.runtime.engine_file import check_compatible, read_engine_file, write_engine_file
+from tiny import tiny_model
 
 PREPROCESS = PreprocessConfig(128, 160, align="center")
 
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    model = build_model("resnet18_fpn", num_classes=3, class_names=("a", "b", "c"), backbone_width=16,
-                        fpn_channels=32, head_convs=1, score_thresh=0.2).eval()
-    with torch.no_grad():
-        model.head.classification_head.cls_logits.bias.add_(3.5)
-    return model
+    return tiny_model()
 
 
 @pytest.fixture(scope="module")

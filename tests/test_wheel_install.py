@@ -52,19 +52,13 @@ def venv(wheel, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> tuple[Path, Path]:
     """An ONNX model exported here (with torch) and a folder of two images, for the venv to use."""
-    import torch
-
-    from retina_edge.archs import build_model
     from retina_edge.export.onnx_export import ExportOptions, export_onnx
     from retina_edge.imageio import write_image_rgb
     from retina_edge.preprocess import PreprocessConfig
+    from tiny import tiny_model
 
     out = tmp_path_factory.mktemp("exported")
-    torch.manual_seed(0)
-    model = build_model("resnet18_fpn", num_classes=2, class_names=("cat", "dog"), backbone_width=16, fpn_channels=32,
-                        head_convs=1, score_thresh=0.2).eval()
-    with torch.no_grad():
-        model.head.classification_head.cls_logits.bias.add_(3.5)
+    model = tiny_model(("cat", "dog"))
     export_onnx(model, out / "model.onnx", ExportOptions(preprocess=PreprocessConfig(128, 128)))
     rng = np.random.default_rng(0)
     for index in range(2):

@@ -23,9 +23,10 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, nargs=3, metavar=("MIN", "OPT", "MAX"), default=(1, 1, 8),
                         help="batch range; MIN == MAX exports a static batch (default 1 1 8)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    parser.add_argument("--postprocess", choices=["none", "decode"], default="decode",
-                        help="none: raw head tensors; decode: per-level top-k + anchor decoding in the graph")
-    parser.add_argument("--nms", action="store_true", help="also run NMS in the graph (fixed-size padded outputs)")
+    parser.add_argument("--tail", "--postprocess", dest="tail", choices=["none", "decode", "nms"], default="decode",
+                        help="graph tail: none (raw head tensors), decode (per-level top-k + anchor decoding in the "
+                             "graph), nms (decode + NMS, fixed-size padded outputs); default decode")
+    parser.add_argument("--nms", dest="tail", action="store_const", const="nms", help="same as --tail nms")
     parser.add_argument("--resize", action="store_true", help="stretch to the input size instead of letterboxing")
     parser.add_argument("--align", choices=["top-left", "center"], default="top-left", help="letterbox placement")
     parser.add_argument("--no-simplify", action="store_true", help="skip onnxsim/onnxslim")
@@ -51,7 +52,7 @@ def model_and_options(args: argparse.Namespace):  # noqa: ANN201
     model = load_model(args.weights, arch=args.arch, num_classes=args.num_classes)
     preprocess = preprocess_for(model.config, input_size_from(args.imgsz), mode="resize" if args.resize else "letterbox",
                                 align=args.align)
-    options = ExportOptions(preprocess=preprocess, tail="nms" if args.nms else args.postprocess,
+    options = ExportOptions(preprocess=preprocess, tail=args.tail,
                             batch=tuple(args.batch), opset=args.opset, simplify=not args.no_simplify)
     return model, options
 
