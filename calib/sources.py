@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from retina_edge.errors import DataError
-from retina_edge.imageio import IMAGE_SUFFIXES, read_image_rgb
+from retina_edge.imageio import IMAGE_SUFFIXES, decode_image_file, read_image_rgb
 from retina_edge.preprocess import PreprocessConfig, preprocess_batch
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
@@ -119,8 +119,8 @@ def usable_items(items: list[CalibrationItem], count: int, report: CalibrationRe
         try:
             if item.frame >= 0:
                 load_item(item)
-            elif cv2.imdecode(np.fromfile(item.path, dtype=np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
-                raise DataError(f"cannot decode image (unreadable or not an image): {item.path}")
+            else:
+                decode_image_file(item.path, cv2.IMREAD_REDUCED_GRAYSCALE_8)
         except (DataError, OSError) as error:
             report.unreadable += 1
             if len(report.examples) < 3:

@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterable
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     import onnx
 
 METHODS = ("entropy", "max")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -162,8 +164,12 @@ def load_or_compute_stats(key: str, cache_dir: Path, compute) -> tuple[Activatio
     if path.is_file():
         try:
             return ActivationStats.from_json(path.read_text()), True
-        except (ValueError, KeyError):
-            pass  # a foreign or damaged file: recompute and replace it
+        except (OSError, ValueError, KeyError):
+            pass  # an unreadable, foreign or damaged file: recompute and replace it
     stats = compute()
-    write_text_atomic(path, stats.to_json())
+    try:
+        write_text_atomic(path, stats.to_json())
+    except OSError as error:  # only a cache: a full or read-only cache folder must not fail the build
+        logger.warning("could not cache the calibration statistics in %s (%s); continuing without the cache",
+                       cache_dir, error.strerror or error)
     return stats, False

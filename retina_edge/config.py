@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,7 +114,24 @@ class ModelConfig:
 
     def category_id(self, label: int) -> int:
         """Dataset category id of a contiguous label."""
-        return self.category_ids[label] if self.category_ids else label
+        return category_id_of(label, self.category_ids)
+
+    def labels_for(self, classes: Sequence[str | int]) -> tuple[int, ...]:
+        """Contiguous labels of classes named by name or by dataset category id (the numbering every
+        output uses); an unknown one is an error listing the model's classes."""
+        ids = [self.category_id(label) for label in range(self.num_classes)]
+        labels = []
+        for value in classes:
+            text = str(value)
+            if text in self.class_names:
+                labels.append(self.class_names.index(text))
+            elif text.isdigit() and int(text) in ids:
+                labels.append(ids.index(int(text)))
+            else:
+                known = ", ".join(f"{self.class_name(label)} ({ids[label]})" for label in range(min(self.num_classes, 12)))
+                more = " ..." if self.num_classes > 12 else ""
+                raise ConfigError(f"unknown class {text!r}; this model's classes (category id) are: {known}{more}")
+        return tuple(labels)
 
     @property
     def box_loss(self) -> str:
@@ -148,6 +166,11 @@ class ModelConfig:
             else:
                 kwargs[key] = tuple(value) if isinstance(value, list) else value
         return cls(**kwargs)
+
+
+def category_id_of(label: int, category_ids: Sequence[int]) -> int:
+    """Dataset category id of a contiguous label (the label itself when there is no mapping)."""
+    return category_ids[label] if category_ids else label
 
 
 def _from_plain(cls: type, value: Any) -> Any:

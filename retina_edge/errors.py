@@ -23,3 +23,9 @@ class MissingDependencyError(RetinaEdgeError):
     def __init__(self, package: str, feature: str, install: str) -> None:
         super().__init__(f"{feature} needs the '{package}' package, which is not installed; install it with: {install}")
         self.package = package
+
+
+class SourceLostError(RetinaEdgeError):
+    """A live source failed for good (after its reconnect attempts): exit code 1, not a usage error."""
+
+    exit_code = 1

@@ -10,6 +10,8 @@ import numpy as np
 from retina_edge.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+#: Largest image decoded (pixels): 100 MP is beyond any camera a detector is fed from.
+MAX_IMAGE_PIXELS = 100_000_000
 
 
 def list_images(folder: str | os.PathLike, *, recursive: bool = True) -> list[Path]:
@@ -26,14 +28,42 @@ def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
     """
     import cv2
 
+    image = decode_image_file(path, cv2.IMREAD_COLOR)
+    return bgr_to_rgb(image)
+
+
+def decode_image_file(path: str | os.PathLike, flags: int) -> np.ndarray:
+    """``cv2.imdecode`` of a file, refusing images over :data:`MAX_IMAGE_PIXELS` from their header,
+    before decoding (a 1 MB PNG can hold 20000x20000 pixels: 1.2 GB decoded, 5 GB as float32)."""
+    import cv2
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image not found: {path}")
     data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    size = header_size(data[:1 << 16].tobytes())
+    if size and size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise DataError(f"{path} is {size[1]}x{size[0]} pixels ({size[0] * size[1] / 1e6:.0f} MP), over the "
+                        f"{MAX_IMAGE_PIXELS / 1e6:.0f} MP retina-edge decodes (the network sees at most its input "
+                        "size): downscale it first")
+    image = cv2.imdecode(data, flags) if data.size else None
     if image is None:
         raise DataError(f"cannot decode image (unreadable or not an image): {path}")
-    return bgr_to_rgb(image)
+    return image
+
+
+def header_size(head: bytes) -> tuple[int, int] | None:
+    """(H, W) from a PNG or JPEG header (the first bytes of the file), None for other formats."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24:
+        return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+    if head.startswith(b"\xff\xd8"):
+        offset = 2
+        while offset + 9 <= len(head) and head[offset] == 0xFF:
+            marker, length = head[offset + 1], int.from_bytes(head[offset + 2 : offset + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # start of frame
+                return int.from_bytes(head[offset + 5 : offset + 7], "big"), int.from_bytes(head[offset + 7 : offset + 9], "big")
+            offset += 2 + length
+    return None
 
 
 def bgr_to_rgb(image: np.ndarray) -> np.ndarray:
@@ -67,7 +97,14 @@ def load_images(folder: str | os.PathLike, count: int, ann: str | os.PathLike | 
         from retina_edge.coco_dataset import load_coco_index
 
         records = load_coco_index(ann, folder).images[:count]
-        return [read_image_rgb(r.path) for r in records], [r.image_id for r in records]
+        images = [read_image_rgb(r.path) for r in records]
+        wrong = [(r, image.shape[:2]) for r, image in zip(records, images) if image.shape[:2] != (r.height, r.width)]
+        if wrong:
+            record, (height, width) = wrong[0]
+            raise DataError(f"{len(wrong)} of {len(images)} images in {folder} do not have the size {ann} gives them, "
+                            f"e.g. {record.path.name}: {width}x{height} on disk, {record.width}x{record.height} in the "
+                            "annotations: are these the annotations of this folder?")
+        return images, [r.image_id for r in records]
     files = list_images(folder)[:count]
     if not files:
         raise DataError(f"no images in {folder}")

@@ -28,6 +28,7 @@ def terminal_table(report: VerifyReport) -> str:
         lines.append(f"  COCO AP reference {100 * ref['AP']:.2f}, deployed {100 * dep['AP']:.2f} "
                      f"(delta {delta['AP']:+.2f} points; AP50 {delta['AP50']:+.2f}, AP75 {delta['AP75']:+.2f})")
     lines.extend(f"  FAIL: {reason}" for reason in report.failures)
+    lines.extend(f"  note: {note}" for note in report.notes)
     return "\n".join(lines)
 
 
@@ -92,6 +93,7 @@ def write_report(report: VerifyReport, reference: list[Detections], deployed: li
         sample_names.append(name)
     lines = [f"# {title}", "", f"**{'PASS' if report.passed else 'FAIL'}** — precision `{report.precision}`, {report.images} images.", ""]
     lines += [f"- {reason}" for reason in report.failures] + ([""] if report.failures else [])
+    lines += [f"- note: {note}" for note in report.notes] + ([""] if report.notes else [])
     lines += ["## Tensors (deployed graph vs the same graph in PyTorch; candidate lists paired first)", "",
               "| output | max abs err | mean abs err | cosine | paired |", "|---|---|---|---|---|"]
     lines += [f"| {t.name} | {t.max_abs:.3g} | {t.mean_abs:.3g} | {t.cosine:.6f} | {t.paired:.3f} |" for t in report.tensors]

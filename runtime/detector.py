@@ -177,8 +177,8 @@ class Detector:
                 else:
                     candidates = (outputs["boxes"][index], outputs["scores"][index], outputs["labels"][index])
                 boxes, scores, labels = select_detections(*candidates, config)
-            detections.append(Detections(boxes_to_source(boxes, info), scores.astype(np.float32),
-                                         labels.astype(np.int64), self.class_names))
+            detections.append(Detections(boxes_to_source(boxes, info), scores.astype(np.float32), labels.astype(np.int64),
+                                         self.class_names, self.metadata.model.category_ids))
         return detections
 
     def close(self) -> None:

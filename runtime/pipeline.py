@@ -79,6 +79,8 @@ class PipelineStats:
     processed: int = 0
     dropped: int = 0
     reconnects: int = 0
+    #: A live source failed for good after its reconnect attempts.
+    gave_up: bool = False
     inference_ms_total: float = 0.0
     started: float = field(default_factory=time.perf_counter)
 
@@ -179,6 +181,7 @@ class Pipeline:
                             self.stats.reconnects += 1
                             continue
                         log(f"giving up on {source.spec} after {self.config.reconnect.attempts} attempts")
+                        self.stats.gave_up = True
                     break
                 frame = Frame(index, time.time(), image)
                 index += 1

@@ -91,7 +91,8 @@ def test_sigint_leaves_a_playable_video_matching_the_jsonl(assets, tmp_path):
     while time.time() < deadline and (not lines.exists() or len(lines.read_text().splitlines()) < 10):
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 0
+    assert proc.wait(timeout=60) == 130  # supervisors see a stopped run as one
+    assert "interrupted: SIGINT after" in proc.stderr.read().decode()
     written = len(lines.read_text().splitlines())
     assert 10 <= written < 300
     assert len(decoded_frames(out)) == written
@@ -172,3 +173,19 @@ def test_live_source_that_dies_is_reopened(assets, monkeypatch):
     server.stop()
     assert pipeline.stats.reconnects >= 1, messages
     assert any("reconnected" in m for m in messages)
+
+
+def test_source_lost_for_good_exits_1_and_says_so(assets, tmp_path, monkeypatch, capsys):
+    """Supervisors restart on a non-zero exit: a live source that stays down ends the run with 1."""
+    from retina_edge.cli.main import main
+
+    monkeypatch.setenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rw_timeout;2000000")
+    port = free_port()
+    server = MjpegServer(port)
+    server.start()
+    threading.Timer(2.0, server.stop).start()
+    code = main(["detect", "--model", str(assets / "m.onnx"), "--source", f"http://127.0.0.1:{port}/stream.mjpg",
+                 "--jsonl", str(tmp_path / "d.jsonl"), "--reconnect-attempts", "1"])
+    err = capsys.readouterr().err
+    assert code == 1 and "error: gave up on http://127.0.0.1" in err and "Traceback" not in err
+    assert (tmp_path / "d.jsonl").read_text().count("\n") > 0

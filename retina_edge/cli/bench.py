@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 
+from retina_edge.cli.args import non_negative_int, positive_int
+
+
 NAME = "bench"
 HELP = "benchmark deployed models (and the PyTorch reference) interleaved: latency per stage, throughput, ratios"
 EXAMPLE = ("retina-edge bench --model synth-fp32.onnx --model synth-int8-cpu.onnx --weights preset:synth "
            "--images data/synth/val --batch 1 4 --json bench.json --plot bench.png")
 
+OUTPUT_FILES = ("json", "plot")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", default=[], help="deployed model (repeat for several)")
@@ -17,10 +21,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--openvino", action="store_true", help="also time each ONNX model with OpenVINO")
     parser.add_argument("--ov-precision", choices=["f32", "bf16", "f16"], default="f32")
     parser.add_argument("--images", help="image folder (default: synthetic images)")
-    parser.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes (default 1)")
-    parser.add_argument("--iters", type=int, default=20, help="timed iterations per batch size")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, help="CPU threads for every backend and torch")
+    parser.add_argument("--batch", type=positive_int, nargs="+", default=[1], help="batch sizes (default 1)")
+    parser.add_argument("--iters", type=positive_int, default=20, help="timed iterations per batch size")
+    parser.add_argument("--warmup", type=non_negative_int, default=3)
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for every backend and torch")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--plot", help="write a stacked-bar PNG here")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from retina_edge.cli.args import non_negative_int, positive_float, positive_int
 from retina_edge.cli.export import add_export_arguments
 from retina_edge.errors import RetinaEdgeError
 
@@ -12,6 +13,7 @@ HELP = "export + calibrate + FP16/INT8 precision graph (TensorRT Q/DQ placement 
 EXAMPLE = ("retina-edge build --int8 --weights preset:synth --calib data/synth/val -o synth-int8.onnx\n"
            "  retina-edge build --int8 --target cpu --weights preset:synth --calib 'frames/*.jpg' -o synth-int8-cpu.onnx")
 
+OUTPUT_FILES = ("output", "timing_cache")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_export_arguments(parser)
@@ -22,21 +24,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", choices=["tensorrt", "cpu"], default="tensorrt",
                         help="INT8 placement: tensorrt (ModelOpt, also writes a legacy .calib.cache) or cpu (ONNX Runtime)")
     parser.add_argument("--calib", help="calibration images: folder, COCO json, video file or glob")
-    parser.add_argument("--calib-count", type=int, default=512, help="calibration images to use (default 512)")
+    parser.add_argument("--calib-count", type=positive_int, default=512, help="calibration images to use (default 512)")
     parser.add_argument("--calib-method", choices=["entropy", "max"], default="entropy")
-    parser.add_argument("--calib-batch", type=int, default=8)
+    parser.add_argument("--calib-batch", type=positive_int, default=8)
     parser.add_argument("--calib-seed", type=int, default=0, help="seed of the calibration image shuffle")
     parser.add_argument("--keep-predictors", action="store_true",
                         help="keep the final cls_logits/bbox_reg convs in FP32 (INT8 only)")
     parser.add_argument("--backend", choices=["auto", "tensorrt", "onnxruntime", "openvino"], default="auto",
                         help="auto: a TensorRT engine where TensorRT is installed, else the ONNX model for ONNX Runtime/OpenVINO")
     trt = parser.add_argument_group("TensorRT engine options")
-    trt.add_argument("--workspace", type=float, default=4.0, help="builder workspace limit in GiB (default 4)")
+    trt.add_argument("--workspace", type=positive_float, default=4.0, help="builder workspace limit in GiB (default 4)")
     trt.add_argument("--timing-cache", help="timing cache file, read and updated (reused across builds)")
     trt.add_argument("--opt-level", type=int, default=3, choices=range(6), help="builder optimization level 0..5")
     trt.add_argument("--hardware-compatible", action="store_true", help="engine runs on any Ampere+ GPU")
     trt.add_argument("--version-compatible", action="store_true", help="engine runs on later TensorRT of the same major")
-    trt.add_argument("--dla-core", type=int, help="build for this DLA core with GPU fallback (Jetson)")
+    trt.add_argument("--dla-core", type=non_negative_int, help="build for this DLA core with GPU fallback (Jetson)")
     trt.add_argument("--legacy", choices=["fp16", "int8"],
                      help="TensorRT <= 10 only: FP16/INT8 builder flags on an FP32 graph (INT8 with --calibration-cache)")
     trt.add_argument("--calibration-cache", help="legacy INT8 calibration cache (e.g. one 'build --int8' wrote)")

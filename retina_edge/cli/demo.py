@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from retina_edge.cli.args import positive_int
+
+
 NAME = "demo"
 HELP = "the whole toolkit on the preset model, offline: FP32/FP16/INT8, verify, bench, video; one output folder"
 EXAMPLE = "retina-edge demo --out runs/demo"
 
+OUTPUT_FOLDERS = ("out",)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    parser.add_argument("--images", type=int, default=100, help="val images to verify on (default 100)")
+    parser.add_argument("--images", type=positive_int, default=100, help="val images to verify on (default 100)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -5,19 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 
+from retina_edge.cli.args import non_negative_int, positive_float, positive_int
+
 NAME = "detect"
 HELP = ("detect objects with a deployed model (.onnx or .engine) in images, a folder, a video, a camera, "
         "an RTSP/HTTP stream or a GStreamer pipeline")
 EXAMPLE = ("retina-edge detect --model synth-int8-cpu.onnx --source data/synth/val --save-dir out --save-json dets.json\n"
            "  retina-edge detect --model synth-int8-cpu.onnx --source 0 --show --save out.mp4 --jsonl dets.jsonl --max-fps 15")
 
+OUTPUT_FILES = ("save_json", "save", "jsonl")
+OUTPUT_FOLDERS = ("save_dir",)
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     """Model and backend options shared by the commands that run deployed models."""
     parser.add_argument("--model", required=True, help="deployed model: .onnx, or .engine/.plan built by retina-edge")
     parser.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt"], default="auto")
     parser.add_argument("--device", help="onnxruntime: cpu|cuda|tensorrt; openvino: CPU|GPU")
-    parser.add_argument("--threads", type=int, help="CPU threads for the backend")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for the backend")
     parser.add_argument("--ov-precision", choices=["f32", "bf16", "f16"], default="f32",
                         help="OpenVINO inference precision (f32 matches the reference; bf16 is faster where supported)")
 
@@ -44,66 +48,100 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save", help="streams: write the annotated video here (.mp4)")
     parser.add_argument("--jsonl", help="streams: one JSON line per frame (index, timestamp, detections)")
     parser.add_argument("--show", action="store_true", help="streams: show a window (needs a display)")
-    parser.add_argument("--max-fps", type=float, help="streams: cap the capture rate")
+    parser.add_argument("--max-fps", type=positive_float, help="streams: cap the capture rate")
+    parser.add_argument("--reconnect-attempts", type=non_negative_int, default=10,
+                        help="live streams: reopen a dropped source this many times (backoff 0.5 s to 8 s), then exit 1")
     parser.add_argument("--mode", choices=["auto", "latest", "every"], default="auto",
                         help="streams: latest drops stale frames (live default), every processes all (file default)")
     add_score_thresh_argument(parser)
-    parser.add_argument("--classes", type=int, nargs="+", help="keep only these labels")
+    parser.add_argument("--classes", nargs="+", metavar="CLASS",
+                        help="keep only these classes, by name or category id (the ids --save-json and --jsonl write)")
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from retina_edge.errors import RetinaEdgeError
     from retina_edge.imageio import IMAGE_SUFFIXES
 
     source = Path(args.source)
     is_images = (source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES) or source.is_dir()
     if not is_images or args.save or args.jsonl or args.show:
+        if args.save_dir or args.save_json:
+            raise RetinaEdgeError("--save-dir and --save-json are for images and image folders; for a video, camera "
+                                  "or stream write --save OUT.mp4 and --jsonl OUT.jsonl")
         from retina_edge.cli.stream import run_stream
 
         return run_stream(args, make_detector(args, score_thresh=args.score_thresh))
     return run_images(args)
 
 
+def class_filter(args: argparse.Namespace, detector) -> tuple[int, ...] | None:  # noqa: ANN001
+    """The contiguous labels ``--classes`` names (names or category ids), checked against the model."""
+    return detector.metadata.model.labels_for(args.classes) if args.classes else None
+
+
 def run_images(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from retina_edge.atomic import write_text_atomic
     from retina_edge.errors import DataError
-    from retina_edge.imageio import list_images, read_image_rgb, write_image_rgb
-    from retina_edge.runtime.draw import draw_detections
+    from retina_edge.imageio import list_images
 
     source = Path(args.source)
-    if source.is_dir():
-        files = list_images(source)
-    elif source.is_file():
-        files = [source]
-    else:
-        raise DataError(f"source not found: {source}")
+    files = list_images(source) if source.is_dir() else [source]
     if not files:
         raise DataError(f"no images in {source}")
-    detector = make_detector(args, score_thresh=args.score_thresh)
-    model = detector.metadata.model
-    records, skipped = [], 0
-    for path in files:
+    with make_detector(args, score_thresh=args.score_thresh) as detector:
+        classes = class_filter(args, detector)
+        records, done, skipped = [], 0, 0
         try:
-            image = read_image_rgb(path)
-        except DataError as error:
-            skipped += 1
-            print(f"skipped: {error}")
-            continue
-        detections = detector.detect([image])[0]
-        if args.classes is not None:
-            detections = detections.filter(classes=args.classes)
-        print(f"{path.name}: {len(detections)} detections" + "".join(f", {d.name} {d.score:.2f}" for d in list(detections)[:3]))
-        if args.save_dir:
-            write_image_rgb(Path(args.save_dir) / (path.stem + ".jpg"), draw_detections(image, detections))
-        for det in detections:
-            x1, y1, x2, y2 = det.box
-            records.append({"file_name": str(path.relative_to(source) if source.is_dir() else path.name),
-                            "category_id": model.category_id(det.label), "name": det.name,
-                            "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)], "score": round(det.score, 5)})
-    if args.save_json:
-        write_text_atomic(args.save_json, json.dumps(records))
-    print(f"{len(files) - skipped} images, {len(records)} detections, {skipped} unreadable skipped")
+            for path in files:
+                found = _detect_file(args, detector, source, path, classes)
+                if found is None:
+                    skipped += 1
+                else:
+                    records += found
+                done += 1
+        except KeyboardInterrupt:
+            saved = _save_records(args, records)
+            raise KeyboardInterrupt(f"after {done} of {len(files)} images{saved}") from None
+    if skipped == len(files):
+        raise DataError(f"none of the {len(files)} images in {source} could be read")
+    saved = _save_records(args, records)
+    print(f"{len(files) - skipped} images, {len(records)} detections, {skipped} unreadable skipped{saved}")
     return 0
+
+
+def _detect_file(args: argparse.Namespace, detector, source, path, classes) -> list[dict] | None:  # noqa: ANN001
+    """Detect one image file, print a line, draw it into --save-dir; its COCO-style records, or None if unreadable."""
+    from pathlib import Path
+
+    from retina_edge.errors import DataError
+    from retina_edge.imageio import read_image_rgb, write_image_rgb
+    from retina_edge.runtime.draw import draw_detections
+
+    try:
+        image = read_image_rgb(path)
+    except DataError as error:
+        print(f"skipped: {error}")
+        return None
+    detections = detector.detect([image])[0]
+    if classes is not None:
+        detections = detections.filter(classes=classes)
+    print(f"{path.name}: {len(detections)} detections" + "".join(f", {d.name} {d.score:.2f}" for d in list(detections)[:3]))
+    if args.save_dir:
+        write_image_rgb(Path(args.save_dir) / (path.stem + ".jpg"), draw_detections(image, detections))
+    name = str(path.relative_to(source) if source.is_dir() else path.name)
+    return [{"file_name": name, "category_id": det.category_id, "name": det.name,
+             "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)], "score": round(det.score, 5)}
+            for det in detections for x1, y1, x2, y2 in [det.box]]
+
+
+def _save_records(args: argparse.Namespace, records: list[dict]) -> str:
+    """Write --save-json (atomically); the note to add to the summary line."""
+    if not args.save_json:
+        return ""
+    from retina_edge.atomic import write_text_atomic
+
+    write_text_atomic(args.save_json, json.dumps(records))
+    return f"; detections written to {args.save_json}"

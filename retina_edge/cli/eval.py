@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from retina_edge.cli.args import positive_int
+
 NAME = "eval"
 HELP = "score weights on a COCO-format set: COCO AP, AP50, AP75, AP_S/M/L and per-class AP"
 EXAMPLE = "retina-edge eval --weights preset:synth --data data/synth --save-json results.json"
 
+OUTPUT_FILES = ("save_json", "metrics_json")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", required=True,
@@ -20,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images-dir", help="image folder, if not next to the json in COCO's layout")
     parser.add_argument("--save-json", help="write the COCO results JSON here")
     parser.add_argument("--metrics-json", help="write the metrics here as JSON")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--batch-size", type=positive_int, default=4)
     parser.add_argument("--device", help="torch device for checkpoints (cpu, cuda); backend device for deployed models")
 
 

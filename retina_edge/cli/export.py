@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from retina_edge.cli.args import positive_int
+
+
 NAME = "export"
 HELP = "export weights to ONNX (fixed input size, dynamic batch, decode/NMS in the graph, metadata inside)"
 EXAMPLE = "retina-edge export --weights preset:synth --imgsz 256 256 --batch 1 1 8 -o synth.onnx"
 
+OUTPUT_FILES = ("output",)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_export_arguments(parser)
@@ -18,9 +22,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     """Weights and graph options shared by ``export`` and ``build``."""
     parser.add_argument("--weights", required=True, help="checkpoint, preset:NAME, torchvision:NAME or a bare state dict")
     parser.add_argument("--arch", help="architecture of a bare state dict (read from its shapes if omitted)")
-    parser.add_argument("--num-classes", type=int, help="class count of a bare state dict")
-    parser.add_argument("--imgsz", type=int, nargs="+", metavar="N", help="input H W (or one N for square); multiples of 32")
-    parser.add_argument("--batch", type=int, nargs=3, metavar=("MIN", "OPT", "MAX"), default=(1, 1, 8),
+    parser.add_argument("--num-classes", type=positive_int, help="class count of a bare state dict")
+    parser.add_argument("--imgsz", type=positive_int, nargs="+", metavar="N", help="input H W (or one N for square); multiples of 32")
+    parser.add_argument("--batch", type=positive_int, nargs=3, metavar=("MIN", "OPT", "MAX"), default=(1, 1, 8),
                         help="batch range; MIN == MAX exports a static batch (default 1 1 8)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--tail", "--postprocess", dest="tail", choices=["none", "decode", "nms"], default="decode",
@@ -45,6 +49,11 @@ def input_size_from(args_imgsz: list[int] | None) -> tuple[int, int] | None:
 
 def model_and_options(args: argparse.Namespace):  # noqa: ANN201
     """Load ``--weights`` and turn the shared flags into :class:`ExportOptions`."""
+    from retina_edge.resources import check_export_memory
+
+    size = input_size_from(args.imgsz)
+    if size:  # before anything is loaded: an absurd size is refused at once
+        check_export_memory(*size, batch=args.batch[1])
     from retina_edge.checkpoints import load_model
     from retina_edge.export.onnx_export import ExportOptions
     from retina_edge.preprocess import preprocess_for
@@ -65,9 +74,9 @@ def describe(path, metadata) -> str:  # noqa: ANN001
 
 
 def run(args: argparse.Namespace) -> int:
+    model, options = model_and_options(args)
     from retina_edge.export.onnx_export import export_onnx
 
-    model, options = model_and_options(args)
     path = export_onnx(model, args.output, options)
     print(f"wrote {describe(path, options.metadata_for(model.config))}, opset {options.opset}")
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from retina_edge.cli.args import positive_int
+
 NAME = "inspect"
 HELP = "load a checkpoint or torchvision weights and print its architecture, classes and settings"
 EXAMPLE = "retina-edge inspect --weights torchvision:retinanet_resnet50_fpn_v2 --json"
@@ -13,7 +15,7 @@ EXAMPLE = "retina-edge inspect --weights torchvision:retinanet_resnet50_fpn_v2 -
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", required=True, help="checkpoint path, preset:NAME or torchvision:NAME")
     parser.add_argument("--arch", help="architecture of a bare state dict (read from its shapes if omitted)")
-    parser.add_argument("--num-classes", type=int, help="class count of a bare state dict")
+    parser.add_argument("--num-classes", type=positive_int, help="class count of a bare state dict")
     parser.add_argument("--json", action="store_true", help="print the full config as JSON")
 
 

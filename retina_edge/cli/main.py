@@ -12,15 +12,17 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from retina_edge.cli.args import OneLineParser
 from retina_edge._version import __version__
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.optional import install_hint
+from retina_edge.resources import check_writable
 
 COMMAND_MODULES = ("archs", "inspect", "synth", "train", "eval", "export", "build", "detect", "verify", "bench", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="retina-edge",
         description="RetinaNet from PyTorch to the edge: export, quantise, deploy and verify.",
     )
@@ -33,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=f"example:\n  {module.EXAMPLE}", formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(sub)
-        sub.set_defaults(handler=module.run)
+        sub.set_defaults(handler=module.run, module=module)
     return parser
 
 
@@ -74,25 +76,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.command)
     try:
+        check_outputs(args)
         return int(args.handler(args) or 0)
     except RetinaEdgeError as error:
-        return _fail(args.command, str(error))
+        return _fail(args.command, str(error), code=getattr(error, "exit_code", 2))
     except ModuleNotFoundError as error:
         hint = install_hint(error.name or "")
         if hint is None:
             raise
         return _fail(args.command, f"this needs the '{error.name.split('.')[0]}' package, which is not installed; "
                                    f"install it with: {hint}")
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
-        return _fail(args.command, str(error))
-    except KeyboardInterrupt:
-        print(f"retina-edge {args.command}: interrupted", file=sys.stderr)
+    except OSError as error:  # a full disk, a vanished folder: the path and the reason, not a traceback
+        where = f": {error.filename}" if error.filename else ""
+        return _fail(args.command, f"{error.strerror or error}{where}")
+    except KeyboardInterrupt as interrupt:
+        print(f"retina-edge {args.command}: interrupted{f': {interrupt}' if str(interrupt) else ''}", file=sys.stderr)
         return 130
 
 
-def _fail(command: str, message: str) -> int:
+def check_outputs(args: argparse.Namespace) -> None:
+    """Every output a command declares (``OUTPUT_FILES``/``OUTPUT_FOLDERS``: argument names) must be
+    writable before the command starts work."""
+    for name in getattr(args.module, "OUTPUT_FILES", ()):
+        if getattr(args, name, None):
+            check_writable(getattr(args, name))
+    for name in getattr(args.module, "OUTPUT_FOLDERS", ()):
+        if getattr(args, name, None):
+            check_writable(getattr(args, name), folder=True)
+
+
+def _fail(command: str, message: str, *, code: int = 2) -> int:
     print(f"retina-edge {command}: error: {message}", file=sys.stderr)
-    return 2
+    return code
 
 
 if __name__ == "__main__":

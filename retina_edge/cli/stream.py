@@ -26,17 +26,26 @@ def overlay(image, result, fps: float):  # noqa: ANN001, ANN201
 
 
 def run_stream(args: argparse.Namespace, detector) -> int:  # noqa: ANN001
+    from retina_edge.errors import SourceLostError
     from retina_edge.runtime.pipeline import Pipeline, PipelineConfig
-    from retina_edge.runtime.sources import open_source
+    from retina_edge.runtime.sources import ReconnectPolicy, open_source
     from retina_edge.runtime.video_writer import Mp4Writer
 
-    config = PipelineConfig(mode=args.mode, max_fps=args.max_fps,
-                            classes=tuple(args.classes) if args.classes else None)
+    from retina_edge.cli.detect import class_filter
+
+    config = PipelineConfig(mode=args.mode, max_fps=args.max_fps, classes=class_filter(args, detector),
+                            reconnect=ReconnectPolicy(attempts=args.reconnect_attempts))
     source = open_source(args.source)
     pipeline = Pipeline(detector, config)
     sink = Mp4Writer(args.save, min(source.fps, args.max_fps or source.fps)) if args.save else None
     jsonl = open(args.jsonl, "w", encoding="utf-8") if args.jsonl else None  # noqa: SIM115 - closed in finally
-    previous = {sig: signal.signal(sig, lambda *_: pipeline.stop()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signalled = []
+
+    def stop(signum, _frame) -> None:  # noqa: ANN001
+        signalled.append(signal.Signals(signum).name)
+        pipeline.stop()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         for result in pipeline.run(source, log=lambda message: print(message, file=sys.stderr)):
             stats = pipeline.stats
@@ -61,8 +70,15 @@ def run_stream(args: argparse.Namespace, detector) -> int:  # noqa: ANN001
         if jsonl:
             jsonl.close()
     stats = pipeline.stats
-    print(f"{stats.processed} frames processed, {stats.dropped} dropped (stale), {stats.reconnects} reconnects, "
-          f"{stats.fps:.1f} FPS, mean inference {stats.inference_ms_total / max(1, stats.processed):.1f} ms")
+    summary = (f"{stats.processed} frames processed, {stats.dropped} dropped (stale), {stats.reconnects} reconnects, "
+               f"{stats.fps:.1f} FPS, mean inference {stats.inference_ms_total / max(1, stats.processed):.1f} ms")
+    print(summary)
+    # Supervisors (systemd, Kubernetes) restart on a non-zero exit: a stop by signal is 130, a lost source 1.
+    if signalled:
+        raise KeyboardInterrupt(f"{signalled[0]} after {stats.processed} frames; every output written so far is complete")
+    if stats.gave_up:
+        raise SourceLostError(f"gave up on {args.source} after {pipeline.config.reconnect.attempts} reconnect attempts "
+                              f"({stats.processed} frames processed)")
     return 0
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from retina_edge.cli.args import non_negative_int, positive_int
+
 NAME = "train"
 HELP = "train a RetinaNet on a COCO-format dataset (single process, or DDP under torchrun)"
 EXAMPLE = ("retina-edge train --data data/synth --arch resnet18_fpn --imgsz 512 --epochs 12 --out runs/r18\n"
@@ -15,22 +17,23 @@ _DIRECT = ("data", "arch", "batch_size", "epochs", "iterations", "optimizer", "l
            "warmup_iters", "schedule", "trainable_layers", "grad_clip", "amp", "half_weights", "workers",
            "seed", "backbone_weights")
 
+OUTPUT_FOLDERS = ("out_dir",)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="JSON file of training options (flags override it)")
     parser.add_argument("--data", help="dataset folder (annotations/instances_train.json + train/) or a json")
     parser.add_argument("--out", dest="out_dir", help="output folder for checkpoints and metrics")
     parser.add_argument("--arch", help="architecture, see 'retina-edge archs'")
-    parser.add_argument("--imgsz", type=int, nargs="+", metavar="N", help="input size: N (square) or MIN MAX sides")
-    parser.add_argument("--multiscale", type=int, nargs="+", metavar="N", help="short sides for multi-scale training")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--iterations", type=int, help="train for this many iterations (overrides --epochs)")
+    parser.add_argument("--imgsz", type=positive_int, nargs="+", metavar="N", help="input size: N (square) or MIN MAX sides")
+    parser.add_argument("--multiscale", type=positive_int, nargs="+", metavar="N", help="short sides for multi-scale training")
+    parser.add_argument("--batch-size", type=positive_int)
+    parser.add_argument("--epochs", type=positive_int)
+    parser.add_argument("--iterations", type=positive_int, help="train for this many iterations (overrides --epochs)")
     parser.add_argument("--optimizer", choices=["sgd", "adamw"])
     parser.add_argument("--lr", type=float)
     parser.add_argument("--momentum", type=float)
     parser.add_argument("--weight-decay", type=float)
-    parser.add_argument("--warmup-iters", type=int)
+    parser.add_argument("--warmup-iters", type=non_negative_int)
     parser.add_argument("--schedule", choices=["cosine", "step"])
     parser.add_argument("--trainable-layers", type=int, help="ResNet stages to train, 0..5")
     parser.add_argument("--grad-clip", type=float, help="clip the gradient norm to this (0: off)")
@@ -39,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--half-weights", action=argparse.BooleanOptionalAction, default=None,
                         help="store model_final.pth's conv weights in float16 (half the file); "
                              "the final eval scores the stored weights")
-    parser.add_argument("--workers", type=int, help="data-loading processes")
+    parser.add_argument("--workers", type=non_negative_int, help="data-loading processes")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--backbone-weights", help="ImageNet ResNet weights: torchvision:resnet50 or a path")
     parser.add_argument("--model-options", help='JSON of model keywords, e.g. \'{"fpn_channels": 128}\'')

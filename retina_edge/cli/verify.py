@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from retina_edge.cli.args import positive_int
 from retina_edge.cli.detect import add_runtime_arguments, make_detector
 
 NAME = "verify"
@@ -11,13 +12,15 @@ HELP = "compare a deployed model with the PyTorch reference on the same inputs; 
 EXAMPLE = ("retina-edge verify --model synth-int8.onnx --weights preset:synth --images data/synth/val "
            "--ann data/synth/annotations/instances_val.json --report out/verify-int8")
 
+OUTPUT_FILES = ("json",)
+OUTPUT_FOLDERS = ("report",)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_runtime_arguments(parser)
     parser.add_argument("--weights", required=True, help="the reference: checkpoint, preset:NAME or torchvision:NAME")
     parser.add_argument("--images", required=True, help="image folder")
     parser.add_argument("--ann", help="COCO instances json for these images: adds COCO AP of both and the delta")
-    parser.add_argument("--count", type=int, default=100, help="images to use (default 100)")
+    parser.add_argument("--count", type=positive_int, default=100, help="images to use (default 100)")
     parser.add_argument("--report", help="write report.json, report.md and plots into this folder")
     parser.add_argument("--json", help="write the report as JSON here")
     parser.add_argument("--max-delta-ap", type=float, help="allowed COCO AP drop in points (default by precision)")
@@ -33,10 +36,11 @@ def run(args: argparse.Namespace) -> int:
     from retina_edge.checkpoints import load_model
     from retina_edge.imageio import load_images
     from retina_edge.report import terminal_table, write_report
-    from retina_edge.verify import VerifyThresholds, run_verify
+    from retina_edge.verify import VerifyThresholds, check_same_classes, run_verify
 
     detector = make_detector(args)
     model = load_model(args.weights)
+    check_same_classes(detector.metadata.model, model.config, args.model, args.weights)
     images, image_ids = load_images(args.images, args.count, args.ann)
     thresholds = VerifyThresholds.for_precision(detector.metadata.precision)
     overrides = {k: v for k, v in (("max_delta_ap", args.max_delta_ap), ("min_ap_vs_reference", args.min_ap_vs_reference),

@@ -1,0 +1,45 @@
+"""Argument types and the parser shared by every command: numbers checked where they are parsed,
+usage errors on one line (no torch)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line (``retina-edge CMD: error: ...``) and exit code 2, like every other
+    error the CLI reports; ``--help`` still shows the usage."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        raise SystemExit(2)
+
+
+def positive_int(text: str) -> int:
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 0, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _number(text, float)
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
+    return value
+
+
+def _number(text: str, kind: type):  # noqa: ANN202
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a {'whole ' if kind is int else ''}number, got {text!r}") from None

@@ -1,0 +1,58 @@
+"""Resources checked before long work (no torch): output locations a command will write, and the
+memory an export at a given input size needs. A command that would calibrate or train for minutes
+and then fail to write its result, or grow until the kernel kills it, says so at once instead."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from retina_edge.errors import RetinaEdgeError
+
+
+def check_writable(path: str | os.PathLike, *, folder: bool = False) -> None:
+    """Raise unless ``path`` (a file, or a folder when ``folder``) can be written: an existing one
+    must be of that kind and writable, a new one needs its nearest existing parent to be a
+    writable folder (folders in between are created by the writers)."""
+    target = Path(path).expanduser().absolute()
+    if target.exists():
+        if folder != target.is_dir():
+            raise RetinaEdgeError(f"{path} is {'a file' if folder else 'a folder'}; a {'folder' if folder else 'file'} "
+                                  "is needed there")
+        if not os.access(target, os.W_OK | (os.X_OK if folder else 0)):
+            raise RetinaEdgeError(f"cannot write {path}: not writable (read-only file system or no permission)")
+        return
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise RetinaEdgeError(f"cannot write {path}: {parent} is not a writable folder "
+                              "(read-only file system or no permission)")
+
+
+#: Export memory, measured on ResNet-50-FPN (width 64): about 1.3 GB fixed and 330 bytes per input
+#: pixel per example image (1.6 GB at 1024x1024, 2.6 GB at 2048x2048); rounded up here.
+EXPORT_FIXED_BYTES = 1.5e9
+EXPORT_BYTES_PER_PIXEL = 400
+
+
+def available_memory_bytes() -> float | None:
+    """``MemAvailable`` of /proc/meminfo (Linux), None where unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def check_export_memory(height: int, width: int, batch: int = 1) -> None:
+    """Refuse an export whose estimated memory is more than this machine has available."""
+    needed = EXPORT_FIXED_BYTES + EXPORT_BYTES_PER_PIXEL * height * width * batch
+    available = available_memory_bytes()
+    if available is not None and needed > available:
+        raise RetinaEdgeError(f"an input of {height}x{width} (batch {batch}) needs about {needed / 2**30:.0f} GiB to "
+                              f"export, and {available / 2**30:.1f} GiB is available: choose a smaller --imgsz "
+                              "(the network's input; images of any size are resized to it)")
