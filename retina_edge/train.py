@@ -12,6 +12,8 @@ import json
 import logging
 import math
 import os
+import signal
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +21,13 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+from torch.utils.data import DataLoader
 
 from retina_edge.archs import model_config
 from retina_edge.atomic import write_text_atomic
 from retina_edge.checkpoints import load_backbone_weights, load_model, read_checkpoint, save_checkpoint
 from retina_edge.coco_dataset import load_coco_index, resolve_split
-from retina_edge.detection_data import DetectionDataset, collate
+from retina_edge.detection_data import DetectionDataset, EpochSampler, collate
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.model import RetinaNet
 from retina_edge.progress import Progress
@@ -73,6 +75,8 @@ class TrainConfig:
     backbone_weights: str | None = None
     eval_at_end: bool = True
     log_every: int = 20
+    #: last.pth is also written every this many iterations (and at each epoch's end, and on SIGINT/SIGTERM).
+    checkpoint_every: int = 200
 
     @classmethod
     def from_json(cls, path: str | os.PathLike, **overrides: Any) -> TrainConfig:
@@ -148,52 +152,65 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     model = build_training_model(config, index.class_names, index.category_ids).to(device)
     model.transform = RetinaTransform(model.config.transform, train_min_sizes=config.train_min_sizes)
     optimizer = _make_optimizer(model, config)
-    start_iteration = 0
-    if resume:
-        start_iteration = _resume(out_dir / "last.pth", model, optimizer)
-    dataset = DetectionDataset(index, hflip_prob=config.hflip)
-    sampler = DistributedSampler(dataset, seed=config.seed) if world > 1 else RandomSampler(dataset)
-    loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
-                        num_workers=config.workers, persistent_workers=config.workers > 0, drop_last=len(dataset) > config.batch_size * world)
-    total = config.iterations or config.epochs * len(loader)
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
+    start_iteration = _resume(out_dir / "last.pth", model, optimizer, scaler) if resume else 0
+    dataset = DetectionDataset(index, hflip_prob=config.hflip)
+    sampler = EpochSampler(len(dataset), seed=config.seed, rank=rank, world=world)
+    # The loader's own generator: creating an iterator must not draw from the global RNG, whose
+    # state (the multi-scale choice) is saved in last.pth and restored on resume.
+    loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
+                        num_workers=config.workers, persistent_workers=config.workers > 0,
+                        drop_last=len(dataset) > config.batch_size * world, generator=torch.Generator().manual_seed(config.seed))
+    per_epoch = len(loader)
+    total = config.iterations or config.epochs * per_epoch
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     autocast_dtype = _autocast_dtype(config, device)
     progress = Progress(total, "train", enabled=rank == 0, every=config.log_every)
-    iteration, epoch = start_iteration, start_iteration // max(1, len(loader))
+    if start_iteration and rank == 0:
+        logger.info("resuming at iteration %d of %d", start_iteration, total)
+    iteration = start_iteration
     smoothed: dict[str, float] = {}
-    net.train()
-    while iteration < total:
-        if world > 1:
-            sampler.set_epoch(epoch)
-        for images, targets in loader:
-            if iteration >= total:
-                break
-            lr = lr_at(iteration, total, config)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            images = [img.to(device, non_blocking=True) for img in images]
-            targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                losses = net(images, targets)
-            loss = sum(losses.values())
-            if not torch.isfinite(loss):
-                raise RetinaEdgeError(f"loss became {loss.item()} at iteration {iteration}; lower --lr or set --grad-clip")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.grad_clip > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            iteration += 1
-            for name, value in (("loss", loss), ("cls", losses["classification"]), ("box", losses["bbox_regression"])):
-                smoothed[name] = 0.9 * smoothed.get(name, value.item()) + 0.1 * value.item()
-            progress.update(iteration, **smoothed, lr=lr)
-        epoch += 1
+    last = out_dir / "last.pth"
+
+    def save_last() -> None:
         if rank == 0:
-            save_checkpoint(out_dir / "last.pth", model, optimizer=optimizer.state_dict(), iteration=iteration,
-                            train_config=_plain(config))
+            save_checkpoint(last, model, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), iteration=iteration,
+                            rng=torch.get_rng_state(), train_config=_plain(config))
+
+    net.train()
+    with StopRequest() as stop:
+        while iteration < total:  # epochs; a resumed epoch starts where the saved run stopped
+            epoch, done = divmod(iteration, per_epoch)
+            sampler.set_epoch(epoch, skip=done * config.batch_size)
+            for images, targets in loader:
+                lr = lr_at(iteration, total, config)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                images = [img.to(device, non_blocking=True) for img in images]
+                targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                    losses = net(images, targets)
+                loss = sum(losses.values())
+                if not torch.isfinite(loss):
+                    raise RetinaEdgeError(f"loss became {loss.item()} at iteration {iteration}; lower --lr or set --grad-clip")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if config.grad_clip > 0:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+                iteration += 1
+                for name, value in (("loss", loss), ("cls", losses["classification"]), ("box", losses["bbox_regression"])):
+                    smoothed[name] = 0.9 * smoothed.get(name, value.item()) + 0.1 * value.item()
+                progress.update(iteration, **smoothed, lr=lr)
+                if stop.requested or iteration % config.checkpoint_every == 0 or iteration % per_epoch == 0 or iteration == total:
+                    save_last()
+                if stop.requested:
+                    raise KeyboardInterrupt(f"{stop.requested} at iteration {iteration} of {total}; saved {last}: continue "
+                                            "with the same command and --resume")
+                if iteration >= total:
+                    break
     final = out_dir / "model_final.pth"
     if rank == 0:
         save_checkpoint(final, model, half_weights=config.half_weights, train_config=_plain(config),
@@ -226,13 +243,42 @@ def _plain(config: TrainConfig) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(config)))
 
 
-def _resume(path: Path, model: RetinaNet, optimizer: torch.optim.Optimizer) -> int:
+def _resume(path: Path, model: RetinaNet, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> int:
+    """Weights, optimizer, loss-scaler and RNG state of ``path``; returns the iteration to continue at."""
     if not path.is_file():
         raise RetinaEdgeError(f"nothing to resume: {path} does not exist")
     state = read_checkpoint(path)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    if state.get("rng") is not None:
+        torch.set_rng_state(state["rng"])
     return int(state["iteration"])
+
+
+class StopRequest:
+    """While active (main thread only), SIGINT and SIGTERM ask training to stop after the current
+    iteration, with last.pth saved; a second SIGINT stops at once."""
+
+    def __init__(self) -> None:
+        self.requested: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum: int, _frame) -> None:  # noqa: ANN001
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt(f"stopped at once by a second SIGINT; {self.requested} had asked to save first")
+        self.requested = signal.Signals(signum).name
+        logger.warning("%s: saving after this iteration (a second Ctrl-C stops at once)", self.requested)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def _evaluate_val(model: RetinaNet, config: TrainConfig, out_dir: Path) -> None:

@@ -15,7 +15,7 @@ EXAMPLE = ("retina-edge train --data data/synth --arch resnet18_fpn --imgsz 512 
 # flag -> TrainConfig field, for flags whose value passes straight through.
 _DIRECT = ("data", "arch", "batch_size", "epochs", "iterations", "optimizer", "lr", "momentum", "weight_decay",
            "warmup_iters", "schedule", "trainable_layers", "grad_clip", "amp", "half_weights", "workers",
-           "seed", "backbone_weights")
+           "seed", "backbone_weights", "checkpoint_every")
 
 OUTPUT_FOLDERS = ("out_dir",)
 
@@ -48,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-options", help='JSON of model keywords, e.g. \'{"fpn_channels": 128}\'')
     parser.add_argument("--no-eval", dest="eval_at_end", action="store_false", default=None, help="skip the final evaluation")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pth")
+    parser.add_argument("--checkpoint-every", type=positive_int,
+                        help="also write OUT/last.pth every N iterations (default 200; always at epoch ends and on Ctrl-C)")
 
 
 def config_from_args(args: argparse.Namespace):  # noqa: ANN201
