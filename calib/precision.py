@@ -128,8 +128,9 @@ def convert_fp16(fp32_onnx: str | os.PathLike, output: str | os.PathLike) -> Pat
 
 @contextlib.contextmanager
 def _quiet(prefix: str, *, root: bool = False):
-    """Silence a library's INFO chatter (per-node logs, progress prints) during a call; ``root``
-    also quiets the root logger, which some libraries (onnxconverter-common) log to directly."""
+    """Silence a library's INFO chatter (per-node logs, unlabelled progress bars on stdout or stderr)
+    during a call, which our own labelled log lines replace; ``root`` also quiets the root logger,
+    which some libraries (onnxconverter-common) log to directly. Exceptions still propagate."""
     loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict) if name.startswith(prefix)]
     loggers.append(logging.getLogger(prefix))
     if root:
@@ -138,7 +139,7 @@ def _quiet(prefix: str, *, root: bool = False):
     for logger in loggers:
         logger.setLevel(logging.ERROR)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             yield
     finally:
         for logger, level in zip(loggers, levels):

@@ -13,6 +13,7 @@ Weight specs accepted by :func:`load_model` (and by every ``--weights`` option):
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from retina_edge.config import ModelConfig
 from retina_edge.errors import WeightsError
 from retina_edge.model import RetinaNet
 
+logger = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "retina-edge-checkpoint"
 CHECKPOINT_VERSION = 1
 
@@ -108,8 +110,11 @@ def load_model(
     arch = arch or inferred_arch
     num_classes = num_classes or inferred_classes
     defaults: dict[str, Any] = {"frozen_bn_eps": 0.0} if ARCHS.get(arch, (0, ""))[1] == "v1" else {}
+    defaults.update(infer_widths(state_dict))
     if num_classes == len(COCO_91_CLASSES):
         defaults["class_names"] = COCO_91_CLASSES
+    logger.warning("%s is a bare state dict: its classes' names, anchors and input size are not in it, so "
+                   "torchvision's defaults are assumed; a retina-edge checkpoint carries them", spec)
     config = model_config(arch, num_classes=num_classes, **{**defaults, **overrides})
     return _build_and_load(config, state_dict, source=spec)
 
@@ -175,6 +180,19 @@ def infer_arch(state_dict: dict[str, Tensor]) -> tuple[str, int]:
     num_classes = state_dict[cls_key].shape[0] // (reg_out // 4)
     group_norm = "head.classification_head.conv.0.1.weight" in state_dict
     return f"resnet{depth}_fpn{'_v2' if group_norm else ''}", num_classes
+
+
+def infer_widths(state_dict: dict[str, Tensor]) -> dict[str, int]:
+    """Stem width, FPN channels and head depth of a torchvision-layout state dict, from its shapes
+    (a model trained narrower than torchvision's, like the shipped preset, loads as it is)."""
+    head = {k.split(".")[3] for k in state_dict if k.startswith("head.classification_head.conv.")}
+    widths = {"head_convs": len(head)} if head else {}
+    if "backbone.body.conv1.weight" in state_dict:
+        widths["backbone_width"] = int(state_dict["backbone.body.conv1.weight"].shape[0])
+    for key in ("backbone.fpn.layer_blocks.0.0.weight", "backbone.fpn.layer_blocks.0.weight"):
+        if key in state_dict:
+            widths["fpn_channels"] = int(state_dict[key].shape[0])
+    return widths
 
 
 def _build_and_load(config: ModelConfig, state_dict: dict[str, Tensor], *, source: str) -> RetinaNet:

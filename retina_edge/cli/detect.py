@@ -123,6 +123,8 @@ def _detect_file(args: argparse.Namespace, detector, source, path, classes) -> l
     try:
         image = read_image_rgb(path)
     except DataError as error:
+        if not source.is_dir():
+            raise  # one file: its problem is the error
         print(f"skipped: {error}")
         return None
     detections = detector.detect([image])[0]
