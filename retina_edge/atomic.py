@@ -30,6 +30,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, target)
+    except OSError as error:  # a full disk, say: name the file the user asked for, not our temporary one
+        raise OSError(error.errno, error.strerror or str(error), str(target)) from error
     finally:
         tmp.unlink(missing_ok=True)
 

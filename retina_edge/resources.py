@@ -5,6 +5,7 @@ and then fail to write its result, or grow until the kernel kills it, says so at
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from retina_edge.errors import RetinaEdgeError
@@ -15,19 +16,22 @@ def check_writable(path: str | os.PathLike, *, folder: bool = False) -> None:
     must be of that kind and writable, a new one needs its nearest existing parent to be a
     writable folder (folders in between are created by the writers)."""
     target = Path(path).expanduser().absolute()
-    if target.exists():
-        if folder != target.is_dir():
-            raise RetinaEdgeError(f"{path} is {'a file' if folder else 'a folder'}; a {'folder' if folder else 'file'} "
-                                  "is needed there")
-        if not os.access(target, os.W_OK | (os.X_OK if folder else 0)):
-            raise RetinaEdgeError(f"cannot write {path}: not writable (read-only file system or no permission)")
-        return
-    parent = target.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise RetinaEdgeError(f"cannot write {path}: {parent} is not a writable folder "
-                              "(read-only file system or no permission)")
+    if target.exists() and folder != target.is_dir():
+        raise RetinaEdgeError(f"{path} is {'a file' if folder else 'a folder'}; a {'folder' if folder else 'file'} "
+                              "is needed there")
+    if target.is_file() and not os.access(target, os.W_OK):
+        raise RetinaEdgeError(f"cannot write {path}: not writable (read-only file system or no permission)")
+    # Writers put a temporary file beside the target and rename it: try exactly that (access()
+    # says yes to root on a read-only mount or a pseudo file system).
+    folder_path = target if folder and target.is_dir() else target.parent
+    while not folder_path.exists():
+        folder_path = folder_path.parent
+    try:
+        with tempfile.TemporaryFile(dir=folder_path):
+            pass
+    except OSError as error:
+        raise RetinaEdgeError(f"cannot write {path}: {folder_path} does not take new files "
+                              f"({error.strerror or error})") from None
 
 
 #: Export memory, measured on ResNet-50-FPN (width 64): about 1.3 GB fixed and 330 bytes per input

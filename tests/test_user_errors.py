@@ -16,6 +16,7 @@ from retina_edge.export.onnx_export import ExportOptions, export_onnx
 from retina_edge.imageio import write_image_rgb
 from retina_edge.preprocess import PreprocessConfig
 from retina_edge.synth import SynthConfig, write_dataset
+from retina_edge.synth_video import SyntheticVideo, write_video
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +41,23 @@ def root(tmp_path_factory):
         write_image_rgb(root / "three" / f"{index}.jpg", rng.integers(0, 256, (64, 80, 3), dtype=np.uint8))
     (root / "three" / "broken.jpg").write_bytes(b"not a jpeg")
     (root / "m.trt").write_bytes(b"an unrelated file the user keeps")
+    three = build_model("resnet18_fpn", num_classes=3, backbone_width=16, fpn_channels=32, head_convs=1,
+                        min_size=128, max_size=128).eval()
+    save_checkpoint(root / "three-classes.pth", three)
+    write_dataset(root / "other", SynthConfig(num_images=6, seed=9, min_side=140, max_side=160))  # same file names
+    graph = onnx.load(str(root / "m.onnx"))
+    next(p for p in graph.metadata_props if p.key == "retina_edge.tail").value = "{not json"
+    onnx.save(graph, str(root / "damaged.onnx"))
+    del graph.metadata_props[:]
+    onnx.save(graph, str(root / "foreign.onnx"))
+    (root / "garbage.engine").write_bytes(b"\x00" * 64)
+    (root / "notes.txt").write_text("not json")
+    (root / "folder.json").mkdir()
+    (root / "empty").mkdir()
+    write_video(root / "clip.mp4", SyntheticVideo(seed=1), 5)
+    import cv2
+
+    cv2.imwrite(str(root / "huge.png"), np.zeros((12000, 9000, 3), np.uint8))  # 108 MP, 0.4 MB on disk
     return root
 
 
@@ -68,6 +86,86 @@ CASES = {
                            "opset 99 is not supported"),
     **{f"-o {suffix} without TensorRT": (["build", "--weights", "{root}/w.pth", "-o", f"{{root}}/m{suffix}"],
                                          "needs the 'tensorrt' package") for suffix in (".engine", ".plan", ".trt")},
+    # numbers nobody validated
+    "conf negative": (["detect", "--model", "{root}/m.onnx", "--source", "{root}/three", "--conf", "-0.1"], "between 0 and 1"),
+    "bench --iters 0": (["bench", "--model", "{root}/m.onnx", "--iters", "0"], "--iters: must be a whole number of at least 1"),
+    "bench --warmup -1": (["bench", "--model", "{root}/m.onnx", "--warmup", "-1"], "--warmup: must be a whole number of at least 0"),
+    "verify --count -5": (["verify", "--model", "{root}/m.onnx", "--weights", "{root}/w.pth", "--images", "{root}/three",
+                           "--count", "-5"], "--count: must be a whole number of at least 1"),
+    "synth --sides reversed": (["synth", "--out", "{root}/new-synth", "--sides", "300", "200"], "MIN <= MAX"),
+    "synth --images 0": (["synth", "--out", "{root}/new-synth", "--images", "0"], "--images: must be a whole number"),
+    "detect --threads 0": (["detect", "--model", "{root}/m.onnx", "--source", "{root}/three", "--threads", "0"],
+                           "--threads: must be a whole number of at least 1"),
+    "detect --max-fps 0": (["detect", "--model", "{root}/m.onnx", "--source", "{root}/clip.mp4", "--max-fps", "0"],
+                           "--max-fps: must be a number above 0"),
+    "detect --max-fps text": (["detect", "--model", "{root}/m.onnx", "--source", "{root}/clip.mp4", "--max-fps", "fast"],
+                              "--max-fps: must be a number, got 'fast'"),
+    "train --epochs 0": (["train", "--data", "{root}/data", "--out", "{root}/runs", "--epochs", "0"], "--epochs: must be"),
+    "train --batch-size 0": (["train", "--data", "{root}/data", "--out", "{root}/runs", "--batch-size", "0"], "--batch-size: must be"),
+    "export --imgsz 100000": (["export", "--weights", "{root}/w.pth", "--imgsz", "100000", "-o", "{root}/x.onnx"],
+                              "GiB to export"),
+    "export --imgsz not a multiple of 32": (["export", "--weights", "{root}/w.pth", "--imgsz", "100", "-o", "{root}/x.onnx"],
+                                            "multiple of 32"),
+    "export --imgsz three numbers": (["export", "--weights", "{root}/w.pth", "--imgsz", "1", "2", "3", "-o", "{root}/x.onnx"],
+                                     "--imgsz takes H W or one N"),
+    "export --batch reversed": (["export", "--weights", "{root}/w.pth", "--batch", "4", "2", "1", "-o", "{root}/x.onnx"],
+                                "--batch needs 1 <= MIN <= OPT <= MAX"),
+    "unknown option": (["detect", "--model", "{root}/m.onnx", "--source", "{root}/three", "--bogus"], "unrecognized arguments"),
+    # output locations that cannot be written: refused before any work
+    "export to a read-only place": (["export", "--weights", "{root}/w.pth", "-o", "/sys/retina-edge/m.onnx"], "cannot write"),
+    "build to a read-only place": (["build", "--int8", "--weights", "{root}/w.pth", "--calib", "{root}/data/train",
+                                    "-o", "/sys/retina-edge/m.onnx"], "cannot write"),
+    "train into a read-only place": (["train", "--data", "{root}/data", "--out", "/sys/retina-edge/run"], "cannot write"),
+    "synth into a read-only place": (["synth", "--out", "/proc/retina-edge"], "cannot write"),
+    "detect --save-dir read-only": (["detect", "--model", "{root}/m.onnx", "--source", "{root}/three", "--save-dir",
+                                     "/sys/retina-edge"], "cannot write"),
+    "detect --save-json onto a folder": (["detect", "--model", "{root}/m.onnx", "--source", "{root}/three", "--save-json",
+                                          "{root}/folder.json"], "is a folder; a file is needed"),
+    "verify --report read-only": (["verify", "--model", "{root}/m.onnx", "--weights", "{root}/w.pth", "--images",
+                                   "{root}/three", "--report", "/sys/retina-edge"], "cannot write"),
+    "bench --json read-only": (["bench", "--model", "{root}/m.onnx", "--json", "/sys/x.json"], "cannot write"),
+    "eval --metrics-json read-only": (["eval", "--weights", "{root}/m.onnx", "--data", "{root}/data", "--metrics-json",
+                                       "/sys/x.json"], "cannot write"),
+    # answers that would look right but are not
+    "verify --ann of another dataset": (["verify", "--model", "{root}/m.onnx", "--weights", "{root}/w.pth", "--images",
+                                         "{root}/data/val", "--ann", "{root}/other/annotations/instances_val.json"],
+                                        "do not have the size"),
+    "verify against other classes": (["verify", "--model", "{root}/m.onnx", "--weights", "{root}/three-classes.pth",
+                                      "--images", "{root}/three"], "the classes differ"),
+    "verify --ann not JSON": (["verify", "--model", "{root}/m.onnx", "--weights", "{root}/w.pth", "--images", "{root}/three",
+                               "--ann", "{root}/notes.txt"], "cannot read annotation file"),
+    "detect --classes unknown": (["detect", "--model", "{root}/m.onnx", "--source", "{root}/three", "--classes", "zebra"],
+                                 "unknown class 'zebra'"),
+    "detect --classes unknown id": (["detect", "--model", "{root}/m.onnx", "--source", "{root}/three", "--classes", "77"],
+                                    "unknown class '77'"),
+    "detect video with --save-json": (["detect", "--model", "{root}/m.onnx", "--source", "{root}/clip.mp4", "--save-json",
+                                       "{root}/d.json"], "--save-dir and --save-json are for images"),
+    # damaged, foreign and missing files
+    "garbage engine": (["detect", "--model", "{root}/garbage.engine", "--source", "{root}/three"], "not a retina-edge engine"),
+    "damaged metadata in an ONNX": (["detect", "--model", "{root}/damaged.onnx", "--source", "{root}/three"],
+                                    "damaged retina-edge metadata"),
+    "ONNX from another tool": (["detect", "--model", "{root}/foreign.onnx", "--source", "{root}/three"],
+                               "carries no retina-edge metadata"),
+    "truncated ONNX": (["detect", "--model", "{root}/notes.txt", "--source", "{root}/three"], "not a readable ONNX model"),
+    "image over 100 MP": (["detect", "--model", "{root}/m.onnx", "--source", "{root}/huge.png"], "over the 100 MP"),
+    "missing model": (["detect", "--model", "{root}/nope.onnx", "--source", "{root}/three"], "model file not found"),
+    "missing source": (["detect", "--model", "{root}/m.onnx", "--source", "{root}/nope.jpg"], "source not found"),
+    "missing weights": (["export", "--weights", "{root}/nope.pth", "-o", "{root}/x.onnx"], "weights file not found"),
+    "not a checkpoint": (["inspect", "--weights", "{root}/notes.txt"], "cannot read weights file"),
+    "unknown torchvision weights": (["export", "--weights", "torchvision:yolo", "-o", "{root}/x.onnx"],
+                                    "unknown torchvision weights"),
+    "ONNX model asked to run on TensorRT": (["detect", "--model", "{root}/m.onnx", "--source", "{root}/three", "--backend",
+                                             "tensorrt"], "build an engine from it first"),
+    "eval of a missing dataset": (["eval", "--weights", "{root}/m.onnx", "--data", "{root}/nope"], "not found"),
+    "verify an empty folder": (["verify", "--model", "{root}/m.onnx", "--weights", "{root}/w.pth", "--images", "{root}/empty"],
+                               "no images in"),
+    "int8 without --calib": (["build", "--int8", "--weights", "{root}/w.pth", "-o", "{root}/q.onnx"], "INT8 needs calibration"),
+    "missing calibration source": (["build", "--int8", "--weights", "{root}/w.pth", "--calib", "{root}/nope", "-o",
+                                    "{root}/q.onnx"], "calibration source not found"),
+    "train without data": (["train", "--data", "{root}/nope", "--out", "{root}/runs"], "not found"),
+    "resume with nothing saved": (["train", "--data", "{root}/data", "--out", "{root}/fresh", "--resume", "--iterations", "1"],
+                                  "nothing to resume"),
+    "bench of nothing": (["bench"], "give at least one --model or --weights"),
 }
 
 
@@ -114,3 +212,57 @@ def test_static_batch_graph_detects_any_count(root, tmp_path, capsys):
                  "--save-json", str(tmp_path / "d.json")]) == 0
     assert "3 images" in capsys.readouterr().out
     assert isinstance(json.loads((tmp_path / "d.json").read_text()), list)
+
+
+def test_full_disk_is_one_line_and_keeps_the_previous_file(root, tmp_path, monkeypatch, capsys):
+    import errno
+
+    import retina_edge.atomic
+
+    target = tmp_path / "m.onnx"
+    target.write_bytes(b"the previous model")
+
+    def full(_fd):  # noqa: ANN001
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(retina_edge.atomic.os, "fsync", full)
+    assert main(["export", "--weights", str(root / "w.pth"), "-o", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: No space left on device: {target}" in err and "Traceback" not in err
+    assert target.read_bytes() == b"the previous model" and [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
+
+
+def test_unwritable_statistics_cache_only_warns(root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RETINA_EDGE_CACHE", "/sys/retina-edge-cache")
+    assert main(["build", "--int8", "--target", "cpu", "--weights", str(root / "w.pth"), "--calib", str(root / "data" / "train"),
+                 "--calib-count", "4", "-o", str(tmp_path / "q.onnx")]) == 0
+    assert "could not cache the calibration statistics" in capsys.readouterr().err
+    assert (tmp_path / "q.onnx").is_file()
+
+
+def test_interrupted_folder_keeps_its_detections(root, tmp_path, monkeypatch, capsys):
+    from retina_edge.runtime import Detector
+
+    detect, calls = Detector.detect, []
+
+    def stop_on_second(self, images):  # noqa: ANN001
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return detect(self, images)
+
+    monkeypatch.setattr(Detector, "detect", stop_on_second)
+    out = tmp_path / "d.json"
+    assert main(["detect", "--model", str(root / "m.onnx"), "--source", str(root / "data" / "train"),
+                 "--save-json", str(out), "--score-thresh", "0"]) == 130
+    assert "interrupted: after 1 of" in capsys.readouterr().err
+    records = json.loads(out.read_text())
+    assert records and len({r["file_name"] for r in records}) == 1  # the image done before the interrupt
+
+
+def test_detector_names_a_wrong_array_shape(root):
+    from retina_edge.errors import DataError
+    from retina_edge.runtime import Detector
+
+    with pytest.raises(DataError, match=r"got an array of shape \(250, 300\)"):
+        Detector(root / "m.onnx").detect(np.zeros((250, 300), np.uint8))

@@ -46,6 +46,9 @@ def detector_for(weights: str, *, backend: str = "auto", device: str | None = No
 
 
 def run(args: argparse.Namespace) -> int:
+    from retina_edge.optional import require
+
+    require("pycocotools", "COCO evaluation")  # before predicting every image, not after
     from retina_edge.atomic import write_text_atomic
     from retina_edge.coco_dataset import load_coco_index, resolve_split
     from retina_edge.evaluate import coco_evaluate, predict_coco, save_results
