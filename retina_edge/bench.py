@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from retina_edge.preprocess import PreprocessConfig, boxes_to_source, preprocess_batch
+from retina_edge.progress import Progress
 
 STAGES = ("preprocess", "inference", "postprocess")
 T = TypeVar("T")
@@ -88,6 +89,7 @@ def pytorch_entry(name: str, model, preprocess: PreprocessConfig, *,  # noqa: AN
 def run_bench(entries: list[BenchEntry], images: list[np.ndarray], *, batch: int, iterations: int, warmup: int) -> list[dict]:
     """Time every entry ``iterations`` times on batches of ``batch`` images; returns one summary each."""
     chunks = [images[(i * batch) % len(images):][:batch] or images[:batch] for i in range(warmup + iterations)]
+    progress = Progress(len(chunks), f"bench batch {batch}")
     for step, chunk in enumerate(chunks):
         for entry in entries:
             times = entry.run(chunk)
@@ -95,6 +97,7 @@ def run_bench(entries: list[BenchEntry], images: list[np.ndarray], *, batch: int
                 for stage in STAGES:
                     entry.samples[stage].append(times[stage])
                 entry.samples["total"].append(sum(times.values()))
+        progress.update(step + 1)
     summaries = []
     base = np.median(entries[0].samples["total"])
     for entry in entries:
