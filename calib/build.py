@@ -31,6 +31,8 @@ from retina_edge.calib.sources import (
     default_cache_dir,
     usable_items,
 )
+from retina_edge.calib.search import SearchOptions, SearchResult, ValidationSet
+from retina_edge.calib.search import search as run_search
 from retina_edge.calib.statistics import ActivationStats, compute_stats, load_or_compute_stats, stats_key
 from retina_edge.contract import PRECISIONS, DeploymentMetadata
 from retina_edge.errors import DataError, RetinaEdgeError
@@ -68,6 +70,7 @@ class CalibrationOptions:
 class BuildResult:
     model_path: Path
     metadata: DeploymentMetadata
+    search: SearchResult | None = None
     calibration_cache: Path | None = None
     report: CalibrationReport | None = None
     stats_cached: bool = False
@@ -76,18 +79,26 @@ class BuildResult:
 
 def build_precision_graph(
     model: RetinaNet, output: str | os.PathLike, *, export: ExportOptions, precision: str, target: str = "tensorrt",
-    calibration: CalibrationOptions | None = None, keep_predictors: bool = False,
+    calibration: CalibrationOptions | None = None, keep_predictors: bool = False, search: SearchOptions | None = None,
 ) -> BuildResult:
-    """Write ``output``: the model as an ONNX graph in ``precision`` (for ``target`` when INT8)."""
+    """Write ``output``: the model as an ONNX graph in ``precision`` (for ``target`` when INT8).
+
+    With ``search`` (INT8 only), the fewest most sensitive layers are kept in higher precision
+    until COCO AP on ``search.val`` is within ``search.max_ap_drop`` points of the FP32 graph's
+    (:mod:`retina_edge.calib.search`); ``M.search.json`` records it. If no count meets the
+    budget, the best model found is written as ``M.best.onnx`` instead of ``M``."""
     if precision not in PRECISIONS:
         raise RetinaEdgeError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
     if target not in TARGETS:
         raise RetinaEdgeError(f"unknown target {target!r}; expected one of {TARGETS}")
     if precision == "int8" and calibration is None:
         raise RetinaEdgeError("INT8 needs calibration images: pass --calib (an image folder, COCO json, video or glob)")
+    if search is not None and precision != "int8":
+        raise RetinaEdgeError("--max-ap-drop searches INT8 graphs: add --int8")
     output = Path(output)
     report = CalibrationReport()
     items = _calibration_items(calibration, report) if precision == "int8" else []
+    validation = ValidationSet(search.val) if search else None  # annotations checked before any work
     metadata = export.metadata_for(model.config).override(precision=precision,
                                                           target=target if precision == "int8" else "any")
     result = BuildResult(output, metadata, report=report if items else None)
@@ -108,8 +119,25 @@ def build_precision_graph(
             else:
                 logger.info("inserting QDQ nodes for CPUs (ONNX Runtime: U8 activations, S8 per-channel weights)")
                 quantize_for_cpu(fp32, stats, Path(scratch) / "out.onnx", exclude=exclude)
+            if search is not None:
+                output = _search(Path(scratch), fp32, output, search, validation, items, export, result)
         _finish(Path(scratch) / "out.onnx", output, metadata)
+    result.model_path = output
     return result
+
+
+def _search(scratch: Path, fp32: Path, output: Path, options: SearchOptions, validation: ValidationSet,
+            items: list[CalibrationItem], export: ExportOptions, result: BuildResult) -> Path:
+    """Run the accuracy search on ``scratch/out.onnx`` (replacing it); the path the model goes to."""
+    probe, _keys = next(calibration_batches(items[: options.probe_images], export.preprocess,
+                                            count=options.probe_images, batch_size=options.probe_images))
+    searched = scratch / "searched.onnx"
+    result.search = run_search(scratch / "out.onnx", fp32, searched, options=options, probe=probe,
+                               high="fp16" if result.metadata.target == "tensorrt" else "fp32", validation=validation,
+                               metadata=result.metadata)
+    searched.replace(scratch / "out.onnx")
+    result.search.write(output.with_suffix(".search.json"))
+    return output if result.search.budget_met else output.with_name(f"{output.stem}.best{output.suffix}")
 
 
 def _calibration_items(options: CalibrationOptions, report: CalibrationReport) -> list[CalibrationItem]:

@@ -139,14 +139,20 @@ def network_subgraph(onnx_path: str | os.PathLike, output: Path) -> onnx.GraphPr
     import onnx.utils
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    in_network = [node.name.startswith(NETWORK_SCOPES) for node in graph.node]
-    produced = {name for node, inside in zip(graph.node, in_network) if inside for name in node.output}
-    read_outside = {name for node, inside in zip(graph.node, in_network) if not inside for name in node.input}
-    outputs = sorted(produced & (read_outside | {o.name for o in graph.output}))
+    outputs = network_output_names(graph)
     if not outputs:
         raise RetinaEdgeError(f"{onnx_path} has no nodes under {NETWORK_SCOPES}: not a graph retina-edge exported")
     onnx.utils.extract_model(str(onnx_path), str(output), [INPUT_NAME], outputs, check_model=False)
     return onnx.load(str(output), load_external_data=False).graph
+
+
+def network_output_names(graph: onnx.GraphProto) -> list[str]:
+    """The tensors the network hands to the tail (or the graph's outputs, without a tail): what
+    the nodes under :data:`NETWORK_SCOPES` produce and anything else reads."""
+    in_network = [node.name.startswith(NETWORK_SCOPES) for node in graph.node]
+    produced = {name for node, inside in zip(graph.node, in_network) if inside for name in node.output}
+    read_outside = {name for node, inside in zip(graph.node, in_network) if not inside for name in node.input}
+    return sorted(produced & (read_outside | {o.name for o in graph.output}))
 
 
 def _every_node_selector(graph: onnx.GraphProto) -> list[str]:

@@ -29,3 +29,9 @@ class SourceLostError(RetinaEdgeError):
     """A live source failed for good (after its reconnect attempts): exit code 1, not a usage error."""
 
     exit_code = 1
+
+
+class BudgetNotMetError(RetinaEdgeError):
+    """An accuracy search ended without meeting its budget (the best model was still written): exit 1."""
+
+    exit_code = 1

@@ -68,6 +68,36 @@ def _plots(report: VerifyReport, reference: list[Detections], deployed: list[Det
     return names
 
 
+def search_summary(search: dict) -> str:
+    """One Markdown line about an accuracy search (``M.search.json``)."""
+    return (f"INT8 accuracy search: {len(search['layers_kept_high'])} of {search['layers_total']} layers kept in "
+            f"{search['high_precision']}, AP {search['ap_deployed']:.2f} vs FP32 {search['ap_reference']:.2f} on its "
+            f"validation set (budget {search['max_ap_drop']} points, {'met' if search['budget_met'] else 'NOT met'}), "
+            f"{len(search['trajectory'])} steps in {search['seconds']:.0f} s.")
+
+
+def _search_plot(search: dict, out: Path) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    points = sorted((step["layers_kept_high"], step["ap"]) for step in search["trajectory"])
+    fig, ax = plt.subplots(figsize=(4.8, 3.2))
+    ax.plot([p[0] for p in points], [p[1] for p in points], "o-", label="INT8, layers kept high")
+    ax.axhline(search["ap_reference"], color="k", linewidth=0.8, label="FP32")
+    ax.axhline(search["ap_reference"] - search["max_ap_drop"], color="r", linestyle="--", linewidth=0.8, label="budget")
+    ax.set_xlabel(f"layers kept in {search['high_precision']} (of {search['layers_total']})")
+    ax.set_ylabel("COCO AP (points)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "search.png", dpi=110)
+    plt.close(fig)
+    return ["search.png"]
+
+
 def _overlay(image: np.ndarray, reference: Detections, deployed: Detections, score_thresh: float) -> np.ndarray:
     import cv2
 
@@ -80,12 +110,14 @@ def _overlay(image: np.ndarray, reference: Detections, deployed: Detections, sco
 
 
 def write_report(report: VerifyReport, reference: list[Detections], deployed: list[Detections], images: list[np.ndarray],
-                 out_dir: str | Path, *, title: str, samples: int = 4, score_thresh: float = 0.3) -> Path:
-    """Write ``report.json``, ``report.md``, plots and sample overlays into ``out_dir``."""
+                 out_dir: str | Path, *, title: str, samples: int = 4, score_thresh: float = 0.3,
+                 search: dict | None = None) -> Path:
+    """Write ``report.json``, ``report.md``, plots and sample overlays into ``out_dir``; ``search``:
+    the model's ``M.search.json`` (AP against layers kept high is plotted)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "report.json", json.dumps(report.to_dict(), indent=2))
-    figures = _plots(report, reference, deployed, out)
+    figures = _plots(report, reference, deployed, out) + (_search_plot(search, out) if search else [])
     sample_names = []
     for index in range(min(samples, len(images))):
         name = f"sample_{index}.jpg"
@@ -94,6 +126,7 @@ def write_report(report: VerifyReport, reference: list[Detections], deployed: li
     lines = [f"# {title}", "", f"**{'PASS' if report.passed else 'FAIL'}** — precision `{report.precision}`, {report.images} images.", ""]
     lines += [f"- {reason}" for reason in report.failures] + ([""] if report.failures else [])
     lines += [f"- note: {note}" for note in report.notes] + ([""] if report.notes else [])
+    lines += [search_summary(search), ""] if search else []
     lines += ["## Tensors (deployed graph vs the same graph in PyTorch; candidate lists paired first)", "",
               "| output | max abs err | mean abs err | cosine | paired |", "|---|---|---|---|---|"]
     lines += [f"| {t.name} | {t.max_abs:.3g} | {t.mean_abs:.3g} | {t.cosine:.6f} | {t.paired:.3f} |" for t in report.tensors]

@@ -52,6 +52,10 @@ def root(tmp_path_factory):
     onnx.save(graph, str(root / "foreign.onnx"))
     (root / "garbage.engine").write_bytes(b"\x00" * 64)
     (root / "notes.txt").write_text("not json")
+    val = json.loads((root / "data" / "annotations" / "instances_val.json").read_text())
+    (root / "nobox" / "annotations").mkdir(parents=True)  # the val images, annotated with no boxes
+    (root / "nobox" / "annotations" / "instances_val.json").write_text(json.dumps({**val, "annotations": []}))
+    (root / "nobox" / "val").symlink_to(root / "data" / "val")
     (root / "folder.json").mkdir()
     (root / "empty").mkdir()
     write_video(root / "clip.mp4", SyntheticVideo(seed=1), 5)
@@ -166,6 +170,20 @@ CASES = {
     "resume with nothing saved": (["train", "--data", "{root}/data", "--out", "{root}/fresh", "--resume", "--iterations", "1"],
                                   "nothing to resume"),
     "bench of nothing": (["bench"], "give at least one --model or --weights"),
+    # the INT8 accuracy search
+    "negative AP budget": (["build", "--int8", "--weights", "{root}/w.pth", "--calib", "{root}/data/train", "--max-ap-drop",
+                            "-1", "--val", "{root}/data", "-o", "{root}/q.onnx"], "--max-ap-drop is in AP points"),
+    "absurd AP budget": (["build", "--int8", "--weights", "{root}/w.pth", "--calib", "{root}/data/train", "--max-ap-drop",
+                          "250", "--val", "{root}/data", "-o", "{root}/q.onnx"], "--max-ap-drop is in AP points"),
+    "--val without annotations": (["build", "--int8", "--weights", "{root}/w.pth", "--calib", "{root}/data/train",
+                                   "--calib-count", "4", "--max-ap-drop", "0.1", "--val", "{root}/three", "-o", "{root}/q.onnx"], "not found"),
+    "--val with no boxes": (["build", "--int8", "--weights", "{root}/w.pth", "--calib", "{root}/data/train",
+                             "--calib-count", "4", "--max-ap-drop", "0.1", "--val", "{root}/nobox", "-o", "{root}/q.onnx"],
+                            "has no annotated boxes"),
+    "budget without --val": (["build", "--int8", "--weights", "{root}/w.pth", "--calib", "{root}/data/train",
+                              "--max-ap-drop", "0.1", "-o", "{root}/q.onnx"], "needs both --max-ap-drop"),
+    "budget on an FP32 build": (["build", "--weights", "{root}/w.pth", "--max-ap-drop", "0.1", "--val", "{root}/data",
+                                 "-o", "{root}/q.onnx"], "add --int8"),
 }
 
 

@@ -6,7 +6,7 @@ import argparse
 
 from retina_edge.cli.args import non_negative_int, positive_float, positive_int
 from retina_edge.cli.export import add_export_arguments
-from retina_edge.errors import RetinaEdgeError
+from retina_edge.errors import BudgetNotMetError, RetinaEdgeError
 
 NAME = "build"
 HELP = "export + calibrate + FP16/INT8 precision graph (TensorRT Q/DQ placement or CPU QDQ placement)"
@@ -28,6 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib-method", choices=["entropy", "max"], default="entropy")
     parser.add_argument("--calib-batch", type=positive_int, default=8)
     parser.add_argument("--calib-seed", type=int, default=0, help="seed of the calibration image shuffle")
+    search = parser.add_argument_group("INT8 under an AP budget")
+    search.add_argument("--max-ap-drop", type=float, metavar="POINTS",
+                        help="keep the fewest, most sensitive layers in higher precision (FP16 for tensorrt, FP32 for "
+                             "cpu) until COCO AP on --val is within POINTS (0-100) of the FP32 graph's; writes M.search.json")
+    search.add_argument("--val", help="COCO dataset folder (its val split) or instances json, with annotations")
+    search.add_argument("--search-time-limit", type=positive_float, metavar="SECONDS",
+                        help="stop searching after this long and keep the best model found")
     parser.add_argument("--keep-predictors", action="store_true",
                         help="keep the final cls_logits/bbox_reg convs in FP32 (INT8 only)")
     parser.add_argument("--backend", choices=["auto", "tensorrt", "onnxruntime", "openvino"], default="auto",
@@ -75,18 +82,33 @@ def run(args: argparse.Namespace) -> int:
     engine = _engine_wanted(args)
     output = Path(args.output)
     onnx_path = output.with_suffix(".onnx") if is_engine_path(output) else output
+    search = None
+    if args.max_ap_drop is not None or args.val:
+        from retina_edge.calib.search import SearchOptions
+
+        if args.max_ap_drop is None or not args.val:
+            raise RetinaEdgeError("the accuracy search needs both --max-ap-drop POINTS and --val DATA")
+        search = SearchOptions(max_ap_drop=args.max_ap_drop, val=args.val, time_limit=args.search_time_limit)
     calibration = None
     if args.calib:
         calibration = CalibrationOptions(source=args.calib, count=args.calib_count, method=args.calib_method,
                                          batch_size=args.calib_batch, seed=args.calib_seed)
     model, options = model_and_options(args)
     result = build_precision_graph(model, onnx_path, export=options, precision=args.precision, target=args.target,
-                                   calibration=calibration, keep_predictors=args.keep_predictors)
+                                   calibration=calibration, keep_predictors=args.keep_predictors, search=search)
     if result.stats_cached:
         print(f"calibration: reused cached statistics of {result.stats_images} images ({args.calib_method})")
     elif result.report is not None:
         print(f"calibration: {result.report.summary()}")
     print(f"wrote {describe(result.model_path, result.metadata)}")
+    if result.search is not None:
+        found = result.search
+        print(f"search: {len(found.layers_kept_high)} of {found.layers_total} layers kept in {found.high_precision}, "
+              f"AP {found.ap_deployed:.2f} vs FP32 {found.ap_reference:.2f} (drop {found.ap_reference - found.ap_deployed:.2f}, "
+              f"budget {found.max_ap_drop}) in {found.seconds:.0f} s; details in {onnx_path.with_suffix('.search.json')}")
+        if not found.budget_met:
+            raise BudgetNotMetError(f"no model met the budget of {found.max_ap_drop} AP points; the best found is "
+                                    f"written as {result.model_path}")
     if result.calibration_cache:
         print(f"wrote {result.calibration_cache} (TensorRT <= 10 / DeepStream implicit-INT8 calibration cache)")
     if engine:

@@ -29,6 +29,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-score-error", type=float, help="maximum score error of any matched pair (FP32 default 1e-3)")
 
 
+def search_record(model: str) -> dict | None:
+    """The ``M.search.json`` an accuracy search wrote beside ``M`` (or beside ``M.best.onnx``'s ``M``)."""
+    import json
+    from pathlib import Path
+
+    path = Path(model)
+    for candidate in (path.with_suffix(".search.json"), path.with_name(path.stem.removesuffix(".best") + ".search.json")):
+        if candidate.is_file():
+            return json.loads(candidate.read_text())
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
@@ -55,5 +67,6 @@ def run(args: argparse.Namespace) -> int:
 
         write_text_atomic(args.json, json.dumps(report.to_dict(), indent=2))
     if args.report:
-        print(f"report: {write_report(report, reference, deployed, images, args.report, title=f'verify {args.model}')}")
+        search = search_record(args.model)
+        print(f"report: {write_report(report, reference, deployed, images, args.report, title=f'verify {args.model}', search=search)}")
     return 0 if report.passed else 1
