@@ -1,6 +1,7 @@
 """``retina-edge demo``: the whole toolkit in one command, offline, on the preset model.
 
-preset:synth -> FP32 / FP16 / INT8 (CPU and TensorRT placements) ONNX graphs -> verify each
+preset:synth -> FP32 / FP16 / INT8 (CPU and TensorRT placements, and one INT8 under an AP budget)
+ONNX graphs -> verify each
 against the PyTorch reference on fresh synthetic val data (COCO AP too) -> bench side by side ->
 detection on a generated video -> one folder with a summary, reports, plots and the video.
 TensorRT engines are built too where TensorRT is installed.
@@ -19,6 +20,8 @@ from retina_edge.atomic import write_text_atomic
 logger = logging.getLogger(__name__)
 
 VARIANTS = (("fp32", "cpu"), ("fp16", "cpu"), ("int8", "cpu"), ("int8", "tensorrt"))
+#: The demo's INT8 accuracy search: AP points the CPU graph may lose against FP32.
+SEARCH_BUDGET = 0.05
 
 
 def run_demo(out_dir: str | Path, *, val_images: int = 100, video_frames: int = 90) -> Path:
@@ -31,7 +34,8 @@ def run_demo(out_dir: str | Path, *, val_images: int = 100, video_frames: int = 
     from retina_edge.export.onnx_export import ExportOptions
     from retina_edge.preprocess import preprocess_for
     from retina_edge.presets import PRESET_SYNTH_DATA
-    from retina_edge.report import terminal_table, write_report
+    from retina_edge.calib.search import SearchOptions
+    from retina_edge.report import search_summary, terminal_table, write_report
     from retina_edge.runtime import Detector
     from retina_edge.synth import write_dataset
     from retina_edge.verify import run_verify
@@ -53,6 +57,14 @@ def run_demo(out_dir: str | Path, *, val_images: int = 100, video_frames: int = 
         build_precision_graph(model, out / f"{name}.onnx", export=export, precision=precision, target=target,
                               calibration=calibration)
         models[name] = out / f"{name}.onnx"
+    logger.info("2/5 INT8 for CPUs under an AP budget of %s points (measured on the train split's annotations, so "
+                "verify's val images stay unseen)", SEARCH_BUDGET)
+    train_ann, _ = resolve_split(out / "data", "train")
+    searched = build_precision_graph(model, out / "synth-int8-cpu-search.onnx", export=export, precision="int8",
+                                     target="cpu", calibration=calibration,
+                                     search=SearchOptions(max_ap_drop=SEARCH_BUDGET, val=str(train_ann), time_limit=180))
+    models["synth-int8-cpu-search"] = searched.model_path
+    search = dataclasses.asdict(searched.search)
     logger.info("3/5 verify every graph against the PyTorch reference")
     images, image_ids = load_images(str(val_dir), val_images, str(ann_file))
     summary_rows = []
@@ -60,14 +72,16 @@ def run_demo(out_dir: str | Path, *, val_images: int = 100, video_frames: int = 
         report, reference, deployed = run_verify(Detector(path, backend="onnxruntime"), model, images,
                                                  annotations=(str(ann_file), image_ids))
         logger.info(terminal_table(report))
-        write_report(report, reference, deployed, images, out / "verify" / name, title=f"verify {name}")
+        write_report(report, reference, deployed, images, out / "verify" / name, title=f"verify {name}",
+                     search=search if name == "synth-int8-cpu-search" else None)
         coco = report.coco
         summary_rows.append(f"| {name} | {100 * coco['reference']['AP']:.2f} | {100 * coco['deployed']['AP']:.2f} | "
                             f"{coco['delta_points']['AP']:+.2f} | {report.ap_vs_reference:.4f} | "
                             f"{'PASS' if report.passed else 'FAIL'} | [report](verify/{name}/report.md) |")
     logger.info("4/5 bench side by side (batch 1)")
     entries = [pytorch_entry("pytorch fp32 eager", model, export.preprocess)]
-    for name, backend in (("synth-fp32", "onnxruntime"), ("synth-int8-cpu", "onnxruntime"), ("synth-fp32", "openvino")):
+    for name, backend in (("synth-fp32", "onnxruntime"), ("synth-int8-cpu", "onnxruntime"),
+                          ("synth-int8-cpu-search", "onnxruntime"), ("synth-fp32", "openvino")):
         detector, added = measure_load(Detector, models[name], backend=backend)
         label = f"{name} [{backend}{' f32' if backend == 'openvino' else ''}]"
         entries.append(detector_entry(label, detector, rss_mb=added))
@@ -85,7 +99,8 @@ def run_demo(out_dir: str | Path, *, val_images: int = 100, video_frames: int = 
         f"{len(images)} fresh synthetic val images; finished in {elapsed:.0f} s.", "",
         "## Accuracy: COCO AP against the annotations, and agreement with the PyTorch reference", "",
         "| model | AP reference | AP deployed | delta (points) | AP vs reference | verify | details |",
-        "|---|---|---|---|---|---|---|", *summary_rows, "",
+        "|---|---|---|---|---|---|---|", *summary_rows, "", search_summary(search),
+        "![search](verify/synth-int8-cpu-search/search.png)", "",
         "## Speed (batch 1, this machine, interleaved run; ratio to PyTorch eager)", "", "```", table, "```", "",
         "![bench](bench.png)", "", "## Video", "", f"[{video_path.name}]({video_path.name}): every frame through synth-int8-cpu.", "",
     ]

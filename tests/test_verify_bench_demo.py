@@ -84,8 +84,9 @@ def test_demo_end_to_end(tmp_path):
 
     summary = run_demo(tmp_path / "demo", val_images=40, video_frames=20)
     text = summary.read_text()
-    for name in ("synth-fp32", "synth-fp16", "synth-int8-cpu", "synth-int8-tensorrt"):
+    for name in ("synth-fp32", "synth-fp16", "synth-int8-cpu", "synth-int8-tensorrt", "synth-int8-cpu-search"):
         assert name in text
+    assert "INT8 accuracy search:" in text and (tmp_path / "demo" / "verify" / "synth-int8-cpu-search" / "search.png").is_file()
     assert (tmp_path / "demo" / "video_detections.mp4").stat().st_size > 10_000
     assert (tmp_path / "demo" / "bench.png").is_file()
     rows = json.loads((tmp_path / "demo" / "bench.json").read_text())
