@@ -17,7 +17,7 @@ from retina_edge.export.nms_op import non_max_suppression
 from retina_edge.model import RetinaNet
 
 
-class GraphTail(nn.Module):
+class TailModule(nn.Module):
     """``forward(images)`` is the network, then :meth:`tail` on its head outputs; ``tail`` alone
     lets a caller that already ran the network (``verify``) reuse them."""
 
@@ -33,14 +33,14 @@ class GraphTail(nn.Module):
         raise NotImplementedError
 
 
-class RawOutputs(GraphTail):
+class RawOutputs(TailModule):
     """``images -> (cls_logits (B, N, K), bbox_regression (B, N, 4))``."""
 
     def tail(self, outputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         return outputs["cls_logits"], outputs["bbox_regression"]
 
 
-class DecodedCandidates(GraphTail):
+class DecodedCandidates(TailModule):
     """``images -> (boxes (B, M, 4), scores (B, M), labels (B, M))``: per-level top-k, decoded, clipped.
 
     k per level is ``min(tail.topk_candidates, N_l * K)``, a constant for the fixed input size, so
@@ -82,7 +82,7 @@ class DecodedCandidates(GraphTail):
         return torch.cat(boxes, dim=1), torch.cat(scores, dim=1), torch.cat(labels, dim=1)
 
 
-class NmsDetections(GraphTail):
+class NmsDetections(TailModule):
     """``images -> (num_detections (B, 1), det_boxes (B, D, 4), det_scores (B, D), det_labels (B, D))``.
 
     Class-aware NMS as one ONNX ``NonMaxSuppression`` over class-shifted boxes (each label moved

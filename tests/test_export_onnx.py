@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from retina_edge.archs import build_model
-from retina_edge.contract import OUTPUTS, DeploymentMetadata
+from retina_edge.contract import OUTPUTS
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.onnx_export import ExportOptions, export_onnx
 from retina_edge.runtime.model_file import onnx_metadata_props, read_deployment
