@@ -28,7 +28,8 @@ from retina_edge.optional import require
 PREDICTOR_PATTERNS = ("cls_logits", "bbox_reg")
 #: Tail nodes (outside the network scopes), as a regex for ModelOpt.
 TAIL_REGEX = "^(?!" + "|".join(map(re.escape, NETWORK_SCOPES)) + ").*$"
-#: TensorRT 10.3 (JetPack 6) writes cache headers as TRT-<major*10000+minor*100+patch>-...
+#: TensorRT 10.3 (JetPack 6) writes cache headers as TRT-<major*10000+minor*100+patch>-...; the
+#: engine build rewrites the header to the TensorRT that reads it (trt_plan.legacy_calibration_cache).
 DEFAULT_TRT_CACHE_VERSION = 100300
 
 

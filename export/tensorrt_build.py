@@ -6,15 +6,26 @@ module only drives TensorRT's builder with them.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from retina_edge.contract import INPUT_NAME, DeploymentMetadata
 from retina_edge.errors import RetinaEdgeError
-from retina_edge.export.trt_plan import TrtBuildSettings, plan_precision, profile_shapes, trt_major_version
+from retina_edge.export.trt_plan import (
+    LEGACY_CALIBRATORS,
+    TrtBuildSettings,
+    check_dla,
+    legacy_calibration_cache,
+    plan_precision,
+    profile_shapes,
+    trt_major_version,
+)
 from retina_edge.runtime.backends.tensorrt_backend import gpu_name, import_tensorrt
 from retina_edge.runtime.engine_file import write_engine_file
 from retina_edge.runtime.model_file import read_deployment
+
+logger = logging.getLogger(__name__)
 
 
 def tensorrt_available() -> bool:
@@ -24,10 +35,12 @@ def tensorrt_available() -> bool:
 
 
 def _cache_calibrator(trt, cache_path: str):  # noqa: ANN001, ANN202
-    """A legacy INT8 calibrator that only replays a calibration cache (TensorRT <= 10)."""
-    data = Path(cache_path).read_bytes()
+    """A legacy INT8 calibrator that only replays a calibration cache (TensorRT <= 10, deprecated
+    since 10.1): the class matching the cache's algorithm, the header rewritten to this version."""
+    algorithm, text = legacy_calibration_cache(Path(cache_path).read_text(), trt.__version__)
+    data = text.encode()
 
-    class CacheCalibrator(trt.IInt8EntropyCalibrator2):
+    class CacheCalibrator(getattr(trt, LEGACY_CALIBRATORS[algorithm])):
         def get_batch_size(self) -> int:
             return 1
 
@@ -73,12 +86,14 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, s
     if settings.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     if settings.dla_core is not None:
+        check_dla(trt.__version__, metadata.precision, settings.legacy_precision)
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = settings.dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
     profile = builder.create_optimization_profile()
     profile.set_shape(INPUT_NAME, *profile_shapes(settings.batch, metadata.preprocess))
-    config.add_optimization_profile(profile)
+    if config.add_optimization_profile(profile) < 0:  # -1 on failure, no exception
+        raise RetinaEdgeError(f"TensorRT refused the optimization profile for batch {settings.batch}")
     timing_cache = _load_timing_cache(config, settings.timing_cache)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -101,5 +116,8 @@ def _load_timing_cache(config, path: str | None):  # noqa: ANN001, ANN202
     """A timing cache from ``path`` (reused across builds) or an empty one."""
     data = Path(path).read_bytes() if path and Path(path).is_file() else b""
     cache = config.create_timing_cache(data)
-    config.set_timing_cache(cache, ignore_mismatch=False)
+    if not config.set_timing_cache(cache, ignore_mismatch=False):  # False for a cache of another GPU or version
+        logger.warning("the timing cache %s was made on another GPU or TensorRT version; building with a new one", path)
+        cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, ignore_mismatch=False)
     return cache

@@ -73,3 +73,44 @@ def trt_major_version(version: str) -> int:
         return int(version.split(".")[0])
     except ValueError:
         raise RetinaEdgeError(f"cannot parse TensorRT version {version!r}") from None
+
+
+#: Releases with DLA per NVIDIA: 10.7 was the last 10.x with DLA; it is back from 11.4.1 (JetPack 7.2.2).
+DLA_LAST_10X = (10, 7)
+DLA_FROM_11X = (11, 4, 1)
+
+
+def check_dla(trt_version: str, graph_precision: str, legacy_precision: str | None) -> None:
+    """Refuse a DLA build that would not run on DLA: DLA runs FP16/INT8 only (with GPU fallback an
+    FP32 graph silently becomes a GPU engine), and only some TensorRT releases have it."""
+    version = tuple(int(part) for part in trt_version.split(".")[:3] if part.isdigit())
+    if DLA_LAST_10X < version[:2] and version < DLA_FROM_11X:
+        raise RetinaEdgeError(f"TensorRT {trt_version} has no DLA support (per NVIDIA, 10.7 was the last 10.x with DLA; "
+                              "11.4.1, with JetPack 7.2.2, has it again): build for the GPU, without --dla-core")
+    if graph_precision == "fp32" and legacy_precision is None:
+        raise RetinaEdgeError("DLA runs FP16 and INT8 only; an FP32 graph would silently run on the GPU through GPU "
+                              "fallback: build an --fp16 or --int8 graph first (or --legacy fp16 on TensorRT <= 10)")
+
+
+def calibration_header_version(trt_version: str) -> int:
+    """The number TensorRT writes in a calibration cache header: major*10000 + minor*100 + patch."""
+    major, minor, patch = (int(part) for part in (trt_version.split(".") + ["0", "0"])[:3])
+    return major * 10000 + minor * 100 + patch
+
+
+def legacy_calibration_cache(text: str, trt_version: str) -> tuple[str, str]:
+    """(algorithm, cache text) to replay a calibration cache on this TensorRT: the header gets the
+    reading version, and the algorithm it names picks the calibrator class (a ``max`` cache must be
+    replayed by a MinMax calibrator, not an entropy one)."""
+    lines = text.splitlines()
+    if not lines or not lines[0].startswith("TRT-") or lines[0].count("-") < 2:
+        raise RetinaEdgeError("not a TensorRT calibration cache (no TRT-<version>-<algorithm> header)")
+    algorithm = lines[0].split("-", 2)[2]
+    if algorithm not in LEGACY_CALIBRATORS:
+        raise RetinaEdgeError(f"calibration cache algorithm {algorithm!r} is not one of {sorted(LEGACY_CALIBRATORS)}")
+    lines[0] = f"TRT-{calibration_header_version(trt_version)}-{algorithm}"
+    return algorithm, "\n".join(lines) + "\n"
+
+
+#: Cache header algorithm -> the TensorRT <= 10 calibrator class that replays it.
+LEGACY_CALIBRATORS = {"EntropyCalibration2": "IInt8EntropyCalibrator2", "MinMaxCalibration": "IInt8MinMaxCalibrator"}

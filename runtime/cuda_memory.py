@@ -52,26 +52,44 @@ class CudaStream:
     def __init__(self) -> None:
         self.cudart = _cudart()
         self.handle = check(self.cudart.cudaStreamCreate())
-        self._graph_exec = None
+        self._graph = self._graph_exec = None
 
     def synchronize(self) -> None:
         check(self.cudart.cudaStreamSynchronize(self.handle))
 
     def capture(self, enqueue) -> None:  # noqa: ANN001
-        """Record ``enqueue()`` (copies + execute) into a CUDA graph replayed by :meth:`launch`."""
+        """Record ``enqueue()`` (copies + execute) into a CUDA graph replayed by :meth:`launch`; a
+        graph captured before (another batch size) is destroyed first."""
         cudart = self.cudart
+        self._destroy_graph()
         check(cudart.cudaStreamBeginCapture(self.handle, cudart.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal))
         enqueue()
-        graph = check(cudart.cudaStreamEndCapture(self.handle))
-        self._graph_exec = check(cudart.cudaGraphInstantiate(graph, 0))
+        self._graph = check(cudart.cudaStreamEndCapture(self.handle))
+        self._graph_exec = check(cudart.cudaGraphInstantiate(self._graph, 0))
+
+    def _destroy_graph(self) -> None:
+        if self._graph_exec is not None:
+            check(self.cudart.cudaGraphExecDestroy(self._graph_exec))
+            check(self.cudart.cudaGraphDestroy(self._graph))
+            self._graph_exec = self._graph = None
 
     def launch(self) -> None:
         check(self.cudart.cudaGraphLaunch(self._graph_exec, self.handle))
 
     def close(self) -> None:
         if self.handle is not None:
+            self._destroy_graph()
             check(self.cudart.cudaStreamDestroy(self.handle))
             self.handle = None
+
+
+def pinned_array(address: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A NumPy view of ``shape``/``dtype`` on host memory at ``address``, through raw bytes: NumPy
+    dtypes without a ctypes twin (float16, the I/O of FP16 engines) work too."""
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape))
+    raw = (ctypes.c_ubyte * (max(1, count) * dtype.itemsize)).from_address(int(address))
+    return np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)
 
 
 class HostDeviceBuffer:
@@ -82,8 +100,7 @@ class HostDeviceBuffer:
         dtype = np.dtype(dtype)
         self.nbytes = max(1, int(np.prod(shape))) * dtype.itemsize
         host_ptr = check(self.cudart.cudaMallocHost(self.nbytes))
-        pointer = ctypes.cast(host_ptr, ctypes.POINTER(np.ctypeslib.as_ctypes_type(dtype)))
-        self.host = np.ctypeslib.as_array(pointer, (max(1, int(np.prod(shape))),))[: int(np.prod(shape))].reshape(shape)
+        self.host = pinned_array(host_ptr, shape, dtype)
         self._host_ptr = host_ptr
         self.device = check(self.cudart.cudaMalloc(self.nbytes))
 

@@ -73,15 +73,20 @@ class Detector:
     ``backend``: auto, onnxruntime, openvino or tensorrt. ``device``: ``cpu``/``cuda``/``tensorrt``
     for ONNX Runtime, ``CPU``/``GPU`` for OpenVINO. ``metadata`` supplies the contract for ONNX
     files made by other tools (or replaces the file's). ``score_thresh`` overrides the model's
-    threshold (see :meth:`DeploymentMetadata.override`). ``close()`` (or ``with``) frees the backend.
+    threshold (see :meth:`DeploymentMetadata.override`). ``cuda_graph`` (TensorRT only) replays each
+    batch size's copies and inference as one captured CUDA graph. ``close()`` (or ``with``) frees the backend.
     """
 
     def __init__(
         self, path: str | os.PathLike, *, backend: str = "auto", device: str | None = None, threads: int | None = None,
         metadata: DeploymentMetadata | None = None, score_thresh: float | None = None, openvino_precision: str = "f32",
+        cuda_graph: bool = False,
     ) -> None:
         self.path = Path(path)
         self.backend_name = choose_backend(self.path, backend)
+        if cuda_graph and self.backend_name != "tensorrt":
+            raise RetinaEdgeError("CUDA graphs (--cuda-graph) are for TensorRT engines; this model runs on "
+                                  f"{self.backend_name}")
         engine = None
         if self.backend_name == "tensorrt":
             from retina_edge.runtime.engine_file import read_engine_file
@@ -89,7 +94,7 @@ class Detector:
             engine = read_engine_file(self.path)  # the header is checked before TensorRT is needed
         contract = metadata or (engine.deployment if engine else read_deployment(self.path))
         self.metadata = contract.override(score_thresh=score_thresh)
-        self.backend = self._load_backend(engine, device, threads, openvino_precision)
+        self.backend = self._load_backend(engine, device, threads, openvino_precision, cuda_graph)
         missing = set(self.metadata.output_names) - set(self.backend.output_names)
         if missing:
             self.close()
@@ -99,11 +104,12 @@ class Detector:
             size = self.input_size
             self._level_anchors = grid_anchors(feature_shapes_for(size), size, self.metadata.model.anchors)
 
-    def _load_backend(self, engine, device: str | None, threads: int | None, openvino_precision: str):  # noqa: ANN001, ANN202
+    def _load_backend(self, engine, device: str | None, threads: int | None, openvino_precision: str,  # noqa: ANN001, ANN202
+                      cuda_graph: bool):
         if self.backend_name == "tensorrt":
             from retina_edge.runtime.backends.tensorrt_backend import TensorRTBackend
 
-            return TensorRTBackend(engine)
+            return TensorRTBackend(engine, use_cuda_graph=cuda_graph)
         if self.backend_name == "onnxruntime":
             from retina_edge.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 

@@ -25,6 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iters", type=positive_int, default=20, help="timed iterations per batch size")
     parser.add_argument("--warmup", type=non_negative_int, default=3)
     parser.add_argument("--threads", type=positive_int, help="CPU threads for every backend and torch")
+    parser.add_argument("--cuda-graph", action="store_true", help="TensorRT engines: replay each batch as a CUDA graph")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--plot", help="write a stacked-bar PNG here")
 
@@ -44,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from retina_edge.atomic import write_text_atomic
+    from retina_edge.contract import is_engine_path
     from retina_edge.bench import (detector_entry, format_table, measure_load, plot, process_rss_mb, pytorch_entry,
                                    run_bench)
     from retina_edge.errors import RetinaEdgeError
@@ -53,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         raise RetinaEdgeError("give at least one --model or --weights")
     entries, preprocess = [], None
     for path in args.model:
-        detector, added = measure_load(Detector, path, backend=args.backend, threads=args.threads)
+        detector, added = measure_load(Detector, path, backend=args.backend, threads=args.threads,
+                                       cuda_graph=args.cuda_graph and is_engine_path(path))
         entries.append(detector_entry(f"{Path(path).stem} [{detector.backend_name}]", detector, rss_mb=added))
         preprocess = preprocess or detector.metadata.preprocess
         if args.openvino and Path(path).suffix == ".onnx":

@@ -24,6 +24,8 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int, help="CPU threads for the backend")
     parser.add_argument("--ov-precision", choices=["f32", "bf16", "f16"], default="f32",
                         help="OpenVINO inference precision (f32 matches the reference; bf16 is faster where supported)")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="TensorRT: replay copies and inference as one captured CUDA graph per batch size")
 
 
 def add_score_thresh_argument(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +37,7 @@ def make_detector(args: argparse.Namespace, **kwargs):  # noqa: ANN201
     from retina_edge.runtime import Detector
 
     return Detector(args.model, backend=args.backend, device=args.device, threads=args.threads,
-                    openvino_precision=args.ov_precision, **kwargs)
+                    openvino_precision=args.ov_precision, cuda_graph=args.cuda_graph, **kwargs)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -44,14 +44,21 @@ class TensorRTBackend:
         path = engine_file.source
         check_compatible(engine_file, tensorrt_version=trt.__version__, device_name=gpu_name(), source=path)
         self.logger = trt.Logger(trt.Logger.WARNING)
-        self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(engine_file.plan)
+        runtime = trt.Runtime(self.logger)
+        build = engine_file.header.get("build", {})
+        if build.get("version_compatible"):
+            runtime.engine_host_code_allowed = True  # such plans embed the lean runtime (as trtexec allows)
+        if build.get("dla_core") is not None:
+            runtime.DLA_core = int(build["dla_core"])
+        self.engine = runtime.deserialize_cuda_engine(engine_file.plan)
         if self.engine is None:
             raise RetinaEdgeError(f"TensorRT could not deserialize {path}; rebuild the engine")
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.output_names = tuple(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
         self.dtypes = {n: np.dtype(trt.nptype(self.engine.get_tensor_dtype(n))) for n in names}
-        self.max_batch = int(self.engine.get_tensor_profile_shape(INPUT_NAME, 0)[2][0])
+        profile = self.engine.get_tensor_profile_shape(INPUT_NAME, 0)
+        self.min_batch, self.max_batch = int(profile[0][0]), int(profile[2][0])
         self.stream, self._buffer_class = make_stream_and_allocator()
         self.buffers = {}
         self._allocate(self.max_batch)
@@ -59,8 +66,15 @@ class TensorRTBackend:
         self._lock = threading.Lock()
         self._graph_batch = None
 
+    def _set_batch(self, batch: int) -> None:
+        """Set the input shape; TensorRT reports a refused shape by returning False, not raising."""
+        shape = (batch, *self.engine.get_tensor_shape(INPUT_NAME)[1:])
+        if not self.context.set_input_shape(INPUT_NAME, shape):
+            raise RetinaEdgeError(f"TensorRT refused the input shape {shape} (profile batch range "
+                                  f"{self.min_batch}..{self.max_batch})")
+
     def _allocate(self, batch: int) -> None:
-        self.context.set_input_shape(INPUT_NAME, (batch, *self.engine.get_tensor_shape(INPUT_NAME)[1:]))
+        self._set_batch(batch)
         for name in (INPUT_NAME, *self.output_names):
             shape = tuple(self.context.get_tensor_shape(name))
             self.buffers[name] = self._buffer_class(shape, self.dtypes[name])
@@ -68,26 +82,33 @@ class TensorRTBackend:
 
     def _enqueue(self, nbytes_in: int) -> None:
         self.buffers[INPUT_NAME].to_device(self.stream, nbytes_in)
-        self.context.execute_async_v3(self.stream.handle)
+        if not self.context.execute_async_v3(self.stream.handle):
+            raise RetinaEdgeError("TensorRT failed to enqueue the inference (execute_async_v3 returned False; see its log)")
         for name in self.output_names:
             self.buffers[name].to_host(self.stream)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         count = batch.shape[0]
-        if count > self.max_batch:
-            raise RetinaEdgeError(f"batch of {count} exceeds the engine's profile maximum {self.max_batch}")
+        if not self.min_batch <= count <= self.max_batch:  # never stale rows of an earlier shape
+            raise RetinaEdgeError(f"a batch of {count} is outside the engine's profile range {self.min_batch}..{self.max_batch}"
+                                  " (Detector pads short batches up to the minimum)")
         with self._lock:
-            self.context.set_input_shape(INPUT_NAME, batch.shape)
             host_in = self.buffers[INPUT_NAME].host.reshape(-1)
             host_in[: batch.size] = batch.astype(self.dtypes[INPUT_NAME], copy=False).reshape(-1)
             nbytes_in = batch.size * self.dtypes[INPUT_NAME].itemsize
+            if self._graph_batch != count:
+                self._set_batch(count)
             if self.use_cuda_graph and hasattr(self.stream, "capture"):
                 if self._graph_batch != count:
+                    # trtexec's rule: after a shape change, enqueue once before capturing, so the
+                    # context's shape-dependent setup happens outside the graph.
+                    self._enqueue(nbytes_in)
+                    self.stream.synchronize()
                     self.stream.capture(lambda: self._enqueue(nbytes_in))
-                    self._graph_batch = count
                 self.stream.launch()
             else:
                 self._enqueue(nbytes_in)
+            self._graph_batch = count
             self.stream.synchronize()
             outputs = {}
             for name in self.output_names:
