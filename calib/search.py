@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -55,6 +56,10 @@ class SearchOptions:
             raise RetinaEdgeError(f"--max-ap-drop is in AP points (0 to 100), got {self.max_ap_drop}")
         if self.time_limit is not None and self.time_limit <= 0:
             raise RetinaEdgeError(f"--search-time-limit must be above 0 seconds, got {self.time_limit}")
+
+    def within_budget(self, ap_reference: float, ap: float) -> bool:
+        """Whether ``ap`` is at most ``max_ap_drop`` points below ``ap_reference``."""
+        return ap_reference - ap <= self.max_ap_drop
 
 
 @dataclass
@@ -310,14 +315,17 @@ def search(qdq_path: Path, fp32_path: Path, output: Path, *, options: SearchOpti
     logger.info("search: FP32 AP %.2f on %d images; budget %.2f points; %d quantized layers",
                 ap_reference, len(validation.images), options.max_ap_drop, len(layers))
     result = SearchResult(options.max_ap_drop, ap_reference, 0.0, len(layers), [], high, False)
+    ranked: list[str] = []  # filled by the ranking, which the search runs only when plain INT8 misses
     with tempfile.TemporaryDirectory(prefix="retina-edge-search-") as scratch:
-        def evaluate(count: int, ranked: list[str]) -> float:
-            candidate = Path(scratch) / f"keep{count}.onnx"
-            onnx.save(keep_high_precision(qdq, fp32, ranked[:count], high=high), str(candidate))
-            ap = validation.ap(candidate, metadata)
-            result.trajectory.append({"step": len(result.trajectory), "layers_kept_high": count, "ap": ap,
-                                      "drop": ap_reference - ap, "seconds": time.perf_counter() - start})
+        def candidate(count: int) -> Path:
+            return Path(scratch) / f"keep{count}.onnx"
+
+        def evaluate(count: int) -> float:
+            onnx.save(keep_high_precision(qdq, fp32, ranked[:count], high=high), str(candidate(count)))
+            ap = validation.ap(candidate(count), metadata)
             elapsed = time.perf_counter() - start
+            result.trajectory.append({"step": len(result.trajectory), "layers_kept_high": count, "ap": ap,
+                                      "drop": ap_reference - ap, "seconds": elapsed})
             # At most about 2 * log2(layers) + 2 steps: plain INT8, doubling, bisection.
             remaining = max(0, 2 * math.ceil(math.log2(max(2, len(layers)))) + 2 - len(result.trajectory))
             logger.info("search step %d: %d of %d layers kept high, AP %.2f (drop %.2f, budget %.2f), elapsed %.0f s, "
@@ -325,13 +333,11 @@ def search(qdq_path: Path, fp32_path: Path, output: Path, *, options: SearchOpti
                         options.max_ap_drop, elapsed, remaining * elapsed / len(result.trajectory))
             return ap
 
-        ranked = []
-        best = _search_counts(lambda count: evaluate(count, ranked), len(layers), ap_reference, options, start,
-                              rank=lambda: ranked.extend(_ranked(qdq, fp32, layers, probe)))
-        count, ap = best
-        onnx.save(keep_high_precision(qdq, fp32, ranked[:count], high=high), str(output))
+        count, ap = _search_counts(evaluate, len(layers), ap_reference, options, start,
+                                   rank=lambda: ranked.extend(_ranked(qdq, fp32, layers, probe)))
+        shutil.copyfile(candidate(count), output)  # every count tried was saved; the chosen one is not rebuilt
     result.ap_deployed, result.layers_kept_high = ap, ranked[:count]
-    result.budget_met = ap_reference - ap <= options.max_ap_drop
+    result.budget_met = options.within_budget(ap_reference, ap)
     result.seconds = time.perf_counter() - start
     return result
 
@@ -346,7 +352,7 @@ def _search_counts(evaluate: Callable[[int], float], total: int, ap_reference: f
     """(layers kept high, AP) of the smallest count meeting the budget: plain INT8 first, then
     1, 2, 4, ... most sensitive layers, then bisection. Stops at the time limit with the best so far."""
     def met(ap: float) -> bool:
-        return ap_reference - ap <= options.max_ap_drop
+        return options.within_budget(ap_reference, ap)
 
     def out_of_time() -> bool:
         return options.time_limit is not None and time.perf_counter() - start > options.time_limit
