@@ -56,26 +56,40 @@ def _cache_calibrator(trt, cache_path: str):  # noqa: ANN001, ANN202
     return CacheCalibrator()
 
 
+def check_build_request(settings: TrtBuildSettings, graph_precision: str):  # noqa: ANN201
+    """Refuse what this TensorRT cannot build (legacy flags on 11, DLA where there is none, a missing
+    calibration cache) before any export or calibration; returns the precision plan and ``tensorrt``."""
+    trt = import_tensorrt()
+    plan = plan_precision(trt_major_version(trt.__version__), graph_precision, settings)
+    if settings.dla_core is not None:
+        check_dla(trt.__version__, graph_precision, settings.legacy_precision)
+    if plan.use_calibration_cache and not Path(settings.calibration_cache).is_file():
+        raise RetinaEdgeError(f"calibration cache not found: {settings.calibration_cache}")
+    return plan, trt
+
+
 def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, settings: TrtBuildSettings, *,
                  metadata: DeploymentMetadata | None = None) -> Path:
     """Parse ``onnx_path``, build a serialized plan per ``settings``, write it with the graph's
     contract (``metadata``, read from the file when the caller does not have it) updated to the
     engine's batch range and precision."""
-    trt = import_tensorrt()
     metadata = metadata or read_deployment(onnx_path)
-    major = trt_major_version(trt.__version__)
-    plan = plan_precision(major, metadata.precision, settings)
-    logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
+    plan, trt = check_build_request(settings, metadata.precision)
+    trt_logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(trt_logger)
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan.strongly_typed else 0
     network = builder.create_network(flags)
-    parser = trt.OnnxParser(network, logger)
+    parser = trt.OnnxParser(network, trt_logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise RetinaEdgeError(f"TensorRT cannot parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_bytes)
     config.builder_optimization_level = settings.optimization_level
+    if settings.legacy_precision:
+        logger.warning("--legacy %s uses APIs TensorRT deprecated (calibrators since 10.1, FP16/INT8 builder flags "
+                       "since 10.12) and removed in 11; prefer an %s graph ('build --%s')", settings.legacy_precision,
+                       settings.legacy_precision.upper(), settings.legacy_precision)
     if plan.fp16_flag:
         config.set_flag(trt.BuilderFlag.FP16)
     if plan.int8_flag:
@@ -86,7 +100,6 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, s
     if settings.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     if settings.dla_core is not None:
-        check_dla(trt.__version__, metadata.precision, settings.legacy_precision)
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = settings.dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)

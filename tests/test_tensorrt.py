@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 import numpy as np
 import pytest
@@ -82,14 +83,15 @@ def test_engine_matches_onnxruntime(tmp_path, precision):
     np.testing.assert_equal(len(trt_results), 4)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("cuda") is not None or importlib.util.find_spec("pycuda") is not None,
-                    reason="a CUDA binding is installed here")
-def test_missing_cuda_binding_is_a_clear_error():
+def test_missing_cuda_binding_is_a_clear_error(monkeypatch):
+    import retina_edge.runtime.cuda_memory as cuda_memory
     from retina_edge.errors import MissingDependencyError
-    from retina_edge.runtime.cuda_memory import cuda_api
 
+    monkeypatch.setattr(cuda_memory, "_cudart", lambda: None)  # no cuda-python
+    monkeypatch.setitem(sys.modules, "pycuda", None)  # and no pycuda: importing them fails
+    monkeypatch.setitem(sys.modules, "pycuda.driver", None)
     with pytest.raises(MissingDependencyError, match="cuda-python"):
-        cuda_api()
+        cuda_memory.cuda_api()
 
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here")

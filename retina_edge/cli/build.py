@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     trt.add_argument("--version-compatible", action="store_true", help="engine runs on later TensorRT of the same major")
     trt.add_argument("--dla-core", type=non_negative_int, help="build for this DLA core with GPU fallback (Jetson)")
     trt.add_argument("--legacy", choices=["fp16", "int8"],
-                     help="TensorRT <= 10 only: FP16/INT8 builder flags on an FP32 graph (INT8 with --calibration-cache)")
+                     help="TensorRT <= 10 only: FP16/INT8 builder flags on an FP32 graph (INT8 with --calibration-cache); "
+                          "deprecated by TensorRT (calibrators since 10.1, the flags since 10.12), removed in 11")
     trt.add_argument("--calibration-cache", help="legacy INT8 calibration cache (e.g. one 'build --int8' wrote)")
     parser.add_argument("-o", "--output", required=True,
                         help="file to write: model.onnx, or a TensorRT engine (.engine, .plan or .trt; the ONNX "
@@ -72,6 +73,17 @@ def _engine_wanted(args: argparse.Namespace) -> bool:
     return asked or (args.backend == "auto" and tensorrt_available())
 
 
+def _engine_settings(args: argparse.Namespace):  # noqa: ANN202
+    from retina_edge.export.trt_plan import TrtBuildSettings
+
+    return TrtBuildSettings(
+        batch=tuple(args.batch), workspace_bytes=int(args.workspace * (1 << 30)), optimization_level=args.opt_level,
+        timing_cache=args.timing_cache, hardware_compatible=args.hardware_compatible,
+        version_compatible=args.version_compatible, dla_core=args.dla_core, legacy_precision=args.legacy,
+        calibration_cache=args.calibration_cache,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -80,6 +92,11 @@ def run(args: argparse.Namespace) -> int:
     from retina_edge.contract import is_engine_path
 
     engine = _engine_wanted(args)
+    settings = _engine_settings(args) if engine else None
+    if settings is not None:
+        from retina_edge.export.tensorrt_build import check_build_request
+
+        check_build_request(settings, args.precision)  # before export and calibration, not after
     output = Path(args.output)
     onnx_path = output.with_suffix(".onnx") if is_engine_path(output) else output
     search = None
@@ -111,16 +128,9 @@ def run(args: argparse.Namespace) -> int:
                                     f"written as {result.model_path}")
     if result.calibration_cache:
         print(f"wrote {result.calibration_cache} (TensorRT <= 10 / DeepStream implicit-INT8 calibration cache)")
-    if engine:
+    if settings is not None:
         from retina_edge.export.tensorrt_build import build_engine
-        from retina_edge.export.trt_plan import TrtBuildSettings
 
-        settings = TrtBuildSettings(
-            batch=tuple(args.batch), workspace_bytes=int(args.workspace * (1 << 30)), optimization_level=args.opt_level,
-            timing_cache=args.timing_cache, hardware_compatible=args.hardware_compatible,
-            version_compatible=args.version_compatible, dla_core=args.dla_core, legacy_precision=args.legacy,
-            calibration_cache=args.calibration_cache,
-        )
         engine_path = output if is_engine_path(output) else output.with_suffix(".engine")
         print(f"wrote {build_engine(result.model_path, engine_path, settings, metadata=result.metadata)} (TensorRT engine)")
     elif args.backend == "auto":

@@ -1,0 +1,47 @@
+"""The graphs the TensorRT API tier builds engines from: FP32, FP16 and INT8 (TensorRT placement)
+graphs of a tiny RetinaNet with none/decode/nms tails, made once per test session (they do not
+depend on the TensorRT version), with the INT8 build's legacy calibration cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PRECISIONS = ("fp32", "fp16", "int8")
+TAILS = ("none", "decode", "nms")
+ENV_GRAPHS = "RETINA_EDGE_TRT_GRAPHS"  # set by the outer test: the folder already made
+INPUT = (64, 96)
+BATCH = (1, 2, 4)
+
+
+def graph_path(folder: Path, precision: str, tail: str) -> Path:
+    return folder / f"{precision}-{tail}.onnx"
+
+
+def make_graphs(folder: Path) -> Path:
+    """Write the nine graphs (and ``int8-*.calib.cache``) into ``folder``; reused when complete."""
+    if all(graph_path(folder, p, t).is_file() for p in PRECISIONS for t in TAILS):
+        return folder
+    from tiny import tiny_model
+
+    from retina_edge.calib.build import CalibrationOptions, build_precision_graph
+    from retina_edge.export.onnx_export import ExportOptions
+    from retina_edge.imageio import write_image_rgb
+    from retina_edge.preprocess import PreprocessConfig
+    from retina_edge.synth import SynthConfig, render_image
+
+    for index in range(8):
+        write_image_rgb(folder / "calib" / f"{index}.jpg", render_image(SynthConfig(seed=2), index)[0])
+    model = tiny_model()
+    for precision in PRECISIONS:
+        calibration = CalibrationOptions(str(folder / "calib"), count=8, min_images=8, cache_dir=folder / "stats") \
+            if precision == "int8" else None
+        for tail in TAILS:
+            build_precision_graph(model, graph_path(folder, precision, tail), precision=precision, target="tensorrt",
+                                  export=ExportOptions(preprocess=PreprocessConfig(*INPUT), tail=tail, batch=BATCH),
+                                  calibration=calibration)
+    return folder
+
+
+def graphs_folder(default: Path) -> Path:
+    return make_graphs(Path(os.environ.get(ENV_GRAPHS) or default))

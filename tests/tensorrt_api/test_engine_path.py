@@ -1,0 +1,40 @@
+"""build_engine, the TensorRT backend and Detector driven through the real TensorRT API (bound by
+the stand-in): every precision and tail, every batch size of the profile, every build option."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from graphs import BATCH, PRECISIONS, TAILS, graph_path
+
+from retina_edge.errors import RetinaEdgeError
+from retina_edge.export.tensorrt_build import build_engine
+from retina_edge.export.trt_plan import TrtBuildSettings
+from retina_edge.runtime import Detector
+from retina_edge.synth import SynthConfig, render_image
+
+IMAGES = [render_image(SynthConfig(seed=5), i)[0] for i in range(5)]
+
+
+def same_detections(expected, got) -> None:  # noqa: ANN001
+    assert len(expected) == len(got)
+    for ref, out in zip(expected, got):
+        np.testing.assert_array_equal(ref.boxes, out.boxes)
+        np.testing.assert_array_equal(ref.scores, out.scores)
+        np.testing.assert_array_equal(ref.labels, out.labels)
+
+
+@pytest.mark.parametrize("tail", TAILS)
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_engine_detects_like_its_graph_at_every_batch_size(trt_env, graphs, tmp_path, precision, tail):
+    onnx = graph_path(graphs, precision, tail)
+    engine = build_engine(onnx, tmp_path / "m.engine", TrtBuildSettings(batch=BATCH))
+    header = trt_env.builds[-1]
+    major = int(trt_env.real.__version__.split(".")[0])
+    assert header["strongly_typed"] == (precision != "fp32" or major >= 11) and not header["flags"]
+    with Detector(engine) as detector, Detector(onnx, backend="onnxruntime") as reference:
+        assert detector.backend_name == "tensorrt" and detector.metadata.precision == precision
+        for count in range(1, BATCH[2] + 1):
+            same_detections(reference.detect(IMAGES[:count]), detector.detect(IMAGES[:count]))
+        same_detections(reference.detect(IMAGES), detector.detect(IMAGES))  # 5 images: chunks of 4 and 1
+    assert not trt_env.cuda.device and not trt_env.cuda.host and not trt_env.cuda.streams  # all freed
