@@ -40,15 +40,28 @@ def decode_image_file(path: str | os.PathLike, flags: int) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image not found: {path}")
-    data = np.fromfile(path, dtype=np.uint8)
+    return _decode(np.fromfile(path, dtype=np.uint8), flags, str(path))
+
+
+def decode_image_bytes(data: bytes, *, source: str = "image bytes") -> np.ndarray:
+    """Encoded JPEG/PNG/... ``data`` -> ``(H, W, 3)`` uint8 RGB, with the same limits and errors as
+    :func:`read_image_rgb` (what a server gets from a camera client)."""
+    import cv2
+
+    return bgr_to_rgb(_decode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR, source))
+
+
+def _decode(data: np.ndarray, flags: int, source: str) -> np.ndarray:
+    import cv2
+
     size = header_size(data[:1 << 16].tobytes())
     if size and size[0] * size[1] > MAX_IMAGE_PIXELS:
-        raise DataError(f"{path} is {size[1]}x{size[0]} pixels ({size[0] * size[1] / 1e6:.0f} MP), over the "
+        raise DataError(f"{source} is {size[1]}x{size[0]} pixels ({size[0] * size[1] / 1e6:.0f} MP), over the "
                         f"{MAX_IMAGE_PIXELS / 1e6:.0f} MP retina-edge decodes (the network sees at most its input "
                         "size): downscale it first")
     image = cv2.imdecode(data, flags) if data.size else None
     if image is None:
-        raise DataError(f"cannot decode image (unreadable or not an image): {path}")
+        raise DataError(f"cannot decode image (unreadable or not an image): {source}")
     return image
 
 

@@ -27,6 +27,10 @@ INSTALL_HINTS = {
     "pycuda": "pip install cuda-python (or pycuda)",
     "pycocotools": "pip install pycocotools",
     "matplotlib": "pip install matplotlib",
+    "tritonclient": "pip install 'retina-edge[serve]'",
+    # nvidia-pytriton pins numpy<2 though its tritonserver binary does not need it, hence --no-deps.
+    "pytriton": ("use NVIDIA's Triton container (tritonserver on PATH), or pip install --no-deps nvidia-pytriton "
+                 "for its CPU build of tritonserver"),
 }
 
 

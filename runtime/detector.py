@@ -25,12 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from retina_edge.anchors import feature_shapes_for, grid_anchors
 from retina_edge.contract import DeploymentMetadata, is_engine_path
 from retina_edge.errors import DataError, RetinaEdgeError
-from retina_edge.preprocess import LetterboxInfo, boxes_to_source, preprocess_batch
+from retina_edge.preprocess import LetterboxInfo, preprocess_batch
 from retina_edge.runtime.model_file import read_deployment
-from retina_edge.runtime.postprocess import candidates_from_raw, select_detections
+from retina_edge.runtime.finish import Finisher
 from retina_edge.runtime.results import Detections
 
 BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt")
@@ -99,10 +98,7 @@ class Detector:
         if missing:
             self.close()
             raise RetinaEdgeError(f"{self.path} lacks the outputs {sorted(missing)} its metadata promises")
-        self._level_anchors = None
-        if self.metadata.tail.mode == "none":
-            size = self.input_size
-            self._level_anchors = grid_anchors(feature_shapes_for(size), size, self.metadata.model.anchors)
+        self._finish = Finisher(self.metadata)
 
     def _load_backend(self, engine, device: str | None, threads: int | None, openvino_precision: str,  # noqa: ANN001, ANN202
                       cuda_graph: bool):
@@ -164,28 +160,7 @@ class Detector:
 
     def postprocess(self, outputs: dict[str, np.ndarray], infos: list[LetterboxInfo]) -> list[Detections]:
         """Finish what the graph left out, apply the score threshold and map boxes to each source image."""
-        config = self.metadata.model.postprocess
-        tail = self.metadata.tail
-        detections = []
-        for index, info in enumerate(infos):
-            if tail.mode == "nms":
-                count = int(outputs["num_detections"][index].reshape(-1)[0])
-                scores = outputs["det_scores"][index][:count]
-                keep = scores > self.metadata.score_thresh if config.score_thresh > (tail.score_thresh or 0.0) else slice(None)
-                boxes, scores = outputs["det_boxes"][index][:count][keep], scores[keep]
-                labels = outputs["det_labels"][index][:count][keep]
-            else:
-                if tail.mode == "none":
-                    candidates = candidates_from_raw(
-                        outputs["cls_logits"][index], outputs["bbox_regression"][index], self._level_anchors,
-                        config=config, box_coder=self.metadata.model.box_coder, input_size=self.input_size,
-                    )
-                else:
-                    candidates = (outputs["boxes"][index], outputs["scores"][index], outputs["labels"][index])
-                boxes, scores, labels = select_detections(*candidates, config)
-            detections.append(Detections(boxes_to_source(boxes, info), scores.astype(np.float32), labels.astype(np.int64),
-                                         self.class_names, self.metadata.model.category_ids))
-        return detections
+        return self._finish(outputs, infos)
 
     def close(self) -> None:
         """Free the backend (sessions, TensorRT contexts, pinned and device buffers); idempotent."""

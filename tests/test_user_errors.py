@@ -182,6 +182,11 @@ CASES = {
                             "has no annotated boxes"),
     "budget without --val": (["build", "--int8", "--weights", "{root}/w.pth", "--calib", "{root}/data/train",
                               "--max-ap-drop", "0.1", "-o", "{root}/q.onnx"], "needs both --max-ap-drop"),
+    "triton repository of a missing model": (["triton", "--model", "{root}/missing.onnx", "-o", "{root}/repo"],
+                                             "model file not found"),
+    "serve a missing repository": (["serve", "--repo", "{root}/no-repo"], "model repository not found"),
+    "local runtime flags for a served model": (["detect", "--model", "triton://127.0.0.1:1/retina_edge", "--device", "cpu",
+                                                "--source", "{root}/data/val"], "the server decides"),
     "budget on an FP32 build": (["build", "--weights", "{root}/w.pth", "--max-ap-drop", "0.1", "--val", "{root}/data",
                                  "-o", "{root}/q.onnx"], "add --int8"),
 }

@@ -18,7 +18,8 @@ OUTPUT_FOLDERS = ("save_dir",)
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     """Model and backend options shared by the commands that run deployed models."""
-    parser.add_argument("--model", required=True, help="deployed model: .onnx, or .engine/.plan built by retina-edge")
+    parser.add_argument("--model", required=True, help="deployed model: .onnx, .engine/.plan built by retina-edge, or "
+                                                             "triton://HOST:PORT/MODEL (a Triton server's gRPC endpoint)")
     parser.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt"], default="auto")
     parser.add_argument("--device", help="onnxruntime: cpu|cuda|tensorrt; openvino: CPU|GPU")
     parser.add_argument("--threads", type=positive_int, help="CPU threads for the backend")
@@ -34,7 +35,20 @@ def add_score_thresh_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def make_detector(args: argparse.Namespace, **kwargs):  # noqa: ANN201
+    """A :class:`Detector` for a model file, or a :class:`TritonDetector` for ``triton://HOST:PORT/MODEL``."""
     from retina_edge.runtime import Detector
+    from retina_edge.runtime.triton_client import SCHEME
+
+    if args.model.startswith(SCHEME):
+        from retina_edge.errors import RetinaEdgeError
+        from retina_edge.runtime import TritonDetector
+
+        local = [flag for flag, value in (("--backend", args.backend != "auto"), ("--device", args.device),
+                                          ("--threads", args.threads), ("--cuda-graph", args.cuda_graph)) if value]
+        if local:
+            raise RetinaEdgeError(f"{', '.join(local)} choose how a local model runs; the server decides for "
+                                  f"{args.model}")
+        return TritonDetector(args.model, **kwargs)
 
     return Detector(args.model, backend=args.backend, device=args.device, threads=args.threads,
                     openvino_precision=args.ov_precision, cuda_graph=args.cuda_graph, **kwargs)

@@ -18,7 +18,8 @@ from retina_edge.errors import RetinaEdgeError
 from retina_edge.optional import install_hint
 from retina_edge.resources import check_writable
 
-COMMAND_MODULES = ("archs", "inspect", "synth", "train", "eval", "export", "build", "detect", "verify", "bench", "demo")
+COMMAND_MODULES = ("archs", "inspect", "synth", "train", "eval", "export", "build", "detect", "verify", "bench", "demo",
+                   "triton", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,102 @@
+"""``config.pbtxt`` texts (Triton's ``model_config.proto`` in text format) for retina-edge models.
+
+Tensors are (name, Triton data type, dims without the batch dimension); every model batches
+(``max_batch_size`` > 0). The deployment contract travels in each model's ``deployment``
+parameter, the class names in ``class_names`` (both JSON).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from retina_edge.anchors import feature_shapes_for, grid_anchors
+from retina_edge.contract import DeploymentMetadata
+
+Tensor = tuple[str, str, tuple[int, ...]]
+IMAGE_BYTES: Tensor = ("image", "TYPE_UINT8", (-1,))
+DETECTIONS: tuple[Tensor, ...] = (("boxes", "TYPE_FP32", (-1, 4)), ("scores", "TYPE_FP32", (-1,)), ("labels", "TYPE_INT32", (-1,)))
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    """``max_batch``: requests per execution; ``instances``: model copies; ``kind``: KIND_AUTO,
+    KIND_CPU or KIND_GPU; ``max_queue_delay_us``: how long the batcher may wait to fill a batch."""
+
+    max_batch: int
+    instances: int
+    kind: str
+    max_queue_delay_us: int
+
+
+def network_tensors(metadata: DeploymentMetadata) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+    """(inputs, outputs) of the exported graph of ``metadata``, per image, as the exporter shapes them."""
+    height, width = metadata.input_size
+    model, tail = metadata.model, metadata.tail
+    levels = [len(level) for level in grid_anchors(feature_shapes_for((height, width)), (height, width), model.anchors)]
+    classes = model.num_classes
+    if tail.mode == "none":
+        outputs = (("cls_logits", "TYPE_FP32", (sum(levels), classes)), ("bbox_regression", "TYPE_FP32", (sum(levels), 4)))
+    elif tail.mode == "decode":
+        count = sum(min(tail.topk_candidates, n * classes) for n in levels)
+        outputs = (("boxes", "TYPE_FP32", (count, 4)), ("scores", "TYPE_FP32", (count,)), ("labels", "TYPE_INT64", (count,)))
+    else:
+        count = tail.detections_per_img
+        outputs = (("num_detections", "TYPE_INT64", (1,)), ("det_boxes", "TYPE_FP32", (count, 4)),
+                   ("det_scores", "TYPE_FP32", (count,)), ("det_labels", "TYPE_INT64", (count,)))
+    return (("images", "TYPE_FP32", (3, height, width)),), outputs
+
+
+def _tensors(kind: str, tensors: tuple[Tensor, ...], *, ragged: bool = False) -> str:
+    extra = " allow_ragged_batch: true" if ragged else ""
+    rows = ",\n".join(f'  {{ name: "{name}" data_type: {dtype} dims: [ {", ".join(map(str, dims))} ]'
+                      f'{extra if kind == "input" else ""} }}' for name, dtype, dims in tensors)
+    return f"{kind} [\n{rows}\n]"
+
+
+def _parameters(values: dict[str, str]) -> str:
+    return "\n".join(f"parameters {{ key: {json.dumps(k)} value: {{ string_value: {json.dumps(v)} }} }}"
+                     for k, v in values.items())
+
+
+def _header(name: str, backend_line: str, scheduling: Scheduling, *, batcher: bool = True) -> str:
+    lines = [f'name: "{name}"', backend_line, f"max_batch_size: {scheduling.max_batch}"]
+    if batcher:
+        lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {scheduling.max_queue_delay_us} }}")
+        lines.append(f"instance_group [ {{ count: {scheduling.instances} kind: {scheduling.kind} }} ]")
+    return "\n".join(lines)
+
+
+def contract_parameters(metadata: DeploymentMetadata, **extra: str) -> dict[str, str]:
+    return {"deployment": json.dumps(metadata.to_props()), "class_names": json.dumps(list(metadata.model.class_names)),
+            **extra}
+
+
+def python_model(name: str, role: str, metadata: DeploymentMetadata, scheduling: Scheduling, *,
+                 inputs: tuple[Tensor, ...], outputs: tuple[Tensor, ...], model_file: str | None = None) -> str:
+    """A Python-backend model of ``role`` (see :mod:`.backend_model`)."""
+    extra = {"role": role, **({"model_file": model_file} if model_file else {})}
+    return "\n".join([_header(name, 'backend: "python"', scheduling),
+                      _tensors("input", inputs, ragged=inputs == (IMAGE_BYTES,)), _tensors("output", outputs),
+                      _parameters(contract_parameters(metadata, **extra))]) + "\n"
+
+
+def network_model(name: str, platform: str, metadata: DeploymentMetadata, scheduling: Scheduling) -> str:
+    """The graph itself for Triton's ``tensorrt_plan`` or ``onnxruntime_onnx`` backend."""
+    inputs, outputs = network_tensors(metadata)
+    return "\n".join([_header(name, f'platform: "{platform}"', scheduling), _tensors("input", inputs),
+                      _tensors("output", outputs)]) + "\n"
+
+
+def ensemble_model(name: str, metadata: DeploymentMetadata, scheduling: Scheduling, steps: list[tuple[str, dict, dict]]) -> str:
+    """``steps``: (model name, input_map, output_map) in order; the ensemble takes image bytes and
+    gives the detections."""
+    rendered = []
+    for model, input_map, output_map in steps:
+        maps = [f'input_map {{ key: "{k}" value: "{v}" }}' for k, v in input_map.items()]
+        maps += [f'output_map {{ key: "{k}" value: "{v}" }}' for k, v in output_map.items()]
+        rendered.append(f'  {{ model_name: "{model}" model_version: -1\n    ' + "\n    ".join(maps) + " }")
+    return "\n".join([_header(name, 'platform: "ensemble"', scheduling, batcher=False),
+                      _tensors("input", (IMAGE_BYTES,), ragged=True), _tensors("output", DETECTIONS),
+                      "ensemble_scheduling { step [\n" + ",\n".join(rendered) + "\n] }",
+                      _parameters(contract_parameters(metadata))]) + "\n"

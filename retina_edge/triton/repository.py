@@ -1,0 +1,133 @@
+"""Triton model repositories for deployed retina-edge models (``retina-edge triton``).
+
+Default: one Python-backend model (``<name>``) wrapping the torch-free runtime: JPEG/PNG bytes in,
+boxes/scores/labels out, Triton's dynamic batcher gathering requests of different image sizes into
+one runtime call. ``ensemble=True``: the network as its own model (``tensorrt_plan`` for an engine,
+``onnxruntime_onnx`` for ONNX, or ``python`` for Triton builds without those backends) between a
+preprocessing and a postprocessing Python model, tied by an ensemble named ``<name>``.
+
+Each model folder holds ``config.pbtxt`` and ``1/`` (``model.py`` and/or the model file); the
+repository is what a GPU server needs, with retina-edge installed in its Python.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from retina_edge.contract import DeploymentMetadata, is_engine_path
+from retina_edge.errors import RetinaEdgeError
+from retina_edge.triton import configs
+from retina_edge.triton.configs import DETECTIONS, IMAGE_BYTES, Scheduling
+
+BACKEND_MODEL = Path(__file__).with_name("backend_model.py")
+NETWORK_BACKENDS = ("auto", "tensorrt_plan", "onnxruntime_onnx", "python")
+
+
+@dataclass(frozen=True)
+class RepositoryOptions:
+    """``max_batch``: requests per runtime call; ``instances``: model copies per device;
+    ``max_queue_delay_us``: how long the batcher may hold a request to fill a batch; ``ensemble``
+    and ``network_backend`` (auto: tensorrt_plan for engines, onnxruntime_onnx for ONNX)."""
+
+    name: str = "retina_edge"
+    max_batch: int = 8
+    instances: int = 1
+    max_queue_delay_us: int = 2000
+    ensemble: bool = False
+    network_backend: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not self.name or not all(c.isalnum() or c in "_-" for c in self.name):
+            raise RetinaEdgeError(f"model name {self.name!r}: use letters, digits, '_' and '-'")
+        for what, value in (("--max-batch", self.max_batch), ("--instances", self.instances)):
+            if value < 1:
+                raise RetinaEdgeError(f"{what} must be at least 1, got {value}")
+        if self.max_queue_delay_us < 0:
+            raise RetinaEdgeError(f"--max-queue-delay-us must be >= 0, got {self.max_queue_delay_us}")
+        if self.network_backend not in NETWORK_BACKENDS:
+            raise RetinaEdgeError(f"unknown network backend {self.network_backend!r}; expected one of {NETWORK_BACKENDS}")
+
+
+def write_repository(model: str | os.PathLike, repository: str | os.PathLike, options: RepositoryOptions) -> list[Path]:
+    """Write the model folders serving ``model`` (an ONNX graph or engine with our metadata) into
+    ``repository``; returns them. Folders of the same names are replaced whole, each atomically."""
+    from retina_edge.runtime.model_file import read_deployment
+
+    model = Path(model)
+    metadata = read_deployment(model)  # refuses files without our contract before writing anything
+    repository = Path(repository)
+    if not options.ensemble:
+        kind = "KIND_GPU" if is_engine_path(model) else "KIND_AUTO"
+        scheduling = Scheduling(options.max_batch, options.instances, kind, options.max_queue_delay_us)
+        config = configs.python_model(options.name, "detect", metadata, scheduling, inputs=(IMAGE_BYTES,),
+                                      outputs=DETECTIONS, model_file=model.name)
+        return [_write_model(repository / options.name, config, {"model.py": BACKEND_MODEL, model.name: model})]
+    return _write_ensemble(model, metadata, repository, options)
+
+
+def _write_ensemble(model: Path, metadata: DeploymentMetadata, repository: Path, options: RepositoryOptions) -> list[Path]:
+    low, _, high = metadata.batch
+    if low > 1:
+        raise RetinaEdgeError(f"the graph's smallest batch is {low}; Triton sends the network model batches from 1 "
+                              "up: export it with --batch 1 OPT MAX for an ensemble")
+    backend = options.network_backend
+    if backend == "auto":
+        backend = "tensorrt_plan" if is_engine_path(model) else "onnxruntime_onnx"
+    if (backend == "tensorrt_plan") != is_engine_path(model):
+        raise RetinaEdgeError(f"the {backend} network backend needs a {'TensorRT engine' if backend == 'tensorrt_plan' else 'ONNX model'}, not {model.name}")
+    name = options.name
+    batch = min(options.max_batch, high)
+    scheduling = Scheduling(batch, options.instances, "KIND_AUTO", options.max_queue_delay_us)
+    network_in, network_out = configs.network_tensors(metadata)
+    source_size = ("source_size", "TYPE_INT32", (2,))
+    folders = [
+        _write_model(repository / f"{name}_preprocess",
+                     configs.python_model(f"{name}_preprocess", "preprocess", metadata, scheduling, inputs=(IMAGE_BYTES,),
+                                          outputs=(*network_in, source_size)), {"model.py": BACKEND_MODEL}),
+        _write_network(repository / f"{name}_network", model, metadata, backend,
+                       Scheduling(batch, options.instances, "KIND_GPU" if backend == "tensorrt_plan" else "KIND_AUTO",
+                                  options.max_queue_delay_us)),
+        _write_model(repository / f"{name}_postprocess",
+                     configs.python_model(f"{name}_postprocess", "postprocess", metadata, scheduling,
+                                          inputs=(*network_out, source_size), outputs=DETECTIONS), {"model.py": BACKEND_MODEL}),
+    ]
+    def same_names(*tensors: configs.Tensor) -> dict[str, str]:  # each tensor keeps its name across steps
+        return {tensor[0]: tensor[0] for tensor in tensors}
+
+    steps = [(f"{name}_preprocess", same_names(IMAGE_BYTES), same_names(*network_in, source_size)),
+             (f"{name}_network", same_names(*network_in), same_names(*network_out)),
+             (f"{name}_postprocess", same_names(*network_out, source_size), same_names(*DETECTIONS))]
+    ensemble = configs.ensemble_model(name, metadata, Scheduling(batch, 1, "KIND_AUTO", 0), steps)
+    return [*folders, _write_model(repository / name, ensemble, {})]  # an ensemble still needs its version folder
+
+
+def _write_network(folder: Path, model: Path, metadata: DeploymentMetadata, backend: str, scheduling: Scheduling) -> Path:
+    if backend == "python":
+        config = configs.python_model(folder.name, "network", metadata, scheduling, inputs=configs.network_tensors(metadata)[0],
+                                      outputs=configs.network_tensors(metadata)[1], model_file=model.name)
+        return _write_model(folder, config, {"model.py": BACKEND_MODEL, model.name: model})
+    if backend == "tensorrt_plan":
+        from retina_edge.runtime.engine_file import read_engine_file
+
+        plan = read_engine_file(model).plan  # Triton loads the bare plan, without our header
+        return _write_model(folder, configs.network_model(folder.name, backend, metadata, scheduling), {"model.plan": plan})
+    return _write_model(folder, configs.network_model(folder.name, backend, metadata, scheduling), {"model.onnx": model})
+
+
+def _write_model(folder: Path, config: str, files: dict[str, Path | bytes]) -> Path:
+    """``folder/config.pbtxt`` and ``folder/1/<files>`` (paths copied, bytes written), swapped in whole."""
+    staging = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "1").mkdir(parents=True)
+    for name, content in files.items():
+        if isinstance(content, bytes):
+            (staging / "1" / name).write_bytes(content)
+        else:
+            shutil.copyfile(content, staging / "1" / name)
+    (staging / "config.pbtxt").write_text(config)
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    return folder

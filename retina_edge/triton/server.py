@@ -1,0 +1,136 @@
+"""Start and stop a ``tritonserver`` on a model repository (``retina-edge serve``).
+
+The binary is the one on PATH (NVIDIA's containers) or the CPU build inside the ``nvidia-pytriton``
+wheel; for the latter, its Python backend gets the stub built for this Python version copied
+beside it (the wheel ships one per version). The server's Python stub runs its own interpreter, so
+its model (:mod:`.backend_model`) is given this environment's site-packages to find numpy and
+retina-edge.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from retina_edge.errors import MissingDependencyError, RetinaEdgeError
+from retina_edge.optional import install_hint
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Ports:
+    http: int = 8000
+    grpc: int = 8001
+    metrics: int = 8002
+
+
+def find_tritonserver() -> tuple[Path, Path | None]:
+    """(tritonserver, backend directory or None for the binary's own default)."""
+    on_path = shutil.which("tritonserver")
+    if on_path:
+        return Path(on_path), None
+    import importlib.util
+
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or spec.origin is None:
+        raise MissingDependencyError("tritonserver", "retina-edge serve", install_hint("pytriton"))
+    root = Path(spec.origin).parent / "tritonserver"
+    return root / "bin" / "tritonserver", _backends_with_stub(root)
+
+
+def _backends_with_stub(root: Path) -> Path:
+    """A backend directory whose Python backend has this interpreter's stub next to it."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.is_file():
+        raise RetinaEdgeError(f"nvidia-pytriton has no Python backend stub for Python {version}")
+    target = Path(os.environ.get("RETINA_EDGE_CACHE", Path.home() / ".cache" / "retina-edge")) / "triton-backends" / version
+    python = target / "python"
+    if not (python / "triton_python_backend_stub").is_file():
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(root / "backends" / "python", python)
+        for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
+            if (root / "python_backend_stubs" / name).is_file() and not (python / name).exists():
+                shutil.copy2(root / "python_backend_stubs" / name, python / name)
+        shutil.copy2(stub, python / "triton_python_backend_stub")
+    return target
+
+
+class TritonServer:
+    """A running ``tritonserver`` serving ``repository`` on ``host`` (loopback unless asked), its
+    log in ``log_file`` (else ours); stop() or leaving the ``with`` block shuts it down (SIGINT to
+    its process group, SIGKILL after ``grace`` seconds), leaving no process behind."""
+
+    def __init__(self, repository: str | os.PathLike, *, ports: Ports = Ports(), host: str = "127.0.0.1",
+                 log_file: str | os.PathLike | None = None) -> None:
+        repository = Path(repository)
+        if not repository.is_dir():
+            raise RetinaEdgeError(f"model repository not found: {repository}")
+        binary, backends = find_tritonserver()
+        command = [str(binary), f"--model-repository={repository}", f"--http-port={ports.http}",
+                   f"--grpc-port={ports.grpc}", f"--metrics-port={ports.metrics}", f"--http-address={host}",
+                   f"--grpc-address={host}"]
+        if backends is not None:
+            command.append(f"--backend-directory={backends}")
+        site_packages = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+        environment = {**os.environ, "RETINA_EDGE_SITE_PACKAGES": os.pathsep.join(site_packages)}
+        if backends is not None:  # the copied stub finds the wheel's bundled libraries (libcudart) here
+            libraries = binary.parents[2].with_name("nvidia_pytriton.libs")
+            environment["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(libraries), os.environ.get("LD_LIBRARY_PATH")]))
+        self.ports, self.host = ports, host
+        self.log_file = Path(log_file) if log_file else None
+        output = open(self.log_file, "w") if self.log_file else None  # noqa: SIM115 - the child holds it
+        # Its own session, so stop() reaches the Python stubs too; its log goes to ``log_file`` or ours.
+        self.process = subprocess.Popen(command, env=environment, stdout=output, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        if output:
+            output.close()
+
+    def url(self, kind: str = "http") -> str:
+        return f"{self.host}:{getattr(self.ports, kind)}"
+
+    def wait_ready(self, timeout: float = 120.0, *, stop: threading.Event | None = None) -> None:
+        """Return when the server and its models are ready; raise if it exits or ``timeout`` passes
+        (``stop`` set: return at once, for a caller interrupted while models load)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not (stop and stop.is_set()):
+            if self.process.poll() is not None:
+                log = self.log_file.read_text()[-3000:] if self.log_file else "(its log is above)"
+                raise RetinaEdgeError(f"tritonserver exited with code {self.process.returncode}: {log}")
+            try:
+                with urllib.request.urlopen(f"http://{self.url()}/v2/health/ready", timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.25)
+        if stop and stop.is_set():
+            return
+        self.stop()
+        raise RetinaEdgeError(f"tritonserver did not become ready within {timeout:.0f} s")
+
+    def stop(self, grace: float = 15.0) -> int:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)  # the server and its Python stubs
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        return self.process.returncode
+
+    def __enter__(self) -> TritonServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,314 @@
+"""Serving with NVIDIA Triton Inference Server: generated configs against Triton's own proto, and the
+real ``tritonserver`` (the CPU build with the Python backend that ships in ``nvidia-pytriton``)
+started on loopback ports: concurrent clients, batching, bad requests, a server that restarts
+under a running pipeline, the ensemble, ``retina-edge serve`` and ``detect --model triton://``."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from retina_edge.errors import RetinaEdgeError
+from retina_edge.imageio import decode_image_bytes
+from retina_edge.runtime import Detector, TritonDetector
+from retina_edge.synth import SynthConfig, render_image
+from retina_edge.triton.repository import RepositoryOptions, write_repository
+from retina_edge.triton.server import Ports, TritonServer
+
+HAS_SERVER = shutil.which("tritonserver") is not None or importlib.util.find_spec("pytriton") is not None
+needs_server = pytest.mark.skipif(not HAS_SERVER, reason="no tritonserver (pip install --no-deps nvidia-pytriton)")
+
+
+def free_ports() -> Ports:
+    sockets = [socket.socket() for _ in range(3)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = Ports(*(s.getsockname()[1] for s in sockets))
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def jpeg(image: np.ndarray) -> bytes:
+    return cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory) -> dict[str, Path]:  # noqa: ANN001
+    """The tiny model's FP32 graphs, one per tail, batch 1..4."""
+    from tiny import tiny_model
+
+    from retina_edge.calib.build import build_precision_graph
+    from retina_edge.export.onnx_export import ExportOptions
+    from retina_edge.preprocess import PreprocessConfig
+
+    folder, model = tmp_path_factory.mktemp("triton-graphs"), tiny_model()
+    for tail in ("none", "decode", "nms"):
+        build_precision_graph(model, folder / f"{tail}.onnx", precision="fp32",
+                              export=ExportOptions(preprocess=PreprocessConfig(64, 96), tail=tail, batch=(1, 2, 4)))
+    return {tail: folder / f"{tail}.onnx" for tail in ("none", "decode", "nms")}
+
+
+def images(count: int, seed: int = 5) -> list[np.ndarray]:
+    """Synthetic scenes of mixed sizes."""
+    return [cv2.resize(render_image(SynthConfig(seed=seed), i)[0], (90 + 37 * (i % 5), 70 + 23 * (i % 7)))
+            for i in range(count)]
+
+
+def same(expected, got) -> None:  # noqa: ANN001
+    assert len(expected) == len(got)
+    for ref, out in zip(expected, got):
+        np.testing.assert_array_equal(ref.boxes, out.boxes)
+        np.testing.assert_array_equal(ref.scores, out.scores)
+        np.testing.assert_array_equal(ref.labels, out.labels)
+
+
+# --- configs against Triton's model_config.proto (no server) -------------------------------------
+
+def parse_config(folder: Path):  # noqa: ANN201
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    return text_format.Parse((folder / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+
+
+@pytest.mark.parametrize("tail", ["none", "decode", "nms"])
+def test_generated_configs_parse_and_the_ensemble_is_wired(graphs, tmp_path, tail):
+    from retina_edge.runtime.engine_file import write_engine_file
+    from retina_edge.runtime.model_file import read_deployment
+
+    engine = write_engine_file(tmp_path / f"{tail}.engine", b"plan", metadata=read_deployment(graphs[tail]),
+                               tensorrt_version="10.3.0", device={"name": "Orin"}, build={})
+    for model, ensemble in ((graphs[tail], False), (graphs[tail], True), (engine, True)):
+        repository = tmp_path / f"repo-{model.suffix[1:]}-{ensemble}"
+        folders = write_repository(model, repository, RepositoryOptions(ensemble=ensemble))
+        configs = {folder.name: parse_config(folder) for folder in folders}
+        top = configs["retina_edge"]
+        assert [o.name for o in top.output] == ["boxes", "scores", "labels"]
+        assert top.max_batch_size == (4 if ensemble else 8)  # an ensemble batches up to the graph's largest batch
+        if not ensemble:
+            continue
+        network = configs["retina_edge_network"]
+        assert network.platform == ("tensorrt_plan" if model == engine else "onnxruntime_onnx")
+        assert (repository / "retina_edge_network" / "1" / ("model.plan" if model == engine else "model.onnx")).is_file()
+        produced = {"image"}
+        for step in top.ensemble_scheduling.step:  # each step reads what earlier steps produced
+            step_config = configs[step.model_name]
+            assert set(step.input_map) == {i.name for i in step_config.input} and set(step.input_map.values()) <= produced
+            assert set(step.output_map) == {o.name for o in step_config.output}
+            produced |= set(step.output_map.values())
+        assert {"boxes", "scores", "labels"} <= produced
+
+
+@pytest.mark.parametrize("tail", ["none", "decode", "nms"])
+def test_network_config_dims_are_the_exported_graphs(graphs, tail):
+    import onnx
+
+    from retina_edge.runtime.model_file import read_deployment
+    from retina_edge.triton.configs import network_tensors
+
+    graph = onnx.load(str(graphs[tail])).graph
+    exported = {v.name: tuple(d.dim_value for d in v.type.tensor_type.shape.dim[1:]) for v in [*graph.input, *graph.output]}
+    inputs, outputs = network_tensors(read_deployment(graphs[tail]))
+    assert {name: dims for name, _, dims in (*inputs, *outputs)} == exported
+
+
+def test_repository_refuses_what_triton_could_not_serve(graphs, tmp_path):
+    with pytest.raises(RetinaEdgeError, match="use letters"):
+        RepositoryOptions(name="a b")
+    with pytest.raises(RetinaEdgeError, match="needs a TensorRT engine"):
+        write_repository(graphs["decode"], tmp_path, RepositoryOptions(ensemble=True, network_backend="tensorrt_plan"))
+    (tmp_path / "foreign.onnx").write_bytes(b"\x08\x07")
+    with pytest.raises(RetinaEdgeError):
+        write_repository(tmp_path / "foreign.onnx", tmp_path / "repo", RepositoryOptions())
+    assert not (tmp_path / "repo").exists()
+
+
+# --- the real server --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def served(graphs, tmp_path_factory):  # noqa: ANN001, ANN201
+    """A server on loopback with the default model (decode graph) and its ensemble (nms graph)."""
+    if not HAS_SERVER:
+        pytest.skip("no tritonserver (pip install --no-deps nvidia-pytriton)")
+    repository = tmp_path_factory.mktemp("repository")
+    write_repository(graphs["decode"], repository, RepositoryOptions(max_batch=4, max_queue_delay_us=20000))
+    write_repository(graphs["nms"], repository, RepositoryOptions(name="pipeline", ensemble=True, network_backend="python"))
+    ports = free_ports()
+    with TritonServer(repository, ports=ports, log_file=repository.parent / "tritonserver.log") as server:
+        server.wait_ready(120)
+        yield server
+
+
+def model_stats(server: TritonServer, model: str) -> dict:
+    with urllib.request.urlopen(f"http://{server.url('http')}/v2/models/{model}/stats", timeout=10) as answer:
+        return json.loads(answer.read())["model_stats"][0]
+
+
+@needs_server
+def test_eight_concurrent_clients_get_the_in_process_answers_and_are_batched(served, graphs):
+    encoded = [jpeg(image) for image in images(24)]  # 8 clients x 3 JPEGs of mixed sizes
+    with Detector(graphs["decode"]) as detector:
+        expected = detector.detect([decode_image_bytes(data) for data in encoded])
+    before = model_stats(served, "retina_edge")
+    answers: dict[int, list] = {}
+
+    def client(index: int) -> None:
+        with TritonDetector(f"triton://{served.url('grpc')}/retina_edge") as remote:
+            answers[index] = remote.detect_encoded(encoded[index * 3 : index * 3 + 3])
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    same(expected, [found for i in range(8) for found in answers[i]])
+    for _ in range(50):  # Triton counts an inference after answering it: wait (bounded) for the last ones
+        after = model_stats(served, "retina_edge")
+        inferences = int(after["inference_count"]) - int(before["inference_count"])
+        if inferences >= 24:
+            break
+        time.sleep(0.1)
+    executions = int(after["execution_count"]) - int(before["execution_count"])
+    assert inferences == 24 and executions < inferences  # the dynamic batcher gathered requests
+
+
+@needs_server
+def test_http_client_and_the_detector_call(served, graphs):
+    scenes = images(3)
+    with Detector(graphs["decode"]) as detector, TritonDetector(served.url("http"), protocol="http") as remote:
+        same(detector.detect(scenes), remote.detect(scenes))  # PNG: the server sees the same pixels
+        assert remote.class_names == detector.class_names and remote.metadata == detector.metadata
+
+
+@needs_server
+def test_a_malformed_request_is_refused_and_the_server_keeps_serving(served):
+    with TritonDetector(served.url("grpc")) as remote:
+        with pytest.raises(RetinaEdgeError, match="refused the request: cannot decode image"):
+            remote.detect_encoded([b"not an image"])
+        good, bad = remote._pool.submit(remote._infer, jpeg(images(1)[0])), remote._pool.submit(remote._infer, b"\xff\xd8")
+        assert len(good.result(30).boxes) and isinstance(bad.exception(30), RetinaEdgeError)
+        request = urllib.request.Request(f"http://{served.url('http')}/v2/models/retina_edge/infer", method="POST",
+                                         data=json.dumps({"inputs": [{"name": "wrong", "shape": [1, 1], "datatype": "UINT8",
+                                                                      "data": [1]}]}).encode())
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(request, timeout=10)
+        assert len(remote.detect(images(1))) == 1
+
+
+@needs_server
+def test_the_ensemble_runs_on_the_real_server(served, graphs):
+    scenes = images(5)
+    with Detector(graphs["nms"]) as detector, TritonDetector(served.url("grpc"), "pipeline") as remote:
+        same(detector.detect(scenes), remote.detect(scenes))
+    assert int(model_stats(served, "pipeline_network")["inference_count"]) >= 5
+
+
+@needs_server
+def test_a_higher_score_threshold_applies_on_the_client_a_lower_one_is_refused(served, graphs):
+    scenes = images(2)
+    with Detector(graphs["decode"], score_thresh=0.6) as detector, TritonDetector(served.url("grpc"), score_thresh=0.6) as remote:
+        same(detector.detect(scenes), remote.detect(scenes))
+    with pytest.raises(RetinaEdgeError, match="a lower --score-thresh"):
+        TritonDetector(served.url("grpc"), score_thresh=0.01)
+
+
+@needs_server
+def test_detect_cli_against_a_server(served, tmp_path, capsys):
+    from retina_edge.cli.main import main
+    from retina_edge.imageio import write_image_rgb
+
+    for index, image in enumerate(images(3)):
+        write_image_rgb(tmp_path / "in" / f"{index}.jpg", image)
+    assert main(["detect", "--model", f"triton://{served.url('grpc')}/retina_edge", "--source", str(tmp_path / "in"),
+                 "--save-json", str(tmp_path / "d.json")]) == 0
+    assert len(json.loads((tmp_path / "d.json").read_text())) > 0
+    assert main(["detect", "--model", f"triton://{served.url('grpc')}/retina_edge", "--threads", "2",
+                 "--source", str(tmp_path / "in")]) == 2
+    assert "the server decides" in capsys.readouterr().err
+
+
+# --- a server that goes away; serve's lifetime --------------------------------------------------
+
+@needs_server
+def test_the_pipeline_reconnects_when_the_server_restarts(graphs, tmp_path, caplog):
+    from retina_edge.runtime.pipeline import Pipeline, PipelineConfig
+    from retina_edge.synth_video import SyntheticVideo, write_video
+
+    video = write_video(tmp_path / "in.mp4", SyntheticVideo(width=160, height=120), frames=20)
+    repository = tmp_path / "repository"
+    write_repository(graphs["decode"], repository, RepositoryOptions())
+    ports = free_ports()
+    server = TritonServer(repository, ports=ports, log_file=tmp_path / "first.log")
+    server.wait_ready(120)
+    processed, restarted = [], None
+    try:
+        remote = TritonDetector(f"triton://{server.url('grpc')}/retina_edge", retries=12, backoff=0.25)
+        with caplog.at_level(logging.WARNING), Pipeline(remote, PipelineConfig(mode="every")) as pipeline:
+            for result in pipeline.run(str(video)):
+                processed.append(result.index)
+                if len(processed) == 5:  # the server goes away mid-stream and comes back
+                    server.stop()
+                    restarted = TritonServer(repository, ports=ports, log_file=tmp_path / "second.log")
+        remote.close()
+    finally:
+        for running in (server, restarted):
+            if running is not None:
+                running.stop()
+    assert processed == list(range(20))
+    assert "unreachable" in caplog.text and "answered again" in caplog.text
+
+
+@needs_server
+def test_serve_prints_its_endpoints_and_stops_on_sigint(graphs, tmp_path):
+    repository = tmp_path / "repository"
+    write_repository(graphs["decode"], repository, RepositoryOptions())
+    ports = free_ports()
+    command = [sys.executable, "-m", "retina_edge.cli.main", "serve", "--repo", str(repository),
+               "--http-port", str(ports.http), "--grpc-port", str(ports.grpc), "--metrics-port", str(ports.metrics)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        deadline, line = time.monotonic() + 120, ""
+        while time.monotonic() < deadline and "serving" not in line:
+            line = process.stdout.readline()
+            assert line or process.poll() is None, "serve exited early"
+        assert f"gRPC 127.0.0.1:{ports.grpc}" in line
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0 and time.monotonic() - started < 20
+    finally:
+        if process.poll() is None:
+            process.kill()
+    leftovers = [p for p in Path("/proc").glob("[0-9]*") if _cmdline(p).count(str(repository))]
+    assert not leftovers  # tritonserver and its Python stubs are gone
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def test_no_server_is_retried_then_reported(caplog):
+    from retina_edge.runtime.triton_client import ServerLostError
+
+    port = free_ports().grpc  # nothing listens there
+    with caplog.at_level(logging.WARNING), pytest.raises(ServerLostError, match="did not answer after 2 retries"):
+        TritonDetector(f"triton://127.0.0.1:{port}/retina_edge", retries=2, backoff=0.05)
+    assert caplog.text.count("unreachable") == 2 and ServerLostError.exit_code == 1
