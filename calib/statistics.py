@@ -1,4 +1,4 @@
-"""Activation statistics: one calibration pass with ONNX Runtime's calibrators, cached on disk.
+"""Activation statistics: one calibration pass (:mod:`retina_edge.calib.activations`), cached on disk.
 
 The statistics (per-tensor ``(low, high)`` ranges from ``max`` or ``entropy`` calibration) feed
 every INT8 product: ModelOpt's TensorRT-placement Q/DQ graph, ONNX Runtime's CPU-placement QDQ
@@ -13,9 +13,7 @@ varying number of boxes), which the histogram collector cannot merge.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import logging
 import os
@@ -30,7 +28,6 @@ import numpy as np
 from retina_edge.atomic import write_text_atomic
 from retina_edge.contract import INPUT_NAME, NETWORK_SCOPES
 from retina_edge.errors import RetinaEdgeError
-from retina_edge.optional import require
 from retina_edge.preprocess import PreprocessConfig
 
 if TYPE_CHECKING:
@@ -76,17 +73,6 @@ def stats_key(onnx_path: str | os.PathLike, preprocess: PreprocessConfig, item_k
     return digest.hexdigest()[:32]
 
 
-class _ListReader:
-    """ONNX Runtime ``CalibrationDataReader`` over a few preprocessed arrays."""
-
-    def __init__(self, arrays: list[np.ndarray]) -> None:
-        self._arrays = iter(arrays)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        array = next(self._arrays, None)
-        return None if array is None else {INPUT_NAME: array}
-
-
 def _fixed_batch(graph: onnx.GraphProto) -> int | None:
     """The graph's static batch size, or None when the batch axis is dynamic."""
     dim = graph.input[0].type.tensor_type.shape.dim[0]
@@ -94,47 +80,32 @@ def _fixed_batch(graph: onnx.GraphProto) -> int | None:
 
 
 def compute_stats(onnx_path: str | os.PathLike, batches: Iterable[np.ndarray], *, method: str) -> ActivationStats:
-    """Run every batch through the FP32 graph's network and collect each tensor's range with ``method``."""
+    """Run every batch through the FP32 graph's network and collect each tensor's range with ``method``
+    (:mod:`retina_edge.calib.activations`: reductions in the graph, one image at a time)."""
+    from retina_edge.calib.activations import ActivationProbe, RangeCollector
+
     if method not in METHODS:
         raise RetinaEdgeError(f"unknown calibration method {method!r}; expected one of {METHODS}")
-    calibrate = require("onnxruntime.quantization.calibrate", "INT8 calibration")
-    CalibrationMethod, create_calibrator = calibrate.CalibrationMethod, calibrate.create_calibrator  # noqa: N806
     used = 0
+    collector = RangeCollector(method)
     with tempfile.TemporaryDirectory(prefix="retina-edge-calib-") as scratch:
-        network = network_subgraph(onnx_path, Path(scratch) / "network.onnx")
-        fixed = _fixed_batch(network)
-        calibrator = create_calibrator(
-            str(Path(scratch) / "network.onnx"), op_types_to_calibrate=_every_node_selector(network),
-            augmented_model_path=str(Path(scratch) / "augmented.onnx"),
-            calibrate_method=CalibrationMethod.Entropy if method == "entropy" else CalibrationMethod.MinMax,
-            # No providers= here: importing ModelOpt swaps in its own create_calibrator, which lacks
-            # that keyword; both default to the CPU provider.
-            extra_options={"symmetric": method == "entropy"},
-        )
-        # One collect_data call per batch: ORT keeps every intermediate output until the call
-        # returns, and its collectors merge ranges and histograms across calls, so memory stays
-        # bounded by one batch. Dynamic-batch graphs get single images (equal shapes for the
-        # histogram collector); static ones only full batches.
+        fixed = network_subgraph(onnx_path, Path(scratch) / "network.onnx")
+        probe = ActivationProbe(Path(scratch) / "network.onnx", method, Path(scratch))
+        # One image per run (a static-batch graph: its full batches only, its only shape): memory
+        # is one inference's, whatever the calibration batch size.
         for batch in batches:
             arrays = [batch[i : i + 1] for i in range(len(batch))] if fixed is None else [batch] if len(batch) == fixed else []
-            if arrays:
-                with contextlib.redirect_stdout(io.StringIO()):  # ORT prints its histogram progress
-                    calibrator.collect_data(_ListReader(arrays))
-                used += sum(len(a) for a in arrays)
-        if not used:
-            raise RetinaEdgeError("no calibration batch fitted the graph's batch size")
-        with contextlib.redirect_stdout(io.StringIO()):
-            tensors = calibrator.compute_data()
-    ranges = {}
-    for name, data in tensors.data.items():
-        low, high = (float(np.asarray(v).reshape(-1)[0]) for v in data.range_value)
-        ranges[name] = (low, high)
-    return ActivationStats(method, ranges, used)
+            for array in arrays:
+                collector.add(probe.run(array))
+                used += len(array)
+    if not used:
+        raise RetinaEdgeError("no calibration batch fitted the graph's batch size")
+    return ActivationStats(method, collector.ranges(), used)
 
 
-def network_subgraph(onnx_path: str | os.PathLike, output: Path) -> onnx.GraphProto:
+def network_subgraph(onnx_path: str | os.PathLike, output: Path) -> int | None:
     """Write the network part of a graph to ``output`` (the input up to the tensors the tail reads,
-    names unchanged) and return its graph; a graph without a tail is copied whole."""
+    names unchanged; a graph without a tail whole); returns its static batch size, None if dynamic."""
     import onnx
     import onnx.utils
 
@@ -142,8 +113,10 @@ def network_subgraph(onnx_path: str | os.PathLike, output: Path) -> onnx.GraphPr
     outputs = network_output_names(graph)
     if not outputs:
         raise RetinaEdgeError(f"{onnx_path} has no nodes under {NETWORK_SCOPES}: not a graph retina-edge exported")
+    fixed = _fixed_batch(graph)
+    del graph  # the weights: not kept while calibrating
     onnx.utils.extract_model(str(onnx_path), str(output), [INPUT_NAME], outputs, check_model=False)
-    return onnx.load(str(output), load_external_data=False).graph
+    return fixed
 
 
 def network_output_names(graph: onnx.GraphProto) -> list[str]:
@@ -153,15 +126,6 @@ def network_output_names(graph: onnx.GraphProto) -> list[str]:
     produced = {name for node, inside in zip(graph.node, in_network) if inside for name in node.output}
     read_outside = {name for node, inside in zip(graph.node, in_network) if not inside for name in node.input}
     return sorted(produced & (read_outside | {o.name for o in graph.output}))
-
-
-def _every_node_selector(graph: onnx.GraphProto) -> list[str]:
-    """Selects every node for ORT's calibrator, with or without ModelOpt's patch of it.
-
-    Plain ORT matches this list against op types; once ModelOpt is imported, its replacement
-    matches node names. Listing both selects all tensors either way.
-    """
-    return sorted({node.op_type for node in graph.node} | {node.name for node in graph.node})
 
 
 def load_or_compute_stats(key: str, cache_dir: Path, compute) -> tuple[ActivationStats, bool]:  # noqa: ANN001

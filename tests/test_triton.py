@@ -8,7 +8,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
 import shutil
 import signal
 import socket
@@ -22,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from assertions import same_detections
 
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.imageio import decode_image_bytes
@@ -68,14 +68,6 @@ def images(count: int, seed: int = 5) -> list[np.ndarray]:
     """Synthetic scenes of mixed sizes."""
     return [cv2.resize(render_image(SynthConfig(seed=seed), i)[0], (90 + 37 * (i % 5), 70 + 23 * (i % 7)))
             for i in range(count)]
-
-
-def same(expected, got) -> None:  # noqa: ANN001
-    assert len(expected) == len(got)
-    for ref, out in zip(expected, got):
-        np.testing.assert_array_equal(ref.boxes, out.boxes)
-        np.testing.assert_array_equal(ref.scores, out.scores)
-        np.testing.assert_array_equal(ref.labels, out.labels)
 
 
 # --- configs against Triton's model_config.proto (no server) -------------------------------------
@@ -177,7 +169,7 @@ def test_eight_concurrent_clients_get_the_in_process_answers_and_are_batched(ser
         thread.start()
     for thread in threads:
         thread.join(60)
-    same(expected, [found for i in range(8) for found in answers[i]])
+    same_detections(expected, [found for i in range(8) for found in answers[i]])
     for _ in range(50):  # Triton counts an inference after answering it: wait (bounded) for the last ones
         after = model_stats(served, "retina_edge")
         inferences = int(after["inference_count"]) - int(before["inference_count"])
@@ -192,7 +184,7 @@ def test_eight_concurrent_clients_get_the_in_process_answers_and_are_batched(ser
 def test_http_client_and_the_detector_call(served, graphs):
     scenes = images(3)
     with Detector(graphs["decode"]) as detector, TritonDetector(served.url("http"), protocol="http") as remote:
-        same(detector.detect(scenes), remote.detect(scenes))  # PNG: the server sees the same pixels
+        same_detections(detector.detect(scenes), remote.detect(scenes))  # PNG: the server sees the same pixels
         assert remote.class_names == detector.class_names and remote.metadata == detector.metadata
 
 
@@ -215,7 +207,7 @@ def test_a_malformed_request_is_refused_and_the_server_keeps_serving(served):
 def test_the_ensemble_runs_on_the_real_server(served, graphs):
     scenes = images(5)
     with Detector(graphs["nms"]) as detector, TritonDetector(served.url("grpc"), "pipeline") as remote:
-        same(detector.detect(scenes), remote.detect(scenes))
+        same_detections(detector.detect(scenes), remote.detect(scenes))
     assert int(model_stats(served, "pipeline_network")["inference_count"]) >= 5
 
 
@@ -223,7 +215,7 @@ def test_the_ensemble_runs_on_the_real_server(served, graphs):
 def test_a_higher_score_threshold_applies_on_the_client_a_lower_one_is_refused(served, graphs):
     scenes = images(2)
     with Detector(graphs["decode"], score_thresh=0.6) as detector, TritonDetector(served.url("grpc"), score_thresh=0.6) as remote:
-        same(detector.detect(scenes), remote.detect(scenes))
+        same_detections(detector.detect(scenes), remote.detect(scenes))
     with pytest.raises(RetinaEdgeError, match="a lower --score-thresh"):
         TritonDetector(served.url("grpc"), score_thresh=0.01)
 

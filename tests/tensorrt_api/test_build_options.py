@@ -11,7 +11,8 @@ import onnx
 import pytest
 from graphs import BATCH, INPUT, graph_path
 from standin import impl_of
-from test_engine_path import IMAGES, same_detections
+from assertions import same_detections
+from test_engine_path import IMAGES
 
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.tensorrt_build import build_engine

@@ -3,8 +3,8 @@ the stand-in): every precision and tail, every batch size of the profile, every 
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from assertions import same_detections
 from graphs import BATCH, PRECISIONS, TAILS, graph_path
 
 from retina_edge.errors import RetinaEdgeError
@@ -14,14 +14,6 @@ from retina_edge.runtime import Detector
 from retina_edge.synth import SynthConfig, render_image
 
 IMAGES = [render_image(SynthConfig(seed=5), i)[0] for i in range(5)]
-
-
-def same_detections(expected, got) -> None:  # noqa: ANN001
-    assert len(expected) == len(got)
-    for ref, out in zip(expected, got):
-        np.testing.assert_array_equal(ref.boxes, out.boxes)
-        np.testing.assert_array_equal(ref.scores, out.scores)
-        np.testing.assert_array_equal(ref.labels, out.labels)
 
 
 @pytest.mark.parametrize("tail", TAILS)
