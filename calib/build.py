@@ -185,7 +185,12 @@ def _finish(converted: Path, output: Path, metadata: DeploymentMetadata) -> None
 
     from retina_edge.atomic import atomic_path
 
+    from retina_edge.calib.shared_weights import share_identical_initializers
+
     graph = onnx.load(str(converted))
+    merged = share_identical_initializers(graph)
+    if merged:
+        logger.info("merged %d duplicate initializers (weights shared by the pyramid levels)", merged)
     embed_deployment(graph, metadata)
     with atomic_path(output) as tmp:
         onnx.save(graph, str(tmp))

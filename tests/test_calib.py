@@ -228,3 +228,54 @@ def test_calibration_runs_one_image_at_a_time(model, tmp_path, monkeypatch):
     batches = [np.random.default_rng(i).random((8, 3, 64, 64), np.float32) for i in range(2)]
     stats = compute_stats(path, iter(batches), method="entropy")
     assert stats.num_images == 16 and sizes == [1] * 16
+
+
+def initializer_bytes(path) -> tuple[int, int]:  # noqa: ANN001
+    """(total initializer bytes, how many initializers repeat another's bytes) of an ONNX file."""
+    import hashlib
+
+    graph = onnx.load(str(path)).graph
+    seen, repeats, total = set(), 0, 0
+    for init in graph.initializer:
+        data = onnx.numpy_helper.to_array(init).tobytes()
+        total += len(data)
+        key = (init.data_type, tuple(init.dims), hashlib.sha256(data).digest())
+        repeats += key in seen
+        seen.add(key)
+    return total, repeats
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_precision_graphs_keep_one_copy_per_weight(model, calib_dir, tmp_path, precision):
+    """The head's weights serve five pyramid levels; Q/DQ insertion wrote a copy per level (the
+    TensorRT-placement INT8 graph of ResNet-50 was 261 MB against 154 MB in FP32)."""
+    export = ExportOptions(preprocess=PREPROCESS, batch=(1, 1, 1))
+    calibration = CalibrationOptions(source=str(calib_dir), count=8, min_images=4, cache_dir=tmp_path / "cache")
+    build_precision_graph(model, tmp_path / "fp32.onnx", export=export, precision="fp32")
+    build_precision_graph(model, tmp_path / "q.onnx", export=export, precision=precision, target="tensorrt",
+                          calibration=calibration if precision == "int8" else None)
+    fp32_bytes, _ = initializer_bytes(tmp_path / "fp32.onnx")
+    quantized_bytes, repeats = initializer_bytes(tmp_path / "q.onnx")
+    assert repeats == 0 and quantized_bytes <= 1.1 * fp32_bytes
+
+
+def test_sharing_initializers_keeps_outputs_and_overridable_ones():
+    from onnx import TensorProto, helper
+
+    from retina_edge.calib.shared_weights import share_identical_initializers
+
+    weight = onnx.numpy_helper.from_array(np.arange(4, dtype=np.float32).reshape(2, 2), "w1")
+    copy = onnx.numpy_helper.from_array(np.arange(4, dtype=np.float32).reshape(2, 2), "w2")
+    default = onnx.numpy_helper.from_array(np.arange(4, dtype=np.float32).reshape(2, 2), "bias")  # also an input
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["a"]), helper.make_node("MatMul", ["a", "w2"], ["b"]),
+         helper.make_node("Add", ["b", "bias"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 2]), helper.make_tensor_value_info("bias", TensorProto.FLOAT, [2, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 2])], [weight, copy, default])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    x = np.ones((2, 2), np.float32)
+    before = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert share_identical_initializers(model) == 1
+    assert sorted(init.name for init in model.graph.initializer) == ["bias", "w1"]
+    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(before, after)

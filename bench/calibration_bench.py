@@ -1,0 +1,93 @@
+"""INT8 calibration cost: wall time and peak memory of ``retina-edge build --int8`` per placement,
+next to the bare FP32 forward passes over the same images (the floor any calibration pays).
+
+    python bench/calibration_bench.py --images 512 --imgsz 512 --targets cpu tensorrt
+
+The model is ResNet-50 FPN in torchvision's v2 layout with seeded random weights (no COCO weights
+can be downloaded here), the images synthetic scenes. Each build runs in its own process with an
+empty statistics cache; peak memory is that process's maximum resident set. Printed: seconds,
+peak GB, graph size, and the ratio of the build's time to ``images x`` one FP32 forward pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def prepare(folder: Path, images: int, imgsz: int) -> tuple[Path, Path, Path]:
+    """(checkpoint, image folder, FP32 graph) in ``folder``."""
+    import torch
+
+    from retina_edge.archs import build_model
+    from retina_edge.checkpoints import save_checkpoint
+    from retina_edge.export.onnx_export import ExportOptions, export_onnx
+    from retina_edge.imageio import write_image_rgb
+    from retina_edge.preprocess import PreprocessConfig
+    from retina_edge.synth import SynthConfig, render_image
+
+    torch.manual_seed(0)
+    model = build_model("resnet50_fpn_v2", num_classes=91).eval()
+    save_checkpoint(folder / "r50v2.pth", model)
+    for index in range(images):
+        write_image_rgb(folder / "calib" / f"{index:04d}.jpg", render_image(SynthConfig(seed=6), index)[0])
+    graph = export_onnx(model, folder / "fp32.onnx", ExportOptions(preprocess=PreprocessConfig(imgsz, imgsz)))
+    return folder / "r50v2.pth", folder / "calib", graph
+
+
+def forward_seconds(graph: Path, imgsz: int, repeats: int = 5) -> float:
+    """Median seconds of one FP32 forward pass (batch 1) with ONNX Runtime."""
+    import numpy as np
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+    batch = np.random.default_rng(0).random((1, 3, imgsz, imgsz), np.float32)
+    session.run(None, {"images": batch})
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        session.run(None, {"images": batch})
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def build(weights: Path, calib: Path, images: int, imgsz: int, target: str, folder: Path) -> tuple[float, float, float]:
+    """(seconds, peak GB, graph MB) of one ``build --int8`` in a fresh process and statistics cache."""
+    output = folder / f"int8-{target}.onnx"
+    command = [sys.executable, "-m", "retina_edge.cli.main", "build", "--int8", "--target", target, "--weights", str(weights),
+               "--imgsz", str(imgsz), str(imgsz), "--calib", str(calib), "--calib-count", str(images), "-o", str(output)]
+    environment = {**os.environ, "RETINA_EDGE_CACHE": str(folder / f"cache-{target}")}
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not the largest child's so far
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"build --int8 --target {target} failed: {' '.join(command)}")
+    return seconds, usage.ru_maxrss / 1024 / 1024, output.stat().st_size / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--imgsz", type=int, default=512)
+    parser.add_argument("--targets", nargs="+", default=["cpu", "tensorrt"], choices=["cpu", "tensorrt"])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        weights, calib, graph = prepare(folder, args.images, args.imgsz)
+        forward = forward_seconds(graph, args.imgsz)
+        print(f"FP32 graph {graph.stat().st_size / 1e6:.1f} MB; one forward pass {forward:.3f} s; "
+              f"{args.images} passes {args.images * forward:.0f} s")
+        print("| placement | seconds | peak GB | graph MB | time / bare forward passes |\n|---|---|---|---|---|")
+        for target in args.targets:
+            seconds, peak, size = build(weights, calib, args.images, args.imgsz, target, folder)
+            print(f"| {target} | {seconds:.0f} | {peak:.2f} | {size:.1f} | {seconds / (args.images * forward):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
