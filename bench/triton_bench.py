@@ -27,13 +27,12 @@ import numpy as np
 
 
 def scenes(count: int) -> list[bytes]:
+    from retina_edge.imageio import encode_image_rgb
     from retina_edge.synth import SynthConfig, render_image
 
-    encoded = []
-    for index in range(count):
-        image = cv2.resize(render_image(SynthConfig(seed=9), index)[0], (320 + 64 * (index % 4), 240 + 48 * (index % 3)))
-        encoded.append(cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]))[1].tobytes())
-    return encoded
+    return [encode_image_rgb(cv2.resize(render_image(SynthConfig(seed=9), index)[0],
+                                        (320 + 64 * (index % 4), 240 + 48 * (index % 3))))
+            for index in range(count)]
 
 
 def run_clients(clients: int, requests: list[bytes], make_call) -> tuple[float, list[float]]:  # noqa: ANN001

@@ -108,11 +108,11 @@ def augment(model, tensors: dict[str, tuple[int, ...]], method: str):  # noqa: A
     graph = model.graph
     del graph.output[:]
     outputs: dict[str, list[str]] = {}
-    after: dict[str, list] = {}  # producer output (or "" for graph inputs) -> reduction nodes
-    producer = {out: out for node in graph.node for out in node.output}
+    after: dict[str, list] = {}  # node output (or "" for graph inputs) -> its reduction nodes
+    produced = {out for node in graph.node for out in node.output}
     for index, (name, shape) in enumerate(tensors.items()):
         nodes, outputs[name] = _reduction_nodes(name, shape, index, method, graph)
-        after.setdefault(producer.get(name, ""), []).extend(nodes)
+        after.setdefault(name if name in produced else "", []).extend(nodes)
         graph.output.extend(helper.make_empty_tensor_value_info(n) for n in outputs[name])
     ordered = list(after.get("", []))
     for node in graph.node:

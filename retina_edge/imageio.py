@@ -86,18 +86,24 @@ def bgr_to_rgb(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[:, :, ::-1])
 
 
-def write_image_rgb(path: str | os.PathLike, image: np.ndarray, *, quality: int = 95) -> None:
-    """Encode an ``(H, W, 3)`` uint8 RGB array to ``path`` (format from the suffix), atomically."""
+def encode_image_rgb(image: np.ndarray, suffix: str = ".jpg", *, quality: int = 95, target: str = "bytes") -> bytes:
+    """An ``(H, W, 3)`` uint8 RGB array encoded as ``suffix`` (``.jpg`` at ``quality``, ``.png``, ...);
+    the twin of :func:`decode_image_bytes`. ``target`` names the destination in errors."""
     import cv2
 
-    from retina_edge.atomic import write_bytes_atomic
-
-    suffix = Path(path).suffix.lower() or ".jpg"
     params = [cv2.IMWRITE_JPEG_QUALITY, quality] if suffix in (".jpg", ".jpeg") else []
     ok, encoded = cv2.imencode(suffix, bgr_to_rgb(image), params)
     if not ok:
-        raise DataError(f"cannot encode image as {suffix}: {path}")
-    write_bytes_atomic(path, encoded.tobytes())
+        raise DataError(f"cannot encode image as {suffix}: {target}")
+    return encoded.tobytes()
+
+
+def write_image_rgb(path: str | os.PathLike, image: np.ndarray, *, quality: int = 95) -> None:
+    """Encode an ``(H, W, 3)`` uint8 RGB array to ``path`` (format from the suffix), atomically."""
+    from retina_edge.atomic import write_bytes_atomic
+
+    suffix = Path(path).suffix.lower() or ".jpg"
+    write_bytes_atomic(path, encode_image_rgb(image, suffix, quality=quality, target=str(path)))
 
 
 def load_images(folder: str | os.PathLike, count: int, ann: str | os.PathLike | None = None

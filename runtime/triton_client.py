@@ -149,15 +149,10 @@ class TritonDetector:
 
     def detect(self, images: Sequence[np.ndarray] | np.ndarray) -> list[Detections]:
         """The :class:`Detector` call: ``(H, W, 3)`` uint8 RGB images -> detections in their pixels."""
-        import cv2
+        from retina_edge.imageio import encode_image_rgb
 
-        encoded = []
-        for image in as_image_list(images):
-            ok, data = cv2.imencode(".png", np.ascontiguousarray(image[..., ::-1]))
-            if not ok:
-                raise RetinaEdgeError(f"cannot encode an image of shape {image.shape} as PNG")
-            encoded.append(data.tobytes())
-        return self.detect_encoded(encoded)
+        return self.detect_encoded([encode_image_rgb(image, ".png", target=f"an image of shape {image.shape}")
+                                    for image in as_image_list(images)])
 
     __call__ = detect
 

@@ -24,7 +24,7 @@ import pytest
 from assertions import same_detections
 
 from retina_edge.errors import RetinaEdgeError
-from retina_edge.imageio import decode_image_bytes
+from retina_edge.imageio import decode_image_bytes, encode_image_rgb
 from retina_edge.runtime import Detector, TritonDetector
 from retina_edge.synth import SynthConfig, render_image
 from retina_edge.triton.repository import RepositoryOptions, write_repository
@@ -45,7 +45,7 @@ def free_ports() -> Ports:
 
 
 def jpeg(image: np.ndarray) -> bytes:
-    return cv2.imencode(".jpg", np.ascontiguousarray(image[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
+    return encode_image_rgb(image, ".jpg", quality=90)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from retina_edge.errors import RetinaEdgeError
     from retina_edge.triton.server import Ports, TritonServer
 
     stop = threading.Event()
@@ -37,8 +38,6 @@ def run(args: argparse.Namespace) -> int:
                       f"metrics http://{server.url('metrics')}/metrics  (Ctrl-C stops)", flush=True)
             while not stop.wait(0.5):
                 if server.process.poll() is not None:
-                    from retina_edge.errors import RetinaEdgeError
-
                     raise RetinaEdgeError(f"tritonserver exited with code {server.process.returncode} (its log is above)")
         print("tritonserver stopped", flush=True)
     finally:

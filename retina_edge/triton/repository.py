@@ -106,8 +106,9 @@ def _write_ensemble(model: Path, metadata: DeploymentMetadata, repository: Path,
 
 def _write_network(folder: Path, model: Path, metadata: DeploymentMetadata, backend: str, scheduling: Scheduling) -> Path:
     if backend == "python":
-        config = configs.python_model(folder.name, "network", metadata, scheduling, inputs=configs.network_tensors(metadata)[0],
-                                      outputs=configs.network_tensors(metadata)[1], model_file=model.name)
+        inputs, outputs = configs.network_tensors(metadata)
+        config = configs.python_model(folder.name, "network", metadata, scheduling, inputs=inputs, outputs=outputs,
+                                      model_file=model.name)
         return _write_model(folder, config, {"model.py": BACKEND_MODEL, model.name: model})
     if backend == "tensorrt_plan":
         from retina_edge.runtime.engine_file import read_engine_file

@@ -9,7 +9,6 @@ retina-edge.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import signal
@@ -23,8 +22,6 @@ from pathlib import Path
 
 from retina_edge.errors import MissingDependencyError, RetinaEdgeError
 from retina_edge.optional import install_hint
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -58,10 +55,7 @@ def _backends_with_stub(root: Path) -> Path:
     python = target / "python"
     if not (python / "triton_python_backend_stub").is_file():
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(root / "backends" / "python", python)
-        for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
-            if (root / "python_backend_stubs" / name).is_file() and not (python / name).exists():
-                shutil.copy2(root / "python_backend_stubs" / name, python / name)
+        shutil.copytree(root / "backends" / "python", python)  # the backend library and its utils
         shutil.copy2(stub, python / "triton_python_backend_stub")
     return target
 

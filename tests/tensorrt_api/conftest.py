@@ -39,10 +39,9 @@ def trt_env(real_trt, real_cudart, monkeypatch):  # noqa: ANN001, ANN201
     from standin_runtime import make_tensorrt
 
     env = Environment(real_trt, CudaModel(real_cudart))
+    env.cudart = make_cudart(real_cudart, env.cuda)
     monkeypatch.setitem(sys.modules, "tensorrt", make_tensorrt(env))
-    cudart = make_cudart(real_cudart, env.cuda)
-    monkeypatch.setattr(cuda_memory, "_cudart", lambda: cudart)
-    env.cudart = cudart
+    monkeypatch.setattr(cuda_memory, "_cudart", lambda: env.cudart)
     return env
 
 

@@ -33,6 +33,7 @@ class Environment:
 
     real: object
     cuda: CudaModel
+    cudart: object = None  # the stand-in cuda-python runtime module bound to ``cuda``
     dla_cores: int = 0
     errors: list = field(default_factory=list)
     builds: list = field(default_factory=list)  # the plan header of every successful build
@@ -103,7 +104,7 @@ class Parser:
 
         try:
             proto = onnx.load(model)
-        except (OSError, onnx.onnx_cpp2py_export.checker.ValidationError, Exception) as error:  # noqa: BLE001
+        except Exception as error:  # noqa: BLE001 - any unreadable file is a parse failure, as for TensorRT
             self.errors.append(ParserError(f"cannot read {model}: {error}"))
             return False
         for value, is_input in [*((v, True) for v in proto.graph.input), *((v, False) for v in proto.graph.output)]:

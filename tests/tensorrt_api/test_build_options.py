@@ -16,7 +16,7 @@ from test_engine_path import IMAGES
 
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.tensorrt_build import build_engine
-from retina_edge.export.trt_plan import TrtBuildSettings, check_dla
+from retina_edge.export.trt_plan import TrtBuildSettings, check_dla, trt_major_version
 from retina_edge.runtime import Detector
 
 
@@ -26,7 +26,7 @@ def build(graphs, tmp_path, precision: str = "fp16", tail: str = "decode", **set
 
 
 def major(env) -> int:  # noqa: ANN001
-    return int(env.real.__version__.split(".")[0])
+    return trt_major_version(env.real.__version__)
 
 
 def test_workspace_and_optimization_levels(trt_env, graphs, tmp_path):

@@ -9,7 +9,7 @@ from graphs import BATCH, PRECISIONS, TAILS, graph_path
 
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.tensorrt_build import build_engine
-from retina_edge.export.trt_plan import TrtBuildSettings
+from retina_edge.export.trt_plan import TrtBuildSettings, trt_major_version
 from retina_edge.runtime import Detector
 from retina_edge.synth import SynthConfig, render_image
 
@@ -22,7 +22,7 @@ def test_engine_detects_like_its_graph_at_every_batch_size(trt_env, graphs, tmp_
     onnx = graph_path(graphs, precision, tail)
     engine = build_engine(onnx, tmp_path / "m.engine", TrtBuildSettings(batch=BATCH))
     header = trt_env.builds[-1]
-    major = int(trt_env.real.__version__.split(".")[0])
+    major = trt_major_version(trt_env.real.__version__)
     assert header["strongly_typed"] == (precision != "fp32" or major >= 11) and not header["flags"]
     with Detector(engine) as detector, Detector(onnx, backend="onnxruntime") as reference:
         assert detector.backend_name == "tensorrt" and detector.metadata.precision == precision

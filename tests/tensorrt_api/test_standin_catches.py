@@ -13,7 +13,7 @@ from signatures import NotModelled
 
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.tensorrt_build import build_engine
-from retina_edge.export.trt_plan import TrtBuildSettings
+from retina_edge.export.trt_plan import TrtBuildSettings, trt_major_version
 from retina_edge.runtime import Detector
 from retina_edge.runtime.engine_file import read_engine_file, write_engine_file
 
@@ -59,7 +59,7 @@ def test_planted_mistake_fails(api, mistake):
 
 
 def test_builder_flag_fp16_exists_only_before_11(api):
-    if int(api.trt.__version__.split(".")[0]) >= 11:
+    if trt_major_version(api.trt.__version__) >= 11:
         with pytest.raises(AttributeError):
             api.config.set_flag(api.trt.BuilderFlag.FP16)
     else:
