@@ -1,5 +1,6 @@
 """INT8 calibration cost: wall time and peak memory of ``retina-edge build --int8`` per placement,
-next to the bare FP32 forward passes over the same images (the floor any calibration pays).
+next to the bare FP32 forward passes over the same images (the floor any calibration pays), and
+the statistics alone (calibration without export or Q/DQ insertion).
 
     python bench/calibration_bench.py --images 512 --imgsz 512 --targets cpu tensorrt
 
@@ -56,19 +57,35 @@ def forward_seconds(graph: Path, imgsz: int, repeats: int = 5) -> float:
     return sorted(times)[len(times) // 2]
 
 
+def measured(command: list[str], *, env: dict | None = None) -> tuple[float, float]:
+    """(seconds, peak GB) of ``command`` in a fresh process: its own peak resident set (wait4),
+    not the largest of this process's children so far."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"failed: {' '.join(command)}")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024 / 1024
+
+
 def build(weights: Path, calib: Path, images: int, imgsz: int, target: str, folder: Path) -> tuple[float, float, float]:
     """(seconds, peak GB, graph MB) of one ``build --int8`` in a fresh process and statistics cache."""
     output = folder / f"int8-{target}.onnx"
     command = [sys.executable, "-m", "retina_edge.cli.main", "build", "--int8", "--target", target, "--weights", str(weights),
                "--imgsz", str(imgsz), str(imgsz), "--calib", str(calib), "--calib-count", str(images), "-o", str(output)]
-    environment = {**os.environ, "RETINA_EDGE_CACHE": str(folder / f"cache-{target}")}
-    start = time.perf_counter()
-    process = subprocess.Popen(command, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)  # this child's own peak, not the largest child's so far
-    seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"build --int8 --target {target} failed: {' '.join(command)}")
-    return seconds, usage.ru_maxrss / 1024 / 1024, output.stat().st_size / 1e6
+    seconds, peak = measured(command, env={**os.environ, "RETINA_EDGE_CACHE": str(folder / f"cache-{target}")})
+    return seconds, peak, output.stat().st_size / 1e6
+
+
+def calibration_only(graph: Path, calib: Path, images: int, method: str = "entropy") -> tuple[float, float]:
+    """(seconds, peak GB) of the statistics alone (what both placements share) in a fresh process."""
+    code = ("import sys; from retina_edge.calib.sources import CalibrationReport, calibration_batches, collect_calibration_items;"
+            "from retina_edge.calib.statistics import compute_stats; from retina_edge.runtime.model_file import read_deployment;"
+            "g, c, n, m = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4];"
+            "items = collect_calibration_items(c, count=n, report=CalibrationReport());"
+            "compute_stats(g, (b for b, _ in calibration_batches(items, read_deployment(g).preprocess, count=n, batch_size=8)),"
+            " method=m)")
+    return measured([sys.executable, "-c", code, str(graph), str(calib), str(images), method])
 
 
 def main() -> None:
@@ -83,6 +100,9 @@ def main() -> None:
         forward = forward_seconds(graph, args.imgsz)
         print(f"FP32 graph {graph.stat().st_size / 1e6:.1f} MB; one forward pass {forward:.3f} s; "
               f"{args.images} passes {args.images * forward:.0f} s")
+        seconds, peak = calibration_only(graph, calib, args.images)
+        print(f"statistics alone (entropy, shared by both placements): {seconds:.0f} s, peak {peak:.2f} GB, "
+              f"{seconds / (args.images * forward):.2f} x the bare forward passes")
         print("| placement | seconds | peak GB | graph MB | time / bare forward passes |\n|---|---|---|---|---|")
         for target in args.targets:
             seconds, peak, size = build(weights, calib, args.images, args.imgsz, target, folder)

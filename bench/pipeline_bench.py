@@ -7,6 +7,11 @@
    thread, overlapping inference). Ratio = pipeline FPS / pure-inference FPS (target >= 0.9).
 3. Memory: ``--long`` frames through the pipeline from a looping in-memory source; RSS is sampled
    every 500 frames and compared with the first sample after warm-up (target: within 5%).
+4. In flight (``--streams 1 2``): for each value, a detector opened with ``streams=N``; the MP4
+   through the pipeline (files keep N frames in flight) -> FPS; then a paced live source
+   (``--live-fps``, frames dropped when inference falls behind) -> median and p90 capture-to-result
+   latency, with the live default (one in flight) and with N in flight. Values alternate for
+   ``--rounds`` rounds so machine noise hits them alike; medians over rounds are printed.
 """
 
 from __future__ import annotations
@@ -18,14 +23,15 @@ from pathlib import Path
 
 
 class LoopingSource:
-    """``count`` frames cycling over a few pre-rendered ones (no decode cost, no end until count)."""
+    """``count`` frames cycling over a few pre-rendered ones (no decode cost, no end until count).
+    ``live_fps``: deliver frames at this rate, as a camera does, and count as a live source."""
 
-    live = False
     fps = 30.0
     spec = "loop"
 
-    def __init__(self, frames, count: int) -> None:  # noqa: ANN001
+    def __init__(self, frames, count: int, *, live_fps: float | None = None) -> None:  # noqa: ANN001
         self.frames, self.count, self.position = frames, count, 0
+        self.live, self.interval, self.next_time = live_fps is not None, 1 / (live_fps or 1), time.perf_counter()
 
     def open(self) -> None:
         self.position = 0
@@ -33,6 +39,9 @@ class LoopingSource:
     def read(self):  # noqa: ANN201
         if self.position >= self.count:
             return None
+        if self.live:
+            time.sleep(max(0.0, self.next_time - time.perf_counter()))
+            self.next_time = max(self.next_time + self.interval, time.perf_counter())
         self.position += 1
         return self.frames[self.position % len(self.frames)]
 
@@ -52,7 +61,13 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--frames", type=int, default=600)
     parser.add_argument("--long", type=int, default=10000)
+    parser.add_argument("--streams", type=int, nargs="+", help="compare these in-flight counts (part 4 only)")
+    parser.add_argument("--live-fps", type=float, default=30.0)
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
+    if args.streams:
+        in_flight_table(args)
+        return
     detector = Detector(args.model)
     with tempfile.TemporaryDirectory() as scratch:
         video = write_video(Path(scratch) / "bench.mp4", SyntheticVideo(seed=5), args.frames)
@@ -85,6 +100,43 @@ def main() -> None:
         drift = max(abs(s - baseline) for s in samples[1:]) / baseline if len(samples) > 1 else 0.0
         print(f"{args.long} frames: RSS MB every 500 frames: {', '.join(f'{s:.0f}' for s in samples)}; "
               f"max drift after warm-up {100 * drift:.2f}%")
+
+
+def in_flight_table(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from retina_edge.runtime import Detector
+    from retina_edge.runtime.pipeline import Pipeline, PipelineConfig
+    from retina_edge.runtime.sources import ReconnectPolicy
+    from retina_edge.synth_video import SyntheticVideo, write_video
+
+    once = ReconnectPolicy(attempts=0)  # the paced source ends after --frames; no reopening
+    detectors = {n: Detector(args.model, streams=n) for n in args.streams}
+    rows: dict[int, dict[str, list[float]]] = {n: {"fps": [], "live_p50": [], "live_p90": [], "live_n_p50": []} for n in args.streams}
+    with tempfile.TemporaryDirectory() as scratch:
+        video = write_video(Path(scratch) / "bench.mp4", SyntheticVideo(seed=5), args.frames)
+        with Pipeline(detectors[args.streams[0]]) as pipeline:
+            frames = [result.image for result in pipeline.run(str(video))][:30]
+        for _ in range(args.rounds):
+            for n, detector in detectors.items():
+                with Pipeline(detector) as pipeline:
+                    start = time.perf_counter()
+                    processed = sum(1 for _ in pipeline.run(str(video)))
+                    rows[n]["fps"].append(processed / (time.perf_counter() - start))
+                for key, config in (("live", PipelineConfig(reconnect=once)), ("live_n", PipelineConfig(in_flight=n, reconnect=once))):
+                    with Pipeline(detector, config) as pipeline:
+                        source = LoopingSource(frames, args.frames, live_fps=args.live_fps)
+                        latencies = [result.latency_ms for result in pipeline.run(source)][3:]
+                    rows[n][f"{key}_p50"].append(float(np.percentile(latencies, 50)))
+                    if key == "live":
+                        rows[n]["live_p90"].append(float(np.percentile(latencies, 90)))
+    print(f"| streams | file FPS | ratio to streams={args.streams[0]} | live p50 ms (1 in flight) | live p90 ms | "
+          f"live p50 ms ({'N'} in flight) |\n|---|---|---|---|---|---|")
+    base = float(np.median(rows[args.streams[0]]["fps"]))
+    for n, row in rows.items():
+        fps = float(np.median(row["fps"]))
+        print(f"| {n} | {fps:.2f} | {fps / base:.2f} | {np.median(row['live_p50']):.0f} | {np.median(row['live_p90']):.0f} | "
+              f"{np.median(row['live_n_p50']):.0f} |")
 
 
 if __name__ == "__main__":

@@ -194,15 +194,50 @@ class RangeCollector:
                 for name, v in result.items()}
 
 
-class ActivationProbe:
-    """An ONNX Runtime session of the augmented network: ``run(batch)`` -> what :class:`RangeCollector` adds."""
+def measured_shapes(model, names: list[str], example: np.ndarray, scratch: Path) -> dict[str, tuple[int, ...]]:  # noqa: ANN001
+    """Shapes of tensors ``names`` when ``model`` runs on ``example``, from one run that outputs only
+    their ``Shape``s. For the tensors static shape inference cannot size (those after the
+    Shape/Reshape chains of GroupNorm: most of the v2 head), so they are sampled like the rest
+    instead of copied out whole (92M values per image for R50 v2 at 512x512, against 10M)."""
+    import onnx
+    from onnx import helper
 
-    def __init__(self, network_path: Path, method: str, scratch: Path) -> None:
+    ort = require("onnxruntime", "INT8 calibration")
+    graph = model.graph
+    outputs = list(graph.output)
+    nodes = [helper.make_node("Shape", [name], [f"calib_shape_{i}"]) for i, name in enumerate(names)]
+    del graph.output[:]
+    graph.output.extend(helper.make_empty_tensor_value_info(node.output[0]) for node in nodes)
+    graph.node.extend(nodes)
+    path = scratch / "shapes.onnx"
+    try:
+        onnx.save(model, str(path))
+    finally:  # the caller's model is left as it was
+        del graph.node[len(graph.node) - len(nodes):]
+        del graph.output[:]
+        graph.output.extend(outputs)
+    options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = False  # one run: no arena to keep at its peak afterwards
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    values = session.run([node.output[0] for node in nodes], {INPUT_NAME: example})
+    del session
+    path.unlink()
+    return {name: tuple(int(d) for d in shape) for name, shape in zip(names, values)}
+
+
+class ActivationProbe:
+    """An ONNX Runtime session of the augmented network: ``run(batch)`` -> what :class:`RangeCollector` adds.
+    ``example``: a batch of the shape every run will have (sizes the tensors shape inference cannot)."""
+
+    def __init__(self, network_path: Path, method: str, scratch: Path, example: np.ndarray) -> None:
         import onnx
 
         ort = require("onnxruntime", "INT8 calibration")
         model = onnx.load(str(network_path))
         tensors = tensors_to_calibrate(model)
+        unknown = [name for name, shape in tensors.items() if any(d <= 0 for d in shape)]
+        if method == "entropy" and unknown:
+            tensors.update(measured_shapes(model, unknown, example, scratch))
         model, self.outputs = augment(model, tensors, method)
         augmented = scratch / "augmented.onnx"
         onnx.save(model, str(augmented))

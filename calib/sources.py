@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import glob
 import json
-import os
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from retina_edge.cache import cache_root
 from retina_edge.errors import DataError
 from retina_edge.imageio import IMAGE_SUFFIXES, decode_image_file, read_image_rgb
 from retina_edge.preprocess import PreprocessConfig, preprocess_batch
@@ -186,4 +186,4 @@ def calibration_batches(items: list[CalibrationItem], preprocess: PreprocessConf
 
 def default_cache_dir() -> Path:
     """Where calibration statistics are cached (``RETINA_EDGE_CACHE`` or ``~/.cache/retina-edge``)."""
-    return Path(os.environ.get("RETINA_EDGE_CACHE", Path.home() / ".cache" / "retina-edge")) / "calib"
+    return cache_root() / "calib"

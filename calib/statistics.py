@@ -19,6 +19,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -60,6 +61,11 @@ class ActivationStats:
         return cls(data["method"], {k: (v[0], v[1]) for k, v in data["ranges"].items()}, data["num_images"])
 
 
+#: Part of the cache key: bumped when what a tensor contributes changes, so older cached statistics
+#: are recomputed rather than mixed in. 2: tensors of unknown static shape are sampled like the rest.
+STATISTICS_VERSION = 2
+
+
 def stats_key(onnx_path: str | os.PathLike, preprocess: PreprocessConfig, item_keys: Iterable[str], method: str) -> str:
     """Cache key: hash of the graph file, the preprocessing, the ordered image list and the method."""
     digest = hashlib.sha256()
@@ -70,6 +76,7 @@ def stats_key(onnx_path: str | os.PathLike, preprocess: PreprocessConfig, item_k
     for key in item_keys:
         digest.update(key.encode() + b"\0")
     digest.update(method.encode())
+    digest.update(f"statistics v{STATISTICS_VERSION}".encode())
     return digest.hexdigest()[:32]
 
 
@@ -90,14 +97,22 @@ def compute_stats(onnx_path: str | os.PathLike, batches: Iterable[np.ndarray], *
     collector = RangeCollector(method)
     with tempfile.TemporaryDirectory(prefix="retina-edge-calib-") as scratch:
         fixed = network_subgraph(onnx_path, Path(scratch) / "network.onnx")
-        probe = ActivationProbe(Path(scratch) / "network.onnx", method, Path(scratch))
+        probe, pending = None, None
         # One image per run (a static-batch graph: its full batches only, its only shape): memory
-        # is one inference's, whatever the calibration batch size.
-        for batch in batches:
-            arrays = [batch[i : i + 1] for i in range(len(batch))] if fixed is None else [batch] if len(batch) == fixed else []
-            for array in arrays:
-                collector.add(probe.run(array))
-                used += len(array)
+        # is one inference's, whatever the calibration batch size. A run's values are merged in
+        # a second thread while the next image runs (in order: merges are order-dependent).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="retina-edge-calib") as merger:
+            for batch in batches:
+                arrays = [batch[i : i + 1] for i in range(len(batch))] if fixed is None else [batch] if len(batch) == fixed else []
+                for array in arrays:
+                    probe = probe or ActivationProbe(Path(scratch) / "network.onnx", method, Path(scratch), array)
+                    values = probe.run(array)
+                    if pending is not None:
+                        pending.result()
+                    pending = merger.submit(collector.add, values)
+                    used += len(array)
+            if pending is not None:
+                pending.result()
     if not used:
         raise RetinaEdgeError("no calibration batch fitted the graph's batch size")
     return ActivationStats(method, collector.ranges(), used)

@@ -60,3 +60,8 @@ def check_export_memory(height: int, width: int, batch: int = 1) -> None:
         raise RetinaEdgeError(f"an input of {height}x{width} (batch {batch}) needs about {needed / 2**30:.0f} GiB to "
                               f"export, and {available / 2**30:.1f} GiB is available: choose a smaller --imgsz "
                               "(the network's input; images of any size are resized to it)")
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, which containers and taskset narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -18,7 +18,6 @@ its one execution context. Pre- and post-processing hold no shared mutable state
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,7 +35,8 @@ BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt")
 
 
 def choose_backend(path: str | os.PathLike, requested: str) -> str:
-    """The backend for ``path``: engines need TensorRT; ONNX prefers ONNX Runtime, then OpenVINO."""
+    """The backend for ``path``, or ``"auto"`` when an ONNX model's backend is to be measured
+    (:mod:`~retina_edge.runtime.backend_choice`). Engines need TensorRT."""
     if requested not in BACKENDS:
         raise RetinaEdgeError(f"unknown backend {requested!r}; expected one of {BACKENDS}")
     if is_engine_path(path):
@@ -46,12 +46,26 @@ def choose_backend(path: str | os.PathLike, requested: str) -> str:
     if requested == "tensorrt":
         raise RetinaEdgeError(f"{path} is an ONNX model: build an engine from it first ('retina-edge build --backend tensorrt'),"
                               " or run it with --backend onnxruntime (its TensorRT execution provider: --device tensorrt)")
-    if requested != "auto":
-        return requested
-    for backend in ("onnxruntime", "openvino"):
-        if importlib.util.find_spec(backend) is not None:
-            return backend
-    raise RetinaEdgeError("no ONNX backend is installed: pip install onnxruntime (or openvino)")
+    return requested
+
+
+def open_backend(name: str, path: Path, engine, *, device: str | None, threads: int | None,  # noqa: ANN001
+                 openvino_precision: str, cuda_graph: bool, streams: int):  # noqa: ANN201
+    """Load backend ``name`` for ``path`` (``engine``: the parsed engine file, TensorRT only)."""
+    if name == "tensorrt":
+        if streams > 1:
+            raise RetinaEdgeError("TensorRT engines run one inference at a time here (one execution context); "
+                                  "streams must be 1")
+        from retina_edge.runtime.backends.tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend(engine, use_cuda_graph=cuda_graph)
+    if name == "onnxruntime":
+        from retina_edge.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(path, device=device or "cpu", threads=threads, streams=streams)
+    from retina_edge.runtime.backends.openvino_backend import OpenVinoBackend
+
+    return OpenVinoBackend(path, device=device or "CPU", precision=openvino_precision, threads=threads, streams=streams)
 
 
 def as_image_list(images: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:
@@ -73,46 +87,53 @@ class Detector:
     for ONNX Runtime, ``CPU``/``GPU`` for OpenVINO. ``metadata`` supplies the contract for ONNX
     files made by other tools (or replaces the file's). ``score_thresh`` overrides the model's
     threshold (see :meth:`DeploymentMetadata.override`). ``cuda_graph`` (TensorRT only) replays each
-    batch size's copies and inference as one captured CUDA graph. ``close()`` (or ``with``) frees the backend.
+    batch size's copies and inference as one captured CUDA graph. ``streams``: inferences that can
+    run at once (OpenVINO throughput streams; ONNX Runtime on the cores split that many ways), which
+    a :class:`~retina_edge.runtime.pipeline.Pipeline` over a file keeps in flight; 1 is the lowest
+    latency per frame. ``close()`` (or ``with``) frees the backend.
     """
 
     def __init__(
         self, path: str | os.PathLike, *, backend: str = "auto", device: str | None = None, threads: int | None = None,
         metadata: DeploymentMetadata | None = None, score_thresh: float | None = None, openvino_precision: str = "f32",
-        cuda_graph: bool = False,
+        cuda_graph: bool = False, streams: int = 1,
     ) -> None:
+        if streams < 1:
+            raise RetinaEdgeError(f"streams must be at least 1, got {streams}")
         self.path = Path(path)
-        self.backend_name = choose_backend(self.path, backend)
-        if cuda_graph and self.backend_name != "tensorrt":
-            raise RetinaEdgeError("CUDA graphs (--cuda-graph) are for TensorRT engines; this model runs on "
-                                  f"{self.backend_name}")
+        self.streams = streams
+        name = choose_backend(self.path, backend)
+        if cuda_graph and name != "tensorrt":
+            raise RetinaEdgeError(f"CUDA graphs (--cuda-graph) are for TensorRT engines; {self.path.name} is ONNX")
         engine = None
-        if self.backend_name == "tensorrt":
+        if name == "tensorrt":
             from retina_edge.runtime.engine_file import read_engine_file
 
             engine = read_engine_file(self.path)  # the header is checked before TensorRT is needed
         contract = metadata or (engine.deployment if engine else read_deployment(self.path))
         self.metadata = contract.override(score_thresh=score_thresh)
-        self.backend = self._load_backend(engine, device, threads, openvino_precision, cuda_graph)
+
+        def load(chosen: str):  # noqa: ANN202
+            return open_backend(chosen, self.path, engine, device=device, threads=threads,
+                                openvino_precision=openvino_precision, cuda_graph=cuda_graph, streams=streams)
+
+        #: What ``backend="auto"`` picked for an ONNX model and why (None for explicit backends and engines).
+        self.backend_choice = None
+        if name == "auto":
+            from retina_edge.runtime.backend_choice import choose_and_load
+
+            self.backend_choice, self.backend = choose_and_load(self.path, self.metadata, load, device=device,
+                                                                settings={"threads": threads, "streams": streams,
+                                                                          "openvino_precision": openvino_precision})
+            name = self.backend_choice.backend
+        else:
+            self.backend = load(name)
+        self.backend_name = name
         missing = set(self.metadata.output_names) - set(self.backend.output_names)
         if missing:
             self.close()
             raise RetinaEdgeError(f"{self.path} lacks the outputs {sorted(missing)} its metadata promises")
         self._finish = Finisher(self.metadata)
-
-    def _load_backend(self, engine, device: str | None, threads: int | None, openvino_precision: str,  # noqa: ANN001, ANN202
-                      cuda_graph: bool):
-        if self.backend_name == "tensorrt":
-            from retina_edge.runtime.backends.tensorrt_backend import TensorRTBackend
-
-            return TensorRTBackend(engine, use_cuda_graph=cuda_graph)
-        if self.backend_name == "onnxruntime":
-            from retina_edge.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
-
-            return OnnxRuntimeBackend(self.path, device=device or "cpu", threads=threads)
-        from retina_edge.runtime.backends.openvino_backend import OpenVinoBackend
-
-        return OpenVinoBackend(self.path, device=device or "CPU", precision=openvino_precision, threads=threads)
 
     @property
     def input_size(self) -> tuple[int, int]:

@@ -13,7 +13,13 @@
 Live sources run in "latest frame" mode: when inference falls behind, the oldest waiting frame is
 dropped (and counted), so latency never grows into a backlog; a live source that fails is
 reopened with backoff. Files run in "every frame" mode: capture waits for inference, nothing is
-dropped, and the end of the file ends the run. ``stop()`` (from any thread or a signal handler)
+dropped, and the end of the file ends the run.
+
+Several inferences in flight: a detector opened with ``streams=N`` (OpenVINO throughput streams,
+or ONNX Runtime runs on the cores split N ways) can work on N frames at once. Files then keep N
+frames in flight (``in_flight``, default: the detector's ``streams``), which raises frames per
+second; results are still yielded in frame order. Live sources keep one in flight by default,
+since a second frame in flight waits behind the first and only adds latency. ``stop()`` (from any thread or a signal handler)
 ends ``run`` cleanly; every result already yielded has been handed over, so callers that write
 each result as it comes lose nothing. ``close()`` joins every thread the pipeline started.
 """
@@ -45,19 +51,29 @@ class PipelineConfig:
     """``mode``: auto (latest for live sources, every for files), latest or every.
     ``queue_size``: frames waiting for inference (and results waiting for the consumer).
     ``max_fps``: cap on the capture rate. ``classes``: keep only these labels (the score threshold
-    is the detector's: ``Detector(score_thresh=...)``)."""
+    is the detector's: ``Detector(score_thresh=...)``). ``in_flight``: frames inferred at once
+    (None: the detector's ``streams`` for files, 1 for live sources)."""
 
     mode: str = "auto"
     queue_size: int = 2
     max_fps: float | None = None
     classes: tuple[int, ...] | None = None
     reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
+    in_flight: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise RetinaEdgeError(f"unknown pipeline mode {self.mode!r}; expected one of {MODES}")
         if self.queue_size < 1:
             raise RetinaEdgeError("queue_size must be at least 1")
+        if self.in_flight is not None and self.in_flight < 1:
+            raise RetinaEdgeError("in_flight must be at least 1")
+
+    def frames_in_flight(self, detector, *, latest: bool) -> int:  # noqa: ANN001
+        """How many frames to infer at once for this detector and source kind."""
+        if self.in_flight is not None:
+            return self.in_flight
+        return 1 if latest else max(1, getattr(detector, "streams", 1))
 
 
 @dataclass
@@ -134,11 +150,15 @@ class Pipeline:
         latest = self.config.mode == "latest" or (self.config.mode == "auto" and live)
         self._stop.clear()
         self.stats = PipelineStats()
+        in_flight = self.config.frames_in_flight(self.detector, latest=latest)
         frames: queue.Queue = queue.Queue(self.config.queue_size)
-        results: queue.Queue = queue.Queue(self.config.queue_size)
+        # Results hold futures in frame order: up to in_flight running, queue_size finished and waiting.
+        results: queue.Queue = queue.Queue(self.config.queue_size + in_flight)
+        workers = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="retina-edge-infer")
         threads = [
             threading.Thread(target=self._capture, args=(source, frames, latest, live, log), name="retina-edge-capture", daemon=True),
-            threading.Thread(target=self._infer, args=(frames, results), name="retina-edge-infer", daemon=True),
+            threading.Thread(target=self._dispatch, args=(frames, results, workers, in_flight), name="retina-edge-dispatch",
+                             daemon=True),
         ]
         with self._lock:
             self._threads.extend(threads)
@@ -151,13 +171,14 @@ class Pipeline:
                     break
                 if isinstance(item, BaseException):
                     raise item
-                yield item
+                yield item.result()
         finally:
             self._stop.set()
             for q in (frames, results):  # unblock producers waiting on full queues
                 _drain(q)
             for thread in threads:
                 thread.join(timeout=10)
+            workers.shutdown(wait=True, cancel_futures=True)
             source.close()
             with self._lock:
                 self._threads = [t for t in self._threads if t.is_alive()]
@@ -204,28 +225,39 @@ class Pipeline:
         finally:
             _put(frames, _END, self._stop, force=True)
 
-    def _infer(self, frames: queue.Queue, results: queue.Queue) -> None:
+    def _dispatch(self, frames: queue.Queue, results: queue.Queue, workers: ThreadPoolExecutor, in_flight: int) -> None:
+        """Hand frames to the workers, at most ``in_flight`` at a time, and their futures on in order."""
+        slots = threading.Semaphore(in_flight)
         try:
             while True:
+                # A slot first, then the frame: in latest mode the frame taken is the newest one
+                # when a worker is free, not one that aged while waiting for a worker.
+                while not slots.acquire(timeout=0.05):
+                    if self._stop.is_set():
+                        return
                 item = frames.get()
                 if item is _END or isinstance(item, BaseException):
                     _put(results, item, self._stop, force=True)
                     if item is not _END:
                         _put(results, _END, self._stop, force=True)
                     return
-                start = time.perf_counter()
-                detections = self._detect(item.image)
-                inference_ms = 1e3 * (time.perf_counter() - start)
-                self.stats.processed += 1
-                self.stats.inference_ms_total += inference_ms
-                result = FrameResult(item.index, item.timestamp, item.image, detections,
-                                     1e3 * (time.time() - item.timestamp), inference_ms)
-                if not _put(results, result, self._stop):
-                    _put(results, _END, self._stop, force=True)
+                future = workers.submit(self._infer_frame, item)
+                future.add_done_callback(lambda _: slots.release())
+                if not _put(results, future, self._stop):
                     return
-        except Exception as error:  # noqa: BLE001
+        except Exception as error:  # noqa: BLE001 - surfaced to the consumer
             _put(results, error, self._stop, force=True)
             _put(results, _END, self._stop, force=True)
+
+    def _infer_frame(self, frame: Frame) -> FrameResult:
+        start = time.perf_counter()
+        detections = self._detect(frame.image)
+        inference_ms = 1e3 * (time.perf_counter() - start)
+        with self._lock:
+            self.stats.processed += 1
+            self.stats.inference_ms_total += inference_ms
+        return FrameResult(frame.index, frame.timestamp, frame.image, detections,
+                           1e3 * (time.time() - frame.timestamp), inference_ms)
 
     def submit(self, image: np.ndarray) -> Future:
         """Detect in a background thread; returns a Future of :class:`Detections`.

@@ -113,3 +113,26 @@ def test_each_reduction_follows_its_producer(graph, tmp_path):
             assert all(n.op_type in ("ReduceMin", "ReduceMax") for n in between), tensor
         else:
             assert all(n.op_type in ("ReduceMin", "ReduceMax") for n in augmented.graph.node[:reduction]), tensor
+
+
+def test_tensors_shape_inference_cannot_size_are_sampled_too(tmp_path):
+    """A Reshape to a shape computed at run time (as GroupNorm exports) has no static size; it is
+    sized by one Shape-only run and sampled, not copied out whole (the v2 head's 82M values)."""
+    from onnx import TensorProto, helper
+
+    height = width = 200  # 120,000 values per tensor: above MAX_SAMPLES
+    nodes = [helper.make_node("Shape", ["images"], ["shape"]),
+             helper.make_node("Reshape", ["images", "shape"], ["reshaped"]),
+             helper.make_node("Relu", ["reshaped"], ["out"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, height, width])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    path = tmp_path / "dynamic.onnx"
+    onnx.save(model, str(path))
+    assert activations.tensors_to_calibrate(onnx.load(str(path)))["reshaped"] == (-1, -1, -1, -1)
+    example = np.random.default_rng(0).standard_normal((1, 3, height, width)).astype(np.float32)
+    probe = activations.ActivationProbe(path, "entropy", tmp_path, example)
+    values = probe.run(example)
+    assert set(values) == {"images", "reshaped", "out"}
+    assert all(0 < sample.size <= activations.MAX_SAMPLES for (sample,) in values.values())
+    assert not (tmp_path / "shapes.onnx").exists()

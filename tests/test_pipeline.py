@@ -189,3 +189,70 @@ def test_source_lost_for_good_exits_1_and_says_so(assets, tmp_path, monkeypatch,
     err = capsys.readouterr().err
     assert code == 1 and "error: gave up on http://127.0.0.1" in err and "Traceback" not in err
     assert (tmp_path / "d.jsonl").read_text().count("\n") > 0
+
+
+class CountingDetector:
+    """Sleeps longer for earlier frames (so later ones finish first) and records how many ran at once."""
+
+    def __init__(self, streams: int) -> None:
+        self.streams, self.running, self.most = streams, 0, 0
+        self.lock = threading.Lock()
+
+    def detect(self, images):  # noqa: ANN001, ANN201
+        import numpy as np
+
+        from retina_edge.runtime.results import Detections
+
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(0.002 * (20 - int(images[0][0, 0, 0])))
+        with self.lock:
+            self.running -= 1
+        return [Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))]
+
+
+class ListSource:
+    fps, spec = 30.0, "list"
+
+    def __init__(self, count: int, *, live: bool) -> None:
+        import numpy as np
+
+        self.live = live
+        self.frames = [np.full((8, 8, 3), index, np.uint8) for index in range(count)]
+
+    def read(self):  # noqa: ANN201
+        return self.frames.pop(0) if self.frames else None
+
+    def open(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+NO_RECONNECT = ReconnectPolicy(attempts=0)
+
+
+@pytest.mark.parametrize("streams", [1, 3])
+def test_files_keep_the_detectors_streams_in_flight_and_yield_in_order(streams):
+    detector = CountingDetector(streams)
+    with Pipeline(detector) as pipeline:
+        indices = [result.index for result in pipeline.run(ListSource(20, live=False))]
+    assert indices == list(range(20)) and pipeline.stats.processed == 20
+    assert detector.most == streams
+
+
+def test_live_sources_keep_one_in_flight_unless_told():
+    detector = CountingDetector(3)
+    with Pipeline(detector, PipelineConfig(mode="every", reconnect=NO_RECONNECT)) as pipeline:  # every frame, but the source is live
+        list(pipeline.run(ListSource(12, live=True)))
+    assert detector.most == 3  # mode "every" is the file behaviour, streams included
+    detector = CountingDetector(3)
+    with Pipeline(detector, PipelineConfig(reconnect=NO_RECONNECT)) as pipeline:
+        list(pipeline.run(ListSource(12, live=True)))
+    assert detector.most == 1
+    detector = CountingDetector(3)
+    with Pipeline(detector, PipelineConfig(in_flight=2, reconnect=NO_RECONNECT)) as pipeline:
+        list(pipeline.run(ListSource(12, live=True)))
+    assert detector.most == 2

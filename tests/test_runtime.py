@@ -112,6 +112,7 @@ def test_onnx_without_metadata_needs_explicit_settings(model, onnx_files, tmp_pa
 
 def test_backend_choice():
     assert choose_backend("m.onnx", "openvino") == "openvino"
+    assert choose_backend("m.onnx", "auto") == "auto"  # measured when loaded: test_backend_choice.py
     assert choose_backend("m.engine", "auto") == "tensorrt"
     with pytest.raises(RetinaEdgeError, match="build an engine"):
         choose_backend("m.onnx", "tensorrt")

@@ -27,6 +27,9 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OpenVINO inference precision (f32 matches the reference; bf16 is faster where supported)")
     parser.add_argument("--cuda-graph", action="store_true",
                         help="TensorRT: replay copies and inference as one captured CUDA graph per batch size")
+    parser.add_argument("--streams", type=positive_int, default=1,
+                        help="inferences at once (OpenVINO throughput streams; ONNX Runtime splits the cores): "
+                             "video files keep this many frames in flight, live sources one (default 1)")
 
 
 def add_score_thresh_argument(parser: argparse.ArgumentParser) -> None:
@@ -44,14 +47,15 @@ def make_detector(args: argparse.Namespace, **kwargs):  # noqa: ANN201
         from retina_edge.runtime import TritonDetector
 
         local = [flag for flag, value in (("--backend", args.backend != "auto"), ("--device", args.device),
-                                          ("--threads", args.threads), ("--cuda-graph", args.cuda_graph)) if value]
+                                          ("--threads", args.threads), ("--cuda-graph", args.cuda_graph),
+                                          ("--streams", args.streams != 1)) if value]
         if local:
             raise RetinaEdgeError(f"{', '.join(local)} choose how a local model runs; the server decides for "
                                   f"{args.model}")
         return TritonDetector(args.model, **kwargs)
 
     return Detector(args.model, backend=args.backend, device=args.device, threads=args.threads,
-                    openvino_precision=args.ov_precision, cuda_graph=args.cuda_graph, **kwargs)
+                    openvino_precision=args.ov_precision, cuda_graph=args.cuda_graph, streams=args.streams, **kwargs)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,6 +20,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from retina_edge.cache import cache_root
 from retina_edge.errors import MissingDependencyError, RetinaEdgeError
 from retina_edge.optional import install_hint
 
@@ -51,7 +52,7 @@ def _backends_with_stub(root: Path) -> Path:
     stub = root / "python_backend_stubs" / version / "triton_python_backend_stub"
     if not stub.is_file():
         raise RetinaEdgeError(f"nvidia-pytriton has no Python backend stub for Python {version}")
-    target = Path(os.environ.get("RETINA_EDGE_CACHE", Path.home() / ".cache" / "retina-edge")) / "triton-backends" / version
+    target = cache_root() / "triton-backends" / version
     python = target / "python"
     if not (python / "triton_python_backend_stub").is_file():
         shutil.rmtree(target, ignore_errors=True)

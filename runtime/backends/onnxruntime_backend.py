@@ -1,4 +1,8 @@
-"""ONNX Runtime backend: CPU, CUDA or TensorRT execution providers. ``run`` is thread-safe (ORT's is)."""
+"""ONNX Runtime backend: CPU, CUDA or TensorRT execution providers. ``run`` is thread-safe (ORT's is).
+
+``streams=N`` on the CPU splits the cores N ways (each run gets ``cores // N`` intra-op threads),
+so N runs from N threads proceed side by side instead of fighting over one thread pool.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import numpy as np
 from retina_edge.contract import INPUT_NAME
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.optional import require
+from retina_edge.resources import usable_cores
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -20,7 +25,7 @@ PROVIDERS = {
 class OnnxRuntimeBackend:
     name = "onnxruntime"
 
-    def __init__(self, path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None, streams: int = 1) -> None:
         ort = require("onnxruntime", "the ONNX Runtime backend")
         if device not in PROVIDERS:
             raise RetinaEdgeError(f"unknown ONNX Runtime device {device!r}; expected one of {tuple(PROVIDERS)}")
@@ -30,6 +35,8 @@ class OnnxRuntimeBackend:
             raise RetinaEdgeError(f"ONNX Runtime here has no {wanted} (available: {', '.join(sorted(available))}); "
                                   "install onnxruntime-gpu for CUDA/TensorRT, or use --device cpu")
         options = ort.SessionOptions()
+        if streams > 1 and not threads and device == "cpu":
+            threads = max(1, usable_cores() // streams)
         if threads:
             options.intra_op_num_threads = threads
         try:

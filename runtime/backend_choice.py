@@ -1,0 +1,187 @@
+"""``backend="auto"`` for ONNX files: the installed CPU backend that runs *this* model fastest *here*.
+
+Which of ONNX Runtime and OpenVINO is faster depends on the graph and the CPU (on the R50 INT8
+graph for CPUs OpenVINO is ~1.5x faster; on FP16 graphs it can be the other way round), so no
+fixed order is right. With only one installed, that one runs. With both, a short probe loads
+both, runs the model on one synthetic preprocessed image interleaved (one warm-up, then
+``PROBE_RUNS`` timed runs each) and keeps the lower median; OpenVINO must win by
+``MARGIN`` to replace ONNX Runtime, so noise does not flip the choice from run to run. The
+winner's loaded backend is handed on (nothing is loaded twice); the loser is closed.
+
+The choice is cached in ``<cache>/backend-choice.json`` (see :mod:`retina_edge.cache`), keyed by
+the model file (resolved path, size, modification time), the machine (CPU model, usable cores,
+both runtimes' versions) and the settings (threads, streams, OpenVINO precision): the probe runs once per model file
+and machine, and again whenever any of those change. Explicit backends and non-CPU devices
+never probe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from retina_edge.atomic import write_text_atomic
+from retina_edge.cache import cache_root
+from retina_edge.contract import DeploymentMetadata
+from retina_edge.errors import RetinaEdgeError
+from retina_edge.preprocess import preprocess_batch
+from retina_edge.resources import usable_cores
+
+logger = logging.getLogger("retina_edge.runtime")
+
+CPU_BACKENDS = ("onnxruntime", "openvino")
+PROBE_RUNS = 3
+#: OpenVINO replaces ONNX Runtime only when its median is at least this much lower.
+MARGIN = 0.05
+CACHE_NAME = "backend-choice.json"
+#: Distributions that provide each module (onnxruntime-gpu also installs ``onnxruntime``).
+DISTRIBUTIONS = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"), "openvino": ("openvino",)}
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """What ``auto`` picked and why. ``median_ms``: probe medians per backend (empty if not probed)."""
+
+    backend: str
+    reason: str
+    median_ms: dict[str, float]
+
+    def describe(self) -> str:
+        timings = ", ".join(f"{name} {ms:.1f} ms" for name, ms in sorted(self.median_ms.items(), key=lambda kv: kv[1]))
+        return f"{self.backend} ({self.reason}{': ' + timings if timings else ''})"
+
+
+def installed_cpu_backends() -> tuple[str, ...]:
+    return tuple(name for name in CPU_BACKENDS if importlib.util.find_spec(name) is not None)
+
+
+def fixed_choice(device: str | None) -> BackendChoice | None:
+    """The choice when nothing needs measuring: one backend installed, or a device only one has."""
+    installed = installed_cpu_backends()
+    if not installed:
+        raise RetinaEdgeError("no ONNX backend is installed: pip install onnxruntime (or openvino)")
+    if device in ("cuda", "tensorrt"):
+        return BackendChoice("onnxruntime", f"device {device} is an ONNX Runtime provider", {})
+    if device is not None and device.upper() not in ("CPU",):
+        return BackendChoice("openvino", f"device {device} is an OpenVINO device", {})
+    if len(installed) == 1:
+        return BackendChoice(installed[0], "the only ONNX backend installed", {})
+    return None
+
+
+def probe_key(path: Path, settings: dict) -> str:
+    """Identity of (model file, machine, backend settings such as threads) for the cache."""
+    stat = path.stat()
+    versions = {name: _version(name) for name in CPU_BACKENDS}
+    parts = [str(path.resolve()), stat.st_size, stat.st_mtime_ns, platform.machine(), _cpu_model(),
+             usable_cores(), sorted(settings.items()), versions]
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:32]
+
+
+def cached_choice(key: str) -> BackendChoice | None:
+    entry = _read_cache().get(key)
+    if not isinstance(entry, dict) or entry.get("backend") not in CPU_BACKENDS:
+        return None
+    return BackendChoice(entry["backend"], "measured earlier on this machine", dict(entry.get("median_ms", {})))
+
+
+def remember(key: str, choice: BackendChoice) -> None:
+    entries = _read_cache()
+    entries[key] = {"backend": choice.backend, "median_ms": choice.median_ms, "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+    try:
+        write_text_atomic(cache_root() / CACHE_NAME, json.dumps(entries, indent=1))
+    except OSError as error:  # a read-only cache costs a probe next time, nothing else
+        logger.warning("cannot cache the backend choice in %s: %s", cache_root(), error)
+
+
+def probe(backends: dict[str, object], metadata: DeploymentMetadata) -> BackendChoice:
+    """Time ``backends`` (name -> loaded backend) on one synthetic image, interleaved; pick the fastest."""
+    batch = probe_batch(metadata)
+    samples: dict[str, list[float]] = {name: [] for name in backends}
+    for run in range(PROBE_RUNS + 1):
+        for name, backend in backends.items():
+            start = time.perf_counter()
+            backend.run(batch)
+            if run:  # the first run of each is the warm-up
+                samples[name].append(1e3 * (time.perf_counter() - start))
+    median_ms = {name: round(float(np.median(times)), 2) for name, times in samples.items()}
+    return BackendChoice(pick(median_ms), "probe", median_ms)
+
+
+def pick(median_ms: dict[str, float]) -> str:
+    """The fastest; OpenVINO must beat ONNX Runtime by ``MARGIN`` (a tie keeps ONNX Runtime)."""
+    if set(median_ms) != set(CPU_BACKENDS):
+        return min(median_ms, key=median_ms.get)
+    return "openvino" if median_ms["openvino"] < (1 - MARGIN) * median_ms["onnxruntime"] else "onnxruntime"
+
+
+def probe_batch(metadata: DeploymentMetadata) -> np.ndarray:
+    """A preprocessed batch of the model's smallest batch size: a smooth image with noise, so that
+    score-dependent tails (top-k, NMS) do about the work they do on photographs."""
+    height, width = metadata.input_size
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
+    image = np.clip(ramp + rng.normal(0, 40, (height, width, 3)), 0, 255).astype(np.uint8)
+    return preprocess_batch([image] * max(1, metadata.batch[0]), metadata.preprocess)[0]
+
+
+def choose_and_load(path: Path, metadata: DeploymentMetadata, load: Callable[[str], object], *, device: str | None,
+                    settings: dict) -> tuple[BackendChoice, object]:
+    """The choice for ``path`` and its loaded backend (``load(name)`` loads one with ``settings``,
+    the backend options that change speed: threads, streams, OpenVINO precision)."""
+    choice = fixed_choice(device)
+    if choice is None:
+        key = probe_key(path, settings)
+        choice = cached_choice(key)
+        if choice is None:
+            loaded = {name: load(name) for name in CPU_BACKENDS}
+            try:
+                choice = probe(loaded, metadata)
+            finally:
+                for name, backend in loaded.items():
+                    if choice is None or name != choice.backend:
+                        backend.close()
+            remember(key, choice)
+            logger.info("backend auto for %s: %s", path.name, choice.describe())
+            return choice, loaded[choice.backend]
+    logger.info("backend auto for %s: %s", path.name, choice.describe())
+    return choice, load(choice.backend)
+
+
+def _read_cache() -> dict:
+    try:
+        entries = json.loads((cache_root() / CACHE_NAME).read_text())
+    except (OSError, ValueError):  # missing or damaged: probe again and rewrite it
+        return {}
+    return entries if isinstance(entries, dict) else {}
+
+
+def _version(module: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for distribution in DISTRIBUTIONS[module]:
+        try:
+            return f"{distribution} {version(distribution)}"
+        except PackageNotFoundError:
+            continue
+    return None
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith(("model name", "Model", "Hardware")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
