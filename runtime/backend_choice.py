@@ -1,8 +1,8 @@
 """``backend="auto"`` for ONNX files: the installed CPU backend that runs *this* model fastest *here*.
 
 Which of ONNX Runtime and OpenVINO is faster depends on the graph and the CPU (on the R50 INT8
-graph for CPUs OpenVINO is ~1.5x faster; on FP16 graphs it can be the other way round), so no
-fixed order is right. With only one installed, that one runs. With both, a short probe loads
+graph for CPUs OpenVINO was ~1.5x faster on an AVX-512 VNNI machine, while on an AVX2-only one the
+two tie), so no fixed order is right. With only one installed, that one runs. With both, a short probe loads
 both, runs the model on one synthetic preprocessed image interleaved (one warm-up, then
 ``PROBE_RUNS`` timed runs each) and keeps the lower median; OpenVINO must win by
 ``MARGIN`` to replace ONNX Runtime, so noise does not flip the choice from run to run. The
@@ -10,8 +10,8 @@ winner's loaded backend is handed on (nothing is loaded twice); the loser is clo
 
 The choice is cached in ``<cache>/backend-choice.json`` (see :mod:`retina_edge.cache`), keyed by
 the model file (resolved path, size, modification time), the machine (CPU model, usable cores,
-both runtimes' versions) and the settings (threads, streams, OpenVINO precision): the probe runs once per model file
-and machine, and again whenever any of those change. Explicit backends and non-CPU devices
+both runtimes' versions) and the settings (threads, streams, OpenVINO precision): the probe runs
+once per model file and machine, and again whenever any of those change. Explicit backends and non-CPU devices
 never probe.
 """
 
@@ -138,23 +138,27 @@ def choose_and_load(path: Path, metadata: DeploymentMetadata, load: Callable[[st
                     settings: dict) -> tuple[BackendChoice, object]:
     """The choice for ``path`` and its loaded backend (``load(name)`` loads one with ``settings``,
     the backend options that change speed: threads, streams, OpenVINO precision)."""
-    choice = fixed_choice(device)
+    choice, backend = fixed_choice(device), None
     if choice is None:
         key = probe_key(path, settings)
         choice = cached_choice(key)
         if choice is None:
-            loaded = {name: load(name) for name in CPU_BACKENDS}
-            try:
-                choice = probe(loaded, metadata)
-            finally:
-                for name, backend in loaded.items():
-                    if choice is None or name != choice.backend:
-                        backend.close()
+            choice, backend = probe_and_keep({name: load(name) for name in CPU_BACKENDS}, metadata)
             remember(key, choice)
-            logger.info("backend auto for %s: %s", path.name, choice.describe())
-            return choice, loaded[choice.backend]
     logger.info("backend auto for %s: %s", path.name, choice.describe())
-    return choice, load(choice.backend)
+    return choice, backend or load(choice.backend)
+
+
+def probe_and_keep(loaded: dict[str, object], metadata: DeploymentMetadata) -> tuple[BackendChoice, object]:
+    """:func:`probe` the loaded backends; close all but the winner, which is returned (all on error)."""
+    choice = None
+    try:
+        choice = probe(loaded, metadata)
+    finally:
+        for name, backend in loaded.items():
+            if choice is None or name != choice.backend:
+                backend.close()
+    return choice, loaded[choice.backend]
 
 
 def _read_cache() -> dict:

@@ -18,9 +18,11 @@ dropped, and the end of the file ends the run.
 Several inferences in flight: a detector opened with ``streams=N`` (OpenVINO throughput streams,
 or ONNX Runtime runs on the cores split N ways) can work on N frames at once. Files then keep N
 frames in flight (``in_flight``, default: the detector's ``streams``), which raises frames per
-second; results are still yielded in frame order. Live sources keep one in flight by default,
-since a second frame in flight waits behind the first and only adds latency. ``stop()`` (from any thread or a signal handler)
-ends ``run`` cleanly; every result already yielded has been handed over, so callers that write
+second where the backend has cores to spare; results are still yielded in frame order. Live
+sources keep one in flight by default, since a second frame in flight waits behind the first and
+only adds latency.
+
+``stop()`` (from any thread or a signal handler) ends ``run`` cleanly; every result already yielded has been handed over, so callers that write
 each result as it comes lose nothing. ``close()`` joins every thread the pipeline started.
 """
 
@@ -226,7 +228,8 @@ class Pipeline:
             _put(frames, _END, self._stop, force=True)
 
     def _dispatch(self, frames: queue.Queue, results: queue.Queue, workers: ThreadPoolExecutor, in_flight: int) -> None:
-        """Hand frames to the workers, at most ``in_flight`` at a time, and their futures on in order."""
+        """Hand frames to the workers, at most ``in_flight`` at a time, and their futures on in order.
+        Every way out (end of source, error, stop) ends with the end marker the consumer waits for."""
         slots = threading.Semaphore(in_flight)
         try:
             while True:
@@ -236,10 +239,10 @@ class Pipeline:
                     if self._stop.is_set():
                         return
                 item = frames.get()
-                if item is _END or isinstance(item, BaseException):
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
                     _put(results, item, self._stop, force=True)
-                    if item is not _END:
-                        _put(results, _END, self._stop, force=True)
                     return
                 future = workers.submit(self._infer_frame, item)
                 future.add_done_callback(lambda _: slots.release())
@@ -247,6 +250,7 @@ class Pipeline:
                     return
         except Exception as error:  # noqa: BLE001 - surfaced to the consumer
             _put(results, error, self._stop, force=True)
+        finally:
             _put(results, _END, self._stop, force=True)
 
     def _infer_frame(self, frame: Frame) -> FrameResult:

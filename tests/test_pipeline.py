@@ -194,8 +194,8 @@ def test_source_lost_for_good_exits_1_and_says_so(assets, tmp_path, monkeypatch,
 class CountingDetector:
     """Sleeps longer for earlier frames (so later ones finish first) and records how many ran at once."""
 
-    def __init__(self, streams: int) -> None:
-        self.streams, self.running, self.most = streams, 0, 0
+    def __init__(self, streams: int, *, delay: float = 0.0) -> None:
+        self.streams, self.delay, self.running, self.most = streams, delay, 0, 0
         self.lock = threading.Lock()
 
     def detect(self, images):  # noqa: ANN001, ANN201
@@ -206,7 +206,7 @@ class CountingDetector:
         with self.lock:
             self.running += 1
             self.most = max(self.most, self.running)
-        time.sleep(0.002 * (20 - int(images[0][0, 0, 0])))
+        time.sleep(self.delay + 0.002 * (20 - int(images[0][0, 0, 0])))
         with self.lock:
             self.running -= 1
         return [Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))]
@@ -219,7 +219,7 @@ class ListSource:
         import numpy as np
 
         self.live = live
-        self.frames = [np.full((8, 8, 3), index, np.uint8) for index in range(count)]
+        self.frames = [np.full((8, 8, 3), index % 20, np.uint8) for index in range(count)]
 
     def read(self):  # noqa: ANN201
         return self.frames.pop(0) if self.frames else None
@@ -256,3 +256,23 @@ def test_live_sources_keep_one_in_flight_unless_told():
     with Pipeline(detector, PipelineConfig(in_flight=2, reconnect=NO_RECONNECT)) as pipeline:
         list(pipeline.run(ListSource(12, live=True)))
     assert detector.most == 2
+
+
+def test_stop_from_another_thread_ends_run_while_inferences_are_in_flight():
+    """stop() while every slot is busy: the dispatcher must still hand the consumer the end marker
+    (it used to return without one, and ``run`` waited forever for a result)."""
+    detector = CountingDetector(2, delay=0.2)  # longer than the dispatcher's 50 ms wait for a slot
+    pipeline = Pipeline(detector, PipelineConfig(mode="every"))
+    results, finished = [], threading.Event()
+
+    def consume() -> None:
+        for result in pipeline.run(ListSource(200, live=False)):
+            results.append(result.index)
+            if len(results) == 3:
+                pipeline.stop()
+        finished.set()
+
+    threading.Thread(target=consume, daemon=True).start()
+    assert finished.wait(10), "run did not end after stop()"
+    assert results[:3] == [0, 1, 2] and results == sorted(results)
+    pipeline.close()
