@@ -58,14 +58,28 @@ def forward_seconds(graph: Path, imgsz: int, repeats: int = 5) -> float:
 
 
 def measured(command: list[str], *, env: dict | None = None) -> tuple[float, float]:
-    """(seconds, peak GB) of ``command`` in a fresh process: its own peak resident set (wait4),
-    not the largest of this process's children so far."""
+    """(seconds, peak GB) of ``command`` in a fresh process: the high-water mark of its own memory
+    (``VmHWM``), read while it runs. Not wait4's ``ru_maxrss``: a child's memory starts as a copy
+    of this process's at fork, and Linux keeps that copy's high-water mark across exec, so every
+    child would report at least this process's peak (1.34 GB after ``prepare``)."""
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    if os.waitstatus_to_exitcode(status):
+    peak_kb = 0
+    while process.poll() is None:
+        peak_kb = max(peak_kb, _high_water_kb(process.pid))
+        time.sleep(0.05)
+    if process.returncode:
         raise SystemExit(f"failed: {' '.join(command)}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024 / 1024
+    return time.perf_counter() - start, peak_kb / 1024 / 1024
+
+
+def _high_water_kb(pid: int) -> int:
+    """``VmHWM`` of process ``pid`` in kB (0 once it has exited)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return next((int(line.split()[1]) for line in status if line.startswith("VmHWM:")), 0)
+    except OSError:
+        return 0
 
 
 def build(weights: Path, calib: Path, images: int, imgsz: int, target: str, folder: Path) -> tuple[float, float, float]:

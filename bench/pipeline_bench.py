@@ -12,6 +12,8 @@
    (``--live-fps``, frames dropped when inference falls behind) -> median and p90 capture-to-result
    latency, with the live default (one in flight) and with N in flight. Values alternate for
    ``--rounds`` rounds so machine noise hits them alike; medians over rounds are printed.
+   ``auto`` is the default of ``detect`` on files: ``Detector(streams="auto")`` probes (and caches)
+   the count, and its row says which it picked.
 """
 
 from __future__ import annotations
@@ -61,7 +63,8 @@ def main() -> None:
     parser.add_argument("--model", required=True)
     parser.add_argument("--frames", type=int, default=600)
     parser.add_argument("--long", type=int, default=10000)
-    parser.add_argument("--streams", type=int, nargs="+", help="compare these in-flight counts (part 4 only)")
+    parser.add_argument("--streams", type=lambda text: text if text == "auto" else int(text), nargs="+",
+                        help="compare these in-flight counts, or auto (part 4 only)")
     parser.add_argument("--live-fps", type=float, default=30.0)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
@@ -111,31 +114,39 @@ def in_flight_table(args: argparse.Namespace) -> None:
     from retina_edge.synth_video import SyntheticVideo, write_video
 
     once = ReconnectPolicy(attempts=0)  # the paced source ends after --frames; no reopening
-    detectors = {n: Detector(args.model, streams=n) for n in args.streams}
-    rows: dict[int, dict[str, list[float]]] = {n: {"fps": [], "live_p50": [], "live_p90": [], "live_n_p50": []} for n in args.streams}
+    detectors = {}
+    for value in args.streams:
+        detector = Detector(args.model, streams=value)
+        detectors[f"auto (picked {detector.streams})" if value == "auto" else str(value)] = detector
+        if value == "auto":
+            print(f"streams auto picked {detector.streams_choice.describe()}")
+    rows = {label: {"fps": [], "live_p50": [], "live_p90": [], "live_n_p50": []} for label in detectors}
+    first = next(iter(detectors))
     with tempfile.TemporaryDirectory() as scratch:
         video = write_video(Path(scratch) / "bench.mp4", SyntheticVideo(seed=5), args.frames)
-        with Pipeline(detectors[args.streams[0]]) as pipeline:
+        with Pipeline(detectors[first]) as pipeline:
             frames = [result.image for result in pipeline.run(str(video))][:30]
         for _ in range(args.rounds):
-            for n, detector in detectors.items():
+            for label, detector in detectors.items():
+                n = detector.streams
                 with Pipeline(detector) as pipeline:
                     start = time.perf_counter()
                     processed = sum(1 for _ in pipeline.run(str(video)))
-                    rows[n]["fps"].append(processed / (time.perf_counter() - start))
+                    rows[label]["fps"].append(processed / (time.perf_counter() - start))
                 for key, config in (("live", PipelineConfig(reconnect=once)), ("live_n", PipelineConfig(in_flight=n, reconnect=once))):
                     with Pipeline(detector, config) as pipeline:
                         source = LoopingSource(frames, args.frames, live_fps=args.live_fps)
-                        latencies = [result.latency_ms for result in pipeline.run(source)][3:]
-                    rows[n][f"{key}_p50"].append(float(np.percentile(latencies, 50)))
+                        ended = lambda _message: None  # noqa: E731 - the paced source's planned end, not a lost camera
+                        latencies = [result.latency_ms for result in pipeline.run(source, log=ended)][3:]
+                    rows[label][f"{key}_p50"].append(float(np.percentile(latencies, 50)))
                     if key == "live":
-                        rows[n]["live_p90"].append(float(np.percentile(latencies, 90)))
-    print(f"| streams | file FPS | ratio to streams={args.streams[0]} | live p50 ms (1 in flight) | live p90 ms | "
+                        rows[label]["live_p90"].append(float(np.percentile(latencies, 90)))
+    print(f"| streams | file FPS | ratio to streams={first} | live p50 ms (1 in flight) | live p90 ms | "
           f"live p50 ms ({'N'} in flight) |\n|---|---|---|---|---|---|")
-    base = float(np.median(rows[args.streams[0]]["fps"]))
-    for n, row in rows.items():
+    base = float(np.median(rows[first]["fps"]))
+    for label, row in rows.items():
         fps = float(np.median(row["fps"]))
-        print(f"| {n} | {fps:.2f} | {fps / base:.2f} | {np.median(row['live_p50']):.0f} | {np.median(row['live_p90']):.0f} | "
+        print(f"| {label} | {fps:.2f} | {fps / base:.2f} | {np.median(row['live_p50']):.0f} | {np.median(row['live_p90']):.0f} | "
               f"{np.median(row['live_n_p50']):.0f} |")
 
 

@@ -98,22 +98,28 @@ def _reduction_nodes(name: str, shape: tuple[int, ...], index: int, method: str,
 
 
 def augment(model, tensors: dict[str, tuple[int, ...]], method: str):  # noqa: ANN001, ANN201
-    """``model`` with, per tensor, the outputs ``method`` needs; returns (model, {tensor: output names}).
-
-    Each reduction follows its tensor's producer in the node list, so ONNX Runtime runs it while the
-    tensor is fresh and frees the tensor as in plain inference (appended at the end, every
-    activation would stay alive until the last node)."""
+    """``model`` with, per tensor, the outputs ``method`` needs; returns (model, {tensor: output names})."""
     from onnx import helper
 
     graph = model.graph
     del graph.output[:]
     outputs: dict[str, list[str]] = {}
-    after: dict[str, list] = {}  # node output (or "" for graph inputs) -> its reduction nodes
-    produced = {out for node in graph.node for out in node.output}
+    added: dict[str, list] = {}
     for index, (name, shape) in enumerate(tensors.items()):
-        nodes, outputs[name] = _reduction_nodes(name, shape, index, method, graph)
-        after.setdefault(name if name in produced else "", []).extend(nodes)
+        added[name], outputs[name] = _reduction_nodes(name, shape, index, method, graph)
         graph.output.extend(helper.make_empty_tensor_value_info(n) for n in outputs[name])
+    _follow_producers(graph, added)
+    return model, outputs
+
+
+def _follow_producers(graph, added: dict[str, list]) -> None:  # noqa: ANN001
+    """Insert each tensor's ``added`` nodes right after the node that produces it (a graph input's
+    first), so ONNX Runtime runs them while the tensor is fresh and frees it as in plain inference
+    (appended at the end, every activation would stay alive until the last node)."""
+    produced = {out for node in graph.node for out in node.output}
+    after: dict[str, list] = {}  # node output (or "" for graph inputs) -> the nodes that follow it
+    for name, nodes in added.items():
+        after.setdefault(name if name in produced else "", []).extend(nodes)
     ordered = list(after.get("", []))
     for node in graph.node:
         ordered.append(node)
@@ -121,7 +127,20 @@ def augment(model, tensors: dict[str, tuple[int, ...]], method: str):  # noqa: A
             ordered.extend(after.get(out, []))
     del graph.node[:]
     graph.node.extend(ordered)
-    return model, outputs
+
+
+def _session(path: Path):  # noqa: ANN202
+    """An ONNX Runtime CPU session of an augmented graph, for calibration's runs of one shape."""
+    ort = require("onnxruntime", "INT8 calibration")
+    options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = False  # the arena keeps its peak; calibration runs one shape
+    # Fusions that would drop a calibrated tensor cannot happen (a reduction reads it), and
+    # no NCHWc layout rewrite (it would put a reorder in front of every reduction).
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    # Added nodes run right after their tensor's producer (the default order measured 1.8 GB
+    # peak for ResNet-50 at 512x512 against 1.1 GB, as tensors waited for late reductions).
+    options.execution_order = ort.ExecutionOrder.PRIORITY_BASED
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def symmetric_histogram(values: np.ndarray, bins: int, limit) -> np.ndarray:  # noqa: ANN001
@@ -202,24 +221,16 @@ def measured_shapes(model, names: list[str], example: np.ndarray, scratch: Path)
     import onnx
     from onnx import helper
 
-    ort = require("onnxruntime", "INT8 calibration")
-    graph = model.graph
-    outputs = list(graph.output)
-    nodes = [helper.make_node("Shape", [name], [f"calib_shape_{i}"]) for i, name in enumerate(names)]
-    del graph.output[:]
-    graph.output.extend(helper.make_empty_tensor_value_info(node.output[0]) for node in nodes)
-    graph.node.extend(nodes)
+    shapes = {name: [helper.make_node("Shape", [name], [f"calib_shape_{i}"])] for i, name in enumerate(names)}
+    shape_graph = onnx.ModelProto()
+    shape_graph.CopyFrom(model)  # the graph without its weights (they stay in their file): cheap to copy
+    del shape_graph.graph.output[:]
+    shape_graph.graph.output.extend(helper.make_empty_tensor_value_info(nodes[0].output[0]) for nodes in shapes.values())
+    _follow_producers(shape_graph.graph, shapes)  # at the end, every activation stayed alive: 1.1 GB for R50 v2
     path = scratch / "shapes.onnx"
-    try:
-        onnx.save(model, str(path))
-    finally:  # the caller's model is left as it was
-        del graph.node[len(graph.node) - len(nodes):]
-        del graph.output[:]
-        graph.output.extend(outputs)
-    options = ort.SessionOptions()
-    options.enable_cpu_mem_arena = False  # one run: no arena to keep at its peak afterwards
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    values = session.run([node.output[0] for node in nodes], {INPUT_NAME: example})
+    onnx.save(shape_graph, str(path))
+    session = _session(path)
+    values = session.run([nodes[0].output[0] for nodes in shapes.values()], {INPUT_NAME: example})
     del session
     path.unlink()
     return {name: tuple(int(d) for d in shape) for name, shape in zip(names, values)}
@@ -227,30 +238,22 @@ def measured_shapes(model, names: list[str], example: np.ndarray, scratch: Path)
 
 class ActivationProbe:
     """An ONNX Runtime session of the augmented network: ``run(batch)`` -> what :class:`RangeCollector` adds.
-    ``example``: a batch of the shape every run will have (sizes the tensors shape inference cannot)."""
+    ``example``: a batch of the shape every run will have (sizes the tensors shape inference cannot).
+    The graphs it derives are written beside ``network_path``, where its weights file may be."""
 
-    def __init__(self, network_path: Path, method: str, scratch: Path, example: np.ndarray) -> None:
+    def __init__(self, network_path: Path, method: str, example: np.ndarray) -> None:
         import onnx
 
-        ort = require("onnxruntime", "INT8 calibration")
-        model = onnx.load(str(network_path))
+        model = onnx.load(str(network_path), load_external_data=False)  # weights stay in their file beside it
         tensors = tensors_to_calibrate(model)
         unknown = [name for name, shape in tensors.items() if any(d <= 0 for d in shape)]
         if method == "entropy" and unknown:
-            tensors.update(measured_shapes(model, unknown, example, scratch))
+            tensors.update(measured_shapes(model, unknown, example, network_path.parent))
         model, self.outputs = augment(model, tensors, method)
-        augmented = scratch / "augmented.onnx"
+        augmented = network_path.with_name("augmented.onnx")
         onnx.save(model, str(augmented))
-        del model  # the session reads the file; the weights are not kept twice
-        options = ort.SessionOptions()
-        options.enable_cpu_mem_arena = False  # the arena keeps its peak; calibration runs one shape
-        # Fusions that would drop a calibrated tensor cannot happen (a reduction reads it), and
-        # no NCHWc layout rewrite (it would put a reorder in front of every reduction).
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        # Each reduction runs right after its tensor's producer (the default order measured 1.8 GB
-        # peak for ResNet-50 at 512x512 against 1.1 GB, as tensors waited for late reductions).
-        options.execution_order = ort.ExecutionOrder.PRIORITY_BASED
-        self.session = ort.InferenceSession(str(augmented), options, providers=["CPUExecutionProvider"])
+        del model
+        self.session = _session(augmented)
         self.names = [name for names in self.outputs.values() for name in names]
 
     def run(self, batch: np.ndarray) -> dict[str, list[np.ndarray]]:

@@ -76,7 +76,10 @@ def quantize_for_tensorrt(fp32_onnx: str | os.PathLike, stats: ActivationStats, 
     """TensorRT-placement Q/DQ graph (ModelOpt ONNX PTQ, per-channel weights) using ``stats``.
 
     ModelOpt consumes the statistics as a TensorRT calibration cache; ``calibration_batch`` (one
-    preprocessed batch) only satisfies its calibration step, whose scales the cache replaces.
+    preprocessed batch) only satisfies its calibration step, whose scales the cache replaces. That
+    step runs as ``max`` whatever ``stats.method`` is: ORT's entropy calibrator copies out every
+    tensor of the image and histograms it, for scales thrown away (the written graph is the same
+    byte for byte; for ResNet-50 at 512x512 the step's peak is 0.2 GB and 4 s less).
     """
     quantize = require("modelopt.onnx.quantization", "INT8 for TensorRT").quantize
     with tempfile.TemporaryDirectory(prefix="retina-edge-q-") as scratch:
@@ -84,7 +87,7 @@ def quantize_for_tensorrt(fp32_onnx: str | os.PathLike, stats: ActivationStats, 
         with atomic_path(output) as tmp, _quiet("modelopt"):
             quantize(
                 str(fp32_onnx), quantize_mode="int8", calibration_data=calibration_batch,
-                calibration_method=stats.method, calibration_cache_path=str(cache),
+                calibration_method="max", calibration_cache_path=str(cache),
                 calibration_eps=["cpu"], nodes_to_exclude=[re.escape(n) for n in exclude] or None,
                 high_precision_dtype=high_precision, output_path=str(tmp), log_level="ERROR",
             )

@@ -105,7 +105,7 @@ def compute_stats(onnx_path: str | os.PathLike, batches: Iterable[np.ndarray], *
             for batch in batches:
                 arrays = [batch[i : i + 1] for i in range(len(batch))] if fixed is None else [batch] if len(batch) == fixed else []
                 for array in arrays:
-                    probe = probe or ActivationProbe(Path(scratch) / "network.onnx", method, Path(scratch), array)
+                    probe = probe or ActivationProbe(Path(scratch) / "network.onnx", method, array)
                     values = probe.run(array)
                     if pending is not None:
                         pending.result()
@@ -120,18 +120,20 @@ def compute_stats(onnx_path: str | os.PathLike, batches: Iterable[np.ndarray], *
 
 def network_subgraph(onnx_path: str | os.PathLike, output: Path) -> int | None:
     """Write the network part of a graph to ``output`` (the input up to the tensors the tail reads,
-    names unchanged; a graph without a tail whole); returns its static batch size, None if dynamic."""
-    import onnx
+    names unchanged; a graph without a tail whole), its weights in a file beside it
+    (:mod:`retina_edge.export.graph_weights`: the graphs the probe derives from it then share that
+    file instead of each holding the weights); returns its static batch size, None if dynamic."""
     import onnx.utils
 
-    graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    outputs = network_output_names(graph)
+    from retina_edge.export.graph_weights import move_weights_out
+
+    model = move_weights_out(onnx_path, output.with_name("fp32.onnx"))
+    outputs = network_output_names(model.graph)
     if not outputs:
         raise RetinaEdgeError(f"{onnx_path} has no nodes under {NETWORK_SCOPES}: not a graph retina-edge exported")
-    fixed = _fixed_batch(graph)
-    del graph  # the weights: not kept while calibrating
-    onnx.utils.extract_model(str(onnx_path), str(output), [INPUT_NAME], outputs, check_model=False)
-    return fixed
+    network = onnx.utils.Extractor(model).extract_model([INPUT_NAME], outputs)
+    onnx.save(network, str(output))
+    return _fixed_batch(model.graph)
 
 
 def network_output_names(graph: onnx.GraphProto) -> list[str]:

@@ -88,19 +88,30 @@ def probe_key(path: Path, settings: dict) -> str:
 
 
 def cached_choice(key: str) -> BackendChoice | None:
-    entry = _read_cache().get(key)
-    if not isinstance(entry, dict) or entry.get("backend") not in CPU_BACKENDS:
+    entry = cached_entry(key)
+    if entry.get("backend") not in CPU_BACKENDS:
         return None
     return BackendChoice(entry["backend"], "measured earlier on this machine", dict(entry.get("median_ms", {})))
 
 
 def remember(key: str, choice: BackendChoice) -> None:
+    remember_entry(key, {"backend": choice.backend, "median_ms": choice.median_ms})
+
+
+def cached_entry(key: str) -> dict:
+    """The cached measurement under ``key`` ({} if none); shared with :mod:`.streams_choice`."""
+    entry = _read_cache().get(key)
+    return entry if isinstance(entry, dict) else {}
+
+
+def remember_entry(key: str, entry: dict) -> None:
+    """Cache ``entry`` (plus when it was measured) under ``key``; a read-only cache only logs."""
     entries = _read_cache()
-    entries[key] = {"backend": choice.backend, "median_ms": choice.median_ms, "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
+    entries[key] = {**entry, "measured": time.strftime("%Y-%m-%d %H:%M:%S")}
     try:
         write_text_atomic(cache_root() / CACHE_NAME, json.dumps(entries, indent=1))
     except OSError as error:  # a read-only cache costs a probe next time, nothing else
-        logger.warning("cannot cache the backend choice in %s: %s", cache_root(), error)
+        logger.warning("cannot cache a measured choice in %s: %s", cache_root(), error)
 
 
 def probe(backends: dict[str, object], metadata: DeploymentMetadata) -> BackendChoice:
@@ -124,14 +135,18 @@ def pick(median_ms: dict[str, float]) -> str:
     return "openvino" if median_ms["openvino"] < (1 - MARGIN) * median_ms["onnxruntime"] else "onnxruntime"
 
 
-def probe_batch(metadata: DeploymentMetadata) -> np.ndarray:
-    """A preprocessed batch of the model's smallest batch size: a smooth image with noise, so that
+def probe_image(metadata: DeploymentMetadata) -> np.ndarray:
+    """An ``(H, W, 3)`` uint8 image of the model's input size: a smooth ramp with noise, so that
     score-dependent tails (top-k, NMS) do about the work they do on photographs."""
     height, width = metadata.input_size
     rng = np.random.default_rng(0)
     ramp = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
-    image = np.clip(ramp + rng.normal(0, 40, (height, width, 3)), 0, 255).astype(np.uint8)
-    return preprocess_batch([image] * max(1, metadata.batch[0]), metadata.preprocess)[0]
+    return np.clip(ramp + rng.normal(0, 40, (height, width, 3)), 0, 255).astype(np.uint8)
+
+
+def probe_batch(metadata: DeploymentMetadata) -> np.ndarray:
+    """:func:`probe_image`, preprocessed, as a batch of the model's smallest batch size."""
+    return preprocess_batch([probe_image(metadata)] * max(1, metadata.batch[0]), metadata.preprocess)[0]
 
 
 def choose_and_load(path: Path, metadata: DeploymentMetadata, load: Callable[[str], object], *, device: str | None,

@@ -68,6 +68,24 @@ def open_backend(name: str, path: Path, engine, *, device: str | None, threads: 
     return OpenVinoBackend(path, device=device or "CPU", precision=openvino_precision, threads=threads, streams=streams)
 
 
+def infer_in_chunks(backend, batch: np.ndarray, batch_range: tuple[int, int, int]) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """``backend``'s outputs for a ``(B, 3, H, W)`` batch of any size B, run in chunks of the largest
+    batch of ``batch_range`` (min, opt, max); a chunk below the minimum is padded with blank images
+    whose outputs are dropped."""
+    low, _, high = batch_range
+    parts = []
+    for start in range(0, len(batch), high):
+        chunk = batch[start : start + high]
+        count = len(chunk)
+        if count < low:
+            chunk = np.concatenate([chunk, np.zeros((low - count, *chunk.shape[1:]), dtype=chunk.dtype)])
+        outputs = backend.run(np.ascontiguousarray(chunk))
+        parts.append({name: value[:count] for name, value in outputs.items()})
+    if len(parts) == 1:
+        return parts[0]
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+
+
 def as_image_list(images: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:
     """One ``(H, W, 3)`` image, an ``(N, H, W, 3)`` stack or a sequence of images -> a list."""
     if isinstance(images, np.ndarray):
@@ -90,18 +108,20 @@ class Detector:
     batch size's copies and inference as one captured CUDA graph. ``streams``: inferences that can
     run at once (OpenVINO throughput streams; ONNX Runtime on the cores split that many ways), which
     a :class:`~retina_edge.runtime.pipeline.Pipeline` over a file keeps in flight; 1 is the lowest
-    latency per frame. ``close()`` (or ``with``) frees the backend.
+    latency per frame; ``"auto"`` measures whether several raise throughput for this model here
+    (:mod:`~retina_edge.runtime.streams_choice`; for files, not live sources). ``close()`` (or
+    ``with``) frees the backend.
     """
 
     def __init__(
         self, path: str | os.PathLike, *, backend: str = "auto", device: str | None = None, threads: int | None = None,
         metadata: DeploymentMetadata | None = None, score_thresh: float | None = None, openvino_precision: str = "f32",
-        cuda_graph: bool = False, streams: int = 1,
+        cuda_graph: bool = False, streams: int | str = 1,
     ) -> None:
-        if streams < 1:
-            raise RetinaEdgeError(f"streams must be at least 1, got {streams}")
+        if streams != "auto" and (not isinstance(streams, int) or streams < 1):
+            raise RetinaEdgeError(f"streams must be 'auto' or at least 1, got {streams!r}")
         self.path = Path(path)
-        self.streams = streams
+        self.streams = 1 if streams == "auto" else streams
         name = choose_backend(self.path, backend)
         if cuda_graph and name != "tensorrt":
             raise RetinaEdgeError(f"CUDA graphs (--cuda-graph) are for TensorRT engines; {self.path.name} is ONNX")
@@ -112,28 +132,51 @@ class Detector:
             engine = read_engine_file(self.path)  # the header is checked before TensorRT is needed
         contract = metadata or (engine.deployment if engine else read_deployment(self.path))
         self.metadata = contract.override(score_thresh=score_thresh)
+        self._finish = Finisher(self.metadata)
 
-        def load(chosen: str):  # noqa: ANN202
+        def load(chosen: str, count: int = self.streams):  # noqa: ANN202
             return open_backend(chosen, self.path, engine, device=device, threads=threads,
-                                openvino_precision=openvino_precision, cuda_graph=cuda_graph, streams=streams)
+                                openvino_precision=openvino_precision, cuda_graph=cuda_graph, streams=count)
 
+        settings = {"device": device, "threads": threads, "openvino_precision": openvino_precision}
         #: What ``backend="auto"`` picked for an ONNX model and why (None for explicit backends and engines).
         self.backend_choice = None
         if name == "auto":
             from retina_edge.runtime.backend_choice import choose_and_load
 
             self.backend_choice, self.backend = choose_and_load(self.path, self.metadata, load, device=device,
-                                                                settings={"threads": threads, "streams": streams,
-                                                                          "openvino_precision": openvino_precision})
+                                                                settings={**settings, "streams": self.streams})
             name = self.backend_choice.backend
         else:
             self.backend = load(name)
         self.backend_name = name
+        #: What ``streams="auto"`` picked and why (None when streams was given).
+        self.streams_choice = None
+        if streams == "auto":
+            self._choose_streams(lambda count: load(name, count), settings)
         missing = set(self.metadata.output_names) - set(self.backend.output_names)
         if missing:
             self.close()
             raise RetinaEdgeError(f"{self.path} lacks the outputs {sorted(missing)} its metadata promises")
-        self._finish = Finisher(self.metadata)
+
+    def _choose_streams(self, load, settings: dict) -> None:  # noqa: ANN001
+        """``streams="auto"``: keep the backend loaded for one stream, or swap in one for several."""
+        from retina_edge.runtime.backend_choice import probe_image
+        from retina_edge.runtime.streams_choice import choose_streams
+
+        image = probe_image(self.metadata)
+
+        def one_frame(backend) -> list[Detections]:  # noqa: ANN001 - what a pipeline worker does per frame
+            batch, infos = self.preprocess([image])
+            return self.postprocess(infer_in_chunks(backend, batch, self.metadata.batch), infos)
+
+        try:
+            self.streams_choice, self.backend = choose_streams(self.path, self.backend, load, backend=self.backend_name,
+                                                               settings=settings, work=one_frame)
+        except BaseException:
+            self.close()
+            raise
+        self.streams = self.streams_choice.streams
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -166,18 +209,7 @@ class Detector:
         """The graph's outputs for a ``(B, 3, H, W)`` batch of any size B: run in chunks of the
         graph's largest batch, and a chunk below its smallest (a static batch, or a TensorRT
         profile's minimum) padded with blank images whose outputs are dropped."""
-        low, _, high = self.metadata.batch
-        parts = []
-        for start in range(0, len(batch), high):
-            chunk = batch[start : start + high]
-            count = len(chunk)
-            if count < low:
-                chunk = np.concatenate([chunk, np.zeros((low - count, *chunk.shape[1:]), dtype=chunk.dtype)])
-            outputs = self.backend.run(np.ascontiguousarray(chunk))
-            parts.append({name: value[:count] for name, value in outputs.items()})
-        if len(parts) == 1:
-            return parts[0]
-        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+        return infer_in_chunks(self.backend, batch, self.metadata.batch)
 
     def postprocess(self, outputs: dict[str, np.ndarray], infos: list[LetterboxInfo]) -> list[Detections]:
         """Finish what the graph left out, apply the score threshold and map boxes to each source image."""

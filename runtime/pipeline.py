@@ -18,9 +18,9 @@ dropped, and the end of the file ends the run.
 Several inferences in flight: a detector opened with ``streams=N`` (OpenVINO throughput streams,
 or ONNX Runtime runs on the cores split N ways) can work on N frames at once. Files then keep N
 frames in flight (``in_flight``, default: the detector's ``streams``), which raises frames per
-second where the backend has cores to spare; results are still yielded in frame order. Live
-sources keep one in flight by default, since a second frame in flight waits behind the first and
-only adds latency.
+second where the backend has cores to spare (``Detector(streams="auto")`` measures whether it
+does); results are still yielded in frame order. Live sources keep one in flight by default, since
+a second frame in flight waits behind the first and only adds latency.
 
 ``stop()`` (from any thread or a signal handler) ends ``run`` cleanly; every result already yielded has been handed over, so callers that write
 each result as it comes lose nothing. ``close()`` joins every thread the pipeline started.

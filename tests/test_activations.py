@@ -131,7 +131,7 @@ def test_tensors_shape_inference_cannot_size_are_sampled_too(tmp_path):
     onnx.save(model, str(path))
     assert activations.tensors_to_calibrate(onnx.load(str(path)))["reshaped"] == (-1, -1, -1, -1)
     example = np.random.default_rng(0).standard_normal((1, 3, height, width)).astype(np.float32)
-    probe = activations.ActivationProbe(path, "entropy", tmp_path, example)
+    probe = activations.ActivationProbe(path, "entropy", example)
     values = probe.run(example)
     assert set(values) == {"images", "reshaped", "out"}
     assert all(0 < sample.size <= activations.MAX_SAMPLES for (sample,) in values.values())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from retina_edge.cli.args import non_negative_int, positive_float, positive_int
+from retina_edge.cli.args import non_negative_int, positive_float, positive_int, positive_int_or_auto
 
 NAME = "detect"
 HELP = ("detect objects with a deployed model (.onnx or .engine) in images, a folder, a video, a camera, "
@@ -27,9 +27,10 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
                         help="OpenVINO inference precision (f32 matches the reference; bf16 is faster where supported)")
     parser.add_argument("--cuda-graph", action="store_true",
                         help="TensorRT: replay copies and inference as one captured CUDA graph per batch size")
-    parser.add_argument("--streams", type=positive_int, default=1,
-                        help="inferences at once (OpenVINO throughput streams; ONNX Runtime splits the cores): "
-                             "video files keep this many frames in flight, live sources one (default 1)")
+    parser.add_argument("--streams", type=positive_int_or_auto, default="auto",
+                        help="inferences at once (OpenVINO throughput streams; ONNX Runtime splits the cores), kept "
+                             "in flight on video files and folders; auto: measured once per model and machine for "
+                             "those, 1 for live sources and single images (default auto)")
 
 
 def add_score_thresh_argument(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +38,10 @@ def add_score_thresh_argument(parser: argparse.ArgumentParser) -> None:
                         help="score threshold in [0, 1] (default: the model's); applies on every graph tail")
 
 
-def make_detector(args: argparse.Namespace, **kwargs):  # noqa: ANN201
-    """A :class:`Detector` for a model file, or a :class:`TritonDetector` for ``triton://HOST:PORT/MODEL``."""
+def make_detector(args: argparse.Namespace, *, frames_wait: bool = False, **kwargs):  # noqa: ANN201
+    """A :class:`Detector` for a model file, or a :class:`TritonDetector` for ``triton://HOST:PORT/MODEL``.
+    ``frames_wait``: the source is a file whose frames wait for inference, where ``--streams auto``
+    measures whether several in flight help; elsewhere auto means one (the lowest latency)."""
     from retina_edge.runtime import Detector
     from retina_edge.runtime.triton_client import SCHEME
 
@@ -48,14 +51,15 @@ def make_detector(args: argparse.Namespace, **kwargs):  # noqa: ANN201
 
         local = [flag for flag, value in (("--backend", args.backend != "auto"), ("--device", args.device),
                                           ("--threads", args.threads), ("--cuda-graph", args.cuda_graph),
-                                          ("--streams", args.streams != 1)) if value]
+                                          ("--streams", args.streams not in (1, "auto"))) if value]
         if local:
             raise RetinaEdgeError(f"{', '.join(local)} choose how a local model runs; the server decides for "
                                   f"{args.model}")
         return TritonDetector(args.model, **kwargs)
 
+    streams = 1 if args.streams == "auto" and not frames_wait else args.streams
     return Detector(args.model, backend=args.backend, device=args.device, threads=args.threads,
-                    openvino_precision=args.ov_precision, cuda_graph=args.cuda_graph, streams=args.streams, **kwargs)
+                    openvino_precision=args.ov_precision, cuda_graph=args.cuda_graph, streams=streams, **kwargs)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -91,8 +95,10 @@ def run(args: argparse.Namespace) -> int:
             raise RetinaEdgeError("--save-dir and --save-json are for images and image folders; for a video, camera "
                                   "or stream write --save OUT.mp4 and --jsonl OUT.jsonl")
         from retina_edge.cli.stream import run_stream
+        from retina_edge.runtime.sources import is_live
 
-        return run_stream(args, make_detector(args, score_thresh=args.score_thresh))
+        frames_wait = not is_live(args.source) and args.mode != "latest"
+        return run_stream(args, make_detector(args, frames_wait=frames_wait, score_thresh=args.score_thresh))
     return run_images(args)
 
 

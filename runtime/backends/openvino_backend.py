@@ -1,4 +1,5 @@
-"""OpenVINO backend (x86 and ARM CPUs). ``run`` is thread-safe: one infer request per call.
+"""OpenVINO backend (x86 and ARM CPUs). ``run`` is thread-safe: each call takes an idle infer
+request from a pool (a new one when all are busy) and gives it back afterwards.
 
 OpenVINO runs FP32 graphs in bf16 on CPUs that have it unless told otherwise; ``precision`` is
 ``"f32"`` by default so results match the reference, ``"bf16"`` trades accuracy for speed.
@@ -8,7 +9,12 @@ OpenVINO runs FP32 graphs in bf16 on CPUs that have it unless told otherwise; ``
 
 from __future__ import annotations
 
+import ctypes
 import os
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -32,18 +38,67 @@ class OpenVinoBackend:
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         try:
-            self.compiled = core.compile_model(core.read_model(str(path)), device.upper(), config)
+            with _signal_stack_kept():
+                self.compiled = core.compile_model(core.read_model(str(path)), device.upper(), config)
         except Exception as error:  # OpenVINO raises RuntimeError subclasses with long texts
             raise RetinaEdgeError(f"OpenVINO cannot load {path} on {device}: {str(error).splitlines()[0]}") from None
         if self.compiled.inputs[0].get_any_name() != INPUT_NAME:
             raise RetinaEdgeError(f"{path} has no input named '{INPUT_NAME}'")
         self.output_names = tuple(output.get_any_name() for output in self.compiled.outputs)
         self.precision = precision
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()  # (request, input shape it last ran)
+        self._new_shape = threading.Lock()
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        request = self.compiled.create_infer_request()
-        results = request.infer({INPUT_NAME: batch})
-        return {output.get_any_name(): np.asarray(value) for output, value in results.items()}
+        try:
+            request, shape = self._idle.get_nowait()
+        except queue.Empty:
+            request, shape = self.compiled.create_infer_request(), None
+        try:
+            if shape == batch.shape:
+                results = request.infer({INPUT_NAME: batch})
+            else:
+                # A request's first run with an input shape specialises it; two threads doing so
+                # at once deadlocked OpenVINO 2026.4 (streams=2 on 2 cores, about one process in
+                # three), so those runs go one at a time. Later runs of a shape are concurrent.
+                with self._new_shape:
+                    results = request.infer({INPUT_NAME: batch})
+            # infer() copies the outputs (share_outputs=False), so the request can be reused.
+            return {output.get_any_name(): np.asarray(value) for output, value in results.items()}
+        finally:
+            self._idle.put((request, batch.shape))
 
     def close(self) -> None:
+        self._idle = queue.SimpleQueue()
         self.compiled = None
+
+
+class _SignalStack(ctypes.Structure):
+    _fields_ = [("sp", ctypes.c_void_p), ("flags", ctypes.c_int), ("size", ctypes.c_size_t)]  # POSIX stack_t
+
+
+@contextmanager
+def _signal_stack_kept() -> Iterator[None]:
+    """Give the calling thread its own alternate signal stack back after the block.
+
+    OpenVINO 2026.4's CPU plugin installs an alternate signal stack on the thread that compiles a
+    model and reinstates the one it found when that compiled model is destroyed. With two compiled
+    models destroyed in the order they were made (``streams="auto"`` keeps one of two), the thread
+    is left pointing at a freed stack, and the next signal handled there (Ctrl-C, SIGTERM) crashed
+    the process. Restoring the thread's stack right after compiling means every compiled model
+    saved, and later reinstates, the thread's real one. A no-op where there is no ``sigaltstack``.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        sigaltstack = libc.sigaltstack
+    except (OSError, AttributeError, TypeError):  # Windows, or no such libc function
+        yield
+        return
+    saved = _SignalStack()
+    known = sigaltstack(None, ctypes.byref(saved)) == 0
+    try:
+        yield
+    finally:
+        if known:
+            saved.flags &= ~1  # SS_ONSTACK is reported, never set
+            sigaltstack(ctypes.byref(saved), None)

@@ -1,0 +1,77 @@
+"""Graph work with the weights on disk: rewrites of an ONNX graph without its weights in memory.
+
+Loading a graph, rewriting it and saving it again holds the weights several times over (the
+loaded graph, a simplifier's copies, each serialization): for ResNet-50 FPN that is 154 MB a
+copy, and the export peaked at 1.8 GB, calibration's graph extraction at 1.0 GB. Here the conv
+and matmul weights (the bulk) move once into a file beside the graph (ONNX external data), the
+rewrites see a graph of a few MB that references them, and they come back only to be written
+into the final file. Biases, scales and shape constants stay inline, where rewrites read them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from retina_edge.optional import require
+from retina_edge.resources import release_freed_memory
+
+#: The input (by node type) that holds a layer's weight: the bulk of the bytes, and of the graph
+#: rewrites mostly need only its shape (see ``export.onnx_export.simplify`` for when not).
+WEIGHT_INPUTS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}
+
+
+def move_weights_out(source: str | os.PathLike, graph_path: Path):  # noqa: ANN201 (onnx.ModelProto)
+    """Write ``source`` to ``graph_path`` with its weights in ``<graph_path>.weights`` (same folder);
+    returns that graph loaded without them. Other graphs saved in the folder may reference them."""
+    onnx = require("onnx", "ONNX export")
+    from onnx.external_data_helper import set_external_data
+
+    model = onnx.load(str(source))
+    weights = {node.input[WEIGHT_INPUTS[node.op_type]] for node in model.graph.node if node.op_type in WEIGHT_INPUTS}
+    for init in model.graph.initializer:
+        if init.name in weights and init.HasField("raw_data"):
+            set_external_data(init, location=f"{graph_path.name}.weights")
+    onnx.save(model, str(graph_path))  # writes the tensors marked external to that file
+    del model
+    release_freed_memory()
+    return onnx.load(str(graph_path), load_external_data=False)
+
+
+def save_with_weights(model, folder: Path, output: str | os.PathLike) -> None:  # noqa: ANN001
+    """Write ``model`` (whose weights are in files of ``folder``) to ``output`` with its weights inside."""
+    onnx = require("onnx", "ONNX export")
+    onnx.load_external_data_for_model(model, str(folder))
+    onnx.save(model, str(output))
+
+
+def weights_to_inputs(model) -> list:  # noqa: ANN001
+    """Turn ``model``'s external initializers into graph inputs of their type and shape, in place,
+    so a simplifier cannot fold or read them; returns them for :func:`inputs_to_weights`."""
+    import onnx
+    from onnx import helper
+
+    graph = model.graph
+    external = []
+    for init in graph.initializer:
+        if init.data_location == onnx.TensorProto.EXTERNAL:
+            external.append(onnx.TensorProto())
+            external[-1].CopyFrom(init)  # a reference only (no data): a detached copy is cheap
+    names = {init.name for init in external}
+    kept = [init for init in graph.initializer if init.name not in names]
+    graph.input.extend(helper.make_tensor_value_info(init.name, init.data_type, list(init.dims)) for init in external)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    return external
+
+
+def inputs_to_weights(model, weights: list) -> None:  # noqa: ANN001
+    """Undo :func:`weights_to_inputs` on ``model`` (the simplified graph): the inputs become the
+    initializers again (those a rewrite dropped as unused stay dropped)."""
+    graph = model.graph
+    names = {init.name for init in weights}
+    present = {value.name for value in graph.input if value.name in names}
+    inputs = [value for value in graph.input if value.name not in names]
+    del graph.input[:]
+    graph.input.extend(inputs)
+    graph.initializer.extend(init for init in weights if init.name in present)
