@@ -4,6 +4,7 @@ and then fail to write its result, or grow until the kernel kills it, says so at
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -67,6 +68,19 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+@functools.cache
+def c_library():  # noqa: ANN201 (ctypes.CDLL | None)
+    """This process's C library (the symbols it already has loaded), None where none can be opened
+    that way (Windows). Callers look up the function they need with ``getattr(lib, name, None)``:
+    glibc-only ones (``malloc_trim``) are missing on musl and macOS."""
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except (OSError, TypeError):  # Windows: CDLL needs a name
+        return None
+
+
 def release_freed_memory() -> None:
     """Hand memory freed by the process back to the system (glibc's ``malloc_trim``; a no-op elsewhere).
 
@@ -74,13 +88,6 @@ def release_freed_memory() -> None:
     exporter's trace, a serialized copy of the graph) the resident set stays at its peak, and the
     next stage's peak adds to it: ``build --int8`` on ResNet-50 at 512x512 held 1.3 GB after the
     export it no longer needed. Called between stages whose transients are large."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows)
-        return
+    trim = getattr(c_library(), "malloc_trim", None)
     if trim is not None:
         trim(0)

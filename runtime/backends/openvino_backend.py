@@ -21,6 +21,7 @@ import numpy as np
 from retina_edge.contract import INPUT_NAME
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.optional import require
+from retina_edge.resources import c_library
 
 
 class OpenVinoBackend:
@@ -88,10 +89,8 @@ def _signal_stack_kept() -> Iterator[None]:
     the process. Restoring the thread's stack right after compiling means every compiled model
     saved, and later reinstates, the thread's real one. A no-op where there is no ``sigaltstack``.
     """
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        sigaltstack = libc.sigaltstack
-    except (OSError, AttributeError, TypeError):  # Windows, or no such libc function
+    sigaltstack = getattr(c_library(), "sigaltstack", None)
+    if sigaltstack is None:  # Windows
         yield
         return
     saved = _SignalStack()
