@@ -2,7 +2,7 @@
 next to the bare FP32 forward passes over the same images (the floor any calibration pays), and
 the statistics alone (calibration without export or Q/DQ insertion).
 
-    python bench/calibration_bench.py --images 512 --imgsz 512 --targets cpu tensorrt
+    python bench/calibration_bench.py --images 512 --imgsz 512 --targets cpu tensorrt [--no-statistics-alone]
 
 The model is ResNet-50 FPN in torchvision's v2 layout with seeded random weights (no COCO weights
 can be downloaded here), the images synthetic scenes. Each build runs in its own process with an
@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--imgsz", type=int, default=512)
     parser.add_argument("--targets", nargs="+", default=["cpu", "tensorrt"], choices=["cpu", "tensorrt"])
+    parser.add_argument("--no-statistics-alone", action="store_true", help="skip the statistics-alone run (as long as a build)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
@@ -114,9 +115,10 @@ def main() -> None:
         forward = forward_seconds(graph, args.imgsz)
         print(f"FP32 graph {graph.stat().st_size / 1e6:.1f} MB; one forward pass {forward:.3f} s; "
               f"{args.images} passes {args.images * forward:.0f} s")
-        seconds, peak = calibration_only(graph, calib, args.images)
-        print(f"statistics alone (entropy, shared by both placements): {seconds:.0f} s, peak {peak:.2f} GB, "
-              f"{seconds / (args.images * forward):.2f} x the bare forward passes")
+        if not args.no_statistics_alone:
+            seconds, peak = calibration_only(graph, calib, args.images)
+            print(f"statistics alone (entropy, shared by both placements): {seconds:.0f} s, peak {peak:.2f} GB, "
+                  f"{seconds / (args.images * forward):.2f} x the bare forward passes")
         print("| placement | seconds | peak GB | graph MB | time / bare forward passes |\n|---|---|---|---|---|")
         for target in args.targets:
             seconds, peak, size = build(weights, calib, args.images, args.imgsz, target, folder)

@@ -2,7 +2,7 @@
 
 One function, :func:`build_precision_graph`, with the precision and target as data, not flags
 scattered through an exporter: ``fp32`` is the exported graph, ``fp16`` its AutoCast version,
-``int8`` its Q/DQ version for ``tensorrt`` (ModelOpt placement + legacy calibration cache) or
+``int8`` its Q/DQ version for ``tensorrt`` (ModelOpt's placement + legacy calibration cache) or
 ``cpu`` (ONNX Runtime placement). The graph's :class:`~retina_edge.contract.DeploymentMetadata`
 is made once, from the export options, and carried into the written file with its precision.
 """
@@ -16,13 +16,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from retina_edge.calib.precision import (
-    convert_fp16,
-    excluded_nodes,
-    quantize_for_cpu,
-    quantize_for_tensorrt,
-    write_trt_calibration_cache,
-)
+from retina_edge.calib.precision import convert_fp16, excluded_nodes, quantize_for_cpu, write_trt_calibration_cache
 from retina_edge.calib.sources import (
     CalibrationItem,
     CalibrationReport,
@@ -34,6 +28,7 @@ from retina_edge.calib.sources import (
 from retina_edge.calib.search import SearchOptions, SearchResult, ValidationSet
 from retina_edge.calib.search import search as run_search
 from retina_edge.calib.statistics import ActivationStats, compute_stats, load_or_compute_stats, stats_key
+from retina_edge.calib.tensorrt_qdq import quantize_for_tensorrt
 from retina_edge.contract import PRECISIONS, DeploymentMetadata
 from retina_edge.errors import DataError, RetinaEdgeError
 from retina_edge.export.onnx_export import ExportOptions, export_onnx
@@ -110,11 +105,11 @@ def build_precision_graph(
             logger.info("converting to FP16 (ModelOpt AutoCast; inputs, outputs and the decode tail stay FP32)")
             convert_fp16(fp32, Path(scratch) / "out.onnx")
         else:
-            stats, batch = _calibrate(fp32, export, calibration, items, result)
+            stats = _calibrate(fp32, export, calibration, items, result)
             exclude = excluded_nodes(fp32, keep_predictors=keep_predictors)
             if target == "tensorrt":
-                logger.info("inserting Q/DQ nodes for TensorRT (ModelOpt, per-channel weights)")
-                quantize_for_tensorrt(fp32, stats, Path(scratch) / "out.onnx", exclude=exclude, calibration_batch=batch)
+                logger.info("inserting Q/DQ nodes for TensorRT (ModelOpt's placement, per-channel weights)")
+                quantize_for_tensorrt(fp32, stats, Path(scratch) / "out.onnx", exclude=exclude)
                 result.calibration_cache = write_trt_calibration_cache(stats, output.with_suffix(".calib.cache"))
             else:
                 logger.info("inserting QDQ nodes for CPUs (ONNX Runtime: U8 activations, S8 per-channel weights)")
@@ -156,7 +151,7 @@ def _calibration_items(options: CalibrationOptions, report: CalibrationReport) -
 
 
 def _calibrate(fp32: Path, export: ExportOptions, options: CalibrationOptions, items: list[CalibrationItem],
-               result: BuildResult) -> tuple[ActivationStats, object]:
+               result: BuildResult) -> ActivationStats:
     from retina_edge.progress import Progress
 
     key = stats_key(fp32, export.preprocess, [i.key() for i in items], options.method)
@@ -174,9 +169,7 @@ def _calibrate(fp32: Path, export: ExportOptions, options: CalibrationOptions, i
     result.stats_cached, result.stats_images = cached, stats.num_images
     if cached:
         logger.info("reusing cached calibration statistics (%d images, %s)", stats.num_images, stats.method)
-    # ModelOpt needs one input for its calibration step; the cached statistics replace its scales.
-    first_image, _keys = next(calibration_batches(items[:1], export.preprocess, count=1, batch_size=1))
-    return stats, first_image
+    return stats
 
 
 def _finish(converted: Path, output: Path, metadata: DeploymentMetadata) -> None:
@@ -184,8 +177,8 @@ def _finish(converted: Path, output: Path, metadata: DeploymentMetadata) -> None
     import onnx
 
     from retina_edge.atomic import atomic_path
-
     from retina_edge.calib.shared_weights import share_identical_initializers
+    from retina_edge.export.graph_weights import write_model
 
     graph = onnx.load(str(converted))
     merged = share_identical_initializers(graph)
@@ -193,4 +186,4 @@ def _finish(converted: Path, output: Path, metadata: DeploymentMetadata) -> None
         logger.info("merged %d duplicate initializers (weights shared by the pyramid levels)", merged)
     embed_deployment(graph, metadata)
     with atomic_path(output) as tmp:
-        onnx.save(graph, str(tmp))
+        write_model(graph, tmp)

@@ -1,5 +1,6 @@
-"""Precision in the graph: FP16 (ModelOpt AutoCast) and INT8 Q/DQ for TensorRT (ModelOpt) or CPUs
-(ONNX Runtime), plus the legacy TensorRT calibration cache, all from one set of statistics.
+"""Precision in the graph: FP16 (ModelOpt AutoCast) and INT8 QDQ for CPUs (ONNX Runtime), plus the
+legacy TensorRT calibration cache; the TensorRT-placement Q/DQ graph is :mod:`retina_edge.calib.tensorrt_qdq`.
+All INT8 products come from one set of statistics.
 
 Which nodes stay in FP32 is decided by name: the exporter names the network's nodes after its
 modules (``/backbone/...``, ``/head/...``); everything else is the sigmoid/top-k/decode/NMS tail
@@ -16,7 +17,6 @@ import logging
 import os
 import re
 import struct
-import tempfile
 from pathlib import Path
 
 from retina_edge.atomic import atomic_path, write_text_atomic
@@ -71,29 +71,6 @@ def read_trt_calibration_cache(path: str | os.PathLike) -> dict[str, float]:
     return scales
 
 
-def quantize_for_tensorrt(fp32_onnx: str | os.PathLike, stats: ActivationStats, output: str | os.PathLike, *,
-                          exclude: list[str], calibration_batch, high_precision: str = "fp32") -> Path:  # noqa: ANN001
-    """TensorRT-placement Q/DQ graph (ModelOpt ONNX PTQ, per-channel weights) using ``stats``.
-
-    ModelOpt consumes the statistics as a TensorRT calibration cache; ``calibration_batch`` (one
-    preprocessed batch) only satisfies its calibration step, whose scales the cache replaces. That
-    step runs as ``max`` whatever ``stats.method`` is: ORT's entropy calibrator copies out every
-    tensor of the image and histograms it, for scales thrown away (the written graph is the same
-    byte for byte; for ResNet-50 at 512x512 the step's peak is 0.2 GB and 4 s less).
-    """
-    quantize = require("modelopt.onnx.quantization", "INT8 for TensorRT").quantize
-    with tempfile.TemporaryDirectory(prefix="retina-edge-q-") as scratch:
-        cache = write_trt_calibration_cache(stats, Path(scratch) / "calib.cache")
-        with atomic_path(output) as tmp, _quiet("modelopt"):
-            quantize(
-                str(fp32_onnx), quantize_mode="int8", calibration_data=calibration_batch,
-                calibration_method="max", calibration_cache_path=str(cache),
-                calibration_eps=["cpu"], nodes_to_exclude=[re.escape(n) for n in exclude] or None,
-                high_precision_dtype=high_precision, output_path=str(tmp), log_level="ERROR",
-            )
-    return Path(output)
-
-
 def quantize_for_cpu(fp32_onnx: str | os.PathLike, stats: ActivationStats, output: str | os.PathLike, *, exclude: list[str]) -> Path:
     """ONNX Runtime CPU-placement QDQ graph: U8 activations, S8 per-channel weights, from ``stats``."""
     import numpy as np
@@ -120,13 +97,14 @@ def quantize_for_cpu(fp32_onnx: str | os.PathLike, stats: ActivationStats, outpu
 
 def convert_fp16(fp32_onnx: str | os.PathLike, output: str | os.PathLike) -> Path:
     """FP16 graph by ModelOpt AutoCast: FP32 inputs/outputs, the post-network tail kept FP32."""
+    from retina_edge.export.graph_weights import write_model
+
     convert_to_mixed_precision = require("modelopt.onnx.autocast", "FP16 conversion").convert_to_mixed_precision
-    onnx = require("onnx", "FP16 conversion")
     with _quiet("modelopt", root=True):
         model = convert_to_mixed_precision(str(fp32_onnx), low_precision_type="fp16", nodes_to_exclude=[TAIL_REGEX],
                                            keep_io_types=True, providers=["cpu"])
     with atomic_path(output) as tmp:
-        onnx.save(model, str(tmp))
+        write_model(model, tmp)
     return Path(output)
 
 

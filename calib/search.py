@@ -34,6 +34,7 @@ import numpy as np
 from retina_edge.atomic import write_text_atomic
 from retina_edge.contract import NETWORK_SCOPES, DeploymentMetadata
 from retina_edge.errors import DataError, RetinaEdgeError
+from retina_edge.export.graph_weights import write_model
 from retina_edge.optional import require
 
 logger = logging.getLogger(__name__)
@@ -321,7 +322,7 @@ def search(qdq_path: Path, fp32_path: Path, output: Path, *, options: SearchOpti
             return Path(scratch) / f"keep{count}.onnx"
 
         def evaluate(count: int) -> float:
-            onnx.save(keep_high_precision(qdq, fp32, ranked[:count], high=high), str(candidate(count)))
+            write_model(keep_high_precision(qdq, fp32, ranked[:count], high=high), candidate(count))
             ap = validation.ap(candidate(count), metadata)
             elapsed = time.perf_counter() - start
             result.trajectory.append({"step": len(result.trajectory), "layers_kept_high": count, "ap": ap,

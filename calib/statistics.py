@@ -1,7 +1,7 @@
 """Activation statistics: one calibration pass (:mod:`retina_edge.calib.activations`), cached on disk.
 
 The statistics (per-tensor ``(low, high)`` ranges from ``max`` or ``entropy`` calibration) feed
-every INT8 product: ModelOpt's TensorRT-placement Q/DQ graph, ONNX Runtime's CPU-placement QDQ
+every INT8 product: the TensorRT-placement Q/DQ graph (ModelOpt's placement), ONNX Runtime's CPU-placement QDQ
 graph and the legacy TensorRT calibration cache. They are cached under a key made of the FP32
 graph, the preprocessing, the calibration images and the method, so a rebuild with other options
 (placement, excluded nodes, target) does not run calibration again.

@@ -88,3 +88,22 @@ def test_calibration_graphs_share_one_weights_file(tmp_path, monkeypatch):
     for derived in sessions:
         assert all(init.data_location == init.EXTERNAL for init in derived.graph.initializer if len(init.dims) == 4)
     assert set(network.parent.glob("*.weights")) == set(weights)
+
+
+def test_written_model_parses_to_the_same_model(tmp_path):
+    """write_model serializes one initializer at a time; the file must parse to the model that
+    onnx.save would have written, metadata, opsets and all, and run the same."""
+    from retina_edge.export.graph_weights import write_model
+    from retina_edge.runtime.model_file import read_deployment
+
+    path = export_onnx(tiny("resnet18_fpn"), tmp_path / "m.onnx", OPTIONS)
+    model = onnx.load(str(path))
+    assert len(model.graph.initializer) > 20 and model.metadata_props and model.opset_import
+    write_model(model, tmp_path / "streamed.onnx")
+    onnx.save(model, str(tmp_path / "saved.onnx"))
+    streamed = onnx.load(str(tmp_path / "streamed.onnx"))
+    assert streamed == model == onnx.load(str(tmp_path / "saved.onnx"))
+    assert read_deployment(tmp_path / "streamed.onnx") == read_deployment(path)
+    image = np.random.default_rng(0).random((1, 3, 192, 192), np.float32)
+    for mine, reference in zip(run(tmp_path / "streamed.onnx", image), run(path, image)):
+        np.testing.assert_array_equal(mine, reference)

@@ -15,7 +15,6 @@ from retina_edge.export.onnx_export import ExportOptions, export_onnx
 from retina_edge.preprocess import PreprocessConfig
 from retina_edge.runtime import Detector
 from retina_edge.runtime import streams_choice
-from retina_edge.runtime.model_file import read_deployment
 from retina_edge.runtime.streams_choice import choose_streams
 from tiny import tiny_model
 

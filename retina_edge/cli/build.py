@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     precision.add_argument("--fp16", action="store_const", const="fp16", dest="precision", help="FP16 graph (AutoCast)")
     parser.set_defaults(precision="fp32")
     parser.add_argument("--target", choices=["tensorrt", "cpu"], default="tensorrt",
-                        help="INT8 placement: tensorrt (ModelOpt, also writes a legacy .calib.cache) or cpu (ONNX Runtime)")
+                        help="INT8 placement: tensorrt (ModelOpt's Q/DQ placement, also writes a legacy .calib.cache) or cpu (ONNX Runtime)")
     parser.add_argument("--calib", help="calibration images: folder, COCO json, video file or glob")
     parser.add_argument("--calib-count", type=positive_int, default=512, help="calibration images to use (default 512)")
     parser.add_argument("--calib-method", choices=["entropy", "max"], default="entropy")

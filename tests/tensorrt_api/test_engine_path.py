@@ -7,7 +7,6 @@ import pytest
 from assertions import same_detections
 from graphs import BATCH, PRECISIONS, TAILS, graph_path
 
-from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.tensorrt_build import build_engine
 from retina_edge.export.trt_plan import TrtBuildSettings, trt_major_version
 from retina_edge.runtime import Detector
