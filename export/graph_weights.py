@@ -68,8 +68,9 @@ def write_model(model, path: str | os.PathLike) -> None:  # noqa: ANN001 (onnx.M
     rest_bytes, head_bytes = rest.SerializeToString(), head.SerializeToString()
     sizes = [init.ByteSize() for init in graph.initializer]
     graph_size = len(rest_bytes) + sum(len(_INITIALIZER_TAG) + len(_varint(size)) + size for size in sizes)
-    if len(head_bytes) + graph_size >= 2**31:
-        raise RetinaEdgeError(f"{path}: the model is {graph_size / 2**30:.1f} GiB, over protobuf's 2 GiB limit for one file")
+    total = len(head_bytes) + len(_GRAPH_TAG) + len(_varint(graph_size)) + graph_size
+    if total >= PROTOBUF_LIMIT:
+        raise RetinaEdgeError(f"{path}: the model is {total / 2**30:.1f} GiB, over protobuf's 2 GiB limit for one file")
     with open(path, "wb") as file:
         file.write(head_bytes)
         file.write(_GRAPH_TAG + _varint(graph_size) + rest_bytes)
@@ -78,6 +79,8 @@ def write_model(model, path: str | os.PathLike) -> None:  # noqa: ANN001 (onnx.M
             file.write(init.SerializeToString())
 
 
+#: Protobuf parsers (onnx, ONNX Runtime, TensorRT's) refuse messages of 2 GiB or more.
+PROTOBUF_LIMIT = 2**31
 #: Wire tags (field number << 3 | 2, length-delimited) of ModelProto.graph (7) and GraphProto.initializer (5).
 _GRAPH_TAG, _INITIALIZER_TAG = bytes([7 << 3 | 2]), bytes([5 << 3 | 2])
 

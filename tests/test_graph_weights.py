@@ -107,3 +107,17 @@ def test_written_model_parses_to_the_same_model(tmp_path):
     image = np.random.default_rng(0).random((1, 3, 192, 192), np.float32)
     for mine, reference in zip(run(tmp_path / "streamed.onnx", image), run(path, image)):
         np.testing.assert_array_equal(mine, reference)
+
+
+def test_a_model_over_protobufs_limit_is_refused_before_writing(tmp_path, monkeypatch):
+    from retina_edge.errors import RetinaEdgeError
+    from retina_edge.export import graph_weights
+
+    model = onnx.load(str(export_onnx(tiny("resnet18_fpn"), tmp_path / "m.onnx", OPTIONS)))
+    monkeypatch.setattr(graph_weights, "PROTOBUF_LIMIT", model.ByteSize())  # the file would be exactly this long
+    with pytest.raises(RetinaEdgeError, match="over protobuf's 2 GiB limit"):
+        graph_weights.write_model(model, tmp_path / "big.onnx")
+    assert not (tmp_path / "big.onnx").exists()
+    monkeypatch.setattr(graph_weights, "PROTOBUF_LIMIT", model.ByteSize() + 1)
+    graph_weights.write_model(model, tmp_path / "fits.onnx")
+    assert onnx.load(str(tmp_path / "fits.onnx")) == model
