@@ -20,7 +20,7 @@ import struct
 from pathlib import Path
 
 from retina_edge.atomic import atomic_path, write_text_atomic
-from retina_edge.calib.statistics import ActivationStats
+from retina_edge.calib.statistics import ActivationStats, int8_scale
 from retina_edge.contract import NETWORK_SCOPES
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.optional import require
@@ -53,7 +53,7 @@ def write_trt_calibration_cache(stats: ActivationStats, path: str | os.PathLike,
     algorithm = "EntropyCalibration2" if stats.method == "entropy" else "MinMaxCalibration"
     lines = [f"TRT-{trt_version}-{algorithm}"]
     for name in sorted(stats.ranges):
-        scale = max(stats.amax(name), 1e-12) / 127.0
+        scale = int8_scale(stats.amax(name))
         lines.append(f"{name}: {struct.pack('>f', scale).hex()}")
     write_text_atomic(path, "\n".join(lines) + "\n")
     return Path(path)

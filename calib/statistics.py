@@ -61,6 +61,14 @@ class ActivationStats:
         return cls(data["method"], {k: (v[0], v[1]) for k, v in data["ranges"].items()}, data["num_images"])
 
 
+def int8_scale(amax):  # noqa: ANN001, ANN201 (float or np.ndarray)
+    """Symmetric INT8 scale (zero point 0) of the range ``|x| <= amax``: ``amax / 127``, never 0.
+    ``amax`` is one tensor's (per-tensor scale) or an array of them (per output channel); the one
+    formula behind the TensorRT calibration cache and the TensorRT-placement Q/DQ graph, which
+    must agree to the bit."""
+    return np.maximum(amax, 1e-12) / 127.0
+
+
 #: Part of the cache key: bumped when what a tensor contributes changes, so older cached statistics
 #: are recomputed rather than mixed in. 2: tensors of unknown static shape are sampled like the rest.
 STATISTICS_VERSION = 2

@@ -32,20 +32,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retina_edge.atomic import atomic_path
-from retina_edge.calib.statistics import ActivationStats
+from retina_edge.calib.statistics import ActivationStats, int8_scale
 from retina_edge.contract import NETWORK_SCOPES
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.graph_weights import write_model
 
-#: Ops whose first input is quantized besides convolutions (TensorRT runs them in INT8).
-INPUT_QUANTIZED_OPS = ("MaxPool", "Resize", "AveragePool", "GlobalAveragePool")
+#: Ops whose first input is quantized besides convolutions (TensorRT runs them in INT8): the ones these
+#: networks have, where ModelOpt's placement was checked (it also quantizes pooling ops they lack).
+INPUT_QUANTIZED_OPS = ("MaxPool", "Resize")
 #: Ops a convolution's output may pass through and still be fused with a following residual add.
 _FUSIBLE_CHAIN = ("Relu", "Add", "Mul", "BatchNormalization")
 
 
 @dataclass(frozen=True)
 class QdqPlan:
-    """Where the Q/DQ pairs go. ``activations``: tensors quantized per tensor, in graph order;
+    """Where the Q/DQ pairs go. ``activations``: tensors quantized per tensor, in their first consumer's order;
     ``weights``: (convolution name, weight initializer) pairs quantized per output channel;
     ``float_inputs``: (node name, input index) reading the float tensor although it is quantized."""
 
@@ -142,14 +143,15 @@ def quantize_for_tensorrt(fp32_onnx: str | os.PathLike, stats: ActivationStats, 
     if missing:
         raise RetinaEdgeError(f"the calibration statistics have no range for {len(missing)} tensors to quantize "
                               f"(first: {missing[0]}); they were computed for another graph")
-    insert_qdq(model.graph, plan, {name: stats.amax(name) for name in plan.activations})
+    insert_qdq(model.graph, plan, {name: int8_scale(stats.amax(name)) for name in plan.activations})
     with atomic_path(output) as tmp:
         write_model(model, tmp)
     return Path(output)
 
 
-def insert_qdq(graph, plan: QdqPlan, amax: dict[str, float]) -> None:  # noqa: ANN001 (onnx.GraphProto)
-    """Insert ``plan``'s Q/DQ pairs into ``graph`` in place, nodes kept in topological order."""
+def insert_qdq(graph, plan: QdqPlan, scales: dict[str, float]) -> None:  # noqa: ANN001 (onnx.GraphProto)
+    """Insert ``plan``'s Q/DQ pairs into ``graph`` in place, nodes kept in topological order; ``scales``:
+    each activation's per-tensor scale (weights' per-channel scales are computed from their values)."""
     import numpy as np
     from onnx import helper, numpy_helper
 
@@ -175,14 +177,14 @@ def insert_qdq(graph, plan: QdqPlan, amax: dict[str, float]) -> None:  # noqa: A
     def activation_pairs(names) -> None:  # noqa: ANN001
         for name in names:
             if name in dequantized:
-                pair(name, name, max(amax[name], 1e-12) / 127.0, None)
+                pair(name, name, scales[name], None)
 
     activation_pairs(value.name for value in graph.input)
     for node in graph.node:
         for weight in weights_of.get(node.name, ()):
             values = numpy_helper.to_array(weight_values[weight])
             per_channel = np.abs(values.reshape(values.shape[0], -1)).max(axis=1)
-            node.input[1] = pair(weight, f"{node.name}/{weight}", np.maximum(per_channel, 1e-12) / 127.0, 0)
+            node.input[1] = pair(weight, f"{node.name}/{weight}", int8_scale(per_channel), 0)
         for index, name in enumerate(node.input):
             if name in dequantized and (node.name, index) not in plan.float_inputs:
                 node.input[index] = dequantized[name]
