@@ -47,22 +47,21 @@ def nncf_build(fp32: Path, calib: Path, count: int, folder: Path) -> tuple[float
 
 
 def latency(models: dict[str, Path], imgsz: int, iters: int, threads: int | None) -> dict[str, float]:
-    """Median ms of one batch-1 inference per model on OpenVINO CPU, interleaved."""
+    """Median ms of one batch-1 inference per model on OpenVINO CPU, interleaved, through the
+    backend ``Detector`` runs (f32, latency hint; it also keeps the thread's signal stack, which
+    bare ``compile_model`` calls leave on freed memory once the models are gone: the next signal
+    crashes the process)."""
     import numpy as np
-    import openvino as ov
 
-    core = ov.Core()
-    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = threads
-    requests = {name: core.compile_model(core.read_model(str(path)), "CPU", config).create_infer_request()
-                for name, path in models.items()}
+    from retina_edge.runtime.backends.openvino_backend import OpenVinoBackend
+
+    backends = {name: OpenVinoBackend(path, threads=threads) for name, path in models.items()}
     batch = np.random.default_rng(0).random((1, 3, imgsz, imgsz), np.float32)
     samples: dict[str, list[float]] = {name: [] for name in models}
     for iteration in range(iters + 3):
-        for name, request in requests.items():
+        for name, backend in backends.items():
             start = time.perf_counter()
-            request.infer({0: batch})
+            backend.run(batch)
             if iteration >= 3:
                 samples[name].append(1e3 * (time.perf_counter() - start))
     return {name: float(np.median(times)) for name, times in samples.items()}

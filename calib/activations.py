@@ -147,8 +147,11 @@ def symmetric_histogram(values: np.ndarray, bins: int, limit) -> np.ndarray:  # 
     """``np.histogram(values, bins, range=(-limit, limit))[0]`` in one bincount pass."""
     if limit <= 0:
         return np.bincount(np.full(np.count_nonzero(values == 0), bins // 2), minlength=bins).astype(np.int64)
-    inside = values[(values >= -limit) & (values <= limit)]
-    index = ((inside + limit) * (bins / (2 * limit))).astype(np.intp)
+    # The collector's limit always covers its values, so the copy that drops NaNs and values
+    # outside (as np.histogram does) is made only when there are some: it was 3/4 of the time.
+    if values.size and not (values.min() >= -limit and values.max() <= limit):
+        values = values[(values >= -limit) & (values <= limit)]
+    index = ((values + limit) * (bins / (2 * limit))).astype(np.intp)
     np.minimum(index, bins - 1, out=index)
     return np.bincount(index, minlength=bins).astype(np.int64)
 

@@ -114,10 +114,13 @@ def run_bench(entries: list[BenchEntry], images: list[np.ndarray], *, batch: int
 
 
 def format_table(summaries: list[dict]) -> str:
-    head = f"{'model':<28} {'batch':>5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'pre':>6} {'infer':>8} {'post':>6} {'img/s':>7} {'ratio':>6} {'+RSS MB':>7}"
+    """The summaries as a text table; the model column is as wide as the longest name (a cut name
+    hid which backend ``auto`` picked, or which of two long paths a row was)."""
+    width = max([len("model"), *(len(s["name"]) for s in summaries)])
+    head = f"{'model':<{width}} {'batch':>5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'pre':>6} {'infer':>8} {'post':>6} {'img/s':>7} {'ratio':>6} {'+RSS MB':>7}"
     rows = [head]
     for s in summaries:
-        rows.append(f"{s['name'][:28]:<28} {s['batch']:>5} {s['p50_ms']:>8.1f} {s['p90_ms']:>8.1f} {s['p99_ms']:>8.1f} "
+        rows.append(f"{s['name']:<{width}} {s['batch']:>5} {s['p50_ms']:>8.1f} {s['p90_ms']:>8.1f} {s['p99_ms']:>8.1f} "
                     f"{s['preprocess_ms']:>6.1f} {s['inference_ms']:>8.1f} {s['postprocess_ms']:>6.1f} "
                     f"{s['images_per_s']:>7.2f} {s['ratio_to_first']:>6.2f} {_rss_cell(s['rss_mb']):>7}")
     return "\n".join(rows)

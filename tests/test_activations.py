@@ -91,9 +91,16 @@ def test_sample_step(shape):
         assert step % 2 == 1 and shape[-1] % step and step % shape[-1] and -(-size // step) <= activations.MAX_SAMPLES
 
 
-def test_symmetric_histogram_is_numpys():
+@pytest.mark.parametrize("case", ["some outside", "all inside", "with nan", "empty"])
+def test_symmetric_histogram_is_numpys(case):
     rng = np.random.default_rng(0)
     values = rng.normal(0, 2, 100_000).astype(np.float32)
+    if case == "all inside":
+        values = np.clip(values, -2.5, 2.5)
+    elif case == "with nan":
+        values[::7] = np.nan
+    elif case == "empty":
+        values = values[:0]
     for bins, limit in ((128, np.float32(3.0)), (301, np.float32(9.5))):
         expected = np.histogram(values, bins, range=(-limit, limit))[0]
         assert np.abs(activations.symmetric_histogram(values, bins, limit) - expected).sum() <= 2

@@ -119,3 +119,12 @@ def test_signals_still_work_after_compiled_models_are_released_out_of_order(onnx
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.split() == ["handled", "alive"], (done.returncode, done.stderr[-2000:])
+
+
+def test_only_the_backend_compiles_openvino_models():
+    """Every OpenVINO compile goes through the backend, which keeps the thread's signal stack: a
+    bench that called ``compile_model`` itself crashed the test process at a later SIGINT."""
+    root = Path(__file__).resolve().parents[1]
+    callers = [path.relative_to(root).as_posix() for folder in ("retina_edge", "runtime", "calib", "export", "bench")
+               for path in sorted((root / folder).rglob("*.py")) if "compile_model(" in path.read_text()]
+    assert callers == ["runtime/backends/openvino_backend.py"]

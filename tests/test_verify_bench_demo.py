@@ -92,3 +92,14 @@ def test_demo_end_to_end(tmp_path):
     rows = json.loads((tmp_path / "demo" / "bench.json").read_text())
     # the reference was loaded before the bench (no figure); each runtime model's load is measured
     assert rows[0]["rss_mb"] is None and all(isinstance(r["rss_mb"], float) for r in rows[1:])
+
+
+def test_bench_table_shows_whole_names():
+    from retina_edge.bench import format_table
+
+    row = {"batch": 1, "p50_ms": 1.0, "p90_ms": 1.0, "p99_ms": 1.0, "preprocess_ms": 0.1, "inference_ms": 0.8,
+           "postprocess_ms": 0.1, "images_per_s": 1000.0, "ratio_to_first": 1.0, "rss_mb": None}
+    names = ["default Detector on int8 -> openvino", "short"]
+    lines = format_table([{**row, "name": name} for name in names]).splitlines()
+    assert lines[1].startswith(names[0] + " ") and lines[2].startswith("short ")
+    assert len({len(line) for line in lines[1:]}) == 1  # the columns still line up
