@@ -107,11 +107,14 @@ def conv_runners(channels: int, side: int, threads: int, scratch: Path) -> dict:
 def conv_rates(channels: int, side: int, threads: int, iters: int, scratch: Path, rounds: int = 4) -> dict[str, float]:
     """GMAC/s of each one-conv runner: the median of ``iters`` timed runs, taken in ``rounds``
     turns through the runners, so this shared machine's noise hits them alike. Each turn starts
-    with an untimed run: the previous runtime's worker threads may still be spinning."""
+    once the previous runtime's spinning worker threads have gone to sleep, with an untimed run."""
+    from retina_edge.resources import let_cores_settle
+
     runners = conv_runners(channels, side, threads, scratch)
     times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(rounds):
         for name, run in runners.items():
+            let_cores_settle()
             run()
             for _ in range(-(-iters // rounds)):
                 start = time.perf_counter()

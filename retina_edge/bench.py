@@ -1,8 +1,10 @@
 """Side-by-side latency of deployed models (and the PyTorch reference), interleaved in one run.
 
-Each timed iteration runs every entry once, in turn, so machine noise hits them alike; ratios
-are to the first entry. Stages are timed apart: preprocess (letterbox + normalise), inference
-(the backend or ``model.head_outputs``), postprocess (decode / NMS / mapping to the source).
+Each timed iteration runs every entry once, in turn, so machine noise hits them alike, and each
+timed run starts once the cores have settled from the previous entry's (runtimes' worker threads
+spin on after a run returns); ratios are to the first entry. Stages are timed apart: preprocess
+(letterbox + normalise), inference (the backend or ``model.head_outputs``), postprocess (decode /
+NMS / mapping to the source).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 
 from retina_edge.preprocess import PreprocessConfig, boxes_to_source, preprocess_batch
 from retina_edge.progress import Progress
+from retina_edge.resources import let_cores_settle
 
 STAGES = ("preprocess", "inference", "postprocess")
 T = TypeVar("T")
@@ -92,6 +95,8 @@ def run_bench(entries: list[BenchEntry], images: list[np.ndarray], *, batch: int
     progress = Progress(len(chunks), f"bench batch {batch}")
     for step, chunk in enumerate(chunks):
         for entry in entries:
+            if len(entries) > 1 and step >= warmup:
+                let_cores_settle()  # the previous entry's spinning workers would be timed too
             times = entry.run(chunk)
             if step >= warmup:
                 for stage in STAGES:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from retina_edge.errors import RetinaEdgeError
@@ -66,6 +67,20 @@ def check_export_memory(height: int, width: int, batch: int = 1) -> None:
 def usable_cores() -> int:
     """CPU cores this process may run on (its affinity mask, which containers and taskset narrow)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+#: Seconds a runtime's worker threads may keep the cores busy after its run returned (ONNX Runtime's
+#: intra-op workers spin for new work before they sleep). Measured on R50 INT8, 2 cores: an
+#: OpenVINO run right after an ONNX Runtime one took 9% longer, 6% after 10 ms, as long as alone
+#: after 50 ms; on a 15 ms conv, twice as long.
+SETTLE_SECONDS = 0.1
+
+
+def let_cores_settle() -> None:
+    """Wait until the previous run's spinning worker threads have gone to sleep. Called before a
+    timed run that follows another runtime's (interleaved comparisons), so the run timed is not
+    also paying for the one before it."""
+    time.sleep(SETTLE_SECONDS)
 
 
 @functools.cache

@@ -4,7 +4,8 @@ Which of ONNX Runtime and OpenVINO is faster depends on the graph and the CPU (o
 graph for CPUs OpenVINO was ~1.5x faster on an AVX-512 VNNI machine, while on an AVX2-only one the
 two tie), so no fixed order is right. With only one installed, that one runs. With both, a short probe loads
 both, runs the model on one synthetic preprocessed image interleaved (one warm-up, then
-``PROBE_RUNS`` timed runs each) and keeps the lower median; OpenVINO must win by
+``PROBE_RUNS`` timed runs each, each after the cores have settled from the other runtime's run)
+and keeps the lower median; OpenVINO must win by
 ``MARGIN`` to replace ONNX Runtime, so noise does not flip the choice from run to run. The
 winner's loaded backend is handed on (nothing is loaded twice); the loser is closed.
 
@@ -34,7 +35,7 @@ from retina_edge.cache import cache_root
 from retina_edge.contract import DeploymentMetadata
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.preprocess import preprocess_batch
-from retina_edge.resources import usable_cores
+from retina_edge.resources import let_cores_settle, usable_cores
 
 logger = logging.getLogger("retina_edge.runtime")
 
@@ -120,6 +121,8 @@ def probe(backends: dict[str, object], metadata: DeploymentMetadata) -> BackendC
     samples: dict[str, list[float]] = {name: [] for name in backends}
     for run in range(PROBE_RUNS + 1):
         for name, backend in backends.items():
+            if run:  # ONNX Runtime's spinning workers slowed the OpenVINO run after them by 9%
+                let_cores_settle()
             start = time.perf_counter()
             backend.run(batch)
             if run:  # the first run of each is the warm-up

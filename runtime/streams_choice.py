@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from retina_edge.resources import usable_cores
+from retina_edge.resources import let_cores_settle, usable_cores
 from retina_edge.runtime.backend_choice import cached_entry, probe_key, remember_entry
 
 logger = logging.getLogger("retina_edge.runtime")
@@ -97,6 +97,7 @@ def probe_streams(loaded: dict[int, object], work: Callable[[object], object]) -
     best = {count: 0.0 for count in loaded}
     for _ in range(ROUNDS):
         for count, backend in loaded.items():
+            let_cores_settle()  # the other session's spinning workers would eat into this window
             best[count] = max(best[count], _frames_per_second(work, backend, count, seconds=PROBE_SECONDS))
     rates = {count: round(rate, 3) for count, rate in best.items()}
     many = max(rates)
