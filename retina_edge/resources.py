@@ -1,6 +1,8 @@
 """Resources checked before long work (no torch): output locations a command will write, and the
 memory an export at a given input size needs. A command that would calibrate or train for minutes
-and then fail to write its result, or grow until the kernel kills it, says so at once instead."""
+and then fail to write its result, or grow until the kernel kills it, says so at once instead.
+Also the process's share of the machine: its usable cores, its C library's memory calls, and the
+pause that lets cores settle between interleaved timings of different runtimes."""
 
 from __future__ import annotations
 
