@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -80,8 +79,8 @@ def conv_graph(channels: int, side: int, *, int8: bool):  # noqa: ANN201 (onnx.M
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
-def conv_runners(channels: int, side: int, threads: int, scratch: Path) -> dict:
-    """``{"<backend> <precision>": run()}`` for the one-conv graphs, through the backends
+def conv_backends(channels: int, side: int, threads: int, scratch: Path) -> dict:
+    """``{"<backend> <precision>": backend}`` for the one-conv graphs, through the backends
     ``Detector`` runs (OpenVINO's if it is installed; its backend also keeps the thread's signal
     stack, which bare ``compile_model`` calls leave on freed memory once the models are gone: a
     later SIGINT crashed the test process that imported this)."""
@@ -89,39 +88,28 @@ def conv_runners(channels: int, side: int, threads: int, scratch: Path) -> dict:
 
     from retina_edge.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-    x = np.random.default_rng(1).random((1, channels, side, side), np.float32)
-    runners = {}
+    backends = {}
     for precision in ("fp32", "int8"):
         path = scratch / f"conv-{precision}.onnx"
         onnx.save(conv_graph(channels, side, int8=precision == "int8"), str(path))
-        backends = [OnnxRuntimeBackend(path, threads=threads)]
+        loaded = [OnnxRuntimeBackend(path, threads=threads)]
         if importlib.util.find_spec("openvino") is not None:
             from retina_edge.runtime.backends.openvino_backend import OpenVinoBackend
 
-            backends.append(OpenVinoBackend(path, threads=threads))
-        for backend in backends:
-            runners[f"{backend.name} {precision}"] = lambda backend=backend: backend.run(x)
-    return runners
+            loaded.append(OpenVinoBackend(path, threads=threads))
+        backends.update({f"{backend.name} {precision}": backend for backend in loaded})
+    return backends
 
 
-def conv_rates(channels: int, side: int, threads: int, iters: int, scratch: Path, rounds: int = 4) -> dict[str, float]:
-    """GMAC/s of each one-conv runner: the median of ``iters`` timed runs, taken in ``rounds``
-    turns through the runners, so this shared machine's noise hits them alike. Each turn starts
-    once the previous runtime's spinning worker threads have gone to sleep, with an untimed run."""
-    from retina_edge.resources import let_cores_settle
+def conv_rates(channels: int, side: int, threads: int, iters: int, scratch: Path) -> dict[str, float]:
+    """GMAC/s of each one-conv backend from the median of ``iters`` runs, timed by
+    :func:`retina_edge.bench.run_bench` (interleaved, each run after the cores have settled)."""
+    from retina_edge.bench import backend_entry, run_bench
 
-    runners = conv_runners(channels, side, threads, scratch)
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, run in runners.items():
-            let_cores_settle()
-            run()
-            for _ in range(-(-iters // rounds)):
-                start = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - start)
+    x = np.random.default_rng(1).random((1, channels, side, side), np.float32)
+    entries = [backend_entry(name, backend, x) for name, backend in conv_backends(channels, side, threads, scratch).items()]
     macs = channels * channels * 9 * side * side
-    return {name: macs / sorted(values)[len(values) // 2] / 1e9 for name, values in times.items()}
+    return {row["name"]: macs / row["inference_ms"] / 1e6 for row in run_bench(entries, [x], batch=1, iterations=iters, warmup=1)}
 
 
 def main() -> None:

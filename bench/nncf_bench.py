@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from calibration_bench import build, measured, prepare
@@ -47,24 +46,18 @@ def nncf_build(fp32: Path, calib: Path, count: int, folder: Path) -> tuple[float
 
 
 def latency(models: dict[str, Path], imgsz: int, iters: int, threads: int | None) -> dict[str, float]:
-    """Median ms of one batch-1 inference per model on OpenVINO CPU, interleaved, through the
-    backend ``Detector`` runs (f32, latency hint; it also keeps the thread's signal stack, which
-    bare ``compile_model`` calls leave on freed memory once the models are gone: the next signal
-    crashes the process)."""
+    """Median ms of one batch-1 inference per model on OpenVINO CPU, timed by
+    :func:`retina_edge.bench.run_bench` (interleaved), through the backend ``Detector`` runs (f32,
+    latency hint; it also keeps the thread's signal stack, which bare ``compile_model`` calls leave
+    on freed memory once the models are gone: the next signal crashes the process)."""
     import numpy as np
 
+    from retina_edge.bench import backend_entry, run_bench
     from retina_edge.runtime.backends.openvino_backend import OpenVinoBackend
 
-    backends = {name: OpenVinoBackend(path, threads=threads) for name, path in models.items()}
     batch = np.random.default_rng(0).random((1, 3, imgsz, imgsz), np.float32)
-    samples: dict[str, list[float]] = {name: [] for name in models}
-    for iteration in range(iters + 3):
-        for name, backend in backends.items():
-            start = time.perf_counter()
-            backend.run(batch)
-            if iteration >= 3:
-                samples[name].append(1e3 * (time.perf_counter() - start))
-    return {name: float(np.median(times)) for name, times in samples.items()}
+    entries = [backend_entry(name, OpenVinoBackend(path, threads=threads), batch) for name, path in models.items()]
+    return {row["name"]: row["inference_ms"] for row in run_bench(entries, [batch], batch=1, iterations=iters, warmup=3)}
 
 
 def main() -> None:

@@ -65,6 +65,17 @@ def detector_entry(name: str, detector, *, rss_mb: float | None = None) -> Bench
     return BenchEntry(name, run, rss_mb)
 
 
+def backend_entry(name: str, backend, batch: np.ndarray) -> BenchEntry:  # noqa: ANN001
+    """Time ``backend.run(batch)`` alone, a fixed preprocessed batch (no pre/post stages): for
+    comparing runtimes on graphs without a deployment contract (one conv, another quantizer's IR)."""
+    def run(images: list[np.ndarray]) -> dict[str, float]:
+        start = time.perf_counter()
+        backend.run(batch)
+        return {"preprocess": 0.0, "inference": time.perf_counter() - start, "postprocess": 0.0}
+
+    return BenchEntry(name, run)
+
+
 def pytorch_entry(name: str, model, preprocess: PreprocessConfig, *,  # noqa: ANN001
                   rss_mb: float | None = None) -> BenchEntry:
     import torch

@@ -50,5 +50,5 @@ def test_int8_conv_graph_computes_the_fp32_conv(cpu_ceiling):
 
 
 def test_conv_rates_times_every_backend(cpu_ceiling, tmp_path):
-    rates = cpu_ceiling.conv_rates(8, 6, 1, 2, tmp_path, rounds=2)
+    rates = cpu_ceiling.conv_rates(8, 6, 1, 2, tmp_path)
     assert {"onnxruntime fp32", "onnxruntime int8"} <= set(rates) and all(rate > 0 for rate in rates.values())
