@@ -25,12 +25,12 @@ def prepare(folder: Path, images: int, imgsz: int) -> tuple[Path, Path, Path]:
     """(checkpoint, image folder, FP32 graph) in ``folder``."""
     import torch
 
-    from retina_edge.archs import build_model
-    from retina_edge.checkpoints import save_checkpoint
+    from retina_edge.model.archs import build_model
+    from retina_edge.model.checkpoints import save_checkpoint
     from retina_edge.export.onnx_export import ExportOptions, export_onnx
     from retina_edge.imageio import write_image_rgb
     from retina_edge.preprocess import PreprocessConfig
-    from retina_edge.synth import SynthConfig, render_image
+    from retina_edge.data.synth import SynthConfig, render_image
 
     torch.manual_seed(0)
     model = build_model("resnet50_fpn_v2", num_classes=91).eval()

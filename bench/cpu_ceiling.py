@@ -103,8 +103,8 @@ def conv_backends(channels: int, side: int, threads: int, scratch: Path) -> dict
 
 def conv_rates(channels: int, side: int, threads: int, iters: int, scratch: Path) -> dict[str, float]:
     """GMAC/s of each one-conv backend from the median of ``iters`` runs, timed by
-    :func:`retina_edge.bench.run_bench` (interleaved, each run after the cores have settled)."""
-    from retina_edge.bench import backend_entry, run_bench
+    :func:`retina_edge.quality.bench.run_bench` (interleaved, each run after the cores have settled)."""
+    from retina_edge.quality.bench import backend_entry, run_bench
 
     x = np.random.default_rng(1).random((1, channels, side, side), np.float32)
     entries = [backend_entry(name, backend, x) for name, backend in conv_backends(channels, side, threads, scratch).items()]

@@ -42,10 +42,10 @@ def main() -> None:
 def table(fp32: Path, int8: Path, weights: Path, args: argparse.Namespace) -> None:
     import torch
 
-    from retina_edge.bench import detector_entry, format_table, pytorch_entry, run_bench
-    from retina_edge.checkpoints import load_model
+    from retina_edge.quality.bench import detector_entry, format_table, pytorch_entry, run_bench
+    from retina_edge.model.checkpoints import load_model
     from retina_edge.runtime import Detector
-    from retina_edge.synth import SynthConfig, render_image
+    from retina_edge.data.synth import SynthConfig, render_image
 
     torch.set_num_threads(args.threads)
     model = load_model(str(weights))

@@ -47,12 +47,12 @@ def nncf_build(fp32: Path, calib: Path, count: int, folder: Path) -> tuple[float
 
 def latency(models: dict[str, Path], imgsz: int, iters: int, threads: int | None) -> dict[str, float]:
     """Median ms of one batch-1 inference per model on OpenVINO CPU, timed by
-    :func:`retina_edge.bench.run_bench` (interleaved), through the backend ``Detector`` runs (f32,
+    :func:`retina_edge.quality.bench.run_bench` (interleaved), through the backend ``Detector`` runs (f32,
     latency hint; it also keeps the thread's signal stack, which bare ``compile_model`` calls leave
     on freed memory once the models are gone: the next signal crashes the process)."""
     import numpy as np
 
-    from retina_edge.bench import backend_entry, run_bench
+    from retina_edge.quality.bench import backend_entry, run_bench
     from retina_edge.runtime.backends.openvino_backend import OpenVinoBackend
 
     batch = np.random.default_rng(0).random((1, 3, imgsz, imgsz), np.float32)

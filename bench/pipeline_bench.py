@@ -54,10 +54,10 @@ class LoopingSource:
 def main() -> None:
     import cv2
 
-    from retina_edge.bench import process_rss_mb
+    from retina_edge.quality.bench import process_rss_mb
     from retina_edge.runtime import Detector
     from retina_edge.runtime.pipeline import Pipeline
-    from retina_edge.synth_video import SyntheticVideo, write_video
+    from retina_edge.data.synth_video import SyntheticVideo, write_video
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True)
@@ -115,7 +115,7 @@ def in_flight_table(args: argparse.Namespace) -> None:
     from retina_edge.runtime import Detector
     from retina_edge.runtime.pipeline import Pipeline, PipelineConfig
     from retina_edge.runtime.sources import ReconnectPolicy
-    from retina_edge.synth_video import SyntheticVideo, write_video
+    from retina_edge.data.synth_video import SyntheticVideo, write_video
 
     once = ReconnectPolicy(attempts=0)  # the paced source ends after --frames; no reopening
     detectors = {}

@@ -3,7 +3,7 @@
 Candidates are built like a detector's: anchors of a 512x512 input near ~20 objects, small
 regression deltas, scores peaked on the right class. The host path (NumPy decode, clip, score
 threshold, class-aware NMS, top-300) is timed per image and its detections are matched against
-the PyTorch reference's (``retina_edge.postprocess`` logic) on the same candidates.
+the PyTorch reference's (``retina_edge.model.postprocess`` logic) on the same candidates.
 
     python bench/postprocess_bench.py --images 50 --repeats 20
 """
@@ -49,8 +49,8 @@ def host_postprocess(deltas, anchors, scores, labels, config, size):  # noqa: AN
 def torch_postprocess(deltas, anchors, scores, labels, config, size):  # noqa: ANN001, ANN201
     import torch
 
-    from retina_edge.box_coder import BoxCoder
-    from retina_edge.boxes import batched_nms, clip_boxes_to_image
+    from retina_edge.model.box_coder import BoxCoder
+    from retina_edge.model.boxes import batched_nms, clip_boxes_to_image
 
     boxes = clip_boxes_to_image(BoxCoder().decode(torch.from_numpy(deltas), torch.from_numpy(anchors)), (size, size))
     scores_t, labels_t = torch.from_numpy(scores), torch.from_numpy(labels)
@@ -62,7 +62,7 @@ def torch_postprocess(deltas, anchors, scores, labels, config, size):  # noqa: A
 
 def main() -> None:
     from retina_edge.config import PostprocessConfig
-    from retina_edge.matching import match_detections
+    from retina_edge.metrics.matching import match_detections
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=50)

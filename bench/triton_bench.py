@@ -28,7 +28,7 @@ import numpy as np
 
 def scenes(count: int) -> list[bytes]:
     from retina_edge.imageio import encode_image_rgb
-    from retina_edge.synth import SynthConfig, render_image
+    from retina_edge.data.synth import SynthConfig, render_image
 
     return [encode_image_rgb(cv2.resize(render_image(SynthConfig(seed=9), index)[0],
                                         (320 + 64 * (index % 4), 240 + 48 * (index % 3))))

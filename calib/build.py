@@ -32,7 +32,7 @@ from retina_edge.calib.tensorrt_qdq import quantize_for_tensorrt
 from retina_edge.contract import PRECISIONS, DeploymentMetadata
 from retina_edge.errors import DataError, RetinaEdgeError
 from retina_edge.export.onnx_export import ExportOptions, export_onnx
-from retina_edge.model import RetinaNet
+from retina_edge.model.retinanet import RetinaNet
 from retina_edge.runtime.model_file import embed_deployment
 
 logger = logging.getLogger(__name__)

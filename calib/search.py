@@ -86,7 +86,7 @@ class ValidationSet:
     """The annotated images AP is measured on, decoded once for every step of the search."""
 
     def __init__(self, spec: str) -> None:
-        from retina_edge.coco_dataset import load_coco_index, resolve_split
+        from retina_edge.data.coco_dataset import load_coco_index, resolve_split
         from retina_edge.imageio import read_image_rgb
 
         ann_file, image_dir = resolve_split(spec, "val")
@@ -100,7 +100,7 @@ class ValidationSet:
     def ap(self, model: str | os.PathLike, metadata: DeploymentMetadata) -> float:
         """COCO AP (points) of a graph on these images, through ONNX Runtime; ``metadata`` is the
         build's contract (a quantizer's output graph need not carry it yet)."""
-        from retina_edge.evaluate import coco_evaluate, to_coco_results
+        from retina_edge.metrics.evaluate import coco_evaluate, to_coco_results
         from retina_edge.runtime import Detector
 
         with Detector(model, backend="onnxruntime", metadata=metadata) as detector:

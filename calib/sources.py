@@ -84,7 +84,7 @@ def _enumerate(source: str, video_stride: int, report: CalibrationReport) -> lis
 
 
 def _coco_items(path: Path) -> list[CalibrationItem]:
-    from retina_edge.coco_dataset import resolve_split
+    from retina_edge.data.coco_dataset import resolve_split
 
     try:
         data = json.loads(path.read_text())

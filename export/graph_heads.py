@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from retina_edge.anchors import feature_shapes_for, grid_anchors
 from retina_edge.contract import GraphTail
 from retina_edge.export.nms_op import non_max_suppression
-from retina_edge.model import RetinaNet
+from retina_edge.model.retinanet import RetinaNet
 
 
 class TailModule(nn.Module):

@@ -1,6 +1,6 @@
 """ONNX ``NonMaxSuppression`` as a traceable PyTorch op (TorchScript-based exporter).
 
-In PyTorch it runs :func:`retina_edge.boxes.nms` so the module can be run and traced; in the
+In PyTorch it runs :func:`retina_edge.model.boxes.nms` so the module can be run and traced; in the
 exported graph it becomes one standard ``NonMaxSuppression`` node (ORT, OpenVINO, TensorRT INMSLayer).
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from retina_edge.boxes import nms
+from retina_edge.model.boxes import nms
 
 
 class _NonMaxSuppression(torch.autograd.Function):

@@ -24,7 +24,7 @@ from retina_edge.contract import INPUT_NAME, TAIL_MODES, DeploymentMetadata, Gra
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.graph_heads import DecodedCandidates, NmsDetections, RawOutputs
 from retina_edge.export.graph_weights import inputs_to_weights, move_weights_out, save_with_weights, weights_to_inputs
-from retina_edge.model import RetinaNet
+from retina_edge.model.retinanet import RetinaNet
 from retina_edge.optional import require
 from retina_edge.preprocess import PreprocessConfig
 from retina_edge.resources import release_freed_memory

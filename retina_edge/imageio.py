@@ -104,27 +104,3 @@ def write_image_rgb(path: str | os.PathLike, image: np.ndarray, *, quality: int 
 
     suffix = Path(path).suffix.lower() or ".jpg"
     write_bytes_atomic(path, encode_image_rgb(image, suffix, quality=quality, target=str(path)))
-
-
-def load_images(folder: str | os.PathLike, count: int, ann: str | os.PathLike | None = None
-                ) -> tuple[list[np.ndarray], list[int] | None]:
-    """The first ``count`` images of ``folder`` (those the COCO json ``ann`` lists, if given) as RGB
-    arrays, and their COCO image ids (None without ``ann``)."""
-    if count < 1:
-        raise DataError(f"the image count must be at least 1, got {count}")
-    if ann:
-        from retina_edge.coco_dataset import load_coco_index
-
-        records = load_coco_index(ann, folder).images[:count]
-        images = [read_image_rgb(r.path) for r in records]
-        wrong = [(r, image.shape[:2]) for r, image in zip(records, images) if image.shape[:2] != (r.height, r.width)]
-        if wrong:
-            record, (height, width) = wrong[0]
-            raise DataError(f"{len(wrong)} of {len(images)} images in {folder} do not have the size {ann} gives them, "
-                            f"e.g. {record.path.name}: {width}x{height} on disk, {record.width}x{record.height} in the "
-                            "annotations: are these the annotations of this folder?")
-        return images, [r.image_id for r in records]
-    files = list_images(folder)[:count]
-    if not files:
-        raise DataError(f"no images in {folder}")
-    return [read_image_rgb(p) for p in files], None

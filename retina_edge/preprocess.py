@@ -2,7 +2,7 @@
 RGB uint8 -> normalised float32 CHW, and the exact inverse mapping of boxes (NumPy, no torch).
 
 Export, calibration, the runtime and ``verify`` all call these functions; the PyTorch twin in
-:mod:`retina_edge.preprocess_torch` is tested to give the same numbers.
+:mod:`retina_edge.model.preprocess_torch` is tested to give the same numbers.
 
 Letterbox keeps the aspect ratio: scale ``s = min(H / h, W / w)``, resized size
 ``(round(h * s), round(w * s))``, placed top-left (default, like the training transform, whose

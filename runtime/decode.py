@@ -1,4 +1,4 @@
-"""Anchor decoding in NumPy (the torch-free twin of ``retina_edge.box_coder.BoxCoder.decode``)."""
+"""Anchor decoding in NumPy (the torch-free twin of ``retina_edge.model.box_coder.BoxCoder.decode``)."""
 
 from __future__ import annotations
 

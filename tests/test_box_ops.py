@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from retina_edge.box_coder import BoxCoder
-from retina_edge.boxes import batched_nms, box_iou, generalized_box_iou, nms
+from retina_edge.model.box_coder import BoxCoder
+from retina_edge.model.boxes import batched_nms, box_iou, generalized_box_iou, nms
 from retina_edge.config import BoxCoderConfig
 from retina_edge.runtime import batched_nms as np_batched_nms
 from retina_edge.runtime import decode_boxes

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from retina_edge.archs import build_model
+from retina_edge.model.archs import build_model
 from retina_edge.calib import build as build_module
 from retina_edge.calib.build import CalibrationOptions, build_precision_graph
 from retina_edge.calib.precision import excluded_nodes, read_trt_calibration_cache, write_trt_calibration_cache
@@ -23,7 +23,7 @@ from retina_edge.export.onnx_export import ExportOptions
 from retina_edge.runtime.model_file import read_deployment
 from retina_edge.imageio import write_image_rgb
 from retina_edge.preprocess import PreprocessConfig, preprocess_batch
-from retina_edge.synth import SynthConfig, render_image
+from retina_edge.data.synth import SynthConfig, render_image
 
 PREPROCESS = PreprocessConfig(128, 160)
 
@@ -204,7 +204,7 @@ def test_build_cli_int8_without_calib_is_a_message(capsys):
 
 
 def test_build_cli_on_empty_folder(tmp_path, capsys):
-    from retina_edge.checkpoints import save_checkpoint
+    from retina_edge.model.checkpoints import save_checkpoint
 
     weights = tmp_path / "w.pth"
     save_checkpoint(weights, build_model("resnet18_fpn", num_classes=2, backbone_width=16, fpn_channels=32, head_convs=1))

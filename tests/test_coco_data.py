@@ -8,10 +8,10 @@ import shutil
 import numpy as np
 import pytest
 
-from retina_edge.coco_dataset import load_coco_index, resolve_split
+from retina_edge.data.coco_dataset import load_coco_index, resolve_split
 from retina_edge.errors import DataError
 from retina_edge.imageio import read_image_rgb
-from retina_edge.synth import CLASSES, SynthConfig, render_image, write_dataset
+from retina_edge.data.synth import CLASSES, SynthConfig, render_image, write_dataset
 
 
 @pytest.fixture(scope="module")

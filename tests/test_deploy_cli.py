@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from retina_edge.archs import build_model
-from retina_edge.checkpoints import save_checkpoint
+from retina_edge.model.archs import build_model
+from retina_edge.model.checkpoints import save_checkpoint
 from retina_edge.cli.main import main
-from retina_edge.synth import SynthConfig, write_dataset
+from retina_edge.data.synth import SynthConfig, write_dataset
 
 
 @pytest.fixture(scope="module")

@@ -7,14 +7,14 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from retina_edge.archs import build_model
+from retina_edge.model.archs import build_model
 from retina_edge.contract import OUTPUTS
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.onnx_export import ExportOptions, export_onnx
 from retina_edge.runtime.model_file import onnx_metadata_props, read_deployment
-from retina_edge.matching import match_detections
+from retina_edge.metrics.matching import match_detections
 from retina_edge.preprocess import PreprocessConfig, preprocess_batch
-from retina_edge.reference import reference_on_inputs
+from retina_edge.model.reference import reference_on_inputs
 from retina_edge.runtime.postprocess import select_detections
 from rx1 import rx1_state_dict
 

@@ -22,13 +22,13 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform  # n
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7  # noqa: E402
 from torchvision.ops.misc import FrozenBatchNorm2d  # noqa: E402
 
-from retina_edge import boxes as torch_boxes  # noqa: E402
-from retina_edge.archs import build_model  # noqa: E402
-from retina_edge.box_coder import BoxCoder  # noqa: E402
+from retina_edge.model import boxes as torch_boxes  # noqa: E402
+from retina_edge.model.archs import build_model  # noqa: E402
+from retina_edge.model.box_coder import BoxCoder  # noqa: E402
 from retina_edge.config import IMAGENET_MEAN, IMAGENET_STD, TransformConfig  # noqa: E402
-from retina_edge.matching import match_detections  # noqa: E402
+from retina_edge.metrics.matching import match_detections  # noqa: E402
 from retina_edge.runtime.nms import batched_nms as numpy_batched_nms, nms as numpy_nms  # noqa: E402
-from retina_edge.transform import RetinaTransform  # noqa: E402
+from retina_edge.model.transform import RetinaTransform  # noqa: E402
 from rx1 import rx1_state_dict  # noqa: E402
 
 ARCHS = {"v1": ("resnet50_fpn", {"frozen_bn_eps": 0.0}), "v2": ("resnet50_fpn_v2", {})}

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from retina_edge.box_coder import BoxCoder
-from retina_edge.losses import box_regression_loss, classification_loss, sigmoid_focal_loss
-from retina_edge.matcher import BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS, Matcher
+from retina_edge.model.box_coder import BoxCoder
+from retina_edge.model.losses import box_regression_loss, classification_loss, sigmoid_focal_loss
+from retina_edge.model.matcher import BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS, Matcher
 
 
 def test_matcher_thresholds():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from retina_edge.archs import build_model
-from retina_edge.matching import match_detections
+from retina_edge.model.archs import build_model
+from retina_edge.metrics.matching import match_detections
 from rx1 import FIXTURES, rx1_state_dict
 
 CASES = {

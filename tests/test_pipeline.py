@@ -18,7 +18,7 @@ from retina_edge.cli.main import main
 from retina_edge.runtime import Detector
 from retina_edge.runtime.pipeline import Pipeline, PipelineConfig
 from retina_edge.runtime.sources import ReconnectPolicy
-from retina_edge.synth_video import SyntheticVideo, write_video
+from retina_edge.data.synth_video import SyntheticVideo, write_video
 
 
 @pytest.fixture(scope="module")

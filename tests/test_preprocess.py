@@ -14,7 +14,7 @@ from retina_edge.preprocess import (
     preprocess_batch,
     preprocess_image,
 )
-from retina_edge.preprocess_torch import preprocess_tensor
+from retina_edge.model.preprocess_torch import preprocess_tensor
 
 SIZES = [(480, 640), (640, 480), (17, 23), (1000, 1501), (333, 777), (256, 256)]
 
@@ -87,7 +87,7 @@ def test_input_sizes_the_network_cannot_take(height, width):
 
 
 def test_preprocess_for_takes_the_models_normalisation_and_default_size():
-    from retina_edge.archs import model_config
+    from retina_edge.model.archs import model_config
     from retina_edge.preprocess import preprocess_for
 
     config = model_config("resnet18_fpn", num_classes=3, min_size=200, max_size=200,

@@ -12,10 +12,10 @@ import pytest
 from retina_edge.contract import DeploymentMetadata, GraphTail
 from retina_edge.errors import DataError, RetinaEdgeError
 from retina_edge.export.onnx_export import ExportOptions, export_onnx
-from retina_edge.matching import match_detections
+from retina_edge.metrics.matching import match_detections
 from retina_edge.preprocess import PreprocessConfig, boxes_to_source
-from retina_edge.preprocess_torch import preprocess_tensor_batch
-from retina_edge.reference import reference_on_inputs
+from retina_edge.model.preprocess_torch import preprocess_tensor_batch
+from retina_edge.model.reference import reference_on_inputs
 from retina_edge.runtime import Detector
 from retina_edge.runtime.detector import choose_backend
 from retina_edge.runtime.engine_file import check_compatible, read_engine_file, write_engine_file

@@ -17,7 +17,7 @@ from retina_edge.cli.main import main
 from retina_edge.export.onnx_export import ExportOptions
 from retina_edge.imageio import write_image_rgb
 from retina_edge.preprocess import PreprocessConfig, preprocess_batch
-from retina_edge.synth import SynthConfig, render_image
+from retina_edge.data.synth import SynthConfig, render_image
 from tiny import tiny_model
 
 PREPROCESS = PreprocessConfig(128, 160)

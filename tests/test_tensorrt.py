@@ -52,14 +52,14 @@ def test_profile_shapes_and_versions():
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_engine_matches_onnxruntime(tmp_path, precision):
     """Build an engine from each precision graph, run it, compare with ONNX Runtime on the same graph."""
-    from retina_edge.archs import build_model
+    from retina_edge.model.archs import build_model
     from retina_edge.calib.build import CalibrationOptions, build_precision_graph
     from retina_edge.export.onnx_export import ExportOptions
     from retina_edge.export.tensorrt_build import build_engine
     from retina_edge.imageio import write_image_rgb
-    from retina_edge.matching import match_detections
+    from retina_edge.metrics.matching import match_detections
     from retina_edge.runtime import Detector
-    from retina_edge.synth import SynthConfig, render_image
+    from retina_edge.data.synth import SynthConfig, render_image
 
     images = [render_image(SynthConfig(seed=2), i)[0] for i in range(16)]
     for index, image in enumerate(images):

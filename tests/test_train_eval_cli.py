@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from retina_edge.checkpoints import load_model, save_checkpoint
+from retina_edge.model.checkpoints import load_model, save_checkpoint
 from retina_edge.cli.main import main
 
 TINY = ["--arch", "resnet18_fpn", "--imgsz", "128", "--batch-size", "2", "--workers", "0",
@@ -52,10 +52,10 @@ def test_resume_continues_from_last(synth_dir, trained, tmp_path):
 
 
 def test_amp_and_half_weights_final_eval_scores_the_stored_file(synth_dir, tmp_path, monkeypatch):
-    import retina_edge.train
+    import retina_edge.training.train
 
     evaluated = []
-    monkeypatch.setattr(retina_edge.train, "_evaluate_val", lambda model, *args: evaluated.append(model))
+    monkeypatch.setattr(retina_edge.training.train, "_evaluate_val", lambda model, *args: evaluated.append(model))
     out = tmp_path / "run"
     assert main(["train", "--data", str(synth_dir), "--out", str(out), "--iterations", "3", "--amp", "--half-weights",
                  *TINY]) == 0
@@ -147,7 +147,7 @@ def test_train_without_data_is_a_message(capsys):
 def test_shipped_preset_reaches_its_targets_on_its_val_split(tmp_path):
     """The bar ``preset:synth`` was shipped against: COCO AP >= 0.55, AP50 >= 0.85 on its own val split."""
     from retina_edge.presets import PRESET_SYNTH_DATA
-    from retina_edge.synth import write_dataset
+    from retina_edge.data.synth import write_dataset
 
     write_dataset(tmp_path / "data", PRESET_SYNTH_DATA)
     metrics = tmp_path / "metrics.json"

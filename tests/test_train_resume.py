@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from retina_edge.cli.main import main
-from retina_edge.synth import SynthConfig, write_dataset
+from retina_edge.data.synth import SynthConfig, write_dataset
 
 TINY = ["--arch", "resnet18_fpn", "--imgsz", "128", "--batch-size", "2", "--workers", "0", "--no-eval",
         "--multiscale", "96", "112", "128", "--optimizer", "adamw", "--lr", "1e-3", "--warmup-iters", "2",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from retina_edge.archs import build_model
+from retina_edge.model.archs import build_model
 
 
 def tiny_model(**kwargs):
@@ -102,7 +102,7 @@ def test_bfloat16_autocast_trains_with_float32_losses():
 
 
 def test_amp_dtype_per_device_and_a_warning_where_bfloat16_is_emulated(monkeypatch):
-    import retina_edge.train as train_module
+    import retina_edge.training.train as train_module
 
     config = train_module.TrainConfig(data="unused", amp=True)
     assert train_module._autocast_dtype(config, torch.device("cuda")) == torch.float16

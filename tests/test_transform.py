@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from retina_edge.config import TransformConfig
-from retina_edge.transform import RetinaTransform, resized_size, scale_boxes
+from retina_edge.model.transform import RetinaTransform, resized_size, scale_boxes
 
 
 def torchvision_resize(image: torch.Tensor, self_min_size: int, self_max_size: int) -> torch.Tensor:

@@ -26,7 +26,7 @@ from assertions import same_detections
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.imageio import decode_image_bytes, encode_image_rgb
 from retina_edge.runtime import Detector, TritonDetector
-from retina_edge.synth import SynthConfig, render_image
+from retina_edge.data.synth import SynthConfig, render_image
 from retina_edge.triton.repository import RepositoryOptions, write_repository
 from retina_edge.triton.server import Ports, TritonServer
 
@@ -240,7 +240,7 @@ def test_detect_cli_against_a_server(served, tmp_path, capsys):
 @needs_server
 def test_the_pipeline_reconnects_when_the_server_restarts(graphs, tmp_path, caplog):
     from retina_edge.runtime.pipeline import Pipeline, PipelineConfig
-    from retina_edge.synth_video import SyntheticVideo, write_video
+    from retina_edge.data.synth_video import SyntheticVideo, write_video
 
     video = write_video(tmp_path / "in.mp4", SyntheticVideo(width=160, height=120), frames=20)
     repository = tmp_path / "repository"

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from retina_edge.archs import build_model
-from retina_edge.checkpoints import save_checkpoint
+from retina_edge.model.archs import build_model
+from retina_edge.model.checkpoints import save_checkpoint
 from retina_edge.cli.main import main
 from retina_edge.export.onnx_export import ExportOptions, export_onnx
 from retina_edge.imageio import write_image_rgb
 from retina_edge.preprocess import PreprocessConfig
-from retina_edge.synth import SynthConfig, write_dataset
-from retina_edge.synth_video import SyntheticVideo, write_video
+from retina_edge.data.synth import SynthConfig, write_dataset
+from retina_edge.data.synth_video import SyntheticVideo, write_video
 
 
 @pytest.fixture(scope="module")

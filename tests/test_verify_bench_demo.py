@@ -11,7 +11,7 @@ from onnx import numpy_helper
 
 from retina_edge.cli.main import main
 from retina_edge.presets import PRESET_SYNTH_DATA
-from retina_edge.synth import write_dataset
+from retina_edge.data.synth import write_dataset
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_bench_runs_models_side_by_side(workspace, capsys):
 
 @pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
-    from retina_edge.demo import run_demo
+    from retina_edge.quality.demo import run_demo
 
     summary = run_demo(tmp_path / "demo", val_images=40, video_frames=20)
     text = summary.read_text()
@@ -95,7 +95,7 @@ def test_demo_end_to_end(tmp_path):
 
 
 def test_bench_table_shows_whole_names():
-    from retina_edge.bench import format_table
+    from retina_edge.quality.bench import format_table
 
     row = {"batch": 1, "p50_ms": 1.0, "p90_ms": 1.0, "p99_ms": 1.0, "preprocess_ms": 0.1, "inference_ms": 0.8,
            "postprocess_ms": 0.1, "images_per_s": 1000.0, "ratio_to_first": 1.0, "rss_mb": None}
@@ -110,7 +110,7 @@ def test_bench_does_not_charge_an_entry_for_the_previous_ones_spinning_threads()
     spinning workers); the entry after it must still measure its own 15 ms, not 75."""
     import time
 
-    from retina_edge.bench import BenchEntry, run_bench
+    from retina_edge.quality.bench import BenchEntry, run_bench
     from spinning import Cores
 
     cores = Cores()

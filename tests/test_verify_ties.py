@@ -10,7 +10,7 @@ import torch
 from retina_edge.export.onnx_export import ExportOptions, export_onnx
 from retina_edge.preprocess import PreprocessConfig
 from retina_edge.runtime import Detector
-from retina_edge.verify import run_verify
+from retina_edge.quality.verify import run_verify
 from tiny import tiny_model
 
 

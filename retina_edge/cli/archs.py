@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retina_edge.archs import ARCHS
+    from retina_edge.model.archs import ARCHS
 
     print("architectures (--arch):")
     for name, (depth, variant) in ARCHS.items():

@@ -32,10 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _images(folder: str | None, count: int = 16):  # noqa: ANN202
     if folder:
-        from retina_edge.imageio import load_images
+        from retina_edge.data.coco_dataset import load_images
 
         return load_images(folder, count, None)[0]
-    from retina_edge.synth import SynthConfig, render_image
+    from retina_edge.data.synth import SynthConfig, render_image
 
     return [render_image(SynthConfig(seed=123), i)[0] for i in range(count)]
 
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     from retina_edge.atomic import write_text_atomic
     from retina_edge.contract import is_engine_path
-    from retina_edge.bench import (detector_entry, format_table, measure_load, plot, process_rss_mb, pytorch_entry,
+    from retina_edge.quality.bench import (detector_entry, format_table, measure_load, plot, process_rss_mb, pytorch_entry,
                                    run_bench)
     from retina_edge.errors import RetinaEdgeError
     from retina_edge.runtime import Detector
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.weights:
         import torch
 
-        from retina_edge.checkpoints import load_model
+        from retina_edge.model.checkpoints import load_model
         from retina_edge.preprocess import preprocess_for
 
         if args.threads:

@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retina_edge.demo import run_demo
+    from retina_edge.quality.demo import run_demo
 
     summary = run_demo(args.out, val_images=args.images)
     print(f"\ndone: open {summary} (reports, plots and the annotated video are beside it)")

@@ -38,8 +38,8 @@ def detector_for(weights: str, *, backend: str = "auto", device: str | None = No
 
         detector = Detector(weights, backend=backend, device=device)
         return (lambda images: [d.as_tuple() for d in detector.detect(images)]), detector.metadata.model
-    from retina_edge.checkpoints import load_model
-    from retina_edge.reference import reference_detector
+    from retina_edge.model.checkpoints import load_model
+    from retina_edge.model.reference import reference_detector
 
     model = load_model(weights)
     return reference_detector(model, device=device or "cpu"), model.config
@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
     require("pycocotools", "COCO evaluation")  # before predicting every image, not after
     from retina_edge.atomic import write_text_atomic
-    from retina_edge.coco_dataset import load_coco_index, resolve_split
-    from retina_edge.evaluate import coco_evaluate, predict_coco, save_results
+    from retina_edge.data.coco_dataset import load_coco_index, resolve_split
+    from retina_edge.metrics.evaluate import coco_evaluate, predict_coco, save_results
     from retina_edge.progress import Progress
 
     ann_file, image_dir = resolve_split(args.data, args.split)

@@ -54,7 +54,7 @@ def model_and_options(args: argparse.Namespace):  # noqa: ANN201
     size = input_size_from(args.imgsz)
     if size:  # before anything is loaded: an absurd size is refused at once
         check_export_memory(*size, batch=args.batch[1])
-    from retina_edge.checkpoints import load_model
+    from retina_edge.model.checkpoints import load_model
     from retina_edge.export.onnx_export import ExportOptions
     from retina_edge.preprocess import preprocess_for
 

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retina_edge.checkpoints import load_model
+    from retina_edge.model.checkpoints import load_model
 
     model = load_model(args.weights, arch=args.arch, num_classes=args.num_classes)
     config = model.config

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from retina_edge.errors import DataError
-    from retina_edge.synth import SynthConfig, write_dataset
+    from retina_edge.data.synth import SynthConfig, write_dataset
 
     if args.sides[0] > args.sides[1]:
         raise DataError(f"--sides takes MIN MAX with MIN <= MAX, got {args.sides[0]} {args.sides[1]}")

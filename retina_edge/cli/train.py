@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):  # noqa: ANN201
     from retina_edge.errors import RetinaEdgeError
-    from retina_edge.train import TrainConfig
+    from retina_edge.training.train import TrainConfig
 
     overrides = {name: getattr(args, name) for name in _DIRECT}
     overrides.update(out_dir=args.out_dir, eval_at_end=args.eval_at_end)
@@ -79,7 +79,7 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201
 
 
 def run(args: argparse.Namespace) -> int:
-    from retina_edge.train import train
+    from retina_edge.training.train import train
 
     final = train(config_from_args(args), resume=args.resume)
     print(f"checkpoint: {final}")

@@ -45,10 +45,10 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from retina_edge.atomic import write_text_atomic
-    from retina_edge.checkpoints import load_model
-    from retina_edge.imageio import load_images
-    from retina_edge.report import terminal_table, write_report
-    from retina_edge.verify import VerifyThresholds, check_same_classes, run_verify
+    from retina_edge.model.checkpoints import load_model
+    from retina_edge.data.coco_dataset import load_images
+    from retina_edge.quality.report import terminal_table, write_report
+    from retina_edge.quality.verify import VerifyThresholds, check_same_classes, run_verify
 
     detector = make_detector(args)
     model = load_model(args.weights)

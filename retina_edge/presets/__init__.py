@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from retina_edge.errors import WeightsError
-from retina_edge.synth import SynthConfig
+from retina_edge.data.synth import SynthConfig
 
 PRESET_DIR = Path(__file__).parent
 

@@ -28,7 +28,7 @@ def make_graphs(folder: Path) -> Path:
     from retina_edge.export.onnx_export import ExportOptions
     from retina_edge.imageio import write_image_rgb
     from retina_edge.preprocess import PreprocessConfig
-    from retina_edge.synth import SynthConfig, render_image
+    from retina_edge.data.synth import SynthConfig, render_image
 
     for index in range(8):
         write_image_rgb(folder / "calib" / f"{index}.jpg", render_image(SynthConfig(seed=2), index)[0])

@@ -10,7 +10,7 @@ from graphs import BATCH, PRECISIONS, TAILS, graph_path
 from retina_edge.export.tensorrt_build import build_engine
 from retina_edge.export.trt_plan import TrtBuildSettings, trt_major_version
 from retina_edge.runtime import Detector
-from retina_edge.synth import SynthConfig, render_image
+from retina_edge.data.synth import SynthConfig, render_image
 
 IMAGES = [render_image(SynthConfig(seed=5), i)[0] for i in range(5)]
 

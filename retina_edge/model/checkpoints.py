@@ -21,12 +21,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from retina_edge.archs import ARCHS, apply_overrides, model_config
+from retina_edge.model.archs import ARCHS, apply_overrides, model_config
 from retina_edge.atomic import atomic_path
 from retina_edge.coco import COCO_91_CLASSES
 from retina_edge.config import ModelConfig
 from retina_edge.errors import WeightsError
-from retina_edge.model import RetinaNet
+from retina_edge.model.retinanet import RetinaNet
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "retina-edge-checkpoint"

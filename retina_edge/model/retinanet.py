@@ -16,17 +16,17 @@ import torch
 from torch import Tensor, nn
 
 from retina_edge.anchors import grid_anchors
-from retina_edge.backbone import FrozenBatchNorm2d, ResNetBody, freeze_stages
-from retina_edge.box_coder import BoxCoder
-from retina_edge.boxes import box_iou
+from retina_edge.model.backbone import FrozenBatchNorm2d, ResNetBody, freeze_stages
+from retina_edge.model.box_coder import BoxCoder
+from retina_edge.model.boxes import box_iou
 from retina_edge.errors import ConfigError
 from retina_edge.config import ModelConfig
-from retina_edge.fpn import FeaturePyramid
-from retina_edge.head import RetinaNetHead
-from retina_edge.losses import box_regression_loss, classification_loss
-from retina_edge.matcher import Matcher
-from retina_edge.postprocess import postprocess_image
-from retina_edge.transform import RetinaTransform, scale_boxes
+from retina_edge.model.fpn import FeaturePyramid
+from retina_edge.model.head import RetinaNetHead
+from retina_edge.model.losses import box_regression_loss, classification_loss
+from retina_edge.model.matcher import Matcher
+from retina_edge.model.postprocess import postprocess_image
+from retina_edge.model.transform import RetinaTransform, scale_boxes
 
 
 class BackboneWithFPN(nn.Module):

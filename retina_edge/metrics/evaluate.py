@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from retina_edge.atomic import write_text_atomic
-from retina_edge.coco_dataset import CocoIndex
+from retina_edge.data.coco_dataset import CocoIndex
 from retina_edge.imageio import read_image_rgb
 
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]

@@ -6,9 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from retina_edge.boxes import generalized_box_iou
-from retina_edge.box_coder import BoxCoder
-from retina_edge.matcher import BETWEEN_THRESHOLDS
+from retina_edge.model.boxes import generalized_box_iou
+from retina_edge.model.box_coder import BoxCoder
+from retina_edge.model.matcher import BETWEEN_THRESHOLDS
 
 
 def sigmoid_focal_loss(logits: Tensor, targets: Tensor, *, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from retina_edge.coco_dataset import CocoIndex
+from retina_edge.data.coco_dataset import CocoIndex
 from retina_edge.imageio import read_image_rgb
 
 

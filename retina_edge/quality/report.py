@@ -10,7 +10,7 @@ import numpy as np
 from retina_edge.atomic import write_text_atomic
 from retina_edge.imageio import write_image_rgb
 from retina_edge.runtime.results import Detections
-from retina_edge.verify import VerifyReport, matched_scores
+from retina_edge.quality.verify import VerifyReport, matched_scores
 
 
 def terminal_table(report: VerifyReport) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from retina_edge.errors import DataError
+from retina_edge.imageio import list_images, read_image_rgb
 
 
 @dataclass(frozen=True)
@@ -103,3 +104,25 @@ def load_coco_index(ann_file: str | os.PathLike, image_dir: str | os.PathLike, *
         raise DataError(f"{ann_file} names {len(missing)} image(s) missing from {image_dir}, e.g. {missing[0]}")
     return CocoIndex(ann_file, image_dir, images, tuple(c["id"] for c in categories),
                      tuple(c["name"] for c in categories), dropped, crowd)
+
+
+def load_images(folder: str | os.PathLike, count: int, ann: str | os.PathLike | None = None
+                ) -> tuple[list[np.ndarray], list[int] | None]:
+    """The first ``count`` images of ``folder`` (those the COCO json ``ann`` lists, if given) as RGB
+    arrays, and their COCO image ids (None without ``ann``)."""
+    if count < 1:
+        raise DataError(f"the image count must be at least 1, got {count}")
+    if ann:
+        records = load_coco_index(ann, folder).images[:count]
+        images = [read_image_rgb(r.path) for r in records]
+        wrong = [(r, image.shape[:2]) for r, image in zip(records, images) if image.shape[:2] != (r.height, r.width)]
+        if wrong:
+            record, (height, width) = wrong[0]
+            raise DataError(f"{len(wrong)} of {len(images)} images in {folder} do not have the size {ann} gives them, "
+                            f"e.g. {record.path.name}: {width}x{height} on disk, {record.width}x{record.height} in the "
+                            "annotations: are these the annotations of this folder?")
+        return images, [r.image_id for r in records]
+    files = list_images(folder)[:count]
+    if not files:
+        raise DataError(f"no images in {folder}")
+    return [read_image_rgb(p) for p in files], None

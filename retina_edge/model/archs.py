@@ -70,7 +70,7 @@ def apply_overrides(config: ModelConfig, **kwargs: Any) -> ModelConfig:
 
 
 def build_model(arch: str, *, num_classes: int = 91, **kwargs: Any):  # noqa: ANN201 (torch type)
-    """Build an untrained :class:`retina_edge.model.RetinaNet` (see :func:`model_config`)."""
-    from retina_edge.model import RetinaNet
+    """Build an untrained :class:`retina_edge.model.retinanet.RetinaNet` (see :func:`model_config`)."""
+    from retina_edge.model.retinanet import RetinaNet
 
     return RetinaNet(model_config(arch, num_classes=num_classes, **kwargs))

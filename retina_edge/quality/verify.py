@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from retina_edge.evaluate import coco_evaluate, to_coco_results
-from retina_edge.matching import pairwise_iou
+from retina_edge.metrics.evaluate import coco_evaluate, to_coco_results
+from retina_edge.metrics.matching import pairwise_iou
 from retina_edge.config import ModelConfig
 from retina_edge.errors import RetinaEdgeError
-from retina_edge.model import RetinaNet
+from retina_edge.model.retinanet import RetinaNet
 from retina_edge.preprocess import boxes_to_source
 from retina_edge.progress import Progress
-from retina_edge.reference import reference_on_inputs
+from retina_edge.model.reference import reference_on_inputs
 from retina_edge.runtime.detector import Detector
 from retina_edge.runtime.results import Detections
 
@@ -138,7 +138,7 @@ def _pair_candidates(outputs: dict[str, np.ndarray], expected: dict[str, np.ndar
     IoU >= 0.5; scores within 0.05 either way. Only candidates that can become detections
     (reference score above the threshold; deployed above half of it, as a margin) are compared,
     which also keeps this cheap."""
-    from retina_edge.matching import match_detections
+    from retina_edge.metrics.matching import match_detections
 
     boxes, scores, labels = names
     pairs: dict[str, list] = {"got": [], "want": [], "same": []}

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from retina_edge.box_coder import BoxCoder
-from retina_edge.boxes import batched_nms, clip_boxes_to_image
+from retina_edge.model.box_coder import BoxCoder
+from retina_edge.model.boxes import batched_nms, clip_boxes_to_image
 from retina_edge.config import PostprocessConfig
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retina_edge.synth import CLASSES, _background, _draw, _object_colour
+from retina_edge.data.synth import CLASSES, _background, _draw, _object_colour
 
 
 class SyntheticVideo:

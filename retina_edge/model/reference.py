@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from retina_edge.detection_data import image_to_tensor
-from retina_edge.evaluate import DetectFn, Detections
-from retina_edge.model import RetinaNet
+from retina_edge.data.detection_data import image_to_tensor
+from retina_edge.metrics.evaluate import DetectFn, Detections
+from retina_edge.model.retinanet import RetinaNet
 
 
 def reference_detector(model: RetinaNet, *, device: str | torch.device = "cpu") -> DetectFn:

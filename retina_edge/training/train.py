@@ -23,15 +23,15 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from retina_edge.archs import model_config
+from retina_edge.model.archs import model_config
 from retina_edge.atomic import write_text_atomic
-from retina_edge.checkpoints import load_backbone_weights, load_model, read_checkpoint, save_checkpoint
-from retina_edge.coco_dataset import load_coco_index, resolve_split
-from retina_edge.detection_data import DetectionDataset, EpochSampler, collate
+from retina_edge.model.checkpoints import load_backbone_weights, load_model, read_checkpoint, save_checkpoint
+from retina_edge.data.coco_dataset import load_coco_index, resolve_split
+from retina_edge.data.detection_data import DetectionDataset, EpochSampler, collate
 from retina_edge.errors import RetinaEdgeError
-from retina_edge.model import RetinaNet
+from retina_edge.model.retinanet import RetinaNet
 from retina_edge.progress import Progress
-from retina_edge.transform import RetinaTransform
+from retina_edge.model.transform import RetinaTransform
 
 logger = logging.getLogger(__name__)
 
@@ -282,8 +282,8 @@ class StopRequest:
 
 
 def _evaluate_val(model: RetinaNet, config: TrainConfig, out_dir: Path) -> None:
-    from retina_edge.evaluate import coco_evaluate, predict_coco
-    from retina_edge.reference import reference_detector
+    from retina_edge.metrics.evaluate import coco_evaluate, predict_coco
+    from retina_edge.model.reference import reference_detector
 
     try:
         ann_file, image_dir = resolve_split(config.data, "val")

@@ -26,19 +26,19 @@ SEARCH_BUDGET = 0.05
 
 def run_demo(out_dir: str | Path, *, val_images: int = 100, video_frames: int = 90) -> Path:
     """Run everything into ``out_dir``, logging each step; returns the summary Markdown file."""
-    from retina_edge.bench import detector_entry, format_table, measure_load, plot, pytorch_entry, run_bench
+    from retina_edge.quality.bench import detector_entry, format_table, measure_load, plot, pytorch_entry, run_bench
     from retina_edge.calib.build import CalibrationOptions, build_precision_graph
-    from retina_edge.checkpoints import load_model
-    from retina_edge.coco_dataset import resolve_split
-    from retina_edge.imageio import load_images
+    from retina_edge.model.checkpoints import load_model
+    from retina_edge.data.coco_dataset import resolve_split
+    from retina_edge.data.coco_dataset import load_images
     from retina_edge.export.onnx_export import ExportOptions
     from retina_edge.preprocess import preprocess_for
     from retina_edge.presets import PRESET_SYNTH_DATA
     from retina_edge.calib.search import SearchOptions
-    from retina_edge.report import search_summary, terminal_table, write_report
+    from retina_edge.quality.report import search_summary, terminal_table, write_report
     from retina_edge.runtime import Detector
-    from retina_edge.synth import write_dataset
-    from retina_edge.verify import run_verify
+    from retina_edge.data.synth import write_dataset
+    from retina_edge.quality.verify import run_verify
 
     out = Path(out_dir)
     start = time.perf_counter()
@@ -111,7 +111,7 @@ def run_demo(out_dir: str | Path, *, val_images: int = 100, video_frames: int = 
 def _annotated_video(out: Path, detector, frames: int) -> Path:  # noqa: ANN001
     from retina_edge.runtime.draw import draw_detections
     from retina_edge.runtime.video_writer import Mp4Writer
-    from retina_edge.synth_video import SyntheticVideo
+    from retina_edge.data.synth_video import SyntheticVideo
 
     video = SyntheticVideo(seed=3)
     with Mp4Writer(out / "video_detections.mp4", 15.0) as writer:

@@ -1,0 +1,1 @@
+"""Accuracy measures without torch: COCO AP (``evaluate``) and detection matching (``matching``)."""

@@ -1,0 +1,1 @@
+"""Training the reference model (torch): the loop, checkpoints every N iterations, resume."""

@@ -1,0 +1,55 @@
+"""The layers hold: import-linter's contracts (pyproject.toml) over the package as the wheel lays it out.
+
+``export/``, ``runtime/`` and ``calib/`` are mapped into ``retina_edge`` by ``package-dir``, so
+import-linter (which walks the package's folder) would not see them in the source tree: the test
+lays the package out as the wheel does, in a temporary folder, and lints that.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def lay_out_package(dest: Path) -> Path:
+    """Copy every package-dir folder to where the wheel puts it; returns the folder to put on sys.path."""
+    for name, folder in sorted(PYPROJECT["tool"]["setuptools"]["package-dir"].items(), key=lambda kv: kv[0].count(".")):
+        shutil.copytree(ROOT / folder, dest.joinpath(*name.split(".")), dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def run_lint_imports(dest: Path) -> subprocess.CompletedProcess:
+    lint = Path(sys.executable).with_name("lint-imports")
+    return subprocess.run([str(lint), "--config", str(ROOT / "pyproject.toml"), "--no-cache"], cwd=dest,
+                          env={"PYTHONPATH": str(dest), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
+
+
+def test_import_contracts_hold(tmp_path):
+    result = run_lint_imports(lay_out_package(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+def test_a_broken_contract_fails(tmp_path):
+    """The check can fail: a runtime module that imports torch breaks the torch-free contract."""
+    dest = lay_out_package(tmp_path)
+    (dest / "retina_edge" / "runtime" / "nms.py").write_text(
+        (ROOT / "runtime" / "nms.py").read_text() + "\nimport torch  # planted\n")
+    result = run_lint_imports(dest)
+    assert result.returncode != 0 and "The runtime is torch-free BROKEN" in result.stdout
+
+
+def test_root_holds_only_the_foundation():
+    """At most 15 modules at the root of retina_edge, each one named in the foundation's contract."""
+    modules = {f"retina_edge.{p.stem}" for p in (ROOT / "retina_edge").glob("*.py") if p.stem != "__init__"}
+    assert len(modules) + 1 <= 15
+    contracts = PYPROJECT["tool"]["importlinter"]["contracts"]
+    foundation = next(c for c in contracts if c["name"].startswith("The foundation"))
+    assert modules == set(foundation["source_modules"])
