@@ -26,8 +26,8 @@ def lay_out_package(dest: Path) -> Path:
 
 
 def run_lint_imports(dest: Path) -> subprocess.CompletedProcess:
-    lint = Path(sys.executable).with_name("lint-imports")
-    return subprocess.run([str(lint), "--config", str(ROOT / "pyproject.toml"), "--no-cache"], cwd=dest,
+    lint = "import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())"
+    return subprocess.run([sys.executable, "-c", lint, "--config", str(ROOT / "pyproject.toml"), "--no-cache"], cwd=dest,
                           env={"PYTHONPATH": str(dest), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
 
 
