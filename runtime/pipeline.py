@@ -80,8 +80,12 @@ class PipelineConfig:
 
 @dataclass
 class FrameResult:
-    """One processed frame: ``detections`` in the frame's pixels, ``latency_ms`` from capture to
-    result, ``inference_ms`` for the detector call."""
+    """One processed frame of one source: ``index`` counts that source's frames from 0,
+    ``timestamp`` is its capture time (wall clock, seconds since the epoch), ``image`` the
+    ``(H, W, 3)`` uint8 RGB frame, ``detections`` in the frame's pixels, ``latency_ms`` from capture
+    to result, ``inference_ms`` for the detector call. ``source`` is the source's index in the
+    pipeline's list of sources and ``source_name`` its spec as given; ``track_ids`` (``(N,)`` int64,
+    one per detection, in the detections' order) is set when tracking is on, else None."""
 
     index: int
     timestamp: float
@@ -89,6 +93,9 @@ class FrameResult:
     detections: Detections
     latency_ms: float
     inference_ms: float
+    source: int = 0
+    source_name: str = ""
+    track_ids: np.ndarray | None = None
 
 
 @dataclass
