@@ -53,7 +53,7 @@ def test_profile_shapes_and_versions():
 def test_engine_matches_onnxruntime(tmp_path, precision):
     """Build an engine from each precision graph, run it, compare with ONNX Runtime on the same graph."""
     from retina_edge.model.archs import build_model
-    from retina_edge.calib.build import CalibrationOptions, build_precision_graph
+    from retina_edge.calib.build import BuildOptions, CalibrationOptions, build_precision_graph
     from retina_edge.export.onnx_export import ExportOptions
     from retina_edge.export.tensorrt_build import build_engine
     from retina_edge.imageio import write_image_rgb
@@ -69,9 +69,7 @@ def test_engine_matches_onnxruntime(tmp_path, precision):
     with torch.no_grad():
         model.head.classification_head.cls_logits.bias.add_(3.5)
     onnx_path = tmp_path / f"{precision}.onnx"
-    build_precision_graph(model, onnx_path, export=ExportOptions(preprocess=PreprocessConfig(128, 160), batch=(1, 2, 4)),
-                          precision=precision, target="tensorrt",
-                          calibration=CalibrationOptions(str(tmp_path / "calib"), count=16, min_images=8, cache_dir=tmp_path))
+    build_precision_graph(model, onnx_path, export=ExportOptions(preprocess=PreprocessConfig(128, 160), batch=(1, 2, 4)), build=BuildOptions(precision=precision, target="tensorrt", calibration=CalibrationOptions(str(tmp_path / "calib"), count=16, min_images=8, cache_dir=tmp_path)))
     engine = build_engine(onnx_path, tmp_path / f"{precision}.engine", TrtBuildSettings(batch=(1, 2, 4)))
     trt_results = Detector(engine).detect(images[:4])
     ort_results = Detector(onnx_path, backend="onnxruntime").detect(images[:4])

@@ -53,14 +53,13 @@ def graphs(tmp_path_factory) -> dict[str, Path]:  # noqa: ANN001
     """The tiny model's FP32 graphs, one per tail, batch 1..4."""
     from tiny import tiny_model
 
-    from retina_edge.calib.build import build_precision_graph
+    from retina_edge.calib.build import BuildOptions, build_precision_graph
     from retina_edge.export.onnx_export import ExportOptions
     from retina_edge.preprocess import PreprocessConfig
 
     folder, model = tmp_path_factory.mktemp("triton-graphs"), tiny_model()
     for tail in ("none", "decode", "nms"):
-        build_precision_graph(model, folder / f"{tail}.onnx", precision="fp32",
-                              export=ExportOptions(preprocess=PreprocessConfig(64, 96), tail=tail, batch=(1, 2, 4)))
+        build_precision_graph(model, folder / f"{tail}.onnx", export=ExportOptions(preprocess=PreprocessConfig(64, 96), tail=tail, batch=(1, 2, 4)), build=BuildOptions(precision="fp32"))
     return {tail: folder / f"{tail}.onnx" for tail in ("none", "decode", "nms")}
 
 

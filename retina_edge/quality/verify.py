@@ -52,13 +52,11 @@ class VerifyThresholds:
     exact_tensor_tol: float | None = None
 
     @classmethod
-    def for_precision(cls, precision: str) -> VerifyThresholds:
-        if precision == "fp32":
-            return cls(max_delta_ap=0.05, min_ap_vs_reference=0.98, max_mean_score_error=1e-4, max_score_error=1e-3,
-                       exact_tensor_tol=1e-4)
-        if precision == "fp16":
-            return cls(max_delta_ap=0.3, min_ap_vs_reference=0.9, max_mean_score_error=2e-3)
-        return cls(max_delta_ap=1.0, min_ap_vs_reference=0.75, max_mean_score_error=0.02)
+    def for_precision(cls, precision: str, target: str = "any") -> VerifyThresholds:
+        """The limits the recipe that made a ``precision`` graph for ``target`` sets (:mod:`retina_edge.calib.recipes`)."""
+        from retina_edge.calib.recipes import recipe_for_graph
+
+        return cls(**recipe_for_graph(precision, target).verify)
 
 
 @dataclass
@@ -240,7 +238,7 @@ def run_verify(
     from retina_edge.export.onnx_export import graph_module
 
     metadata = detector.metadata
-    thresholds = thresholds or VerifyThresholds.for_precision(metadata.precision)
+    thresholds = thresholds or VerifyThresholds.for_precision(metadata.precision, metadata.target)
     report = VerifyReport(precision=metadata.precision, target=metadata.target, images=len(images),
                           thresholds=asdict(thresholds))
     reference_module = graph_module(model.eval(), metadata)
