@@ -23,7 +23,7 @@ COMMAND_MODULES = ("archs", "inspect", "synth", "train", "eval", "export", "buil
                    "triton", "serve")
 
 #: Library parameter -> argument dest, where every command spells it the same way.
-COMMON_OPTION_DESTS = {"precision_hint": "ov_precision"}
+COMMON_OPTION_DESTS = {"precision_hint": "ov_precision", "input_size": "imgsz", "legacy_precision": "legacy"}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -192,7 +192,8 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
                     losses = net(images, targets)
                 loss = sum(losses.values())
                 if not torch.isfinite(loss):
-                    raise RetinaEdgeError(f"loss became {loss.item()} at iteration {iteration}; lower --lr or set --grad-clip")
+                    raise RetinaEdgeError(f"loss became {loss.item()} at iteration {iteration}; lower the learning rate "
+                                          "or clip gradients", option=("lr", "grad_clip"))
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 if config.grad_clip > 0:
@@ -208,7 +209,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
                     save_last()
                 if stop.requested:
                     raise KeyboardInterrupt(f"{stop.requested} at iteration {iteration} of {total}; saved {last}: continue "
-                                            "with the same command and --resume")
+                                            "by resuming from it")
                 if iteration >= total:
                     break
     final = out_dir / "model_final.pth"
@@ -230,7 +231,7 @@ def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | 
         return torch.float16
     if not _cpu_has_native_bfloat16():
         warnings.warn("amp on this CPU: it has neither AVX512-BF16 nor AMX, so bfloat16 is emulated and "
-                      "training will be slower than float32; drop --amp here", stacklevel=3)
+                      "training will be slower than float32; train without amp here", stacklevel=3)
     return torch.bfloat16
 
 
