@@ -80,7 +80,7 @@ def check_batch_range(batch: tuple[int, int, int]) -> None:
     """Raise unless ``batch`` is a usable (min, opt, max) range: 1 <= min <= opt <= max."""
     low, opt, high = batch
     if not 1 <= low <= opt <= high:
-        raise RetinaEdgeError(f"a batch range (min, opt, max) needs 1 <= min <= opt <= max, got {tuple(batch)}",
+        raise RetinaEdgeError(f"a batch range (MIN, OPT, MAX) needs 1 <= MIN <= OPT <= MAX, got {tuple(batch)}",
                               option="batch")
 
 

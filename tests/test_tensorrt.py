@@ -57,7 +57,7 @@ def test_engine_matches_onnxruntime(tmp_path, precision):
     from retina_edge.export.onnx_export import ExportOptions
     from retina_edge.export.tensorrt_build import build_engine
     from retina_edge.imageio import write_image_rgb
-    from retina_edge.metrics.matching import match_detections
+    from retina_edge.metrics.matching import MatchTolerance, match_detections
     from retina_edge.runtime import Detector
     from retina_edge.data.synth import SynthConfig, render_image
 
@@ -75,7 +75,7 @@ def test_engine_matches_onnxruntime(tmp_path, precision):
     ort_results = Detector(onnx_path, backend="onnxruntime").detect(images[:4])
     matched = total = 0
     for ref, got in zip(ort_results, trt_results):
-        result = match_detections(*ref.as_tuple(), *got.as_tuple(), iou_thresh=0.9, score_tol=0.05)
+        result = match_detections(ref.as_tuple(), got.as_tuple(), MatchTolerance(iou_thresh=0.9, score_tol=0.05))
         matched, total = matched + result.matched, total + result.num_reference
     assert total and matched / total >= (0.99 if precision == "fp32" else 0.9)
     np.testing.assert_equal(len(trt_results), 4)

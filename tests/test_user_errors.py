@@ -113,7 +113,7 @@ CASES = {
     "export --imgsz three numbers": (["export", "--weights", "{root}/w.pth", "--imgsz", "1", "2", "3", "-o", "{root}/x.onnx"],
                                      "--imgsz takes H W or one N"),
     "export --batch reversed": (["export", "--weights", "{root}/w.pth", "--batch", "4", "2", "1", "-o", "{root}/x.onnx"],
-                                "needs 1 <= min <= opt <= max"),
+                                "needs 1 <= MIN <= OPT <= MAX"),
     "unknown option": (["detect", "--model", "{root}/m.onnx", "--source", "{root}/three", "--bogus"], "unrecognized arguments"),
     # output locations that cannot be written: refused before any work
     "export to a read-only place": (["export", "--weights", "{root}/w.pth", "-o", "/sys/retina-edge/m.onnx"], "cannot write"),
