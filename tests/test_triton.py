@@ -215,7 +215,7 @@ def test_a_higher_score_threshold_applies_on_the_client_a_lower_one_is_refused(s
     scenes = images(2)
     with Detector(graphs["decode"], score_thresh=0.6) as detector, TritonDetector(served.url("grpc"), score_thresh=0.6) as remote:
         same_detections(detector.detect(scenes), remote.detect(scenes))
-    with pytest.raises(RetinaEdgeError, match="a lower --score-thresh"):
+    with pytest.raises(RetinaEdgeError, match="a lower score threshold"):
         TritonDetector(served.url("grpc"), score_thresh=0.01)
 
 
