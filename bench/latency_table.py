@@ -45,17 +45,18 @@ def table(fp32: Path, int8: Path, weights: Path, args: argparse.Namespace) -> No
     from retina_edge.quality.bench import detector_entry, format_table, pytorch_entry, run_bench
     from retina_edge.model.checkpoints import load_model
     from retina_edge.runtime import Detector
+    from retina_edge.runtime.backends import BackendOptions
     from retina_edge.data.synth import SynthConfig, render_image
 
     torch.set_num_threads(args.threads)
     model = load_model(str(weights))
     rows = {
-        "onnxruntime fp32": Detector(fp32, backend="onnxruntime", threads=args.threads),
-        "openvino f32": Detector(fp32, backend="openvino", threads=args.threads),
-        "onnxruntime int8 (cpu graph)": Detector(int8, backend="onnxruntime", threads=args.threads),
-        "openvino int8 (same graph)": Detector(int8, backend="openvino", threads=args.threads),
+        "onnxruntime fp32": Detector(fp32, backend="onnxruntime", options=BackendOptions(threads=args.threads)),
+        "openvino f32": Detector(fp32, backend="openvino", options=BackendOptions(threads=args.threads)),
+        "onnxruntime int8 (cpu graph)": Detector(int8, backend="onnxruntime", options=BackendOptions(threads=args.threads)),
+        "openvino int8 (same graph)": Detector(int8, backend="openvino", options=BackendOptions(threads=args.threads)),
     }
-    auto = Detector(int8, threads=args.threads)
+    auto = Detector(int8, options=BackendOptions(threads=args.threads))
     rows[f"default Detector on int8 -> {auto.backend_name}"] = auto
     print(f"backend auto picked {auto.backend_choice.describe()}")
     entries = [pytorch_entry("pytorch fp32 eager", model, rows["onnxruntime fp32"].metadata.preprocess)]

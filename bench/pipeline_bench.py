@@ -12,7 +12,7 @@
    (``--live-fps``, frames dropped when inference falls behind) -> median and p90 capture-to-result
    latency, with the live default (one in flight) and with N in flight. Values alternate for
    ``--rounds`` rounds so machine noise hits them alike; medians over rounds are printed.
-   ``auto`` is the default of ``detect`` on files: ``Detector(streams="auto")`` probes (and caches)
+   ``auto`` is the default of ``detect`` on files: ``Detector(options=BackendOptions(streams="auto"))`` probes (and caches)
    the count, and its row says which it picked.
 """
 
@@ -113,6 +113,7 @@ def in_flight_table(args: argparse.Namespace) -> None:
     import numpy as np
 
     from retina_edge.runtime import Detector
+    from retina_edge.runtime.backends import BackendOptions
     from retina_edge.runtime.pipeline import Pipeline, PipelineConfig
     from retina_edge.runtime.sources import ReconnectPolicy
     from retina_edge.data.synth_video import SyntheticVideo, write_video
@@ -120,7 +121,7 @@ def in_flight_table(args: argparse.Namespace) -> None:
     once = ReconnectPolicy(attempts=0)  # the paced source ends after --frames; no reopening
     detectors = {}
     for value in args.streams:
-        detector = Detector(args.model, streams=value)
+        detector = Detector(args.model, options=BackendOptions(streams=value))
         detectors[f"auto (picked {detector.streams})" if value == "auto" else str(value)] = detector
         if value == "auto":
             print(f"streams auto picked {detector.streams_choice.describe()}")

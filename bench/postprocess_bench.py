@@ -78,7 +78,7 @@ def main() -> None:
             ours = host_postprocess(*candidates, config, 512)
             times.append(time.perf_counter() - start)
         ref = torch_postprocess(*candidates, config, 512)
-        result = match_detections(*ref, *ours)
+        result = match_detections(ref, ours)
         matched, total = matched + result.matched, total + result.num_reference
         kept.append(len(ours[1]))
     print(f"host decode + NMS, 5 levels x 1000 candidates: median {statistics.median(times) * 1e3:.2f} ms, "

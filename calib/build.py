@@ -1,22 +1,22 @@
 """``retina-edge build``: export -> calibration -> precision graph (-> engine where TensorRT exists).
 
-One function, :func:`build_precision_graph`, with the precision and target as data, not flags
-scattered through an exporter: ``fp32`` is the exported graph, ``fp16`` its AutoCast version,
-``int8`` its Q/DQ version for ``tensorrt`` (ModelOpt's placement + legacy calibration cache) or
-``cpu`` (ONNX Runtime placement). The graph's :class:`~retina_edge.contract.DeploymentMetadata`
-is made once, from the export options, and carried into the written file with its precision.
+One function, :func:`build_precision_graph`, with the precision and target as data: the
+:mod:`~retina_edge.calib.recipes` table says how each (precision, target) graph is made from the
+FP32 export (``fp32`` as it is, ``fp16`` by AutoCast, ``int8`` by Q/DQ placement for ``tensorrt``
+or ``cpu``). The graph's :class:`~retina_edge.contract.DeploymentMetadata` is made once, from the
+export options, and carried into the written file with its precision.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from retina_edge.calib.precision import convert_fp16, excluded_nodes, quantize_for_cpu, write_trt_calibration_cache
+from retina_edge.calib.precision import excluded_nodes
+from retina_edge.calib.recipes import ConvertInputs, Recipe, get_recipe
 from retina_edge.calib.sources import (
     CalibrationItem,
     CalibrationReport,
@@ -28,15 +28,13 @@ from retina_edge.calib.sources import (
 from retina_edge.calib.search import SearchOptions, SearchResult, ValidationSet
 from retina_edge.calib.search import search as run_search
 from retina_edge.calib.statistics import ActivationStats, compute_stats, load_or_compute_stats, stats_key
-from retina_edge.calib.tensorrt_qdq import quantize_for_tensorrt
-from retina_edge.contract import PRECISIONS, DeploymentMetadata
+from retina_edge.contract import DeploymentMetadata
 from retina_edge.errors import DataError, RetinaEdgeError
 from retina_edge.export.onnx_export import ExportOptions, export_onnx
 from retina_edge.model.retinanet import RetinaNet
 from retina_edge.runtime.model_file import embed_deployment
 
 logger = logging.getLogger(__name__)
-TARGETS = ("tensorrt", "cpu")
 #: NVIDIA's advice for CNNs is about 500 calibration images; fewer works, with a warning.
 RECOMMENDED_IMAGES = 500
 
@@ -49,7 +47,8 @@ class CalibrationOptions:
 
     source: str
     count: int = 512
-    method: str = "entropy"
+    #: entropy or max; None: the recipe's default.
+    method: str | None = None
     batch_size: int = 8
     seed: int = 0
     video_stride: int = 10
@@ -58,7 +57,8 @@ class CalibrationOptions:
 
     def __post_init__(self) -> None:
         if self.count < 1 or self.batch_size < 1:
-            raise RetinaEdgeError(f"--calib-count and --calib-batch must be at least 1, got {self.count} and {self.batch_size}")
+            raise RetinaEdgeError(f"the calibration image count and batch size must be at least 1, got {self.count} and "
+                                  f"{self.batch_size}", option=("count", "batch_size"))
 
 
 @dataclass
@@ -70,65 +70,70 @@ class BuildResult:
     report: CalibrationReport | None = None
     stats_cached: bool = False
     stats_images: int = 0
+    stats_method: str = ""
 
 
-def build_precision_graph(
-    model: RetinaNet, output: str | os.PathLike, *, export: ExportOptions, precision: str, target: str = "tensorrt",
-    calibration: CalibrationOptions | None = None, keep_predictors: bool = False, search: SearchOptions | None = None,
-) -> BuildResult:
-    """Write ``output``: the model as an ONNX graph in ``precision`` (for ``target`` when INT8).
+@dataclass(frozen=True)
+class BuildOptions:
+    """What :func:`build_precision_graph` makes: the recipe (``precision``, ``target``; see
+    :mod:`~retina_edge.calib.recipes`), its ``calibration`` images (calibrated recipes),
+    ``keep_predictors`` (keep the final cls_logits/bbox_reg convs in FP32) and an accuracy
+    ``search`` (recipes with a search precision)."""
 
-    With ``search`` (INT8 only), the fewest most sensitive layers are kept in higher precision
+    precision: str = "fp32"
+    target: str = "tensorrt"
+    calibration: CalibrationOptions | None = None
+    keep_predictors: bool = False
+    search: SearchOptions | None = None
+
+    def recipe(self) -> Recipe:
+        """The recipe, once the request is checked against it (before any work)."""
+        recipe = get_recipe(self.precision, self.target)
+        if recipe.calibrated and self.calibration is None:
+            raise RetinaEdgeError(f"{recipe.precision.upper()} needs calibration images (an image folder, COCO json, "
+                                  f"video or glob) for the {recipe.target} placement", option="calibration")
+        if self.search is not None and recipe.search_high is None:
+            raise RetinaEdgeError(f"the accuracy search keeps layers of a quantized graph in higher precision; "
+                                  f"{recipe.precision} has none to keep", option=("search", "precision"))
+        return recipe
+
+
+def build_precision_graph(model: RetinaNet, output: str | os.PathLike, *, export: ExportOptions,
+                          build: BuildOptions) -> BuildResult:
+    """Write ``output``: the model as an ONNX graph made by ``build``'s recipe.
+
+    With ``build.search``, the fewest most sensitive layers are kept in higher precision
     until COCO AP on ``search.val`` is within ``search.max_ap_drop`` points of the FP32 graph's
     (:mod:`retina_edge.calib.search`); ``M.search.json`` records it. If no count meets the
     budget, the best model found is written as ``M.best.onnx`` instead of ``M``."""
-    if precision not in PRECISIONS:
-        raise RetinaEdgeError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
-    if target not in TARGETS:
-        raise RetinaEdgeError(f"unknown target {target!r}; expected one of {TARGETS}")
-    if precision == "int8" and calibration is None:
-        raise RetinaEdgeError("INT8 needs calibration images: pass --calib (an image folder, COCO json, video or glob)")
-    if search is not None and precision != "int8":
-        raise RetinaEdgeError("--max-ap-drop searches INT8 graphs: add --int8")
+    recipe = build.recipe()
     output = Path(output)
     report = CalibrationReport()
-    items = _calibration_items(calibration, report) if precision == "int8" else []
-    validation = ValidationSet(search.val) if search else None  # annotations checked before any work
-    metadata = export.metadata_for(model.config).override(precision=precision,
-                                                          target=target if precision == "int8" else "any")
+    items = _calibration_items(build.calibration, report) if recipe.calibrated else []
+    validation = ValidationSet(build.search.val) if build.search else None  # annotations checked before any work
+    metadata = export.metadata_for(model.config).override(precision=recipe.precision, target=recipe.graph_target)
     result = BuildResult(output, metadata, report=report if items else None)
     with tempfile.TemporaryDirectory(prefix="retina-edge-build-") as scratch:
         fp32 = export_onnx(model, Path(scratch) / "fp32.onnx", export)
-        if precision == "fp32":
-            shutil.copyfile(fp32, Path(scratch) / "out.onnx")
-        elif precision == "fp16":
-            logger.info("converting to FP16 (ModelOpt AutoCast; inputs, outputs and the decode tail stay FP32)")
-            convert_fp16(fp32, Path(scratch) / "out.onnx")
-        else:
-            stats = _calibrate(fp32, export, calibration, items, result)
-            exclude = excluded_nodes(fp32, keep_predictors=keep_predictors)
-            if target == "tensorrt":
-                logger.info("inserting Q/DQ nodes for TensorRT (ModelOpt's placement, per-channel weights)")
-                quantize_for_tensorrt(fp32, stats, Path(scratch) / "out.onnx", exclude=exclude)
-                result.calibration_cache = write_trt_calibration_cache(stats, output.with_suffix(".calib.cache"))
-            else:
-                logger.info("inserting QDQ nodes for CPUs (ONNX Runtime: U8 activations, S8 per-channel weights)")
-                quantize_for_cpu(fp32, stats, Path(scratch) / "out.onnx", exclude=exclude)
-            if search is not None:
-                output = _search(Path(scratch), fp32, output, search, validation, items, export, result)
+        stats = _calibrate(fp32, export, build.calibration, recipe, items, result) if recipe.calibrated else None
+        inputs = ConvertInputs(fp32=fp32, output=Path(scratch) / "out.onnx", model_path=output, stats=stats,
+                               exclude=tuple(excluded_nodes(fp32, keep_predictors=build.keep_predictors)))
+        result.calibration_cache = recipe.convert(inputs)
+        if build.search is not None:
+            output = _search(Path(scratch), fp32, output, recipe, build.search, validation, items, export, result)
         _finish(Path(scratch) / "out.onnx", output, metadata)
     result.model_path = output
     return result
 
 
-def _search(scratch: Path, fp32: Path, output: Path, options: SearchOptions, validation: ValidationSet,
+def _search(scratch: Path, fp32: Path, output: Path, recipe: Recipe, options: SearchOptions, validation: ValidationSet,
             items: list[CalibrationItem], export: ExportOptions, result: BuildResult) -> Path:
     """Run the accuracy search on ``scratch/out.onnx`` (replacing it); the path the model goes to."""
     probe, _keys = next(calibration_batches(items[: options.probe_images], export.preprocess,
                                             count=options.probe_images, batch_size=options.probe_images))
     searched = scratch / "searched.onnx"
     result.search = run_search(scratch / "out.onnx", fp32, searched, options=options, probe=probe,
-                               high="fp16" if result.metadata.target == "tensorrt" else "fp32", validation=validation,
+                               high=recipe.search_high, validation=validation,
                                metadata=result.metadata)
     searched.replace(scratch / "out.onnx")
     result.search.write(output.with_suffix(".search.json"))
@@ -143,30 +148,31 @@ def _calibration_items(options: CalibrationOptions, report: CalibrationReport) -
     needed = min(options.min_images, options.count)
     if len(items) < needed:
         raise DataError(f"only {len(items)} usable calibration images in {options.source} ({report.summary()}); "
-                        f"at least {needed} are needed (or ask for fewer with --calib-count)")
+                        f"at least {needed} are needed (or ask for fewer)", option="count")
     if len(items) < RECOMMENDED_IMAGES:
         logger.warning("calibrating on %d images; NVIDIA suggests about %d for CNNs (INT8 accuracy may suffer)",
                        len(items), RECOMMENDED_IMAGES)
     return items
 
 
-def _calibrate(fp32: Path, export: ExportOptions, options: CalibrationOptions, items: list[CalibrationItem],
+def _calibrate(fp32: Path, export: ExportOptions, options: CalibrationOptions, recipe: Recipe, items: list[CalibrationItem],
                result: BuildResult) -> ActivationStats:
     from retina_edge.progress import Progress
 
-    key = stats_key(fp32, export.preprocess, [i.key() for i in items], options.method)
+    method = options.method or recipe.calibration_method
+    key = stats_key(fp32, export.preprocess, [i.key() for i in items], method)
     progress = Progress(len(items), "calibrate")
     # The graph only accepts batches within its export range (a static batch exactly).
     batch_size = min(options.batch_size, export.batch[2]) if export.dynamic_batch else export.batch[0]
 
     def compute() -> ActivationStats:
-        logger.info("calibrating (%s) on %d images from %s", options.method, len(items), options.source)
+        logger.info("calibrating (%s) on %d images from %s", method, len(items), options.source)
         batches = calibration_batches(items, export.preprocess, count=len(items), batch_size=batch_size,
                                       report=result.report, progress=progress.update)
-        return compute_stats(fp32, (batch for batch, _keys in batches), method=options.method)
+        return compute_stats(fp32, (batch for batch, _keys in batches), method=method)
 
     stats, cached = load_or_compute_stats(key, Path(options.cache_dir), compute)
-    result.stats_cached, result.stats_images = cached, stats.num_images
+    result.stats_cached, result.stats_images, result.stats_method = cached, stats.num_images, stats.method
     if cached:
         logger.info("reusing cached calibration statistics (%d images, %s)", stats.num_images, stats.method)
     return stats

@@ -54,9 +54,10 @@ class SearchOptions:
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_ap_drop < 100:
-            raise RetinaEdgeError(f"--max-ap-drop is in AP points (0 to 100), got {self.max_ap_drop}")
+            raise RetinaEdgeError(f"the AP budget max_ap_drop is in AP points (0 to 100), got {self.max_ap_drop}",
+                                  option="max_ap_drop")
         if self.time_limit is not None and self.time_limit <= 0:
-            raise RetinaEdgeError(f"--search-time-limit must be above 0 seconds, got {self.time_limit}")
+            raise RetinaEdgeError(f"the search time_limit must be above 0 seconds, got {self.time_limit}", option="time_limit")
 
     def within_budget(self, ap_reference: float, ap: float) -> bool:
         """Whether ``ap`` is at most ``max_ap_drop`` points below ``ap_reference``."""
@@ -92,7 +93,8 @@ class ValidationSet:
         ann_file, image_dir = resolve_split(spec, "val")
         index = load_coco_index(ann_file, image_dir)
         if not any(len(image.labels) for image in index.images):
-            raise DataError(f"--val {spec} has no annotated boxes: the search needs ground truth to measure AP")
+            raise DataError(f"the validation set {spec} has no annotated boxes: the search needs ground truth to measure AP",
+                            option="val")
         self.ann_file = ann_file
         self.image_ids = [image.image_id for image in index.images]
         self.images = [read_image_rgb(image.path) for image in index.images]

@@ -87,9 +87,9 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, s
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_bytes)
     config.builder_optimization_level = settings.optimization_level
     if settings.legacy_precision:
-        logger.warning("--legacy %s uses APIs TensorRT deprecated (calibrators since 10.1, FP16/INT8 builder flags "
-                       "since 10.12) and removed in 11; prefer an %s graph ('build --%s')", settings.legacy_precision,
-                       settings.legacy_precision.upper(), settings.legacy_precision)
+        logger.warning("the legacy %s builder flag uses APIs TensorRT deprecated (calibrators since 10.1, FP16/INT8 "
+                       "builder flags since 10.12) and removed in 11; prefer an %s graph", settings.legacy_precision,
+                       settings.legacy_precision.upper())
     if plan.fp16_flag:
         config.set_flag(trt.BuilderFlag.FP16)
     if plan.int8_flag:

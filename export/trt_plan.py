@@ -45,18 +45,19 @@ def plan_precision(trt_major: int, graph_precision: str, settings: TrtBuildSetti
         raise RetinaEdgeError(f"unknown legacy precision {legacy!r}; expected fp16 or int8")
     if graph_precision != "fp32":
         if legacy:
-            raise RetinaEdgeError(f"the graph is already {graph_precision}: build it as it is, without --legacy-{legacy}")
+            raise RetinaEdgeError(f"the graph is already {graph_precision}: build it as it is, without the legacy {legacy} "
+                                  "builder flag", option="legacy_precision")
         return PrecisionPlan(strongly_typed=True, fp16_flag=False, int8_flag=False, use_calibration_cache=False)
     if legacy is None:
         return PrecisionPlan(strongly_typed=trt_major >= 11, fp16_flag=False, int8_flag=False, use_calibration_cache=False)
     if trt_major >= 11:
         raise RetinaEdgeError(
             f"TensorRT {trt_major} removed the FP16/INT8 builder flags and calibrators: put the precision in the "
-            f"graph instead ('retina-edge build --{legacy}' makes an {legacy.upper()} ONNX graph, then build that)"
+            f"graph instead (build an {legacy.upper()} ONNX graph, then an engine from that)", option="legacy_precision"
         )
     if legacy == "int8" and not settings.calibration_cache:
-        raise RetinaEdgeError("legacy INT8 needs a calibration cache (--calibration-cache), e.g. the .calib.cache "
-                              "'retina-edge build --int8' writes")
+        raise RetinaEdgeError("legacy INT8 needs a calibration cache, e.g. the .calib.cache an INT8 build for "
+                              "tensorrt writes", option="calibration_cache")
     return PrecisionPlan(strongly_typed=False, fp16_flag=True, int8_flag=legacy == "int8",
                          use_calibration_cache=legacy == "int8")
 
@@ -86,10 +87,11 @@ def check_dla(trt_version: str, graph_precision: str, legacy_precision: str | No
     version = tuple(int(part) for part in trt_version.split(".")[:3] if part.isdigit())
     if DLA_LAST_10X < version[:2] and version < DLA_FROM_11X:
         raise RetinaEdgeError(f"TensorRT {trt_version} has no DLA support (per NVIDIA, 10.7 was the last 10.x with DLA; "
-                              "11.4.1, with JetPack 7.2.2, has it again): build for the GPU, without --dla-core")
+                              "11.4.1, with JetPack 7.2.2, has it again): build for the GPU, without a DLA core", option="dla_core")
     if graph_precision == "fp32" and legacy_precision is None:
         raise RetinaEdgeError("DLA runs FP16 and INT8 only; an FP32 graph would silently run on the GPU through GPU "
-                              "fallback: build an --fp16 or --int8 graph first (or --legacy fp16 on TensorRT <= 10)")
+                              "fallback: build an FP16 or INT8 graph first (or use the legacy fp16 builder flag on TensorRT <= 10)",
+                              option=("precision", "legacy_precision"))
 
 
 def calibration_header_version(trt_version: str) -> int:

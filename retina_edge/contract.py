@@ -80,7 +80,8 @@ def check_batch_range(batch: tuple[int, int, int]) -> None:
     """Raise unless ``batch`` is a usable (min, opt, max) range: 1 <= min <= opt <= max."""
     low, opt, high = batch
     if not 1 <= low <= opt <= high:
-        raise RetinaEdgeError(f"--batch needs 1 <= MIN <= OPT <= MAX, got {tuple(batch)}")
+        raise RetinaEdgeError(f"a batch range (MIN, OPT, MAX) needs 1 <= MIN <= OPT <= MAX, got {tuple(batch)}",
+                              option="batch")
 
 
 def check_score_thresh(value: float) -> float:

@@ -2,7 +2,23 @@
 
 
 class RetinaEdgeError(Exception):
-    """Base of every error whose message tells the user what to do."""
+    """Base of every error whose message tells the user what to do.
+
+    The message uses the library's terms. ``option`` names the parameter(s) of the library call
+    the error is about (e.g. ``"calibration"``, or ``("count", "batch_size")``), so a front end can
+    point at its own spelling of them: the CLI adds its flag names (``--calib``).
+    """
+
+    def __init__(self, *args: object, option: str | tuple[str, ...] | None = None) -> None:
+        super().__init__(*args)
+        self.option = option
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """``option`` as a tuple (empty when the error is about no parameter)."""
+        if self.option is None:
+            return ()
+        return (self.option,) if isinstance(self.option, str) else tuple(self.option)
 
 
 class WeightsError(RetinaEdgeError):

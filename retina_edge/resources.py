@@ -62,8 +62,8 @@ def check_export_memory(height: int, width: int, batch: int = 1) -> None:
     available = available_memory_bytes()
     if available is not None and needed > available:
         raise RetinaEdgeError(f"an input of {height}x{width} (batch {batch}) needs about {needed / 2**30:.0f} GiB to "
-                              f"export, and {available / 2**30:.1f} GiB is available: choose a smaller --imgsz "
-                              "(the network's input; images of any size are resized to it)")
+                              f"export, and {available / 2**30:.1f} GiB is available: choose a smaller input size "
+                              "(the network's input; images of any size are resized to it)", option="input_size")
 
 
 def usable_cores() -> int:

@@ -19,7 +19,6 @@ never probe.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import platform
@@ -36,16 +35,19 @@ from retina_edge.contract import DeploymentMetadata
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.preprocess import preprocess_batch
 from retina_edge.resources import let_cores_settle, usable_cores
+from retina_edge.runtime.backends.registry import auto_candidates
 
 logger = logging.getLogger("retina_edge.runtime")
 
-CPU_BACKENDS = ("onnxruntime", "openvino")
 PROBE_RUNS = 3
-#: OpenVINO replaces ONNX Runtime only when its median is at least this much lower.
+#: Another backend replaces the first candidate (ONNX Runtime) only when its median is at least this much lower.
 MARGIN = 0.05
 CACHE_NAME = "backend-choice.json"
-#: Distributions that provide each module (onnxruntime-gpu also installs ``onnxruntime``).
-DISTRIBUTIONS = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"), "openvino": ("openvino",)}
+
+
+def cpu_backends() -> tuple[str, ...]:
+    """The candidates, in preference order: the backends registered with ``auto=True``."""
+    return tuple(spec.name for spec in auto_candidates())
 
 
 @dataclass(frozen=True)
@@ -62,18 +64,21 @@ class BackendChoice:
 
 
 def installed_cpu_backends() -> tuple[str, ...]:
-    return tuple(name for name in CPU_BACKENDS if importlib.util.find_spec(name) is not None)
+    return tuple(spec.name for spec in auto_candidates() if spec.installed())
 
 
 def fixed_choice(device: str | None) -> BackendChoice | None:
     """The choice when nothing needs measuring: one backend installed, or a device only one has."""
     installed = installed_cpu_backends()
     if not installed:
-        raise RetinaEdgeError("no ONNX backend is installed: pip install onnxruntime (or openvino)")
-    if device in ("cuda", "tensorrt"):
-        return BackendChoice("onnxruntime", f"device {device} is an ONNX Runtime provider", {})
-    if device is not None and device.upper() not in ("CPU",):
-        return BackendChoice("openvino", f"device {device} is an OpenVINO device", {})
+        hints = "; ".join(f"{spec.name}: {spec.install_hint}" for spec in auto_candidates())
+        raise RetinaEdgeError(f"no ONNX backend is installed ({hints})")
+    if device is not None and device.upper() != "CPU":
+        takers = [spec.name for spec in auto_candidates() if spec.takes_device(device)]
+        if not takers:
+            raise RetinaEdgeError(f"no backend takes device {device!r}; " + "; ".join(
+                f"{spec.name}: {', '.join(spec.devices)}" for spec in auto_candidates()), option="device")
+        return BackendChoice(takers[0], f"device {device} is a {takers[0]} device", {})
     if len(installed) == 1:
         return BackendChoice(installed[0], "the only ONNX backend installed", {})
     return None
@@ -82,7 +87,7 @@ def fixed_choice(device: str | None) -> BackendChoice | None:
 def probe_key(path: Path, settings: dict) -> str:
     """Identity of (model file, machine, backend settings such as threads) for the cache."""
     stat = path.stat()
-    versions = {name: _version(name) for name in CPU_BACKENDS}
+    versions = {spec.name: _version(spec.distributions) for spec in auto_candidates()}
     parts = [str(path.resolve()), stat.st_size, stat.st_mtime_ns, platform.machine(), _cpu_model(),
              usable_cores(), sorted(settings.items()), versions]
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()[:32]
@@ -90,7 +95,7 @@ def probe_key(path: Path, settings: dict) -> str:
 
 def cached_choice(key: str) -> BackendChoice | None:
     entry = cached_entry(key)
-    if entry.get("backend") not in CPU_BACKENDS:
+    if entry.get("backend") not in cpu_backends():
         return None
     return BackendChoice(entry["backend"], "measured earlier on this machine", dict(entry.get("median_ms", {})))
 
@@ -132,10 +137,12 @@ def probe(backends: dict[str, object], metadata: DeploymentMetadata) -> BackendC
 
 
 def pick(median_ms: dict[str, float]) -> str:
-    """The fastest; OpenVINO must beat ONNX Runtime by ``MARGIN`` (a tie keeps ONNX Runtime)."""
-    if set(median_ms) != set(CPU_BACKENDS):
-        return min(median_ms, key=median_ms.get)
-    return "openvino" if median_ms["openvino"] < (1 - MARGIN) * median_ms["onnxruntime"] else "onnxruntime"
+    """The fastest; another must beat the first candidate (ONNX Runtime) by ``MARGIN`` (a tie keeps it)."""
+    first = next((name for name in cpu_backends() if name in median_ms), None)
+    fastest = min(median_ms, key=median_ms.get)
+    if first is None or median_ms[fastest] < (1 - MARGIN) * median_ms[first]:
+        return fastest
+    return first
 
 
 def probe_image(metadata: DeploymentMetadata) -> np.ndarray:
@@ -161,7 +168,7 @@ def choose_and_load(path: Path, metadata: DeploymentMetadata, load: Callable[[st
         key = probe_key(path, settings)
         choice = cached_choice(key)
         if choice is None:
-            choice, backend = probe_and_keep({name: load(name) for name in CPU_BACKENDS}, metadata)
+            choice, backend = probe_and_keep({name: load(name) for name in installed_cpu_backends()}, metadata)
             remember(key, choice)
     logger.info("backend auto for %s: %s", path.name, choice.describe())
     return choice, backend or load(choice.backend)
@@ -187,10 +194,10 @@ def _read_cache() -> dict:
     return entries if isinstance(entries, dict) else {}
 
 
-def _version(module: str) -> str | None:
+def _version(distributions: tuple[str, ...]) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
-    for distribution in DISTRIBUTIONS[module]:
+    for distribution in distributions:
         try:
             return f"{distribution} {version(distribution)}"
         except PackageNotFoundError:

@@ -27,45 +27,17 @@ import numpy as np
 from retina_edge.contract import DeploymentMetadata, is_engine_path
 from retina_edge.errors import DataError, RetinaEdgeError
 from retina_edge.preprocess import LetterboxInfo, preprocess_batch
+from retina_edge.runtime.backends.base import Backend, BackendOptions
+from retina_edge.runtime.backends.registry import choose_backend, get_backend
 from retina_edge.runtime.model_file import read_deployment
 from retina_edge.runtime.finish import Finisher
 from retina_edge.runtime.results import Detections
 
-BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt")
 
-
-def choose_backend(path: str | os.PathLike, requested: str) -> str:
-    """The backend for ``path``, or ``"auto"`` when an ONNX model's backend is to be measured
-    (:mod:`~retina_edge.runtime.backend_choice`). Engines need TensorRT."""
-    if requested not in BACKENDS:
-        raise RetinaEdgeError(f"unknown backend {requested!r}; expected one of {BACKENDS}")
-    if is_engine_path(path):
-        if requested not in ("auto", "tensorrt"):
-            raise RetinaEdgeError(f"{path} is a TensorRT engine: only the tensorrt backend can run it")
-        return "tensorrt"
-    if requested == "tensorrt":
-        raise RetinaEdgeError(f"{path} is an ONNX model: build an engine from it first ('retina-edge build --backend tensorrt'),"
-                              " or run it with --backend onnxruntime (its TensorRT execution provider: --device tensorrt)")
-    return requested
-
-
-def open_backend(name: str, path: Path, engine, *, device: str | None, threads: int | None,  # noqa: ANN001
-                 openvino_precision: str, cuda_graph: bool, streams: int):  # noqa: ANN201
-    """Load backend ``name`` for ``path`` (``engine``: the parsed engine file, TensorRT only)."""
-    if name == "tensorrt":
-        if streams > 1:
-            raise RetinaEdgeError("TensorRT engines run one inference at a time here (one execution context); "
-                                  "streams must be 1")
-        from retina_edge.runtime.backends.tensorrt_backend import TensorRTBackend
-
-        return TensorRTBackend(engine, use_cuda_graph=cuda_graph)
-    if name == "onnxruntime":
-        from retina_edge.runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend(path, device=device or "cpu", threads=threads, streams=streams)
-    from retina_edge.runtime.backends.openvino_backend import OpenVinoBackend
-
-    return OpenVinoBackend(path, device=device or "CPU", precision=openvino_precision, threads=threads, streams=streams)
+def open_backend(name: str, path: Path, options: BackendOptions, engine: object = None) -> Backend:
+    """Load the registered backend ``name`` for ``path`` (``engine``: the parsed engine file, for
+    backends that run engine files) with ``options``."""
+    return get_backend(name).open(path, options, engine)
 
 
 def infer_in_chunks(backend, batch: np.ndarray, batch_range: tuple[int, int, int]) -> dict[str, np.ndarray]:  # noqa: ANN001
@@ -101,32 +73,29 @@ def as_image_list(images: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]
 class Detector:
     """Load a deployed model; ``detect(images)`` returns one :class:`Detections` per image.
 
-    ``backend``: auto, onnxruntime, openvino or tensorrt. ``device``: ``cpu``/``cuda``/``tensorrt``
-    for ONNX Runtime, ``CPU``/``GPU`` for OpenVINO. ``metadata`` supplies the contract for ONNX
-    files made by other tools (or replaces the file's). ``score_thresh`` overrides the model's
-    threshold (see :meth:`DeploymentMetadata.override`). ``cuda_graph`` (TensorRT only) replays each
-    batch size's copies and inference as one captured CUDA graph. ``streams``: inferences that can
-    run at once (OpenVINO throughput streams; ONNX Runtime on the cores split that many ways), which
+    ``backend``: ``auto`` or a registered backend (:func:`~retina_edge.runtime.backends.backend_names`:
+    onnxruntime, openvino, tensorrt and any plugin). ``options``: how to load it
+    (:class:`~retina_edge.runtime.backends.BackendOptions`: device, threads, precision hint, CUDA
+    graph, streams). ``metadata`` supplies the contract for ONNX files made by other tools (or
+    replaces the file's). ``score_thresh`` overrides the model's threshold (see
+    :meth:`DeploymentMetadata.override`). ``options.streams``: inferences that can run at once, which
     a :class:`~retina_edge.runtime.pipeline.Pipeline` over a file keeps in flight; 1 is the lowest
     latency per frame; ``"auto"`` measures whether several raise throughput for this model here
     (:mod:`~retina_edge.runtime.streams_choice`; for files, not live sources). ``close()`` (or
     ``with``) frees the backend.
     """
 
-    def __init__(
-        self, path: str | os.PathLike, *, backend: str = "auto", device: str | None = None, threads: int | None = None,
-        metadata: DeploymentMetadata | None = None, score_thresh: float | None = None, openvino_precision: str = "f32",
-        cuda_graph: bool = False, streams: int | str = 1,
-    ) -> None:
-        if streams != "auto" and (not isinstance(streams, int) or streams < 1):
-            raise RetinaEdgeError(f"streams must be 'auto' or at least 1, got {streams!r}")
+    def __init__(self, path: str | os.PathLike, *, backend: str = "auto", options: BackendOptions | None = None,
+                 metadata: DeploymentMetadata | None = None, score_thresh: float | None = None) -> None:
+        options = options or BackendOptions()
         self.path = Path(path)
-        self.streams = 1 if streams == "auto" else streams
+        self.streams = 1 if options.streams == "auto" else options.streams
         name = choose_backend(self.path, backend)
-        if cuda_graph and name != "tensorrt":
-            raise RetinaEdgeError(f"CUDA graphs (--cuda-graph) are for TensorRT engines; {self.path.name} is ONNX")
+        if options.cuda_graph and not is_engine_path(self.path):
+            raise RetinaEdgeError(f"CUDA graphs (cuda_graph) are for TensorRT engines; {self.path.name} is ONNX",
+                                  option="cuda_graph")
         engine = None
-        if name == "tensorrt":
+        if is_engine_path(self.path):
             from retina_edge.runtime.engine_file import read_engine_file
 
             engine = read_engine_file(self.path)  # the header is checked before TensorRT is needed
@@ -134,17 +103,16 @@ class Detector:
         self.metadata = contract.override(score_thresh=score_thresh)
         self._finish = Finisher(self.metadata)
 
-        def load(chosen: str, count: int = self.streams):  # noqa: ANN202
-            return open_backend(chosen, self.path, engine, device=device, threads=threads,
-                                openvino_precision=openvino_precision, cuda_graph=cuda_graph, streams=count)
+        def load(chosen: str, count: int = self.streams) -> Backend:
+            return open_backend(chosen, self.path, options.replace(streams=count), engine)
 
-        settings = {"device": device, "threads": threads, "openvino_precision": openvino_precision}
+        settings = options.speed_settings()
         #: What ``backend="auto"`` picked for an ONNX model and why (None for explicit backends and engines).
         self.backend_choice = None
         if name == "auto":
             from retina_edge.runtime.backend_choice import choose_and_load
 
-            self.backend_choice, self.backend = choose_and_load(self.path, self.metadata, load, device=device,
+            self.backend_choice, self.backend = choose_and_load(self.path, self.metadata, load, device=options.device,
                                                                 settings={**settings, "streams": self.streams})
             name = self.backend_choice.backend
         else:
@@ -152,7 +120,7 @@ class Detector:
         self.backend_name = name
         #: What ``streams="auto"`` picked and why (None when streams was given).
         self.streams_choice = None
-        if streams == "auto":
+        if options.streams == "auto":
             self._choose_streams(lambda count: load(name, count), settings)
         missing = set(self.metadata.output_names) - set(self.backend.output_names)
         if missing:

@@ -95,5 +95,6 @@ def check_compatible(engine: EngineFile, *, tensorrt_version: str, device_name: 
     if built_device and built_device != device_name and not hardware_compatible:
         raise RetinaEdgeError(
             f"{source} was built for the GPU '{built_device}', but this is '{device_name}': TensorRT plans are "
-            "specific to the GPU model; rebuild it here (or build with --hardware-compatible on Ampere+)"
+            "specific to the GPU model; rebuild it here (or build it hardware-compatible, for Ampere+)",
+            option="hardware_compatible",
         )

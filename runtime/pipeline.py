@@ -18,7 +18,7 @@ dropped, and the end of the file ends the run.
 Several inferences in flight: a detector opened with ``streams=N`` (OpenVINO throughput streams,
 or ONNX Runtime runs on the cores split N ways) can work on N frames at once. Files then keep N
 frames in flight (``in_flight``, default: the detector's ``streams``), which raises frames per
-second where the backend has cores to spare (``Detector(streams="auto")`` measures whether it
+second where the backend has cores to spare (``Detector(options=BackendOptions(streams="auto"))`` measures whether it
 does); results are still yielded in frame order. Live sources keep one in flight by default, since
 a second frame in flight waits behind the first and only adds latency.
 

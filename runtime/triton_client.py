@@ -99,8 +99,8 @@ class TritonDetector:
         check_score_thresh(score_thresh)
         served = self.metadata.score_thresh
         if score_thresh < served:
-            raise RetinaEdgeError(f"the served model keeps scores above {served}; a lower --score-thresh "
-                                  f"({score_thresh}) needs a model exported with it")
+            raise RetinaEdgeError(f"the served model keeps scores above {served}; a lower score threshold "
+                                  f"({score_thresh}) needs a model exported with it", option="score_thresh")
         return score_thresh
 
     def _client(self):  # noqa: ANN202

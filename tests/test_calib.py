@@ -13,7 +13,7 @@ import torch
 
 from retina_edge.model.archs import build_model
 from retina_edge.calib import build as build_module
-from retina_edge.calib.build import CalibrationOptions, build_precision_graph
+from retina_edge.calib.build import BuildOptions, CalibrationOptions, build_precision_graph
 from retina_edge.calib.precision import excluded_nodes, read_trt_calibration_cache, write_trt_calibration_cache
 from retina_edge.calib.sources import CalibrationReport, calibration_batches, collect_calibration_items
 from retina_edge.calib.statistics import ActivationStats
@@ -128,8 +128,7 @@ def test_precision_graphs_run_and_stay_close(model, calib_dir, tmp_path, monkeyp
     outputs, counts = {}, {}
     for precision, target in [("fp32", "cpu"), ("fp16", "cpu"), ("int8", "tensorrt"), ("int8", "cpu")]:
         path = tmp_path / f"{precision}-{target}.onnx"
-        build_precision_graph(model, path, export=export, precision=precision, target=target,
-                              calibration=calibration)
+        build_precision_graph(model, path, export=export, build=BuildOptions(precision=precision, target=target, calibration=calibration))
         outputs[precision, target] = run(path, batch)
         counts[precision, target] = Counter(n.op_type for n in onnx.load(str(path)).graph.node)
         metadata = read_deployment(path)
@@ -153,7 +152,7 @@ def test_int8_nms_graph_calibrates_its_network_only(model, calib_dir, tmp_path, 
     export = ExportOptions(preprocess=PREPROCESS, tail="nms", batch=(1, 1, 4))
     calibration = CalibrationOptions(source=str(calib_dir), count=16, min_images=8, cache_dir=tmp_path / "cache")
     path = tmp_path / "int8-nms.onnx"
-    build_precision_graph(model, path, export=export, precision="int8", target=target, calibration=calibration)
+    build_precision_graph(model, path, export=export, build=BuildOptions(precision="int8", target=target, calibration=calibration))
     assert Counter(n.op_type for n in onnx.load(str(path)).graph.node)["QuantizeLinear"] > 20
     (stats_file,) = (tmp_path / "cache").glob("*.json")
     ranges = json.loads(stats_file.read_text())["ranges"]
@@ -167,16 +166,14 @@ def test_int8_nms_graph_calibrates_its_network_only(model, calib_dir, tmp_path, 
 def test_statistics_are_cached_across_rebuilds(model, calib_dir, tmp_path, monkeypatch):
     export = ExportOptions(preprocess=PREPROCESS, batch=(1, 1, 1))
     calibration = CalibrationOptions(source=str(calib_dir), count=8, min_images=4, cache_dir=tmp_path / "cache")
-    first = build_precision_graph(model, tmp_path / "a.onnx", export=export, precision="int8", target="cpu",
-                                  calibration=calibration)
+    first = build_precision_graph(model, tmp_path / "a.onnx", export=export, build=BuildOptions(precision="int8", target="cpu", calibration=calibration))
     assert not first.stats_cached and first.report.used == 8
 
     def no_recompute(*args, **kwargs):
         raise AssertionError("calibration ran again")
 
     monkeypatch.setattr(build_module, "compute_stats", no_recompute)
-    second = build_precision_graph(model, tmp_path / "b.onnx", export=export, precision="int8", target="tensorrt",
-                                   calibration=calibration, keep_predictors=True)
+    second = build_precision_graph(model, tmp_path / "b.onnx", export=export, build=BuildOptions(precision="int8", target="tensorrt", calibration=calibration, keep_predictors=True))
     assert second.stats_cached
 
 
@@ -251,9 +248,8 @@ def test_precision_graphs_keep_one_copy_per_weight(model, calib_dir, tmp_path, p
     TensorRT-placement INT8 graph of ResNet-50 was 261 MB against 154 MB in FP32)."""
     export = ExportOptions(preprocess=PREPROCESS, batch=(1, 1, 1))
     calibration = CalibrationOptions(source=str(calib_dir), count=8, min_images=4, cache_dir=tmp_path / "cache")
-    build_precision_graph(model, tmp_path / "fp32.onnx", export=export, precision="fp32")
-    build_precision_graph(model, tmp_path / "q.onnx", export=export, precision=precision, target="tensorrt",
-                          calibration=calibration if precision == "int8" else None)
+    build_precision_graph(model, tmp_path / "fp32.onnx", export=export, build=BuildOptions(precision="fp32"))
+    build_precision_graph(model, tmp_path / "q.onnx", export=export, build=BuildOptions(precision=precision, target="tensorrt", calibration=calibration if precision == "int8" else None))
     fp32_bytes, _ = initializer_bytes(tmp_path / "fp32.onnx")
     quantized_bytes, repeats = initializer_bytes(tmp_path / "q.onnx")
     assert repeats == 0 and quantized_bytes <= 1.1 * fp32_bytes

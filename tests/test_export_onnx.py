@@ -76,7 +76,7 @@ def _detections_match(tiny_model, batch, per_image):
     ref = reference_on_inputs(tiny_model, torch.from_numpy(batch))
     total = matched = 0
     for r, (boxes, scores, labels) in zip(ref, per_image):
-        result = match_detections(r["boxes"].numpy(), r["scores"].numpy(), r["labels"].numpy(), boxes, scores, labels)
+        result = match_detections((r["boxes"].numpy(), r["scores"].numpy(), r["labels"].numpy()), (boxes, scores, labels))
         total += result.num_reference
         matched += result.matched
     assert total > 20, "the test model must produce detections"

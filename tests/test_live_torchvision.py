@@ -99,8 +99,8 @@ def test_detections_and_head_outputs_match(variant, device):
     for name in ("cls_logits", "bbox_regression"):
         torch.testing.assert_close(got_raw[name], expected_raw[name], atol=1e-4, rtol=0)
     for index, (ref, det) in enumerate(zip(expected, got)):
-        result = match_detections(*(ref[key].cpu().numpy() for key in ("boxes", "scores", "labels")),
-                                  *(det[key].cpu().numpy() for key in ("boxes", "scores", "labels")))
+        result = match_detections(tuple(ref[key].cpu().numpy() for key in ("boxes", "scores", "labels")),
+                                  tuple(det[key].cpu().numpy() for key in ("boxes", "scores", "labels")))
         assert result.num_reference > 0 and result.fraction >= 0.99, f"image {index}: {result.matched}/{result.num_reference}"
 
 

@@ -87,10 +87,11 @@ def test_concurrent_detects_on_real_openvino_finish(onnx_path):
         import numpy as np
         from concurrent.futures import ThreadPoolExecutor
         from retina_edge.runtime import Detector
+        from retina_edge.runtime.backends import BackendOptions
         image = np.random.default_rng(0).integers(0, 255, (100, 140, 3), dtype=np.uint8)
         expected = None
         for attempt in range(10):
-            with Detector({str(onnx_path)!r}, backend="openvino", streams=2) as detector:
+            with Detector({str(onnx_path)!r}, backend="openvino", options=BackendOptions(streams=2)) as detector:
                 with ThreadPoolExecutor(2) as pool:
                     results = list(pool.map(lambda _: detector.detect(image)[0], range(8)))
             expected = expected or results[0]

@@ -59,8 +59,8 @@ def test_detections_match_as_sets(case):
     ref = case[1]
     for index, det in enumerate(detections):
         result = match_detections(
-            ref[f"det{index}_boxes"], ref[f"det{index}_scores"], ref[f"det{index}_labels"],
-            det["boxes"].numpy(), det["scores"].numpy(), det["labels"].numpy(),
+            (ref[f"det{index}_boxes"], ref[f"det{index}_scores"], ref[f"det{index}_labels"]),
+            (det["boxes"].numpy(), det["scores"].numpy(), det["labels"].numpy()),
         )
         assert result.num_reference == 300
         assert result.fraction >= 0.99, f"image {index}: {result.matched}/300 matched"

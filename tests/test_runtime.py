@@ -51,7 +51,7 @@ def reference(model, images):
 def matched_fraction(expected, got):
     total = matched = 0
     for (rb, rs, rl), det in zip(expected, got):
-        result = match_detections(rb, rs, rl, det.boxes, det.scores, det.labels)
+        result = match_detections((rb, rs, rl), (det.boxes, det.scores, det.labels))
         total += result.num_reference
         matched += result.matched
     assert total > 20

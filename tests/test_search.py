@@ -11,7 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from retina_edge.calib.build import CalibrationOptions, build_precision_graph
+from retina_edge.calib.build import BuildOptions, CalibrationOptions, build_precision_graph
 from retina_edge.calib.search import SearchOptions, _search_counts, keep_high_precision, quantized_layers
 from retina_edge.cli.main import main
 from retina_edge.export.onnx_export import ExportOptions
@@ -35,8 +35,7 @@ def graphs(tmp_path_factory):
     calibration = CalibrationOptions(source=str(root / "calib"), count=16, min_images=8, cache_dir=root / "cache")
     paths = {}
     for precision, target in (("fp32", "cpu"), ("int8", "cpu"), ("int8", "tensorrt")):
-        paths[precision, target] = build_precision_graph(model, root / f"{precision}-{target}.onnx", export=export,
-                                                         precision=precision, target=target, calibration=calibration).model_path
+        paths[precision, target] = build_precision_graph(model, root / f"{precision}-{target}.onnx", export=export, build=BuildOptions(precision=precision, target=target, calibration=calibration)).model_path
     return paths, preprocess_batch(images[:2], PREPROCESS)[0]
 
 

@@ -14,6 +14,7 @@ from retina_edge.cli.detect import make_detector
 from retina_edge.export.onnx_export import ExportOptions, export_onnx
 from retina_edge.preprocess import PreprocessConfig
 from retina_edge.runtime import Detector
+from retina_edge.runtime.backends import BackendOptions
 from retina_edge.runtime import streams_choice
 from retina_edge.runtime.streams_choice import choose_streams
 from tiny import tiny_model
@@ -139,13 +140,13 @@ def test_a_failed_probe_closes_what_it_loaded(onnx_path, two_cores):
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_detector_streams_auto_on_the_real_backends(onnx_path, two_cores, backend):
     image = np.random.default_rng(0).integers(0, 255, (100, 140, 3), dtype=np.uint8)
-    with Detector(onnx_path, backend=backend) as one, Detector(onnx_path, backend=backend, streams="auto") as auto:
+    with Detector(onnx_path, backend=backend) as one, Detector(onnx_path, backend=backend, options=BackendOptions(streams="auto")) as auto:
         assert one.streams_choice is None and one.streams == 1
         assert auto.streams_choice.reason == "probe" and auto.streams == auto.streams_choice.streams in (1, 2)
         assert set(auto.streams_choice.frames_per_s) == {1, 2}
         expected, got = one.detect(image)[0], auto.detect(image)[0]
         np.testing.assert_allclose(got.boxes, expected.boxes, atol=1e-4)
-    with Detector(onnx_path, backend=backend, streams="auto") as cached:
+    with Detector(onnx_path, backend=backend, options=BackendOptions(streams="auto")) as cached:
         assert cached.streams_choice.reason == "measured earlier on this machine"
         assert cached.streams == auto.streams
 
@@ -153,7 +154,7 @@ def test_detector_streams_auto_on_the_real_backends(onnx_path, two_cores, backen
 @pytest.mark.parametrize("bad", [0, "2", 1.5])
 def test_detector_rejects_bad_streams(onnx_path, bad):
     with pytest.raises(Exception, match="streams must be 'auto' or at least 1"):
-        Detector(onnx_path, streams=bad)
+        Detector(onnx_path, options=BackendOptions(streams=bad))
 
 
 def test_cli_auto_measures_only_where_frames_wait(onnx_path, two_cores):

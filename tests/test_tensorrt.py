@@ -53,11 +53,11 @@ def test_profile_shapes_and_versions():
 def test_engine_matches_onnxruntime(tmp_path, precision):
     """Build an engine from each precision graph, run it, compare with ONNX Runtime on the same graph."""
     from retina_edge.model.archs import build_model
-    from retina_edge.calib.build import CalibrationOptions, build_precision_graph
+    from retina_edge.calib.build import BuildOptions, CalibrationOptions, build_precision_graph
     from retina_edge.export.onnx_export import ExportOptions
     from retina_edge.export.tensorrt_build import build_engine
     from retina_edge.imageio import write_image_rgb
-    from retina_edge.metrics.matching import match_detections
+    from retina_edge.metrics.matching import MatchTolerance, match_detections
     from retina_edge.runtime import Detector
     from retina_edge.data.synth import SynthConfig, render_image
 
@@ -69,15 +69,13 @@ def test_engine_matches_onnxruntime(tmp_path, precision):
     with torch.no_grad():
         model.head.classification_head.cls_logits.bias.add_(3.5)
     onnx_path = tmp_path / f"{precision}.onnx"
-    build_precision_graph(model, onnx_path, export=ExportOptions(preprocess=PreprocessConfig(128, 160), batch=(1, 2, 4)),
-                          precision=precision, target="tensorrt",
-                          calibration=CalibrationOptions(str(tmp_path / "calib"), count=16, min_images=8, cache_dir=tmp_path))
+    build_precision_graph(model, onnx_path, export=ExportOptions(preprocess=PreprocessConfig(128, 160), batch=(1, 2, 4)), build=BuildOptions(precision=precision, target="tensorrt", calibration=CalibrationOptions(str(tmp_path / "calib"), count=16, min_images=8, cache_dir=tmp_path)))
     engine = build_engine(onnx_path, tmp_path / f"{precision}.engine", TrtBuildSettings(batch=(1, 2, 4)))
     trt_results = Detector(engine).detect(images[:4])
     ort_results = Detector(onnx_path, backend="onnxruntime").detect(images[:4])
     matched = total = 0
     for ref, got in zip(ort_results, trt_results):
-        result = match_detections(*ref.as_tuple(), *got.as_tuple(), iou_thresh=0.9, score_tol=0.05)
+        result = match_detections(ref.as_tuple(), got.as_tuple(), MatchTolerance(iou_thresh=0.9, score_tol=0.05))
         matched, total = matched + result.matched, total + result.num_reference
     assert total and matched / total >= (0.99 if precision == "fp32" else 0.9)
     np.testing.assert_equal(len(trt_results), 4)

@@ -183,6 +183,7 @@ def test_cuda_graph_is_captured_after_a_plain_enqueue_per_shape(backend):
 
 def test_cuda_graph_is_only_for_engines(tmp_path):
     from retina_edge.runtime import Detector
+    from retina_edge.runtime.backends import BackendOptions
 
     with pytest.raises(RetinaEdgeError, match="CUDA graphs .* are for TensorRT engines"):
-        Detector(tmp_path / "m.onnx", cuda_graph=True)
+        Detector(tmp_path / "m.onnx", options=BackendOptions(cuda_graph=True))

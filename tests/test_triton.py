@@ -53,14 +53,13 @@ def graphs(tmp_path_factory) -> dict[str, Path]:  # noqa: ANN001
     """The tiny model's FP32 graphs, one per tail, batch 1..4."""
     from tiny import tiny_model
 
-    from retina_edge.calib.build import build_precision_graph
+    from retina_edge.calib.build import BuildOptions, build_precision_graph
     from retina_edge.export.onnx_export import ExportOptions
     from retina_edge.preprocess import PreprocessConfig
 
     folder, model = tmp_path_factory.mktemp("triton-graphs"), tiny_model()
     for tail in ("none", "decode", "nms"):
-        build_precision_graph(model, folder / f"{tail}.onnx", precision="fp32",
-                              export=ExportOptions(preprocess=PreprocessConfig(64, 96), tail=tail, batch=(1, 2, 4)))
+        build_precision_graph(model, folder / f"{tail}.onnx", export=ExportOptions(preprocess=PreprocessConfig(64, 96), tail=tail, batch=(1, 2, 4)), build=BuildOptions(precision="fp32"))
     return {tail: folder / f"{tail}.onnx" for tail in ("none", "decode", "nms")}
 
 
@@ -216,7 +215,7 @@ def test_a_higher_score_threshold_applies_on_the_client_a_lower_one_is_refused(s
     scenes = images(2)
     with Detector(graphs["decode"], score_thresh=0.6) as detector, TritonDetector(served.url("grpc"), score_thresh=0.6) as remote:
         same_detections(detector.detect(scenes), remote.detect(scenes))
-    with pytest.raises(RetinaEdgeError, match="a lower --score-thresh"):
+    with pytest.raises(RetinaEdgeError, match="a lower score threshold"):
         TritonDetector(served.url("grpc"), score_thresh=0.01)
 
 

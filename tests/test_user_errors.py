@@ -74,9 +74,9 @@ CASES = {
                               "--model-options", '{{"attention": 1}}'], "bad model option"),
     "unknown arch": (["train", "--data", "{root}/data", "--out", "{root}/runs", "--arch", "resnet7_fpn"], "unknown arch"),
     "arch contradicts checkpoint": (["export", "--weights", "{root}/w.pth", "--arch", "resnet50_fpn", "-o", "{root}/x.onnx"],
-                                    "--arch resnet50_fpn contradicts"),
+                                    "arch resnet50_fpn contradicts"),
     "classes contradict checkpoint": (["export", "--weights", "{root}/w.pth", "--num-classes", "3", "-o", "{root}/x.onnx"],
-                                      "--num-classes 3 contradicts"),
+                                      "num_classes 3 contradicts"),
     "checkpoint from a newer version": (["export", "--weights", "{root}/newer.pth", "-o", "{root}/x.onnx"],
                                         "written by a newer retina-edge"),
     "onnx from a newer version": (["detect", "--model", "{root}/future.onnx", "--source", "{root}/three"],
@@ -113,7 +113,7 @@ CASES = {
     "export --imgsz three numbers": (["export", "--weights", "{root}/w.pth", "--imgsz", "1", "2", "3", "-o", "{root}/x.onnx"],
                                      "--imgsz takes H W or one N"),
     "export --batch reversed": (["export", "--weights", "{root}/w.pth", "--batch", "4", "2", "1", "-o", "{root}/x.onnx"],
-                                "--batch needs 1 <= MIN <= OPT <= MAX"),
+                                "needs 1 <= MIN <= OPT <= MAX"),
     "unknown option": (["detect", "--model", "{root}/m.onnx", "--source", "{root}/three", "--bogus"], "unrecognized arguments"),
     # output locations that cannot be written: refused before any work
     "export to a read-only place": (["export", "--weights", "{root}/w.pth", "-o", "/sys/retina-edge/m.onnx"], "cannot write"),
@@ -172,9 +172,9 @@ CASES = {
     "bench of nothing": (["bench"], "give at least one --model or --weights"),
     # the INT8 accuracy search
     "negative AP budget": (["build", "--int8", "--weights", "{root}/w.pth", "--calib", "{root}/data/train", "--max-ap-drop",
-                            "-1", "--val", "{root}/data", "-o", "{root}/q.onnx"], "--max-ap-drop is in AP points"),
+                            "-1", "--val", "{root}/data", "-o", "{root}/q.onnx"], "max_ap_drop is in AP points"),
     "absurd AP budget": (["build", "--int8", "--weights", "{root}/w.pth", "--calib", "{root}/data/train", "--max-ap-drop",
-                          "250", "--val", "{root}/data", "-o", "{root}/q.onnx"], "--max-ap-drop is in AP points"),
+                          "250", "--val", "{root}/data", "-o", "{root}/q.onnx"], "max_ap_drop is in AP points"),
     "--val without annotations": (["build", "--int8", "--weights", "{root}/w.pth", "--calib", "{root}/data/train",
                                    "--calib-count", "4", "--max-ap-drop", "0.1", "--val", "{root}/three", "-o", "{root}/q.onnx"], "not found"),
     "--val with no boxes": (["build", "--int8", "--weights", "{root}/w.pth", "--calib", "{root}/data/train",
@@ -188,7 +188,7 @@ CASES = {
     "local runtime flags for a served model": (["detect", "--model", "triton://127.0.0.1:1/retina_edge", "--device", "cpu",
                                                 "--source", "{root}/data/val"], "the server decides"),
     "budget on an FP32 build": (["build", "--weights", "{root}/w.pth", "--max-ap-drop", "0.1", "--val", "{root}/data",
-                                 "-o", "{root}/q.onnx"], "add --int8"),
+                                 "-o", "{root}/q.onnx"], "fp32 has none to keep (see --max-ap-drop, --int8)"),
 }
 
 

@@ -17,8 +17,8 @@ def run(args: argparse.Namespace) -> int:
     from retina_edge.model.archs import ARCHS
 
     print("architectures (--arch):")
-    for name, (depth, variant) in ARCHS.items():
-        print(f"  {name:<20} ResNet-{depth} FPN, torchvision {variant} layout")
+    for name, arch in ARCHS.items():
+        print(f"  {name:<20} {arch.description or f'{arch.backbone} + {arch.fpn} + {arch.head}'}")
     print("torchvision COCO weights (--weights):")
     for name in ("retinanet_resnet50_fpn", "retinanet_resnet50_fpn_v2"):
         print(f"  torchvision:{name}")

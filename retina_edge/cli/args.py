@@ -17,6 +17,38 @@ class OneLineParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def add_backend_argument(parser: argparse.ArgumentParser, *, help_prefix: str = "") -> None:
+    """``--backend``: auto or any registered backend (built-in or plugin), with their devices in the help."""
+    from retina_edge.runtime.backends.registry import backend_choices, backends_help
+
+    parser.add_argument("--backend", choices=backend_choices(), default="auto", help=help_prefix + backends_help())
+
+
+def device_help() -> str:
+    from retina_edge.runtime.backends.registry import backend_specs
+
+    return "; ".join(f"{spec.name}: {'|'.join(spec.devices)}" for spec in backend_specs() if spec.devices)
+
+
+def add_backend_options_arguments(parser: argparse.ArgumentParser) -> None:
+    """The :class:`~retina_edge.runtime.backends.BackendOptions` fields a command lets users set (not streams)."""
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for the backend")
+    parser.add_argument("--ov-precision", choices=["f32", "bf16", "f16"], default="f32",
+                        help="OpenVINO inference precision (f32 matches the reference; bf16 is faster where supported)")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="TensorRT: replay copies and inference as one captured CUDA graph per batch size")
+
+
+def backend_options(args: argparse.Namespace, **changes: object):  # noqa: ANN201 (BackendOptions; runtime imported lazily)
+    """The :class:`~retina_edge.runtime.backends.BackendOptions` the parsed flags ask for."""
+    from retina_edge.runtime.backends.base import BackendOptions
+
+    fields = {"device": getattr(args, "device", None), "threads": getattr(args, "threads", None),
+              "precision_hint": getattr(args, "ov_precision", "f32"), "cuda_graph": getattr(args, "cuda_graph", False),
+              "streams": getattr(args, "streams", 1)}
+    return BackendOptions(**{**fields, **changes})
+
+
 def positive_int(text: str) -> int:
     value = _number(text, int)
     if value < 1:

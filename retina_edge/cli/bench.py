@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from retina_edge.cli.args import non_negative_int, positive_int
+from retina_edge.cli.args import add_backend_argument, backend_options, non_negative_int, positive_int
 
 
 NAME = "bench"
@@ -17,7 +17,7 @@ OUTPUT_FILES = ("json", "plot")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", default=[], help="deployed model (repeat for several)")
     parser.add_argument("--weights", help="also time the PyTorch reference (FP32 eager) from these weights")
-    parser.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt"], default="auto")
+    add_backend_argument(parser)
     parser.add_argument("--openvino", action="store_true", help="also time each ONNX model with OpenVINO")
     parser.add_argument("--ov-precision", choices=["f32", "bf16", "f16"], default="f32")
     parser.add_argument("--images", help="image folder (default: synthetic images)")
@@ -55,13 +55,13 @@ def run(args: argparse.Namespace) -> int:
         raise RetinaEdgeError("give at least one --model or --weights")
     entries, preprocess = [], None
     for path in args.model:
-        detector, added = measure_load(Detector, path, backend=args.backend, threads=args.threads,
-                                       cuda_graph=args.cuda_graph and is_engine_path(path))
+        detector, added = measure_load(Detector, path, backend=args.backend,
+                                       options=backend_options(args, precision_hint="f32", streams=1,
+                                                               cuda_graph=args.cuda_graph and is_engine_path(path)))
         entries.append(detector_entry(f"{Path(path).stem} [{detector.backend_name}]", detector, rss_mb=added))
         preprocess = preprocess or detector.metadata.preprocess
         if args.openvino and Path(path).suffix == ".onnx":
-            ov, added = measure_load(Detector, path, backend="openvino", threads=args.threads,
-                                      openvino_precision=args.ov_precision)
+            ov, added = measure_load(Detector, path, backend="openvino", options=backend_options(args, streams=1, cuda_graph=False))
             entries.append(detector_entry(f"{Path(path).stem} [openvino {args.ov_precision}]", ov, rss_mb=added))
     if args.weights:
         import torch

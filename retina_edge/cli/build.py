@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from retina_edge.cli.args import non_negative_int, positive_float, positive_int
+from retina_edge.cli.args import add_backend_argument, non_negative_int, positive_float, positive_int
+from retina_edge.calib.recipes import build_targets, recipes
 from retina_edge.cli.export import add_export_arguments
 from retina_edge.errors import BudgetNotMetError, RetinaEdgeError
 
@@ -14,6 +15,10 @@ EXAMPLE = ("retina-edge build --int8 --weights preset:synth --calib data/synth/v
            "  retina-edge build --int8 --target cpu --weights preset:synth --calib 'frames/*.jpg' -o synth-int8-cpu.onnx")
 
 OUTPUT_FILES = ("output", "timing_cache")
+#: Library parameters (BuildOptions, CalibrationOptions, SearchOptions) -> this command's argument dests.
+OPTION_DESTS = {"calibration": "calib", "count": "calib_count", "batch_size": "calib_batch", "search": "max_ap_drop",
+                "max_ap_drop": "max_ap_drop", "time_limit": "search_time_limit", "val": "val", "legacy_precision": "legacy",
+                "calibration_cache": "calibration_cache", "dla_core": "dla_core"}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_export_arguments(parser)
@@ -21,11 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     precision.add_argument("--int8", action="store_const", const="int8", dest="precision", help="INT8 Q/DQ graph (needs --calib)")
     precision.add_argument("--fp16", action="store_const", const="fp16", dest="precision", help="FP16 graph (AutoCast)")
     parser.set_defaults(precision="fp32")
-    parser.add_argument("--target", choices=["tensorrt", "cpu"], default="tensorrt",
-                        help="INT8 placement: tensorrt (ModelOpt's Q/DQ placement, also writes a legacy .calib.cache) or cpu (ONNX Runtime)")
+    parser.add_argument("--target", choices=build_targets(), default=build_targets()[0], help="placement; the recipes: "
+                        + "; ".join(f"{r.precision} for {r.target}: {r.description}" for r in recipes()))
     parser.add_argument("--calib", help="calibration images: folder, COCO json, video file or glob")
     parser.add_argument("--calib-count", type=positive_int, default=512, help="calibration images to use (default 512)")
-    parser.add_argument("--calib-method", choices=["entropy", "max"], default="entropy")
+    parser.add_argument("--calib-method", choices=["entropy", "max"], help="default: the recipe's (entropy)")
     parser.add_argument("--calib-batch", type=positive_int, default=8)
     parser.add_argument("--calib-seed", type=int, default=0, help="seed of the calibration image shuffle")
     search = parser.add_argument_group("INT8 under an AP budget")
@@ -37,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop searching after this long and keep the best model found")
     parser.add_argument("--keep-predictors", action="store_true",
                         help="keep the final cls_logits/bbox_reg convs in FP32 (INT8 only)")
-    parser.add_argument("--backend", choices=["auto", "tensorrt", "onnxruntime", "openvino"], default="auto",
-                        help="auto: a TensorRT engine where TensorRT is installed, else the ONNX model for ONNX Runtime/OpenVINO")
+    add_backend_argument(parser, help_prefix="what runs the result; auto: a TensorRT engine where TensorRT is "
+                                             "installed, else the ONNX model. Backends: ")
     trt = parser.add_argument_group("TensorRT engine options")
     trt.add_argument("--workspace", type=positive_float, default=4.0, help="builder workspace limit in GiB (default 4)")
     trt.add_argument("--timing-cache", help="timing cache file, read and updated (reused across builds)")
@@ -63,12 +68,15 @@ def _engine_wanted(args: argparse.Namespace) -> bool:
     from retina_edge.export.tensorrt_build import tensorrt_available
     from retina_edge.optional import install_hint
 
-    asked = args.backend == "tensorrt" or is_engine_path(args.output)
+    from retina_edge.runtime.backends import get_backend
+
+    kind = None if args.backend == "auto" else get_backend(args.backend).file_kind
+    asked = kind == "engine" or is_engine_path(args.output)
     if asked and not tensorrt_available():
-        why = "--backend tensorrt" if args.backend == "tensorrt" else f"-o {args.output} (a {'/'.join(ENGINE_SUFFIXES)} file is an engine)"
+        why = f"--backend {args.backend}" if kind == "engine" else f"-o {args.output} (a {'/'.join(ENGINE_SUFFIXES)} file is an engine)"
         raise MissingDependencyError("tensorrt", why, f"{install_hint('tensorrt')}; without it, write an ONNX model "
                                      "(-o model.onnx) for ONNX Runtime or OpenVINO")
-    if asked and args.backend in ("onnxruntime", "openvino"):
+    if asked and kind == "onnx":
         raise RetinaEdgeError(f"-o {args.output} is a TensorRT engine, but --backend {args.backend} was asked for")
     return asked or (args.backend == "auto" and tensorrt_available())
 
@@ -87,7 +95,7 @@ def _engine_settings(args: argparse.Namespace):  # noqa: ANN202
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from retina_edge.calib.build import CalibrationOptions, build_precision_graph
+    from retina_edge.calib.build import BuildOptions, CalibrationOptions, build_precision_graph
     from retina_edge.cli.export import describe, model_and_options
     from retina_edge.contract import is_engine_path
 
@@ -111,10 +119,11 @@ def run(args: argparse.Namespace) -> int:
         calibration = CalibrationOptions(source=args.calib, count=args.calib_count, method=args.calib_method,
                                          batch_size=args.calib_batch, seed=args.calib_seed)
     model, options = model_and_options(args)
-    result = build_precision_graph(model, onnx_path, export=options, precision=args.precision, target=args.target,
-                                   calibration=calibration, keep_predictors=args.keep_predictors, search=search)
+    build = BuildOptions(precision=args.precision, target=args.target, calibration=calibration,
+                         keep_predictors=args.keep_predictors, search=search)
+    result = build_precision_graph(model, onnx_path, export=options, build=build)
     if result.stats_cached:
-        print(f"calibration: reused cached statistics of {result.stats_images} images ({args.calib_method})")
+        print(f"calibration: reused cached statistics of {result.stats_images} images ({result.stats_method})")
     elif result.report is not None:
         print(f"calibration: {result.report.summary()}")
     print(f"wrote {describe(result.model_path, result.metadata)}")

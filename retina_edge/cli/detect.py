@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
-from retina_edge.cli.args import non_negative_int, positive_float, positive_int, positive_int_or_auto
+from retina_edge.cli.args import (
+    add_backend_argument,
+    add_backend_options_arguments,
+    backend_options,
+    device_help,
+    non_negative_int,
+    positive_float,
+    positive_int_or_auto,
+)
 
 NAME = "detect"
 HELP = ("detect objects with a deployed model (.onnx or .engine) in images, a folder, a video, a camera, "
@@ -20,13 +28,9 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     """Model and backend options shared by the commands that run deployed models."""
     parser.add_argument("--model", required=True, help="deployed model: .onnx, .engine/.plan built by retina-edge, or "
                                                              "triton://HOST:PORT/MODEL (a Triton server's gRPC endpoint)")
-    parser.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt"], default="auto")
-    parser.add_argument("--device", help="onnxruntime: cpu|cuda|tensorrt; openvino: CPU|GPU")
-    parser.add_argument("--threads", type=positive_int, help="CPU threads for the backend")
-    parser.add_argument("--ov-precision", choices=["f32", "bf16", "f16"], default="f32",
-                        help="OpenVINO inference precision (f32 matches the reference; bf16 is faster where supported)")
-    parser.add_argument("--cuda-graph", action="store_true",
-                        help="TensorRT: replay copies and inference as one captured CUDA graph per batch size")
+    add_backend_argument(parser)
+    parser.add_argument("--device", help=device_help())
+    add_backend_options_arguments(parser)
     parser.add_argument("--streams", type=positive_int_or_auto, default="auto",
                         help="inferences at once (OpenVINO throughput streams; ONNX Runtime splits the cores), kept "
                              "in flight on video files and folders; auto: measured once per model and machine for "
@@ -58,8 +62,7 @@ def make_detector(args: argparse.Namespace, *, frames_wait: bool = False, **kwar
         return TritonDetector(args.model, **kwargs)
 
     streams = 1 if args.streams == "auto" and not frames_wait else args.streams
-    return Detector(args.model, backend=args.backend, device=args.device, threads=args.threads,
-                    openvino_precision=args.ov_precision, cuda_graph=args.cuda_graph, streams=streams, **kwargs)
+    return Detector(args.model, backend=args.backend, options=backend_options(args, streams=streams), **kwargs)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

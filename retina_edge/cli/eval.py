@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from retina_edge.cli.args import positive_int
+from retina_edge.cli.args import add_backend_argument, positive_int
 
 NAME = "eval"
 HELP = "score weights on a COCO-format set: COCO AP, AP50, AP75, AP_S/M/L and per-class AP"
@@ -16,8 +16,7 @@ OUTPUT_FILES = ("save_json", "metrics_json")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", required=True,
                         help="checkpoint, preset:NAME, torchvision:NAME, or a deployed .onnx/.engine (scored through the runtime)")
-    parser.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt"], default="auto",
-                        help="runtime backend for deployed models")
+    add_backend_argument(parser, help_prefix="runtime backend for deployed models: ")
     parser.add_argument("--data", required=True, help="dataset folder (uses its val split) or an instances json")
     parser.add_argument("--split", default="val", help="split of a dataset folder (default val)")
     parser.add_argument("--images-dir", help="image folder, if not next to the json in COCO's layout")
@@ -36,7 +35,9 @@ def detector_for(weights: str, *, backend: str = "auto", device: str | None = No
     if Path(weights).suffix.lower() == ".onnx" or is_engine_path(weights):
         from retina_edge.runtime import Detector
 
-        detector = Detector(weights, backend=backend, device=device)
+        from retina_edge.runtime.backends import BackendOptions
+
+        detector = Detector(weights, backend=backend, options=BackendOptions(device=device))
         return (lambda images: [d.as_tuple() for d in detector.detect(images)]), detector.metadata.model
     from retina_edge.model.checkpoints import load_model
     from retina_edge.model.reference import reference_detector

@@ -17,9 +17,13 @@ from retina_edge._version import __version__
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.optional import install_hint
 from retina_edge.resources import check_writable
+from retina_edge.runtime.backends.registry import backend_install_hint
 
 COMMAND_MODULES = ("archs", "inspect", "synth", "train", "eval", "export", "build", "detect", "verify", "bench", "demo",
                    "triton", "serve")
+
+#: Library parameter -> argument dest, where every command spells it the same way.
+COMMON_OPTION_DESTS = {"precision_hint": "ov_precision", "input_size": "imgsz", "legacy_precision": "legacy"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
             epilog=f"example:\n  {module.EXAMPLE}", formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         module.add_arguments(sub)
-        sub.set_defaults(handler=module.run, module=module)
+        sub.set_defaults(handler=module.run, module=module, parser=sub)
     return parser
 
 
@@ -83,9 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_outputs(args)
         return int(args.handler(args) or 0)
     except RetinaEdgeError as error:
-        return _fail(args.command, str(error), code=getattr(error, "exit_code", 2))
+        return _fail(args.command, with_flags(str(error), error.options, args.parser),
+                     code=getattr(error, "exit_code", 2))
     except ModuleNotFoundError as error:
-        hint = install_hint(error.name or "")
+        hint = install_hint(error.name or "") or backend_install_hint(error.name or "")
         if hint is None:
             raise
         return _fail(args.command, f"this needs the '{error.name.split('.')[0]}' package, which is not installed; "
@@ -107,6 +112,19 @@ def check_outputs(args: argparse.Namespace) -> None:
     for name in getattr(args.module, "OUTPUT_FOLDERS", ()):
         if getattr(args, name, None):
             check_writable(getattr(args, name), folder=True)
+
+
+def with_flags(message: str, options: tuple[str, ...], parser: argparse.ArgumentParser) -> str:
+    """``message`` (in the library's terms) with the command's flags for the library ``options`` it
+    names: a command module's ``OPTION_DESTS`` maps a library parameter to its argument's dest where
+    the names differ (``calibration`` -> ``calib``); otherwise the names are the same."""
+    dests = {**COMMON_OPTION_DESTS, **getattr(parser.get_default("module"), "OPTION_DESTS", {})}
+    flags = []
+    for option in options:
+        dest = dests.get(option, option)
+        flags += [max(action.option_strings, key=len) for action in parser._actions
+                  if action.dest == dest and action.option_strings][:1]
+    return f"{message} (see {', '.join(flags)})" if flags else message
 
 
 def _fail(command: str, message: str, *, code: int = 2) -> int:

@@ -81,6 +81,11 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201
 def run(args: argparse.Namespace) -> int:
     from retina_edge.training.train import train
 
-    final = train(config_from_args(args), resume=args.resume)
+    try:
+        final = train(config_from_args(args), resume=args.resume)
+    except KeyboardInterrupt as stop:  # the library says how to continue in its terms; here, in the flag's
+        if not str(stop):
+            raise
+        raise KeyboardInterrupt(f"{stop} (the same command with --resume)") from None
     print(f"checkpoint: {final}")
     return 0

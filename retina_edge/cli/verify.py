@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.weights)
     check_same_classes(detector.metadata.model, model.config, args.model, args.weights)
     images, image_ids = load_images(args.images, args.count, args.ann)
-    thresholds = VerifyThresholds.for_precision(detector.metadata.precision)
+    thresholds = VerifyThresholds.for_precision(detector.metadata.precision, detector.metadata.target)
     overrides = {k: v for k, v in (("max_delta_ap", args.max_delta_ap), ("min_ap_vs_reference", args.min_ap_vs_reference),
                                    ("max_mean_score_error", args.max_mean_score_error),
                                    ("max_score_error", args.max_score_error)) if v is not None}

@@ -40,12 +40,24 @@ def pairwise_iou(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
         return np.where(union > 0, inter / union, 0.0)
 
 
-def match_detections(
-    ref_boxes: np.ndarray, ref_scores: np.ndarray, ref_labels: np.ndarray,
-    boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray,
-    *, iou_thresh: float = 0.99, score_tol: float = 1e-3, coord_tol: float = 0.01,
-) -> MatchResult:
+@dataclass(frozen=True)
+class MatchTolerance:
+    """When a candidate matches a reference detection (see the module docstring)."""
+
+    iou_thresh: float = 0.99
+    score_tol: float = 1e-3
+    coord_tol: float = 0.01
+
+
+#: ``(boxes (N, 4) x1y1x2y2, scores (N,), labels (N,))``.
+DetectionArrays = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def match_detections(reference: DetectionArrays, candidate: DetectionArrays,
+                     tolerance: MatchTolerance = MatchTolerance()) -> MatchResult:
     """Greedy one-to-one matching of reference detections (in score order) to candidates."""
+    (ref_boxes, ref_scores, ref_labels), (boxes, scores, labels) = reference, candidate
+    iou_thresh, score_tol, coord_tol = tolerance.iou_thresh, tolerance.score_tol, tolerance.coord_tol
     ref_boxes, boxes = np.asarray(ref_boxes).reshape(-1, 4), np.asarray(boxes).reshape(-1, 4)
     iou = pairwise_iou(ref_boxes, boxes)
     close = np.all(np.abs(ref_boxes[:, None, :] - boxes[None, :, :]) <= coord_tol, axis=2)

@@ -1,8 +1,18 @@
-"""Named architectures and torchvision-style keyword arguments -> :class:`ModelConfig` (no torch)."""
+"""Named architectures, each composed of registered parts, and torchvision-style keyword arguments
+-> :class:`ModelConfig` (no torch).
+
+An :class:`Arch` names its backbone, FPN and head builders (:mod:`retina_edge.model.registry`)
+and the config it starts from; :func:`register_arch` adds one, as torchvision's model builders and
+timm's ``register_model`` do. ``build_model``, ``model_config``, checkpoint loading and
+``retina-edge archs`` read this table; ``resnet50_fpn`` is torchvision's ``retinanet_resnet50_fpn``.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from retina_edge.errors import ConfigError
@@ -10,11 +20,53 @@ from retina_edge.config import ModelConfig, PostprocessConfig, TransformConfig
 
 DEPTHS = (18, 34, 50, 101)
 
-#: arch name -> (depth, variant). ``resnet50_fpn`` is torchvision's ``retinanet_resnet50_fpn``.
-ARCHS: dict[str, tuple[int, str]] = {
-    **{f"resnet{d}_fpn": (d, "v1") for d in DEPTHS},
-    **{f"resnet{d}_fpn_v2": (d, "v2") for d in DEPTHS},
-}
+
+@dataclass(frozen=True)
+class Arch:
+    """A named architecture. ``variant``: ``v1`` (frozen BN, P6 from P5, plain heads) or ``v2``
+    (BN, P6 from C5, GroupNorm heads), as torchvision builds them; ``backbone``/``fpn``/``head``:
+    registered builders; ``defaults``: :class:`ModelConfig` fields it sets (before the caller's);
+    ``bare_defaults``: what a bare torchvision state dict of it also implies (v1: FrozenBN eps 0)."""
+
+    name: str
+    depth: int
+    variant: str = "v1"
+    backbone: str = "resnet"
+    fpn: str = "fpn"
+    head: str = "retinanet"
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    @property
+    def bare_defaults(self) -> dict[str, Any]:
+        return {"frozen_bn_eps": 0.0} if self.variant == "v1" else {}
+
+
+_ARCHS: dict[str, Arch] = {}
+#: arch name -> Arch, read-only (add with :func:`register_arch`).
+ARCHS: Mapping[str, Arch] = MappingProxyType(_ARCHS)
+
+
+def register_arch(arch: Arch, *, replace: bool = False) -> Arch:
+    if arch.name in _ARCHS and not replace:
+        raise ConfigError(f"an architecture named {arch.name!r} is already registered")
+    _ARCHS[arch.name] = arch
+    return arch
+
+
+def unregister_arch(name: str) -> None:
+    _ARCHS.pop(name, None)
+
+
+def get_arch(name: str) -> Arch:
+    if name not in _ARCHS:
+        raise ConfigError(f"unknown arch {name!r}; choose one of: {', '.join(_ARCHS)}")
+    return _ARCHS[name]
+
+
+for _depth in DEPTHS:
+    register_arch(Arch(f"resnet{_depth}_fpn", _depth, "v1", description=f"ResNet-{_depth} FPN, torchvision v1 layout"))
+    register_arch(Arch(f"resnet{_depth}_fpn_v2", _depth, "v2", description=f"ResNet-{_depth} FPN, torchvision v2 layout"))
 
 # torchvision's constructor keywords, routed to the nested config they belong to.
 _TRANSFORM_KEYS = {f.name for f in dataclasses.fields(TransformConfig)}
@@ -30,16 +82,14 @@ def model_config(arch: str, *, num_classes: int = 91, **kwargs: Any) -> ModelCon
     v1 archs use frozen BatchNorm and plain heads; v2 archs use BatchNorm, P6 from C5 and
     GroupNorm heads, as torchvision builds them.
     """
-    if arch not in ARCHS:
-        raise ConfigError(f"unknown arch {arch!r}; choose one of: {', '.join(ARCHS)}")
+    spec = get_arch(arch)
     if num_classes < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
-    depth, variant = ARCHS[arch]
     base = ModelConfig(
-        arch=arch, depth=depth, variant=variant, num_classes=num_classes,
-        norm="bn" if variant == "v2" else "frozen_bn",
+        arch=arch, depth=spec.depth, variant=spec.variant, num_classes=num_classes,
+        norm="bn" if spec.variant == "v2" else "frozen_bn",
     )
-    return apply_overrides(base, **kwargs)
+    return apply_overrides(base, **{**spec.defaults, **kwargs})
 
 
 def apply_overrides(config: ModelConfig, **kwargs: Any) -> ModelConfig:

@@ -108,14 +108,16 @@ class ResNetBody(nn.Module):
     """ResNet without pooling/fc. ``forward(x: (B, 3, H, W))`` returns ``[C3, C4, C5]``.
 
     C3..C5 have strides 8, 16, 32 and ``out_channels`` channels. ``width`` scales every stage
-    (64 is torchvision's ResNet; smaller widths make small, fast models).
+    (64 is torchvision's ResNet; smaller widths make small, fast models). ``layout``: (``basic`` or
+    ``bottleneck``, blocks per stage) for a ResNet other than the four ``depth`` names.
     """
 
-    def __init__(self, *, depth: int, norm: NormFactory, width: int = 64) -> None:
+    def __init__(self, *, depth: int, norm: NormFactory, width: int = 64,
+                 layout: tuple[str, tuple[int, int, int, int]] | None = None) -> None:
         super().__init__()
-        if depth not in RESNET_SPECS:
+        if layout is None and depth not in RESNET_SPECS:
             raise ConfigError(f"unsupported ResNet depth {depth}; choose one of {sorted(RESNET_SPECS)}")
-        block_type, blocks = RESNET_SPECS[depth]
+        block_type, blocks = layout or RESNET_SPECS[depth]
         block = BasicBlock if block_type == "basic" else Bottleneck
         self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
         self.bn1 = norm(width)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from retina_edge.model.archs import ARCHS, apply_overrides, model_config
+from retina_edge.model.archs import apply_overrides, get_arch, model_config
 from retina_edge.atomic import atomic_path
 from retina_edge.coco import COCO_91_CLASSES
 from retina_edge.config import ModelConfig
@@ -109,7 +109,7 @@ def load_model(
     inferred_arch, inferred_classes = infer_arch(state_dict)
     arch = arch or inferred_arch
     num_classes = num_classes or inferred_classes
-    defaults: dict[str, Any] = {"frozen_bn_eps": 0.0} if ARCHS.get(arch, (0, ""))[1] == "v1" else {}
+    defaults: dict[str, Any] = dict(get_arch(arch).bare_defaults)
     defaults.update(infer_widths(state_dict))
     if num_classes == len(COCO_91_CLASSES):
         defaults["class_names"] = COCO_91_CLASSES
@@ -120,14 +120,14 @@ def load_model(
 
 
 def _check_named_arch(config: ModelConfig, *, arch: str | None, num_classes: int | None, source: str) -> None:
-    """A checkpoint names its own architecture and classes: a different ``--arch``/``--num-classes``
+    """A checkpoint names its own architecture and classes: a different ``arch``/``num_classes``
     is a mistake to point out, not a wish to ignore."""
     if arch is not None and arch != config.arch:
-        raise WeightsError(f"--arch {arch} contradicts {source}, which is a {config.arch} checkpoint; drop --arch "
-                           "(it is only for bare state dicts)")
+        raise WeightsError(f"arch {arch} contradicts {source}, which is a {config.arch} checkpoint; drop arch "
+                           "(it is only for bare state dicts)", option="arch")
     if num_classes is not None and num_classes != config.num_classes:
-        raise WeightsError(f"--num-classes {num_classes} contradicts {source}, which has {config.num_classes} classes; "
-                           "drop --num-classes (it is only for bare state dicts)")
+        raise WeightsError(f"num_classes {num_classes} contradicts {source}, which has {config.num_classes} classes; "
+                           "drop num_classes (it is only for bare state dicts)", option="num_classes")
 
 
 def _load_torchvision(name: str, overrides: dict[str, Any]) -> RetinaNet:
@@ -174,7 +174,8 @@ def infer_arch(state_dict: dict[str, Tensor]) -> tuple[str, int]:
     if depth is None or cls_key not in state_dict:
         raise WeightsError(
             "cannot recognise this state dict as a torchvision-layout RetinaNet "
-            "(expected backbone.body.*, backbone.fpn.* and head.* keys); pass --arch and --num-classes"
+            "(expected backbone.body.*, backbone.fpn.* and head.* keys); give its arch and num_classes",
+            option=("arch", "num_classes"),
         )
     reg_out = state_dict["head.regression_head.bbox_reg.weight"].shape[0]
     num_classes = state_dict[cls_key].shape[0] // (reg_out // 4)

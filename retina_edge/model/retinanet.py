@@ -21,31 +21,53 @@ from retina_edge.model.box_coder import BoxCoder
 from retina_edge.model.boxes import box_iou
 from retina_edge.errors import ConfigError
 from retina_edge.config import ModelConfig
+from retina_edge.model.archs import Arch, get_arch
 from retina_edge.model.fpn import FeaturePyramid
 from retina_edge.model.head import RetinaNetHead
 from retina_edge.model.losses import box_regression_loss, classification_loss
 from retina_edge.model.matcher import Matcher
 from retina_edge.model.postprocess import postprocess_image
+from retina_edge.model.registry import BACKBONES, FPNS, HEADS
 from retina_edge.model.transform import RetinaTransform, scale_boxes
 
 
-class BackboneWithFPN(nn.Module):
-    """ResNet body + FPN; ``forward((B, 3, H, W)) -> [P3..P7]`` (torchvision's key names)."""
+def norm_factory(config: ModelConfig):  # noqa: ANN201 (a callable making a norm layer)
+    """The backbone's norm layer: FrozenBatchNorm (torchvision v1) or BatchNorm."""
+    if config.norm == "frozen_bn":
+        return partial(FrozenBatchNorm2d, eps=config.frozen_bn_eps)
+    if config.norm == "bn":
+        return nn.BatchNorm2d
+    raise ConfigError(f"unknown norm {config.norm!r}; expected 'frozen_bn' or 'bn'")
 
-    def __init__(self, config: ModelConfig) -> None:
+
+@BACKBONES.register("resnet")
+def build_resnet(config: ModelConfig, norm) -> ResNetBody:  # noqa: ANN001
+    body = ResNetBody(depth=config.depth, norm=norm, width=config.backbone_width)
+    freeze_stages(body, config.trainable_layers)
+    return body
+
+
+@FPNS.register("fpn")
+def build_fpn(config: ModelConfig, in_channels: list[int]) -> FeaturePyramid:
+    return FeaturePyramid(in_channels=in_channels, out_channels=config.fpn_channels, p6_from_c5=config.variant == "v2")
+
+
+@HEADS.register("retinanet")
+def build_head(config: ModelConfig) -> RetinaNetHead:
+    return RetinaNetHead(
+        channels=config.fpn_channels, num_anchors=config.anchors.num_anchors, num_classes=config.num_classes,
+        num_convs=config.head_convs, group_norm=config.variant == "v2", prior_probability=config.prior_probability,
+    )
+
+
+class BackboneWithFPN(nn.Module):
+    """Backbone body + FPN; ``forward((B, 3, H, W)) -> [P3..P7]`` (torchvision's key names), built
+    by the builders ``arch`` names."""
+
+    def __init__(self, config: ModelConfig, arch: Arch) -> None:
         super().__init__()
-        if config.norm == "frozen_bn":
-            norm = partial(FrozenBatchNorm2d, eps=config.frozen_bn_eps)
-        elif config.norm == "bn":
-            norm = nn.BatchNorm2d
-        else:
-            raise ConfigError(f"unknown norm {config.norm!r}; expected 'frozen_bn' or 'bn'")
-        self.body = ResNetBody(depth=config.depth, norm=norm, width=config.backbone_width)
-        freeze_stages(self.body, config.trainable_layers)
-        self.fpn = FeaturePyramid(
-            in_channels=self.body.out_channels, out_channels=config.fpn_channels,
-            p6_from_c5=config.variant == "v2",
-        )
+        self.body = BACKBONES.get(arch.backbone)(config, norm_factory(config))
+        self.fpn = FPNS.get(arch.fpn)(config, self.body.out_channels)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         return self.fpn(self.body(x))
@@ -59,12 +81,9 @@ class RetinaNet(nn.Module):
         if config.variant not in ("v1", "v2"):
             raise ConfigError(f"unknown variant {config.variant!r}; expected 'v1' or 'v2'")
         self.config = config
-        self.backbone = BackboneWithFPN(config)
-        self.head = RetinaNetHead(
-            channels=config.fpn_channels, num_anchors=config.anchors.num_anchors,
-            num_classes=config.num_classes, num_convs=config.head_convs,
-            group_norm=config.variant == "v2", prior_probability=config.prior_probability,
-        )
+        arch = get_arch(config.arch)
+        self.backbone = BackboneWithFPN(config, arch)
+        self.head = HEADS.get(arch.head)(config)
         self.transform = RetinaTransform(config.transform)
         self.box_coder = BoxCoder(config.box_coder)
         self.matcher = Matcher(

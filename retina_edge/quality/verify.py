@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from retina_edge.metrics.evaluate import coco_evaluate, to_coco_results
-from retina_edge.metrics.matching import pairwise_iou
+from retina_edge.metrics.matching import MatchTolerance, pairwise_iou
 from retina_edge.config import ModelConfig
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.model.retinanet import RetinaNet
@@ -52,13 +52,11 @@ class VerifyThresholds:
     exact_tensor_tol: float | None = None
 
     @classmethod
-    def for_precision(cls, precision: str) -> VerifyThresholds:
-        if precision == "fp32":
-            return cls(max_delta_ap=0.05, min_ap_vs_reference=0.98, max_mean_score_error=1e-4, max_score_error=1e-3,
-                       exact_tensor_tol=1e-4)
-        if precision == "fp16":
-            return cls(max_delta_ap=0.3, min_ap_vs_reference=0.9, max_mean_score_error=2e-3)
-        return cls(max_delta_ap=1.0, min_ap_vs_reference=0.75, max_mean_score_error=0.02)
+    def for_precision(cls, precision: str, target: str = "any") -> VerifyThresholds:
+        """The limits the recipe that made a ``precision`` graph for ``target`` sets (:mod:`retina_edge.calib.recipes`)."""
+        from retina_edge.calib.recipes import recipe_for_graph
+
+        return cls(**recipe_for_graph(precision, target).verify)
 
 
 @dataclass
@@ -149,10 +147,11 @@ def _pair_candidates(outputs: dict[str, np.ndarray], expected: dict[str, np.ndar
         ref = [expected[name][index][keep_ref] for name in names]
         dep = [outputs[name][index][keep_dep] for name in names]
         total += len(ref[1])
-        identical = match_detections(*ref, *dep, iou_thresh=0.99, score_tol=0.05).pairs
+        identical = match_detections(ref, dep, MatchTolerance(iou_thresh=0.99, score_tol=0.05)).pairs
         free_ref = np.setdiff1d(np.arange(len(ref[1])), [i for i, _ in identical])
         free_dep = np.setdiff1d(np.arange(len(dep[1])), [j for _, j in identical])
-        rest = match_detections(*(a[free_ref] for a in ref), *(a[free_dep] for a in dep), iou_thresh=0.5, score_tol=0.05)
+        rest = match_detections(tuple(a[free_ref] for a in ref), tuple(a[free_dep] for a in dep),
+                                MatchTolerance(iou_thresh=0.5, score_tol=0.05))
         for (i, j), same in [*((pair, True) for pair in identical),
                              *(((free_ref[i], free_dep[j]), False) for i, j in rest.pairs)]:
             pairs["want"].append((ref[0][i], ref[1][i]))
@@ -240,7 +239,7 @@ def run_verify(
     from retina_edge.export.onnx_export import graph_module
 
     metadata = detector.metadata
-    thresholds = thresholds or VerifyThresholds.for_precision(metadata.precision)
+    thresholds = thresholds or VerifyThresholds.for_precision(metadata.precision, metadata.target)
     report = VerifyReport(precision=metadata.precision, target=metadata.target, images=len(images),
                           thresholds=asdict(thresholds))
     reference_module = graph_module(model.eval(), metadata)

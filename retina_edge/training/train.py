@@ -142,6 +142,35 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     torch.manual_seed(config.seed + rank)
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     out_dir = Path(config.out_dir)
+    index = _train_index(config, rank)
+    model = build_training_model(config, index.class_names, index.category_ids).to(device)
+    model.transform = RetinaTransform(model.config.transform, train_min_sizes=config.train_min_sizes)
+    optimizer = _make_optimizer(model, config)
+    scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
+    start_iteration = _resume(out_dir / "last.pth", model, optimizer, scaler) if resume else 0
+    sampler, loader = _loader(index, config, rank, world)
+    total = config.iterations or config.epochs * len(loader)
+    run = _Run(config=config, model=model, net=torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model,
+               optimizer=optimizer, scaler=scaler, sampler=sampler, loader=loader, device=device,
+               autocast_dtype=_autocast_dtype(config, device), rank=rank, total=total, iteration=start_iteration,
+               last=out_dir / "last.pth", progress=Progress(total, "train", enabled=rank == 0, every=config.log_every))
+    if start_iteration and rank == 0:
+        logger.info("resuming at iteration %d of %d", start_iteration, total)
+    _loop(run)
+    final = out_dir / "model_final.pth"
+    if rank == 0:
+        save_checkpoint(final, model, half_weights=config.half_weights, train_config=_plain(config),
+                        iteration=run.iteration)
+        if config.eval_at_end:
+            _evaluate_val(load_model(str(final)).to(device) if config.half_weights else model.eval(), config, out_dir)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return final
+
+
+def _train_index(config: TrainConfig, rank: int):  # noqa: ANN202 (CocoIndex)
+    """The train split, refused when it has no usable box."""
     index = load_coco_index(*resolve_split(config.data, "train"))
     boxes = sum(len(img.labels) for img in index.images)
     if not boxes:
@@ -149,11 +178,10 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     if rank == 0:
         logger.info(f"train data: {len(index.images)} images, {boxes} boxes, {len(index.class_names)} classes; "
                     f"dropped {index.dropped_degenerate} degenerate boxes, skipped {index.skipped_crowd} crowd boxes")
-    model = build_training_model(config, index.class_names, index.category_ids).to(device)
-    model.transform = RetinaTransform(model.config.transform, train_min_sizes=config.train_min_sizes)
-    optimizer = _make_optimizer(model, config)
-    scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
-    start_iteration = _resume(out_dir / "last.pth", model, optimizer, scaler) if resume else 0
+    return index
+
+
+def _loader(index, config: TrainConfig, rank: int, world: int) -> tuple[EpochSampler, DataLoader]:  # noqa: ANN001
     dataset = DetectionDataset(index, hflip_prob=config.hflip)
     sampler = EpochSampler(len(dataset), seed=config.seed, rank=rank, world=world)
     # The loader's own generator: creating an iterator must not draw from the global RNG, whose
@@ -161,66 +189,81 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
                         num_workers=config.workers, persistent_workers=config.workers > 0,
                         drop_last=len(dataset) > config.batch_size * world, generator=torch.Generator().manual_seed(config.seed))
-    per_epoch = len(loader)
-    total = config.iterations or config.epochs * per_epoch
-    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
-    autocast_dtype = _autocast_dtype(config, device)
-    progress = Progress(total, "train", enabled=rank == 0, every=config.log_every)
-    if start_iteration and rank == 0:
-        logger.info("resuming at iteration %d of %d", start_iteration, total)
-    iteration = start_iteration
-    smoothed: dict[str, float] = {}
-    last = out_dir / "last.pth"
+    return sampler, loader
 
-    def save_last() -> None:
-        if rank == 0:
-            save_checkpoint(last, model, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(), iteration=iteration,
-                            rng=torch.get_rng_state(), train_config=_plain(config))
 
-    net.train()
+@dataclass
+class _Run:
+    """One training run's state, shared by its loop and steps. ``net``: ``model`` as trained
+    (wrapped for distributed runs); ``iteration``: steps done; ``last``: the resumable checkpoint."""
+
+    config: TrainConfig
+    model: RetinaNet
+    net: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    sampler: EpochSampler
+    loader: DataLoader
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    rank: int
+    total: int
+    iteration: int
+    last: Path
+    progress: Progress
+    smoothed: dict[str, float] = field(default_factory=dict)
+
+    def save_last(self) -> None:
+        if self.rank == 0:
+            save_checkpoint(self.last, self.model, optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
+                            iteration=self.iteration, rng=torch.get_rng_state(), train_config=_plain(self.config))
+
+
+def _loop(run: _Run) -> None:
+    """Step until ``run.total``, saving ``last.pth`` periodically and when asked to stop."""
+    config, per_epoch = run.config, len(run.loader)
+    run.net.train()
     with StopRequest() as stop:
-        while iteration < total:  # epochs; a resumed epoch starts where the saved run stopped
-            epoch, done = divmod(iteration, per_epoch)
-            sampler.set_epoch(epoch, skip=done * config.batch_size)
-            for images, targets in loader:
-                lr = lr_at(iteration, total, config)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                images = [img.to(device, non_blocking=True) for img in images]
-                targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
-                with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                    losses = net(images, targets)
-                loss = sum(losses.values())
-                if not torch.isfinite(loss):
-                    raise RetinaEdgeError(f"loss became {loss.item()} at iteration {iteration}; lower --lr or set --grad-clip")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if config.grad_clip > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                iteration += 1
-                for name, value in (("loss", loss), ("cls", losses["classification"]), ("box", losses["bbox_regression"])):
-                    smoothed[name] = 0.9 * smoothed.get(name, value.item()) + 0.1 * value.item()
-                progress.update(iteration, **smoothed, lr=lr)
-                if stop.requested or iteration % config.checkpoint_every == 0 or iteration % per_epoch == 0 or iteration == total:
-                    save_last()
+        while run.iteration < run.total:  # epochs; a resumed epoch starts where the saved run stopped
+            epoch, done = divmod(run.iteration, per_epoch)
+            run.sampler.set_epoch(epoch, skip=done * config.batch_size)
+            for images, targets in run.loader:
+                _step(run, images, targets)
+                if (stop.requested or run.iteration % config.checkpoint_every == 0 or run.iteration % per_epoch == 0
+                        or run.iteration == run.total):
+                    run.save_last()
                 if stop.requested:
-                    raise KeyboardInterrupt(f"{stop.requested} at iteration {iteration} of {total}; saved {last}: continue "
-                                            "with the same command and --resume")
-                if iteration >= total:
+                    raise KeyboardInterrupt(f"{stop.requested} at iteration {run.iteration} of {run.total}; saved "
+                                            f"{run.last}: continue by resuming from it")
+                if run.iteration >= run.total:
                     break
-    final = out_dir / "model_final.pth"
-    if rank == 0:
-        save_checkpoint(final, model, half_weights=config.half_weights, train_config=_plain(config),
-                        iteration=iteration)
-        if config.eval_at_end:
-            _evaluate_val(load_model(str(final)).to(device) if config.half_weights else model.eval(), config, out_dir)
-    if world > 1:
-        dist.barrier()
-        dist.destroy_process_group()
-    return final
+
+
+def _step(run: _Run, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> None:
+    """One optimisation step at the schedule's learning rate; logs smoothed losses."""
+    config, optimizer = run.config, run.optimizer
+    lr = lr_at(run.iteration, run.total, config)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    images = [img.to(run.device, non_blocking=True) for img in images]
+    targets = [{k: v.to(run.device) for k, v in t.items()} for t in targets]
+    with torch.autocast(run.device.type, dtype=run.autocast_dtype, enabled=run.autocast_dtype is not None):
+        losses = run.net(images, targets)
+    loss = sum(losses.values())
+    if not torch.isfinite(loss):
+        raise RetinaEdgeError(f"loss became {loss.item()} at iteration {run.iteration}; lower the learning rate "
+                              "or clip gradients", option=("lr", "grad_clip"))
+    optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    if config.grad_clip > 0:
+        run.scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip)
+    run.scaler.step(optimizer)
+    run.scaler.update()
+    run.iteration += 1
+    for name, value in (("loss", loss), ("cls", losses["classification"]), ("box", losses["bbox_regression"])):
+        run.smoothed[name] = 0.9 * run.smoothed.get(name, value.item()) + 0.1 * value.item()
+    run.progress.update(run.iteration, **run.smoothed, lr=lr)
 
 
 def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -230,7 +273,7 @@ def _autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | 
         return torch.float16
     if not _cpu_has_native_bfloat16():
         warnings.warn("amp on this CPU: it has neither AVX512-BF16 nor AMX, so bfloat16 is emulated and "
-                      "training will be slower than float32; drop --amp here", stacklevel=3)
+                      "training will be slower than float32; train without amp here", stacklevel=3)
     return torch.bfloat16
 
 

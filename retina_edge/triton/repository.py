@@ -42,11 +42,12 @@ class RepositoryOptions:
     def __post_init__(self) -> None:
         if not self.name or not all(c.isalnum() or c in "_-" for c in self.name):
             raise RetinaEdgeError(f"model name {self.name!r}: use letters, digits, '_' and '-'")
-        for what, value in (("--max-batch", self.max_batch), ("--instances", self.instances)):
+        for what, value in (("max_batch", self.max_batch), ("instances", self.instances)):
             if value < 1:
-                raise RetinaEdgeError(f"{what} must be at least 1, got {value}")
+                raise RetinaEdgeError(f"{what} must be at least 1, got {value}", option=what)
         if self.max_queue_delay_us < 0:
-            raise RetinaEdgeError(f"--max-queue-delay-us must be >= 0, got {self.max_queue_delay_us}")
+            raise RetinaEdgeError(f"max_queue_delay_us must be >= 0, got {self.max_queue_delay_us}",
+                                  option="max_queue_delay_us")
         if self.network_backend not in NETWORK_BACKENDS:
             raise RetinaEdgeError(f"unknown network backend {self.network_backend!r}; expected one of {NETWORK_BACKENDS}")
 
@@ -72,7 +73,7 @@ def _write_ensemble(model: Path, metadata: DeploymentMetadata, repository: Path,
     low, _, high = metadata.batch
     if low > 1:
         raise RetinaEdgeError(f"the graph's smallest batch is {low}; Triton sends the network model batches from 1 "
-                              "up: export it with --batch 1 OPT MAX for an ensemble")
+                              "up: export it with a batch range starting at 1 for an ensemble", option="batch")
     backend = options.network_backend
     if backend == "auto":
         backend = "tensorrt_plan" if is_engine_path(model) else "onnxruntime_onnx"

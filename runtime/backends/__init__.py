@@ -1,18 +1,20 @@
 """Inference backends: each runs a batch through a deployed graph and returns outputs by name.
 
-A backend has ``name``, ``input_name``, ``output_names`` and ``run(batch) -> {name: array}`` for a
-``(B, 3, H, W)`` float32 batch. Optional engines are imported only when their backend is built.
+:class:`Backend` is what a backend is, :class:`BackendOptions` how one is loaded, and
+:func:`register_backend` the door for a new one (:mod:`.registry`). Optional engines are imported
+only when their backend is built.
 """
 
-from __future__ import annotations
+from retina_edge.runtime.backends.base import Backend, BackendOptions
+from retina_edge.runtime.backends.registry import (
+    BackendSpec,
+    backend_choices,
+    backend_names,
+    get_backend,
+    load_plugins,
+    register_backend,
+    unregister_backend,
+)
 
-from typing import Protocol
-
-import numpy as np
-
-
-class Backend(Protocol):
-    name: str
-    output_names: tuple[str, ...]
-
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
+__all__ = ["Backend", "BackendOptions", "BackendSpec", "backend_choices", "backend_names", "get_backend", "load_plugins",
+           "register_backend", "unregister_backend"]

@@ -7,6 +7,7 @@ so N runs from N threads proceed side by side instead of fighting over one threa
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -14,6 +15,8 @@ from retina_edge.contract import INPUT_NAME
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.optional import require
 from retina_edge.resources import usable_cores
+from retina_edge.runtime.backends.base import BackendOptions
+from retina_edge.runtime.backends.registry import register_backend
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -24,6 +27,7 @@ PROVIDERS = {
 
 class OnnxRuntimeBackend:
     name = "onnxruntime"
+    input_name = INPUT_NAME
 
     def __init__(self, path: str | os.PathLike, *, device: str = "cpu", threads: int | None = None, streams: int = 1) -> None:
         ort = require("onnxruntime", "the ONNX Runtime backend")
@@ -33,7 +37,7 @@ class OnnxRuntimeBackend:
         wanted = PROVIDERS[device][0]
         if wanted not in available:
             raise RetinaEdgeError(f"ONNX Runtime here has no {wanted} (available: {', '.join(sorted(available))}); "
-                                  "install onnxruntime-gpu for CUDA/TensorRT, or use --device cpu")
+                                  "install onnxruntime-gpu for CUDA/TensorRT, or use the cpu device", option="device")
         options = ort.SessionOptions()
         if streams > 1 and not threads and device == "cpu":
             threads = max(1, usable_cores() // streams)
@@ -53,3 +57,12 @@ class OnnxRuntimeBackend:
 
     def close(self) -> None:
         self.session = None
+
+
+def _open(path: Path, options: BackendOptions, engine: object) -> OnnxRuntimeBackend:
+    return OnnxRuntimeBackend(path, device=options.device or "cpu", threads=options.threads, streams=options.streams)
+
+
+register_backend("onnxruntime", factory=_open, module="onnxruntime", devices=tuple(PROVIDERS), auto=True,
+                 distributions=("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"),
+                 description="ONNX Runtime: CPU, CUDA or TensorRT execution providers")

@@ -15,6 +15,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 
@@ -22,10 +23,13 @@ from retina_edge.contract import INPUT_NAME
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.optional import require
 from retina_edge.resources import c_library
+from retina_edge.runtime.backends.base import BackendOptions
+from retina_edge.runtime.backends.registry import register_backend
 
 
 class OpenVinoBackend:
     name = "openvino"
+    input_name = INPUT_NAME
 
     def __init__(self, path: str | os.PathLike, *, device: str = "CPU", precision: str = "f32", threads: int | None = None,
                  streams: int = 1) -> None:
@@ -72,6 +76,15 @@ class OpenVinoBackend:
     def close(self) -> None:
         self._idle = queue.SimpleQueue()
         self.compiled = None
+
+
+def _open(path: Path, options: BackendOptions, engine: object) -> OpenVinoBackend:
+    return OpenVinoBackend(path, device=options.device or "CPU", precision=options.precision_hint, threads=options.threads,
+                           streams=options.streams)
+
+
+register_backend("openvino", factory=_open, module="openvino", devices=("CPU", "GPU", "NPU", "AUTO", "HETERO", "MULTI"),
+                 auto=True, description="OpenVINO: x86 and ARM CPUs, Intel GPUs and NPUs")
 
 
 class _SignalStack(ctypes.Structure):

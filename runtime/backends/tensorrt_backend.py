@@ -8,12 +8,15 @@ module only allocates buffers (cuda-python, or pycuda), copies, and calls ``exec
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 
 from retina_edge.contract import INPUT_NAME
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.optional import require
+from retina_edge.runtime.backends.base import BackendOptions
+from retina_edge.runtime.backends.registry import register_backend
 from retina_edge.runtime.cuda_memory import make_stream_and_allocator
 from retina_edge.runtime.engine_file import EngineFile, check_compatible
 
@@ -38,6 +41,7 @@ def gpu_name() -> str:
 
 class TensorRTBackend:
     name = "tensorrt"
+    input_name = INPUT_NAME
 
     def __init__(self, engine_file: EngineFile, *, use_cuda_graph: bool = False) -> None:
         trt = import_tensorrt()
@@ -125,3 +129,14 @@ class TensorRTBackend:
             if self.stream is not None:
                 self.stream.close()
             self.stream = self.context = self.engine = None
+
+
+def _open(path: Path, options: BackendOptions, engine: EngineFile) -> TensorRTBackend:
+    if options.streams != 1:
+        raise RetinaEdgeError("TensorRT engines run one inference at a time here (one execution context); "
+                              "streams must be 1", option="streams")
+    return TensorRTBackend(engine, use_cuda_graph=options.cuda_graph)
+
+
+register_backend("tensorrt", factory=_open, file_kind="engine", module="tensorrt", devices=("cuda",),
+                 description="TensorRT engines built by retina-edge (NVIDIA GPUs, Jetson)")

@@ -24,7 +24,7 @@ def make_graphs(folder: Path) -> Path:
         return folder
     from tiny import tiny_model
 
-    from retina_edge.calib.build import CalibrationOptions, build_precision_graph
+    from retina_edge.calib.build import BuildOptions, CalibrationOptions, build_precision_graph
     from retina_edge.export.onnx_export import ExportOptions
     from retina_edge.imageio import write_image_rgb
     from retina_edge.preprocess import PreprocessConfig
@@ -37,9 +37,7 @@ def make_graphs(folder: Path) -> Path:
         calibration = CalibrationOptions(str(folder / "calib"), count=8, min_images=8, cache_dir=folder / "stats") \
             if precision == "int8" else None
         for tail in TAILS:
-            build_precision_graph(model, graph_path(folder, precision, tail), precision=precision, target="tensorrt",
-                                  export=ExportOptions(preprocess=PreprocessConfig(*INPUT), tail=tail, batch=BATCH),
-                                  calibration=calibration)
+            build_precision_graph(model, graph_path(folder, precision, tail), export=ExportOptions(preprocess=PreprocessConfig(*INPUT), tail=tail, batch=BATCH), build=BuildOptions(precision=precision, target="tensorrt", calibration=calibration))
     return folder
 
 

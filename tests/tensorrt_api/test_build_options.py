@@ -18,6 +18,7 @@ from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.tensorrt_build import build_engine
 from retina_edge.export.trt_plan import TrtBuildSettings, check_dla, trt_major_version
 from retina_edge.runtime import Detector
+from retina_edge.runtime.backends import BackendOptions
 
 
 def build(graphs, tmp_path, precision: str = "fp16", tail: str = "decode", **settings):  # noqa: ANN001, ANN003, ANN201
@@ -128,7 +129,7 @@ def test_legacy_int8_with_the_wrong_calibrator_class_fails_the_build(trt_env, gr
 def test_cuda_graphs_replay_and_are_recaptured_per_batch_size(trt_env, graphs, tmp_path):
     engine = build(graphs, tmp_path, precision="fp32", tail="nms")
     sizes = (1, 2, 2, 4, 1)
-    with Detector(engine, cuda_graph=True) as graphed, Detector(graph_path(graphs, "fp32", "nms"), backend="onnxruntime") as reference:
+    with Detector(engine, options=BackendOptions(cuda_graph=True)) as graphed, Detector(graph_path(graphs, "fp32", "nms"), backend="onnxruntime") as reference:
         for count in sizes:
             same_detections(reference.detect(IMAGES[:count]), graphed.detect(IMAGES[:count]))
         assert trt_env.cuda.launches == len(sizes) and len(trt_env.cuda.graph_execs) == 1  # replaced graphs destroyed

@@ -1,0 +1,171 @@
+"""Precision recipes: one table, keyed by (precision, target), of how each deployable graph is made.
+
+A :class:`Recipe` says how the FP32 export becomes the graph (``convert``), whether that needs
+calibration statistics and with which method by default, what the deployment contract records as
+the graph's target, which precision the accuracy search keeps sensitive layers in, what ``verify``
+tolerates, and whether the demo builds it. ``build`` (:func:`retina_edge.calib.build.build_precision_graph`),
+the ``build`` command's ``--target`` choices, ``verify``'s thresholds and the demo read this
+table; a new precision or placement is one :func:`register_recipe` call:
+
+    register_recipe(Recipe(precision="fp16", target="ort", convert=my_fp16, graph_target="any",
+                           verify=FP16_VERIFY, description="FP16 by onnxconverter-common"))
+
+The contract's precisions (:data:`retina_edge.contract.PRECISIONS`) and graph targets
+(:data:`retina_edge.contract.TARGETS`) bound what a recipe may record, since every runtime reads them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from retina_edge.contract import PRECISIONS, TARGETS
+from retina_edge.errors import RetinaEdgeError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ConvertInputs:
+    """What a recipe's ``convert`` gets. ``fp32``: the exported FP32 graph; ``output``: where to
+    write the converted graph; ``model_path``: where the build's model will finally go (side
+    products are written beside it); ``stats``: calibration statistics (recipes with
+    ``calibrated``), else None; ``exclude``: names of the nodes to keep in FP32 (the post-network
+    tail, and the predictors when asked)."""
+
+    fp32: Path
+    output: Path
+    model_path: Path
+    stats: object | None
+    exclude: tuple[str, ...]
+
+
+#: ``convert(inputs)`` writes ``inputs.output``; returns a legacy calibration cache it wrote, or None.
+Convert = Callable[[ConvertInputs], "Path | None"]
+
+FP32_VERIFY = MappingProxyType({"max_delta_ap": 0.05, "min_ap_vs_reference": 0.98, "max_mean_score_error": 1e-4,
+                                "max_score_error": 1e-3, "exact_tensor_tol": 1e-4})
+FP16_VERIFY = MappingProxyType({"max_delta_ap": 0.3, "min_ap_vs_reference": 0.9, "max_mean_score_error": 2e-3})
+INT8_VERIFY = MappingProxyType({"max_delta_ap": 1.0, "min_ap_vs_reference": 0.75, "max_mean_score_error": 0.02})
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to make a ``precision`` graph placed for ``target`` (see the module docstring).
+
+    ``graph_target``: what the contract records (``any``: runs the same everywhere). ``calibrated``:
+    ``convert`` needs calibration statistics (from ``calibration_method`` unless the caller picks
+    one). ``search_high``: the precision the accuracy search keeps sensitive layers in (None: the
+    search does not apply). ``verify``: :class:`~retina_edge.quality.verify.VerifyThresholds`
+    fields. ``in_demo``: the demo builds and verifies it."""
+
+    precision: str
+    target: str
+    convert: Convert
+    graph_target: str = "any"
+    calibrated: bool = False
+    calibration_method: str = "entropy"
+    search_high: str | None = None
+    verify: Mapping[str, float] = field(default_factory=lambda: INT8_VERIFY)
+    in_demo: bool = False
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise RetinaEdgeError(f"a recipe's precision must be one the deployment contract records {PRECISIONS}, "
+                                  f"got {self.precision!r}")
+        if self.graph_target not in TARGETS:
+            raise RetinaEdgeError(f"a recipe's graph target must be one of {TARGETS}, got {self.graph_target!r}")
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.precision, self.target
+
+    @property
+    def tag(self) -> str:
+        """Short file-name tag: ``fp16``, ``int8-cpu`` (the demo names its graphs ``synth-<tag>.onnx``)."""
+        return self.precision + (f"-{self.graph_target}" if self.graph_target != "any" else "")
+
+
+_RECIPES: dict[tuple[str, str], Recipe] = {}
+
+
+def register_recipe(recipe: Recipe, *, replace: bool = False) -> Recipe:
+    """Add ``recipe`` to the table; a second one for the same (precision, target) needs ``replace``."""
+    if recipe.key in _RECIPES and not replace:
+        raise RetinaEdgeError(f"a recipe for {recipe.key} is already registered")
+    _RECIPES[recipe.key] = recipe
+    return recipe
+
+
+def unregister_recipe(precision: str, target: str) -> None:
+    _RECIPES.pop((precision, target), None)
+
+
+def recipes() -> tuple[Recipe, ...]:
+    return tuple(_RECIPES.values())
+
+
+def build_targets() -> tuple[str, ...]:
+    """Every target some recipe builds for, in table order."""
+    return tuple(dict.fromkeys(recipe.target for recipe in _RECIPES.values()))
+
+
+def get_recipe(precision: str, target: str) -> Recipe:
+    if (precision, target) not in _RECIPES:
+        known = ", ".join(f"{p} for {t}" for p, t in _RECIPES)
+        raise RetinaEdgeError(f"no recipe builds {precision} for {target}; the recipes are: {known}",
+                              option=("precision", "target"))
+    return _RECIPES[precision, target]
+
+
+def recipe_for_graph(precision: str, graph_target: str = "any") -> Recipe:
+    """The recipe that made a graph the contract records as ``precision`` for ``graph_target``."""
+    for recipe in _RECIPES.values():
+        if recipe.precision == precision and graph_target in (recipe.graph_target, "any"):
+            return recipe
+    raise RetinaEdgeError(f"no recipe makes {precision} graphs for {graph_target}")
+
+
+def _copy(inputs: ConvertInputs) -> None:
+    import shutil
+
+    shutil.copyfile(inputs.fp32, inputs.output)
+
+
+def _fp16(inputs: ConvertInputs) -> None:
+    from retina_edge.calib.precision import convert_fp16
+
+    logger.info("converting to FP16 (ModelOpt AutoCast; inputs, outputs and the decode tail stay FP32)")
+    convert_fp16(inputs.fp32, inputs.output)
+
+
+def _int8_tensorrt(inputs: ConvertInputs) -> Path:
+    from retina_edge.calib.precision import write_trt_calibration_cache
+    from retina_edge.calib.tensorrt_qdq import quantize_for_tensorrt
+
+    logger.info("inserting Q/DQ nodes for TensorRT (ModelOpt's placement, per-channel weights)")
+    quantize_for_tensorrt(inputs.fp32, inputs.stats, inputs.output, exclude=list(inputs.exclude))
+    return write_trt_calibration_cache(inputs.stats, inputs.model_path.with_suffix(".calib.cache"))
+
+
+def _int8_cpu(inputs: ConvertInputs) -> None:
+    from retina_edge.calib.precision import quantize_for_cpu
+
+    logger.info("inserting QDQ nodes for CPUs (ONNX Runtime: U8 activations, S8 per-channel weights)")
+    quantize_for_cpu(inputs.fp32, inputs.stats, inputs.output, exclude=list(inputs.exclude))
+
+
+for _target in ("tensorrt", "cpu"):
+    register_recipe(Recipe("fp32", _target, _copy, verify=FP32_VERIFY, in_demo=_target == "cpu",
+                           description="the exported graph as it is"))
+    register_recipe(Recipe("fp16", _target, _fp16, verify=FP16_VERIFY, in_demo=_target == "cpu",
+                           description="ModelOpt AutoCast; inputs, outputs and the tail stay FP32"))
+register_recipe(Recipe("int8", "cpu", _int8_cpu, graph_target="cpu", calibrated=True, search_high="fp32", in_demo=True,
+                       description="ONNX Runtime QDQ placement: U8 activations, S8 per-channel weights"))
+register_recipe(Recipe("int8", "tensorrt", _int8_tensorrt, graph_target="tensorrt", calibrated=True, search_high="fp16",
+                       in_demo=True, description="ModelOpt's Q/DQ placement, per-channel weights, plus a legacy "
+                                                 "calibration cache for TensorRT <= 10 / DeepStream"))

@@ -1,0 +1,188 @@
+"""The backends the toolkit knows, by name: the one place a new inference engine is plugged in.
+
+    from retina_edge.runtime.backends import register_backend
+
+    register_backend("mine", factory=lambda path, options, engine: MyBackend(path, options),
+                     module="my_engine", install_hint="pip install my-engine", devices=("cpu",))
+
+``Detector(path, backend="mine")``, the CLI's ``--backend`` choices and help, ``backend="auto"``
+(for backends registered with ``auto=True``) and the install hints all read this registry. The
+built-in backends (onnxruntime, openvino, tensorrt) register here like any other, from their own
+modules; installed packages add theirs through the ``retina_edge.backends`` entry-point group,
+whose entries name a function that calls :func:`register_backend` (loaded on first use).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from retina_edge.contract import is_engine_path
+from retina_edge.errors import RetinaEdgeError
+from retina_edge.runtime.backends.base import Backend, BackendOptions
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "retina_edge.backends"
+#: The kinds of model file a backend loads: an ONNX graph, or a retina-edge TensorRT engine file.
+FILE_KINDS = ("onnx", "engine")
+#: The built-in backends, in ``auto``'s preference order (whatever order their modules were imported in).
+_BUILTINS = ("onnxruntime", "openvino", "tensorrt")
+
+#: ``factory(path, options, engine) -> Backend``; ``engine``: the parsed engine file (engine kinds), else None.
+Factory = Callable[[Path, BackendOptions, object], Backend]
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A registered backend. ``module``: the package whose presence means it is installed (None:
+    always); ``devices``: the device names it takes (help text, and ``auto``'s device routing);
+    ``auto``: a candidate that ``backend="auto"`` measures on ONNX files; ``distributions``: the
+    pip distributions that provide ``module`` (their versions key ``auto``'s cached choice)."""
+
+    name: str
+    factory: Factory
+    file_kind: str = "onnx"
+    module: str | None = None
+    install_hint: str = ""
+    devices: tuple[str, ...] = ()
+    auto: bool = False
+    distributions: tuple[str, ...] = ()
+    description: str = ""
+
+    def installed(self) -> bool:
+        return self.module is None or importlib.util.find_spec(self.module) is not None
+
+    def takes_device(self, device: str) -> bool:
+        """Whether ``device`` (e.g. ``cuda``, ``GPU.1``) is one of this backend's device kinds."""
+        kind = device.split(".")[0].split(":")[0].upper()
+        return kind in {name.upper() for name in self.devices}
+
+    def open(self, path: Path, options: BackendOptions, engine: object = None) -> Backend:
+        return self.factory(Path(path), options, engine)
+
+
+_REGISTRY: dict[str, BackendSpec] = {}
+_loaded = False
+_plugins_called: set[str] = set()
+
+
+def register_backend(name: str, *, factory: Factory, file_kind: str = "onnx", module: str | None = None,
+                     install_hint: str = "", devices: tuple[str, ...] = (), auto: bool = False,
+                     distributions: tuple[str, ...] = (), description: str = "", replace: bool = False) -> BackendSpec:
+    """Make backend ``name`` known (see :class:`BackendSpec`); a second registration of a name is
+    refused unless ``replace``. ``auto`` is the name of the automatic choice and cannot be taken."""
+    if name == "auto" or not name:
+        raise RetinaEdgeError(f"a backend cannot be named {name!r}")
+    if file_kind not in FILE_KINDS:
+        raise RetinaEdgeError(f"unknown file kind {file_kind!r} for backend {name!r}; expected one of {FILE_KINDS}")
+    if name in _REGISTRY and not replace:
+        raise RetinaEdgeError(f"a backend named {name!r} is already registered")
+    spec = BackendSpec(name=name, factory=factory, file_kind=file_kind, module=module,
+                       install_hint=install_hint or _default_hint(module), devices=tuple(devices), auto=auto,
+                       distributions=tuple(distributions) or ((module,) if module else ()), description=description)
+    _REGISTRY[name] = spec
+    return spec
+
+
+def unregister_backend(name: str) -> None:
+    """Forget backend ``name`` (for tests and plugins that replace themselves)."""
+    _REGISTRY.pop(name, None)
+
+
+def backend_specs() -> tuple[BackendSpec, ...]:
+    """Every registered backend, built-ins first, then in registration order."""
+    _load()
+    order = [name for name in _BUILTINS if name in _REGISTRY] + [name for name in _REGISTRY if name not in _BUILTINS]
+    return tuple(_REGISTRY[name] for name in order)
+
+
+def backend_names() -> tuple[str, ...]:
+    return tuple(spec.name for spec in backend_specs())
+
+
+def backend_choices() -> tuple[str, ...]:
+    """What a ``backend`` argument accepts: ``auto`` and every registered name."""
+    return ("auto", *backend_names())
+
+
+def get_backend(name: str) -> BackendSpec:
+    specs = {spec.name: spec for spec in backend_specs()}
+    if name not in specs:
+        raise RetinaEdgeError(f"unknown backend {name!r}; expected one of {backend_choices()}")
+    return specs[name]
+
+
+def auto_candidates() -> tuple[BackendSpec, ...]:
+    """The backends ``backend="auto"`` chooses among for ONNX files, in preference order."""
+    return tuple(spec for spec in backend_specs() if spec.auto)
+
+
+def backends_help() -> str:
+    """One line for a ``--backend`` option: each backend and its devices."""
+    parts = [f"{spec.name}{' (' + '|'.join(spec.devices) + ')' if spec.devices else ''}" for spec in backend_specs()]
+    return "auto (measured among the installed CPU backends for ONNX files; TensorRT for engines), " + ", ".join(parts)
+
+
+def backend_install_hint(module: str) -> str | None:
+    """The install line of the registered backend that needs ``module`` (None if none does)."""
+    top = module.split(".")[0]
+    for spec in backend_specs():
+        if spec.module and spec.module.split(".")[0] == top and spec.install_hint:
+            return spec.install_hint
+    return None
+
+
+def choose_backend(path: str | os.PathLike, requested: str) -> str:
+    """The backend for ``path``, or ``"auto"`` when an ONNX model's backend is to be measured
+    (:mod:`~retina_edge.runtime.backend_choice`). An engine file runs on the engine backend."""
+    kind = "engine" if is_engine_path(path) else "onnx"
+    if requested == "auto":
+        if kind == "onnx":
+            return "auto"
+        return next(spec.name for spec in backend_specs() if spec.file_kind == "engine")
+    spec = get_backend(requested)
+    if spec.file_kind != kind:
+        runs = " or ".join(other.name for other in backend_specs() if other.file_kind == kind)
+        if kind == "engine":
+            raise RetinaEdgeError(f"{path} is a TensorRT engine: only the {runs} backend can run it", option="backend")
+        raise RetinaEdgeError(f"{path} is an ONNX model: build an engine from it first, or run it with {runs} "
+                              "(ONNX Runtime's TensorRT execution provider is its device tensorrt)", option="backend")
+    return requested
+
+
+def _default_hint(module: str | None) -> str:
+    from retina_edge.optional import install_hint
+
+    return (install_hint(module) or f"pip install {module}") if module else ""
+
+
+def load_plugins() -> None:
+    """Call each ``retina_edge.backends`` entry point not called yet (its function registers the
+    plugin's backends). Runs on the registry's first use; call it again after installing a plugin
+    into a running process."""
+    for entry in entry_points(group=ENTRY_POINT_GROUP):
+        if entry.value in _plugins_called:
+            continue
+        _plugins_called.add(entry.value)
+        try:
+            entry.load()()
+        except Exception as error:  # one broken plugin must not take the built-in backends down with it
+            logger.warning("backend plugin %s (%s) failed to register: %s", entry.name, entry.value, error)
+
+
+def _load() -> None:
+    """Register the built-in backends, then the plugins' (once)."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for name in _BUILTINS:
+        importlib.import_module(f"retina_edge.runtime.backends.{name}_backend")
+    load_plugins()
