@@ -19,9 +19,9 @@ statistics, weights ``max |W[c]| / 127`` per output channel. Weights stay float 
 through their Q/DQ pair, one pair per convolution, so a weight shared by the head's pyramid
 levels is still stored once.
 
-Why not ModelOpt itself: for ResNet-50 at 512x512 it holds about ten copies of the graph at once
-(reloads, shape inference by serialization, a duplicated copy of every shared weight, its own
-calibration run) and peaked at 2.9 GB for a 154 MB graph. This holds one copy and the scales.
+Why not ModelOpt itself: it holds many copies of the graph at once (reloads, shape inference by
+serialization, a duplicated copy of every shared weight, its own calibration run), so its peak
+memory is a multiple of the graph's size (bench/RESULTS.md). This holds one copy and the scales.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Graph work with the weights on disk: rewrites of an ONNX graph without its weights in memory.
 
 Loading a graph, rewriting it and saving it again holds the weights several times over (the
-loaded graph, a simplifier's copies, each serialization): for ResNet-50 FPN that is 154 MB a
-copy, and the export peaked at 1.8 GB, calibration's graph extraction at 1.0 GB. Here the conv
+loaded graph, a simplifier's copies, each serialization), so peak memory grows with the number of
+copies rather than with the model (figures for ResNet-50: bench/RESULTS.md). Here the conv
 and matmul weights (the bulk) move once into a file beside the graph (ONNX external data), the
 rewrites see a graph of a few MB that references them, and they come back only to be written
 into the final file. Biases, scales and shape constants stay inline, where rewrites read them.

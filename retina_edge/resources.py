@@ -72,9 +72,8 @@ def usable_cores() -> int:
 
 
 #: Seconds a runtime's worker threads may keep the cores busy after its run returned (ONNX Runtime's
-#: intra-op workers spin for new work before they sleep). Measured on R50 INT8, 2 cores: an
-#: OpenVINO run right after an ONNX Runtime one took 9% longer, 6% after 10 ms, as long as alone
-#: after 50 ms; on a 15 ms conv, twice as long.
+#: intra-op workers spin for new work before they sleep), so whatever runs next shares the cores with
+#: them; twice the pause after which the slowdown was gone (bench/RESULTS.md, interleaved timings).
 SETTLE_SECONDS = 0.1
 
 

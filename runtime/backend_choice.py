@@ -1,8 +1,8 @@
 """``backend="auto"`` for ONNX files: the installed CPU backend that runs *this* model fastest *here*.
 
-Which of ONNX Runtime and OpenVINO is faster depends on the graph and the CPU (on the R50 INT8
-graph for CPUs OpenVINO was ~1.5x faster on an AVX-512 VNNI machine, while on an AVX2-only one the
-two tie), so no fixed order is right. With only one installed, that one runs. With both, a short probe loads
+Which of ONNX Runtime and OpenVINO is faster depends on the graph and the CPU's instructions (the
+same INT8 graph ranks them differently on VNNI and AVX2-only CPUs: bench/RESULTS.md), so no fixed
+order is right. With only one installed, that one runs. With both, a short probe loads
 both, runs the model on one synthetic preprocessed image interleaved (one warm-up, then
 ``PROBE_RUNS`` timed runs each, each after the cores have settled from the other runtime's run)
 and keeps the lower median; OpenVINO must win by

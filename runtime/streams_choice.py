@@ -1,9 +1,8 @@
 """``streams="auto"``: keep several inferences in flight only where that raises frames per second.
 
-Whether N inferences at once beat one depends on the model, the backend and the cores: on a
-2-core AVX2 machine two streams raised a small model's file throughput by 11-28% over runs and
-ResNet-50's INT8 graph's by 0-9% (OpenVINO's once fell, 2.62 -> 2.20 images/s); on 16 cores four
-streams raised the small model's 2.7 to 3.4 times. No fixed rule is right. A short probe measures
+Whether N inferences at once beat one depends on the model, the backend and the cores (the gains
+measured on 2 and 16 cores differ by an order of magnitude: bench/RESULTS.md), so no fixed rule is
+right. A short probe measures
 what the pipeline's workers do: whole frames (preprocess, inference, postprocess, the caller's
 ``work``) per second, with one thread on the backend loaded for one stream and with
 ``min(cores, MAX_STREAMS)`` threads on the backend loaded for that many, each for about
