@@ -299,3 +299,17 @@ def test_a_silent_stream_says_it_is_waiting(monkeypatch):
         logging.getLogger(sources.__name__).removeHandler(handler)
         server.close()
     assert any("waiting for http://127.0.0.1" in m for m in messages), messages
+
+
+def test_synthetic_video_ground_truth_reads_back_in_motmetrics(tmp_path):
+    import motmetrics as mm
+
+    from retina_edge.data.synth_video import SyntheticVideo, write_mot_ground_truth
+
+    video = SyntheticVideo(seed=3, objects=5)
+    truth = mm.io.loadtxt(str(write_mot_ground_truth(tmp_path / "gt.txt", video, 10)), fmt="mot15-2D")
+    assert len(truth) == 50 and sorted(truth.loc[1].index) == [1, 2, 3, 4, 5]
+    number, label, (x, y, w, h) = video.boxes(9)[2]
+    row = truth.loc[(10, number)]
+    np.testing.assert_allclose(row[["X", "Y", "Width", "Height"]].to_numpy(float), [x, y, w, h], atol=0.01)
+    assert row["ClassId"] == label + 1
