@@ -62,7 +62,30 @@ def spawn(model: str, mode: str, videos: list[str]) -> subprocess.Popen:
                             stdout=subprocess.PIPE, text=True)
 
 
+def batch_cost(model: str, rounds: int = 5) -> None:
+    """Inference alone: ms per frame with 4 frames as one batch against 4 calls of one frame,
+    interleaved over ``rounds`` so machine noise hits both alike; medians."""
+    from retina_edge.data.synth_video import SyntheticVideo
+    from retina_edge.runtime import Detector
+
+    frames = [SyntheticVideo(seed=seed).frame(0) for seed in range(4)]
+    timings: dict[str, list[float]] = {"batch 4": [], "4 x batch 1": []}
+    with Detector(model, streams=1) as detector:
+        detector.detect(frames)
+        for _ in range(rounds):
+            start = time.perf_counter()
+            detector.detect(frames)
+            timings["batch 4"].append((time.perf_counter() - start) / 4)
+            start = time.perf_counter()
+            for frame in frames:
+                detector.detect([frame])
+            timings["4 x batch 1"].append((time.perf_counter() - start) / 4)
+    print("inference alone, ms per frame (median of %d interleaved rounds): " % rounds
+          + ", ".join(f"{name} {1e3 * np.median(values):.1f}" for name, values in timings.items()))
+
+
 def throughput(args: argparse.Namespace) -> None:
+    batch_cost(args.model)
     with tempfile.TemporaryDirectory() as folder:
         videos = make_videos(Path(folder), 4, args.frames)
         rows = {}
@@ -182,7 +205,7 @@ def tracking(args: argparse.Namespace) -> None:
     accumulators, names = [], []
     with tempfile.TemporaryDirectory() as folder, Detector(args.model, streams=1) as detector:
         videos = make_videos(Path(folder), args.videos, args.frames)
-        config = PipelineConfig(tracking=TrackerOptions(frame_rate=15.0))
+        config = PipelineConfig(tracking=TrackerOptions())  # what detect --track uses
         with Pipeline(detector, config) as pipeline:
             results = list(pipeline.run(videos))
         for number in range(args.videos):

@@ -8,7 +8,8 @@ Each source has a capture thread (a :class:`Feed`) that keeps its waiting frames
 keeps only its newest frame (an older one waiting is dropped and counted), a file keeps up to a
 few frames and waits for room (nothing lost, order kept). One inference thread asks the
 :class:`Batcher` for a batch: it takes frames round-robin, one per source per round, starting after
-the source served last (so no source starves another), and once the first frame is in hand waits at
+the source served last and preferring the sources served least so far (so no source starves
+another), and once the first frame is in hand waits at
 most ``max_batch_wait`` for the sources not yet in the batch before running it. A live source that
 fails is reopened with its own backoff; one lost for good, or a file that fails, ends only itself.
 """
@@ -116,7 +117,8 @@ class Batcher:
                  max_batch: int, max_wait_s: float) -> None:
         self.feeds, self._condition, self._stop = feeds, condition, stop
         self.max_batch, self.max_wait_s = max(1, max_batch), max_wait_s
-        self._next = 0  # the feed that comes first in the next round
+        self._next = 0  # the feed that comes first in the next round, among the least served
+        self._served = [0] * len(feeds)
 
     def next_batch(self) -> list[tuple[int, Frame]]:
         """The next batch, or ``[]`` once every feed is exhausted or the run is stopped."""
@@ -149,15 +151,18 @@ class Batcher:
         return [feed.number for feed in self.feeds if feed.number not in present and not feed.exhausted]
 
     def _round(self, room: int, only: list[int] | None = None) -> list[tuple[int, Frame]]:
-        """One frame from each feed with one waiting, in round-robin order from ``_next``."""
-        taken = []
+        """One frame from each feed with one waiting: the least-served feeds first (a source that had
+        no frame ready for a while catches up), ties in round-robin order from ``_next``."""
         count = len(self.feeds)
-        for step in range(count):
+        order = sorted(range(count), key=lambda step: (self._served[(self._next + step) % count], step))
+        taken = []
+        for step in order:
             feed = self.feeds[(self._next + step) % count]
             if len(taken) == room:
                 break
             if feed.frames and (only is None or feed.number in only):
                 taken.append((feed.number, feed.frames.popleft()))
+                self._served[feed.number] += 1
         if taken:
             self._next = (taken[-1][0] + 1) % count
         return taken

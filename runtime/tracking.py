@@ -29,16 +29,19 @@ class Tracker(Protocol):
 
 @dataclass(frozen=True)
 class TrackerOptions:
-    """ByteTrack's settings. ``lost_frames``: how many frames (at ``frame_rate``) a track that lost its
+    """ByteTrack's settings. ``min_score``: detections below it are not tracked (ID -1); the model's
+    own threshold is often set low for AP, and low-score duplicates would otherwise be kept alive as
+    tracks by ByteTrack's low-score stage. ``lost_frames``: how many frames (at ``frame_rate``) a track that lost its
     object is kept for re-association. ``activation_score``: the lowest score that starts a track;
     ``high_score`` separates the first (high) and second (low-score recovery) association stages;
     ``min_iou``: the least overlap of a detection with a track's predicted box to match it;
     ``confirm_frames``: consecutive matches before a track gets its ID."""
 
+    min_score: float = 0.5
     lost_frames: int = 30
     frame_rate: float = 30.0
-    activation_score: float = 0.4
-    high_score: float = 0.5
+    activation_score: float = 0.6
+    high_score: float = 0.7
     min_iou: float = 0.1
     confirm_frames: int = 1
 
@@ -50,6 +53,7 @@ class ByteTracker:
         from retina_edge.optional import require
 
         options = options or TrackerOptions()
+        self._min_score = options.min_score
         self._sv = require("supervision", "tracking")
         trackers = require("trackers", "tracking")
         self._tracker = trackers.ByteTrackTracker(
@@ -59,11 +63,12 @@ class ByteTracker:
 
     def update(self, detections: Detections, timestamp: float | None = None) -> np.ndarray:
         count = len(detections)
+        kept = np.flatnonzero(np.asarray(detections.scores) >= self._min_score)
         # The library may reorder its output; each detection carries its position to map IDs back.
-        found = self._sv.Detections(xyxy=np.asarray(detections.boxes, dtype=np.float32).reshape(-1, 4),
-                                    confidence=np.asarray(detections.scores, dtype=np.float32),
-                                    class_id=np.asarray(detections.labels, dtype=int),
-                                    data={"position": np.arange(count)})
+        found = self._sv.Detections(xyxy=np.asarray(detections.boxes, dtype=np.float32).reshape(-1, 4)[kept],
+                                    confidence=np.asarray(detections.scores, dtype=np.float32)[kept],
+                                    class_id=np.asarray(detections.labels, dtype=int)[kept],
+                                    data={"position": kept})
         tracked = self._tracker.update(found, timestamp=timestamp)
         ids = np.full(count, -1, dtype=np.int64)
         if len(tracked):

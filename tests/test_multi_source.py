@@ -111,16 +111,29 @@ def test_files_lose_nothing_keep_order_and_share_batches():
 
 
 def test_no_source_starves_another():
-    detector = BatchDetector(2)  # 4 sources, 2 per batch: round-robin turns
-    with Pipeline(detector, PipelineConfig(max_batch_wait_ms=5000)) as pipeline:
-        run_all(pipeline, [FileSource(n, 30) for n in range(4)])
-    served = np.zeros(4, int)
-    for batch in detector.batches:
-        assert len({s for s, _ in batch}) == len(batch)  # a batch of 2 takes 2 different sources
-        for source, _ in batch:
-            served[source] += 1
-        if served.max() < 30:
-            assert served.max() - served.min() <= 2, served
+    """The batcher alone, over feeds filled by hand (no threads): 4 sources, 2 frames per batch."""
+    from retina_edge.runtime.multi_source import Batcher, Feed, FeedOptions
+    from retina_edge.runtime.pipeline import PipelineStats
+
+    condition, stop = threading.Condition(), threading.Event()
+    feeds = [Feed(n, FileSource(n, 0), FeedOptions(latest=False), PipelineStats(), condition, stop) for n in range(4)]
+    batcher = Batcher(feeds, condition, stop, max_batch=2, max_wait_s=0.0)
+
+    def serve(batches: int, fill: list[int]) -> np.ndarray:
+        served = np.zeros(4, int)
+        for _ in range(batches):
+            for number in fill:
+                feeds[number].frames.extend([object()] * (2 - len(feeds[number].frames)))
+            batch = batcher.next_batch()
+            assert len({n for n, _ in batch}) == 2  # two different sources
+            for number, _ in batch:
+                served[number] += 1
+        return served
+
+    assert list(serve(8, [0, 1, 2, 3])) == [4, 4, 4, 4]  # round-robin turns
+    feeds[3].frames.clear()
+    assert list(serve(6, [0, 1, 2])) == [4, 4, 4, 0]  # source 3 has nothing ready for a while...
+    assert list(serve(6, [0, 1, 2, 3])) == [2, 2, 2, 6]  # ...and is served first once it has frames again
 
 
 def test_live_source_keeps_only_its_newest_frame_and_counts_drops():
@@ -216,6 +229,9 @@ def test_byte_tracker_ids_follow_the_detections_order():
     assert ids[0] >= 0 and ids[1] >= 0 and ids[0] != ids[1]
     swapped = np.array([[104, 100, 144, 140], [0, 4, 20, 24]], np.float32)
     assert list(tracker.update(Detections(swapped, scores, labels))) == [ids[1], ids[0]]
+    # below min_score (0.5 by default): not tracked, even where a track is
+    faint = np.array([[105, 100, 145, 140], [0, 5, 20, 25]], np.float32)
+    assert list(tracker.update(Detections(faint, np.array([0.9, 0.3], np.float32), labels))) == [ids[1], -1]
 
 
 def test_boxes_are_coloured_by_track_id():
