@@ -16,7 +16,8 @@
    every 10 s. Camera 3 is stopped at 1/3 of the run and restarted 5 s later: its reconnects and
    the others' delivered rate during the outage are reported.
 3. tracking: synthetic videos with ground truth (MOTChallenge), the model and ByteTrack, scored with
-   ``motmetrics`` (MOTA, IDF1, identity switches); then the tracker alone on 50 objects: ms per frame.
+   ``motmetrics`` (MOTA, IDF1, identity switches), over all objects and over those at least
+   ``--min-visibility`` visible (objects drawn later cover earlier ones); then the tracker alone on 50 objects: ms per frame.
 """
 
 from __future__ import annotations
@@ -202,7 +203,8 @@ def tracking(args: argparse.Namespace) -> None:
     from retina_edge.runtime.pipeline import Pipeline, PipelineConfig
     from retina_edge.runtime.tracking import TrackerOptions
 
-    accumulators, names = [], []
+    accumulators: dict[float, list] = {}
+    names = []
     with tempfile.TemporaryDirectory() as folder, Detector(args.model, streams=1) as detector:
         videos = make_videos(Path(folder), args.videos, args.frames)
         config = PipelineConfig(tracking=TrackerOptions())  # what detect --track uses
@@ -214,27 +216,41 @@ def tracking(args: argparse.Namespace) -> None:
             hyp = Path(folder) / f"hyp{number}.txt"
             hyp.write_text("".join(mot_lines(r) for r in results if r.source == number))
             truth, found = mm.io.loadtxt(str(gt), fmt="mot15-2D"), mm.io.loadtxt(str(hyp), fmt="mot15-2D")
-            accumulators.append(accumulate(mm, truth, found))
+            for visible in (0.0, args.min_visibility):
+                accumulators.setdefault(visible, []).append(accumulate(mm, truth, found, visible))
             names.append(f"video{number}")
     metrics = mm.metrics.create()
-    summary = metrics.compute_many(accumulators, names=names, metrics=["num_frames", "mota", "idf1", "num_switches",
-                                                                       "num_objects"], generate_overall=True)
-    print(mm.io.render_summary(summary, namemap=mm.io.motchallenge_metric_names))
+    for visible, parts in accumulators.items():
+        summary = metrics.compute_many(parts, names=names, metrics=["num_frames", "mota", "idf1", "num_switches",
+                                                                    "num_objects"], generate_overall=True)
+        print(f"objects at least {visible:.0%} visible:")
+        print(mm.io.render_summary(summary, namemap=mm.io.motchallenge_metric_names))
     tracker_cost(args.objects)
 
 
-def accumulate(mm, truth, found):  # noqa: ANN001, ANN201
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of ``(N, 4)`` and ``(M, 4)`` xywh boxes."""
+    lo = np.maximum(a[:, None, :2], b[None, :, :2])
+    hi = np.minimum(a[:, None, :2] + a[:, None, 2:], b[None, :, :2] + b[None, :, 2:])
+    inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
+    return inter / (a[:, None, 2] * a[:, None, 3] + b[None, :, 2] * b[None, :, 3] - inter)
+
+
+def accumulate(mm, truth, found, min_visibility: float = 0.0):  # noqa: ANN001, ANN201
     """motmetrics' compare_to_groundtruth with IoU >= 0.5 matching; its own IoU helper calls
-    ``np.asfarray``, which NumPy 2 removed (motmetrics 1.4.0), so the distances are computed here."""
+    ``np.asfarray``, which NumPy 2 removed (motmetrics 1.4.0), so the distances are computed here.
+    Objects less visible than ``min_visibility`` are ignored, with the boxes found on them (as
+    MOTChallenge does for its distractors): neither a miss nor a false positive."""
     accumulator = mm.MOTAccumulator(auto_id=False)
     for frame in sorted(truth.index.get_level_values(0).unique()):
         gt = truth.loc[frame]
         hyp = found.loc[frame] if frame in found.index.get_level_values(0) else found.iloc[:0]
-        a, b = gt[["X", "Y", "Width", "Height"]].to_numpy(), hyp[["X", "Y", "Width", "Height"]].to_numpy()
-        lo = np.maximum(a[:, None, :2], b[None, :, :2])
-        hi = np.minimum(a[:, None, :2] + a[:, None, 2:], b[None, :, :2] + b[None, :, 2:])
-        inter = np.prod(np.clip(hi - lo, 0, None), axis=2)
-        iou = inter / (a[:, None, 2] * a[:, None, 3] + b[None, :, 2] * b[None, :, 3] - inter)
+        ignored = gt[gt["Visibility"] < min_visibility]
+        gt = gt[gt["Visibility"] >= min_visibility]
+        box = ["X", "Y", "Width", "Height"]
+        if len(ignored) and len(hyp):
+            hyp = hyp[~(iou_matrix(hyp[box].to_numpy(), ignored[box].to_numpy()) >= 0.5).any(axis=1)]
+        iou = iou_matrix(gt[box].to_numpy(), hyp[box].to_numpy())
         accumulator.update(gt.index.to_numpy(), hyp.index.to_numpy(), np.where(iou >= 0.5, 1 - iou, np.nan), frameid=frame)
     return accumulator
 
@@ -280,6 +296,8 @@ def main() -> None:
     part.add_argument("--frames", type=int, default=150)
     part.add_argument("--videos", type=int, default=3)
     part.add_argument("--objects", type=int, default=50)
+    part.add_argument("--min-visibility", type=float, default=0.25,
+                      help="also score with objects less visible than this ignored (MOTChallenge-style)")
     part = commands.add_parser("_worker")
     part.add_argument("--mode", choices=["batched", "sequential"], required=True)
     part.add_argument("videos", nargs="+")

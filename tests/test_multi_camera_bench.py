@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
@@ -38,3 +39,17 @@ def test_scoring_ground_truth_against_itself_and_against_a_swap(bench, tmp_path)
     (tmp_path / "hyp.txt").write_text("\n".join(swapped) + "\n")
     result = scores(mm, bench.accumulate(mm, truth, mm.io.loadtxt(str(tmp_path / "hyp.txt"), fmt="mot15-2D")))
     assert result["num_switches"] == 2 and result["idf1"] < 1.0
+
+
+def test_objects_below_the_visibility_bar_are_ignored_with_what_was_found_on_them(bench, tmp_path):
+    import motmetrics as mm
+
+    from retina_edge.data.synth_video import SyntheticVideo, write_mot_ground_truth
+
+    video = SyntheticVideo(seed=1, objects=6)
+    seen = np.array([video.visibility(i) for i in range(20)])
+    assert ((seen >= 0) & (seen <= 1)).all() and (seen[:, -1] == 1).all()  # the last drawn is never covered
+    truth = mm.io.loadtxt(str(write_mot_ground_truth(tmp_path / "gt.txt", video, 20)), fmt="mot15-2D")
+    summary = mm.metrics.create().compute(bench.accumulate(mm, truth, truth, min_visibility=1.01),
+                                          metrics=["num_objects", "num_false_positives"])
+    assert summary["num_objects"].iloc[0] == 0 and summary["num_false_positives"].iloc[0] == 0

@@ -45,11 +45,19 @@ class SyntheticVideo:
         return found
 
     def frame(self, index: int) -> np.ndarray:
+        return self._render(index)[0]
+
+    def visibility(self, index: int) -> list[float]:
+        """Per object (in :meth:`boxes` order), the fraction of its shape not covered by later ones."""
+        _, ids, areas = self._render(index)
+        return [float(np.count_nonzero(ids == number)) / max(area, 1) for number, area in enumerate(areas, start=1)]
+
+    def _render(self, index: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
         image = self.background.copy()
         ids = np.zeros(image.shape[:2], dtype=np.int32)
-        for (number, label, box), obj in zip(self.boxes(index), self.objects):
-            _draw(image, ids, CLASSES[label], box, obj["colour"], number)
-        return image
+        areas = [_draw(image, ids, CLASSES[label], box, obj["colour"], number)
+                 for (number, label, box), obj in zip(self.boxes(index), self.objects)]
+        return image, ids, areas
 
 
 def write_video(path: str | Path, video: SyntheticVideo, frames: int, fps: float = 15.0) -> Path:
@@ -64,11 +72,13 @@ def write_video(path: str | Path, video: SyntheticVideo, frames: int, fps: float
 
 def write_mot_ground_truth(path: str | Path, video: SyntheticVideo, frames: int) -> Path:
     """MOTChallenge ground truth of ``frames`` frames: one line per object per frame,
-    ``frame,id,left,top,w,h,1,class,1`` (frame, id and pixel coordinates from 1 as MOTChallenge counts
-    them, so ``left = x + 1``; class: the contiguous label + 1), atomically."""
+    ``frame,id,left,top,w,h,1,class,visibility`` (frame, id and pixel coordinates from 1 as MOTChallenge
+    counts them, so ``left = x + 1``; class: the contiguous label + 1; visibility: the unoccluded
+    fraction of the shape, 0 to 1), atomically."""
     from retina_edge.atomic import write_text_atomic
 
-    lines = [f"{index + 1},{number},{x + 1:.2f},{y + 1:.2f},{w:.2f},{h:.2f},1,{label + 1},1"
-             for index in range(frames) for number, label, (x, y, w, h) in video.boxes(index)]
+    lines = [f"{index + 1},{number},{x + 1:.2f},{y + 1:.2f},{w:.2f},{h:.2f},1,{label + 1},{seen:.3f}"
+             for index in range(frames)
+             for (number, label, (x, y, w, h)), seen in zip(video.boxes(index), video.visibility(index))]
     write_text_atomic(path, "\n".join(lines) + "\n")
     return Path(path)
