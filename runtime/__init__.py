@@ -4,10 +4,11 @@ Nothing under ``retina_edge.runtime`` imports torch; optional engines (onnxrunti
 openvino, cuda-python) are imported only where used.
 """
 
+from retina_edge.runtime.backends.base import BackendOptions
 from retina_edge.runtime.decode import decode_boxes
 from retina_edge.runtime.detector import Detector
 from retina_edge.runtime.nms import batched_nms, nms
 from retina_edge.runtime.results import Detection, Detections
 from retina_edge.runtime.triton_client import TritonDetector
 
-__all__ = ["Detection", "Detections", "Detector", "TritonDetector", "batched_nms", "decode_boxes", "nms"]
+__all__ = ["BackendOptions", "Detection", "Detections", "Detector", "TritonDetector", "batched_nms", "decode_boxes", "nms"]

@@ -8,7 +8,7 @@ from retina_edge.runtime.results import Detections
 
 
 def class_colour(label: int) -> tuple[int, int, int]:
-    """A stable, distinct RGB colour per label (golden-angle hues)."""
+    """A stable, distinct RGB colour per label or track ID (golden-angle hues)."""
     import cv2
 
     hue = int((label * 137.508) % 180)
@@ -16,19 +16,36 @@ def class_colour(label: int) -> tuple[int, int, int]:
     return tuple(int(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
 
 
-def draw_detections(image: np.ndarray, detections: Detections, *, thickness: int = 2) -> np.ndarray:
-    """A copy of ``(H, W, 3)`` uint8 RGB ``image`` with boxes and "name score" labels."""
+def draw_detections(image: np.ndarray, detections: Detections, *, track_ids: np.ndarray | None = None,
+                    thickness: int = 2) -> np.ndarray:
+    """A copy of ``(H, W, 3)`` uint8 RGB ``image`` with boxes and "name score" labels. With
+    ``track_ids`` (``(N,)``, -1 for none) a tracked box is coloured by its ID, the same colour in
+    every frame, and labelled "#ID name score"."""
     import cv2
 
     canvas = image.copy()
     scale = max(0.35, min(image.shape[:2]) / 900)
-    for det in detections:
-        colour = class_colour(det.label)
+    ids = track_ids if track_ids is not None else np.full(len(detections), -1)
+    for det, track_id in zip(detections, ids):
+        colour = class_colour(int(track_id)) if track_id >= 0 else class_colour(det.label)
         x1, y1, x2, y2 = (int(round(v)) for v in det.box)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), colour, thickness, cv2.LINE_AA)
-        text = f"{det.name} {det.score:.2f}"
+        text = (f"#{int(track_id)} " if track_id >= 0 else "") + f"{det.name} {det.score:.2f}"
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         top = max(0, y1 - th - base - 2)
         cv2.rectangle(canvas, (x1, top), (x1 + tw + 2, top + th + base + 2), colour, -1)
         cv2.putText(canvas, text, (x1 + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    return canvas
+
+
+def draw_result(result, fps: float | None = None) -> np.ndarray:  # noqa: ANN001
+    """A pipeline result's frame with its detections (track IDs when tracked) and a status line
+    (frames per second, capture-to-result latency, inference time)."""
+    import cv2
+
+    canvas = draw_detections(result.image, result.detections, track_ids=result.track_ids)
+    text = (f"{fps:5.1f} FPS  " if fps is not None else "") + (
+        f"latency {result.latency_ms:5.0f} ms  infer {result.inference_ms:4.0f} ms")
+    cv2.putText(canvas, text, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(canvas, text, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
     return canvas

@@ -16,6 +16,11 @@ Live sources can drop and be reopened; files end.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,14 +29,21 @@ import numpy as np
 from retina_edge.errors import DataError
 from retina_edge.imageio import bgr_to_rgb, list_images, read_image_rgb
 
+logger = logging.getLogger(__name__)
+#: While opening a live source blocks (a stream that accepts but sends nothing blocks up to the
+#: backend's timeout, 30 s for FFmpeg), say every this many seconds that it is still waiting.
+WAIT_NOTICE_S = 5.0
+
 
 @dataclass(frozen=True)
 class Frame:
-    """One frame: position in the stream, capture time (``time.time()`` seconds), RGB pixels."""
+    """One frame: position in the stream, capture time (``time.time()`` seconds), RGB pixels, and
+    for a folder's image its path in the folder."""
 
     index: int
     timestamp: float
     image: np.ndarray
+    name: str | None = None
 
 
 class VideoCaptureSource:
@@ -49,7 +61,9 @@ class VideoCaptureSource:
         import cv2
 
         self.close()
-        capture = cv2.VideoCapture(self._target(), self._backend) if self._backend is not None else cv2.VideoCapture(self._target())
+        with _waiting_notice(self.spec) if self.live else nullcontext():
+            capture = (cv2.VideoCapture(self._target(), self._backend) if self._backend is not None
+                       else cv2.VideoCapture(self._target()))
         if not capture.isOpened():
             capture.release()
             raise DataError(f"cannot open video source {self.spec}")
@@ -75,8 +89,28 @@ class VideoCaptureSource:
             self._capture = None
 
 
+@contextmanager
+def _waiting_notice(spec: str) -> Iterator[None]:
+    """Log every :data:`WAIT_NOTICE_S` seconds while the body (opening ``spec``) is still blocked."""
+    done = threading.Event()
+    started = time.perf_counter()
+
+    def notice() -> None:
+        while not done.wait(WAIT_NOTICE_S):
+            logger.warning(f"waiting for {spec} to answer ({time.perf_counter() - started:.0f} s so far)")
+
+    thread = threading.Thread(target=notice, name="retina-edge-open-notice", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
 class ImageFolderSource:
-    """The images of a folder, in name order; unreadable files are skipped and counted."""
+    """The images of a folder, in name order; unreadable files are skipped and counted.
+    ``current_name``: the file name of the image :meth:`read` returned last."""
 
     live = False
     fps = 30.0
@@ -88,6 +122,7 @@ class ImageFolderSource:
             raise DataError(f"no images in {folder}")
         self.position = 0
         self.skipped = 0
+        self.current_name: str | None = None
 
     def open(self) -> None:
         self.position = 0
@@ -97,9 +132,12 @@ class ImageFolderSource:
             path = self.files[self.position]
             self.position += 1
             try:
-                return read_image_rgb(path)
+                image = read_image_rgb(path)
             except DataError:
                 self.skipped += 1
+                continue
+            self.current_name = path.name
+            return image
         return None
 
     def close(self) -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from retina_edge.errors import DataError
+
 
 class Mp4Writer:
     """Appends ``(H, W, 3)`` uint8 RGB frames; the file is opened on the first frame (its size is
@@ -28,7 +30,11 @@ class Mp4Writer:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             height, width = image_rgb.shape[:2]
-            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
+            writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height))
+            if not writer.isOpened():  # OpenCV picks the container by suffix and fails silently without one
+                raise DataError(f"cannot write video {self.path}: OpenCV cannot open it for mp4v "
+                                "(the name must end in .mp4, its folder must be writable)")
+            self._writer = writer
         self._writer.write(cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
         self.frames += 1
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -19,6 +17,7 @@ from retina_edge.runtime import Detector
 from retina_edge.runtime.pipeline import Pipeline, PipelineConfig
 from retina_edge.runtime.sources import ReconnectPolicy
 from retina_edge.data.synth_video import SyntheticVideo, write_video
+from mjpeg import MjpegServer, free_port
 
 
 @pytest.fixture(scope="module")
@@ -96,58 +95,6 @@ def test_sigint_leaves_a_playable_video_matching_the_jsonl(assets, tmp_path):
     written = len(lines.read_text().splitlines())
     assert 10 <= written < 300
     assert len(decoded_frames(out)) == written
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class MjpegServer:
-    """multipart/x-mixed-replace JPEG stream of a synthetic video on 127.0.0.1 (a test-only camera)."""
-
-    def __init__(self, port: int) -> None:
-        import cv2
-
-        video = SyntheticVideo(seed=4)
-        self.jpegs = [cv2.imencode(".jpg", video.frame(i)[:, :, ::-1])[1].tobytes() for i in range(30)]
-        self.port = port
-        self.server = None
-        self.stopping = threading.Event()
-
-    def start(self) -> None:
-        jpegs, stopping = self.jpegs, self.stopping
-        stopping.clear()
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                try:
-                    index = 0
-                    while not stopping.is_set():
-                        data = jpegs[index % len(jpegs)]
-                        index += 1
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
-                                         + str(len(data)).encode() + b"\r\n\r\n" + data + b"\r\n")
-                        time.sleep(0.03)
-                except (BrokenPipeError, ConnectionResetError, ValueError, OSError):
-                    return
-
-            def log_message(self, *args):  # noqa: ANN002
-                pass
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        ThreadingHTTPServer.daemon_threads = True
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.stopping.set()  # handlers return, closing their connections: the client sees the drop
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_live_source_that_dies_is_reopened(assets, monkeypatch):

@@ -10,6 +10,7 @@ from retina_edge.cli.args import (
     add_backend_options_arguments,
     backend_options,
     device_help,
+    non_negative_float,
     non_negative_int,
     positive_float,
     positive_int_or_auto,
@@ -19,9 +20,11 @@ NAME = "detect"
 HELP = ("detect objects with a deployed model (.onnx or .engine) in images, a folder, a video, a camera, "
         "an RTSP/HTTP stream or a GStreamer pipeline")
 EXAMPLE = ("retina-edge detect --model synth-int8-cpu.onnx --source data/synth/val --save-dir out --save-json dets.json\n"
-           "  retina-edge detect --model synth-int8-cpu.onnx --source 0 --show --save out.mp4 --jsonl dets.jsonl --max-fps 15")
+           "  retina-edge detect --model synth-int8-cpu.onnx --source 0 --show --save out.mp4 --jsonl dets.jsonl --max-fps 15\n"
+           "  retina-edge detect --model m-b4.onnx --source front.mp4 --source rtsp://cam2/s --track --save videos/ "
+           "--jsonl dets.jsonl --json stats.json")
 
-OUTPUT_FILES = ("save_json", "save", "jsonl")
+OUTPUT_FILES = ("save_json", "jsonl", "json")
 OUTPUT_FOLDERS = ("save_dir",)
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,13 +70,24 @@ def make_detector(args: argparse.Namespace, *, frames_wait: bool = False, **kwar
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_runtime_arguments(parser)
-    parser.add_argument("--source", required=True,
+    parser.add_argument("--source", action="append",
                         help="image, image folder, video file, camera index or /dev/videoN, rtsp:// or http:// URL, "
-                             "or a GStreamer pipeline ending in appsink")
-    parser.add_argument("--save-dir", help="images: write annotated images here")
+                             "or a GStreamer pipeline ending in appsink; repeat for several sources (one model, "
+                             "their frames batched together)")
+    parser.add_argument("--sources", metavar="FILE", help="a text file of sources, one per line (# comments)")
+    parser.add_argument("--save-dir", help="images: write annotated images here (the folder's layout is kept)")
     parser.add_argument("--save-json", help="images: write COCO-style detections (file_name, category_id, bbox xywh, score)")
-    parser.add_argument("--save", help="streams: write the annotated video here (.mp4)")
-    parser.add_argument("--jsonl", help="streams: one JSON line per frame (index, timestamp, detections)")
+    parser.add_argument("--save", help="streams: write the annotated video here: OUT.mp4 (several sources: "
+                                       "OUT-<index>-<name>.mp4), or a folder of <name>.mp4")
+    parser.add_argument("--jsonl", help="streams: one JSON line per frame (source, spec, frame, file, timestamp, "
+                                        "detections with track_id when tracking)")
+    parser.add_argument("--json", help="streams: write the run's statistics here (per source: frames, dropped, fps, "
+                                       "latency p50/p99, status)")
+    parser.add_argument("--track", action="store_true",
+                        help="streams: give each detection a track ID, stable across frames, per source (ByteTrack; "
+                             "pip install 'retina-edge[track]')")
+    parser.add_argument("--max-batch-wait-ms", type=non_negative_float, default=10.0,
+                        help="several sources: how long a batch waits for the other sources' frames (default 10)")
     parser.add_argument("--show", action="store_true", help="streams: show a window (needs a display)")
     parser.add_argument("--max-fps", type=positive_float, help="streams: cap the capture rate")
     parser.add_argument("--reconnect-attempts", type=non_negative_int, default=10,
@@ -88,21 +102,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from retina_edge.cli.stream import run_stream, source_specs
     from retina_edge.errors import RetinaEdgeError
     from retina_edge.imageio import IMAGE_SUFFIXES
+    from retina_edge.runtime.sources import is_live
 
-    source = Path(args.source)
-    is_images = (source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES) or source.is_dir()
-    if not is_images or args.save or args.jsonl or args.show:
-        if args.save_dir or args.save_json:
-            raise RetinaEdgeError("--save-dir and --save-json are for images and image folders; for a video, camera "
-                                  "or stream write --save OUT.mp4 and --jsonl OUT.jsonl")
-        from retina_edge.cli.stream import run_stream
-        from retina_edge.runtime.sources import is_live
-
-        frames_wait = not is_live(args.source) and args.mode != "latest"
-        return run_stream(args, make_detector(args, frames_wait=frames_wait, score_thresh=args.score_thresh))
-    return run_images(args)
+    specs = source_specs(args)
+    source = Path(specs[0])
+    is_images = len(specs) == 1 and ((source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES) or source.is_dir())
+    streamed = args.save or args.jsonl or args.show or args.json or args.track
+    if is_images and not streamed:
+        return run_images(args, source)
+    if args.save_dir or args.save_json:
+        raise RetinaEdgeError("--save-dir and --save-json are for images and image folders; for a video, camera, "
+                              "stream or several sources write --save OUT.mp4 and --jsonl OUT.jsonl")
+    # One file: frames wait for inference, and --streams auto measures whether several in flight help.
+    # Several sources run one batch at a time.
+    frames_wait = len(specs) == 1 and not is_live(specs[0]) and args.mode != "latest"
+    detector = make_detector(args, frames_wait=frames_wait, score_thresh=args.score_thresh)
+    try:
+        classes = class_filter(args, detector)
+    except BaseException:
+        detector.close()
+        raise
+    return run_stream(args, detector, classes)
 
 
 def class_filter(args: argparse.Namespace, detector) -> tuple[int, ...] | None:  # noqa: ANN001
@@ -110,13 +133,10 @@ def class_filter(args: argparse.Namespace, detector) -> tuple[int, ...] | None: 
     return detector.metadata.model.labels_for(args.classes) if args.classes else None
 
 
-def run_images(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+def run_images(args: argparse.Namespace, source) -> int:  # noqa: ANN001
     from retina_edge.errors import DataError
     from retina_edge.imageio import list_images
 
-    source = Path(args.source)
     files = list_images(source) if source.is_dir() else [source]
     if not files:
         raise DataError(f"no images in {source}")
@@ -160,9 +180,9 @@ def _detect_file(args: argparse.Namespace, detector, source, path, classes) -> l
     if classes is not None:
         detections = detections.filter(classes=classes)
     print(f"{path.name}: {len(detections)} detections" + "".join(f", {d.name} {d.score:.2f}" for d in list(detections)[:3]))
-    if args.save_dir:
-        write_image_rgb(Path(args.save_dir) / (path.stem + ".jpg"), draw_detections(image, detections))
     name = str(path.relative_to(source) if source.is_dir() else path.name)
+    if args.save_dir:  # the input's path in its folder, name and suffix: a/x.jpg, b/x.jpg and x.png stay apart
+        write_image_rgb(Path(args.save_dir) / name, draw_detections(image, detections))
     return [{"file_name": name, "category_id": det.category_id, "name": det.name,
              "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)], "score": round(det.score, 5)}
             for det in detections for x1, y1, x2, y2 in [det.box]]

@@ -1,93 +1,190 @@
-"""The streaming half of ``retina-edge detect``: video, cameras, URLs, GStreamer, through the pipeline.
+"""The streaming half of ``retina-edge detect``: videos, cameras, URLs, GStreamer, folders as streams,
+one source or several through one pipeline.
 
-Each result is written as it arrives (video frame and JSONL line together, the line flushed), and
-SIGINT/SIGTERM only ask the pipeline to stop, so the video is finalised and nothing already
-processed is lost.
+Outputs are sinks (``write(result)``/``close()``, :mod:`retina_edge.runtime.sinks`) opened by
+:func:`open_sinks`, fed every result as it arrives, and closed in every case (end, error, SIGINT or
+SIGTERM, which only ask the pipeline to stop), so videos are finalised and nothing already processed
+is lost. This module does not import :mod:`retina_edge.cli.detect` (detect imports it).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
+from contextlib import contextmanager
+from pathlib import Path
 
 
-def overlay(image, result, fps: float):  # noqa: ANN001, ANN201
-    import cv2
+def source_specs(args: argparse.Namespace) -> list[str]:
+    """``--source`` values, then the lines of ``--sources FILE`` (blank lines and ``#`` comments skipped)."""
+    from retina_edge.errors import DataError
 
-    from retina_edge.runtime.draw import draw_detections
+    specs = list(args.source or [])
+    if args.sources:
+        try:
+            lines = Path(args.sources).read_text(encoding="utf-8").splitlines()
+        except OSError as error:
+            raise DataError(f"cannot read the source list {args.sources}: {error.strerror or error}") from None
+        specs += [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    if not specs:
+        raise DataError("no source given: --source SPEC (repeatable) or --sources FILE (one per line)")
+    return specs
 
-    canvas = draw_detections(image, result.detections)
-    text = f"{fps:5.1f} FPS  latency {result.latency_ms:5.0f} ms  infer {result.inference_ms:4.0f} ms"
-    cv2.putText(canvas, text, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(canvas, text, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
-    return canvas
+
+def source_slug(spec: str) -> str:
+    """A file-name-safe short name for a source: a file's stem, a URL's host and path, ``video0``,
+    ``camera0``, or a GStreamer pipeline's first element."""
+    text = spec.strip()
+    if "!" in text:
+        text = text.split("!")[0].split()[0] if text.split("!")[0].split() else "gstreamer"
+    elif "://" in text:
+        text = text.split("://", 1)[1]
+    elif text.isdigit():
+        text = f"camera{text}"
+    else:
+        text = Path(text.rstrip("/")).stem or Path(text.rstrip("/")).name
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_.")[:48] or "source"
 
 
-def run_stream(args: argparse.Namespace, detector) -> int:  # noqa: ANN001
-    from retina_edge.errors import SourceLostError
-    from retina_edge.runtime.pipeline import Pipeline, PipelineConfig
-    from retina_edge.runtime.sources import ReconnectPolicy, open_source
-    from retina_edge.runtime.video_writer import Mp4Writer
+def video_paths(save: str, specs: list[str]) -> list[Path]:
+    """Where ``--save`` puts each source's video: ``X.mp4`` is the file for one source and the stem of
+    ``X-<index>-<name>.mp4`` for several; a name without a suffix is a folder of ``<name>.mp4``
+    (``<index>-<name>.mp4`` for several)."""
+    from retina_edge.errors import RetinaEdgeError
 
-    from retina_edge.cli.detect import class_filter
+    target = Path(save)
+    names = [source_slug(spec) for spec in specs]
+    if len(specs) > 1:
+        names = [f"{index}-{name}" for index, name in enumerate(names)]
+    if target.suffix.lower() == ".mp4":
+        if len(specs) == 1:
+            return [target]
+        return [target.with_name(f"{target.stem}-{name}.mp4") for name in names]
+    if target.suffix and not target.is_dir():
+        raise RetinaEdgeError(f"--save {save}: videos are written as .mp4; give a name ending in .mp4, or a folder")
+    return [target / f"{name}.mp4" for name in names]
 
-    config = PipelineConfig(mode=args.mode, max_fps=args.max_fps, classes=class_filter(args, detector),
-                            reconnect=ReconnectPolicy(attempts=args.reconnect_attempts))
-    source = open_source(args.source)
-    pipeline = Pipeline(detector, config)
-    sink = Mp4Writer(args.save, min(source.fps, args.max_fps or source.fps)) if args.save else None
-    jsonl = open(args.jsonl, "w", encoding="utf-8") if args.jsonl else None  # noqa: SIM115 - closed in finally
-    signalled = []
+
+def open_sinks(args: argparse.Namespace, specs: list[str], sources: list) -> list:
+    """The per-result outputs the arguments ask for: JSON lines, one video per source. (MCAP
+    recordings and a live Foxglove view plug in here the same way: a sink each.)"""
+    from retina_edge.runtime.sinks import JsonlSink, VideoSink, close_all
+
+    sinks: list = []
+    try:
+        if args.jsonl:
+            sinks.append(JsonlSink(args.jsonl))
+        if args.save:
+            rates = [min(source.fps, args.max_fps or source.fps) for source in sources]
+            sinks.append(VideoSink(video_paths(args.save, specs), rates))
+    except BaseException:
+        close_all(sinks)
+        raise
+    return sinks
+
+
+@contextmanager
+def stop_on_signals(pipeline):  # noqa: ANN001, ANN201
+    """SIGINT and SIGTERM ask ``pipeline`` to stop (the run ends after the frame in hand); yields the
+    list of signal names received. The previous handlers come back on exit."""
+    received: list[str] = []
 
     def stop(signum, _frame) -> None:  # noqa: ANN001
-        signalled.append(signal.Signals(signum).name)
+        received.append(signal.Signals(signum).name)
         pipeline.stop()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        for result in pipeline.run(source, log=lambda message: print(message, file=sys.stderr)):
-            stats = pipeline.stats
-            if sink or args.show:
-                annotated = overlay(result.image, result, stats.fps)
-                if sink:
-                    sink.write(annotated)
-                if args.show:
-                    _show(annotated, pipeline, args)
-            if jsonl:
-                jsonl.write(json.dumps({"frame": result.index, "timestamp": round(result.timestamp, 4),
-                                        "latency_ms": round(result.latency_ms, 1),
-                                        "detections": result.detections.to_json()}) + "\n")
-                jsonl.flush()
+        yield received
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        pipeline.close()
+
+
+def pipeline_config(args: argparse.Namespace, classes):  # noqa: ANN001, ANN201
+    from retina_edge.runtime.pipeline import PipelineConfig
+    from retina_edge.runtime.sources import ReconnectPolicy
+    from retina_edge.runtime.tracking import TrackerOptions
+
+    return PipelineConfig(mode=args.mode, max_fps=args.max_fps, classes=classes,
+                          reconnect=ReconnectPolicy(attempts=args.reconnect_attempts),
+                          max_batch_wait_ms=args.max_batch_wait_ms, tracking=TrackerOptions() if args.track else None)
+
+
+def run_stream(args: argparse.Namespace, detector, classes) -> int:  # noqa: ANN001
+    """Run every source through one pipeline, writing each result to every sink; 0 when every
+    source ended normally, :class:`SourceLostError` (exit 1) when one was lost or failed, and
+    KeyboardInterrupt (exit 130) on SIGINT/SIGTERM."""
+    from retina_edge.runtime.pipeline import Pipeline, open_sources
+    from retina_edge.runtime.sinks import close_all
+
+    specs = source_specs(args)
+    try:
+        sources = open_sources(specs)
+    except BaseException:
         detector.close()
-        if sink:
-            sink.close()
-        if jsonl:
-            jsonl.close()
+        raise
+    pipeline = Pipeline(detector, pipeline_config(args, classes))
+    sinks: list = []
+    with stop_on_signals(pipeline) as received:
+        try:
+            sinks = open_sinks(args, specs, sources)
+            run = pipeline.run(sources if len(sources) > 1 else sources[0],
+                               log=lambda message: print(message, file=sys.stderr))
+            for result in run:
+                for sink in sinks:
+                    sink.write(result)
+                if args.show:
+                    _show(result, pipeline, args)
+        finally:
+            pipeline.close()
+            detector.close()
+            for source in sources:
+                source.close()
+            close_all(sinks)
+    return _report(args, pipeline, specs, received)
+
+
+def _report(args: argparse.Namespace, pipeline, specs: list[str], received: list[str]) -> int:  # noqa: ANN001
+    """Print the summary (one line per source when several), write ``--json``, choose the outcome."""
+    from retina_edge.errors import SourceLostError
+
     stats = pipeline.stats
-    summary = (f"{stats.processed} frames processed, {stats.dropped} dropped (stale), {stats.reconnects} reconnects, "
-               f"{stats.fps:.1f} FPS, mean inference {stats.inference_ms_total / max(1, stats.processed):.1f} ms")
-    print(summary)
+    print(f"{stats.processed} frames processed, {stats.dropped} dropped (stale), {stats.reconnects} reconnects, "
+          f"{stats.fps:.1f} FPS, mean inference {stats.inference_ms_total / max(1, stats.processed):.1f} ms")
+    per_source = [{"source": index, "spec": spec, **part.summary()}
+                  for index, (spec, part) in enumerate(zip(specs, pipeline.source_stats))]
+    if len(specs) > 1:
+        for row in per_source:
+            print(f"  [{row['source']}] {row['spec']}: {row['frames']} frames, {row['dropped']} dropped, "
+                  f"{row['fps']:.1f} FPS, latency p50 {row['latency_p50_ms']} ms p99 {row['latency_p99_ms']} ms, "
+                  f"{row['status']}")
+    if args.json:
+        from retina_edge.atomic import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps({"total": stats.summary(), "sources": per_source}, indent=2))
     # Supervisors (systemd, Kubernetes) restart on a non-zero exit: a stop by signal is 130, a lost source 1.
-    if signalled:
-        raise KeyboardInterrupt(f"{signalled[0]} after {stats.processed} frames; every output written so far is complete")
-    if stats.gave_up:
-        raise SourceLostError(f"gave up on {args.source} after {pipeline.config.reconnect.attempts} reconnect attempts "
-                              f"({stats.processed} frames processed)")
+    if received:
+        raise KeyboardInterrupt(f"{received[0]} after {stats.processed} frames; every output written so far is complete")
+    lost = [row["spec"] for row in per_source if row["status"] != "ok"]
+    if lost:
+        raise SourceLostError(f"gave up on {', '.join(lost)} after {pipeline.config.reconnect.attempts} reconnect "
+                              f"attempts or a read error ({stats.processed} frames processed)")
     return 0
 
 
-def _show(image_rgb, pipeline, args: argparse.Namespace) -> None:  # noqa: ANN001
-    """Show a frame; q or Esc stops. Without GUI support (opencv-python-headless) say so once."""
+def _show(result, pipeline, args: argparse.Namespace) -> None:  # noqa: ANN001
+    """Show a frame (a window per source); q or Esc stops. Without GUI support say so once."""
     import cv2
 
+    from retina_edge.runtime.draw import draw_result
+
+    image = draw_result(result, pipeline.source_stats[result.source].fps)
     try:
-        cv2.imshow("retina-edge", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+        cv2.imshow(f"retina-edge {result.source}", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         key = cv2.waitKey(1) & 0xFF
     except cv2.error:
         print("--show needs an OpenCV with GUI support (pip install opencv-python) and a display; "

@@ -1,0 +1,88 @@
+"""Per-result outputs of a pipeline run ("sinks"): JSON lines and one annotated video per source.
+
+A sink has ``write(result)`` (a :class:`~retina_edge.runtime.pipeline.FrameResult`, called in the
+order results come) and ``close()`` (finalises the output; called once, also after an error or a
+stop by signal). Each write leaves its output complete up to that result: a JSON line is flushed,
+a video frame is in the file's stream; ``close`` finalises the video's index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Protocol
+
+from retina_edge.runtime.draw import draw_result
+from retina_edge.runtime.video_writer import Mp4Writer
+
+
+class Sink(Protocol):
+    def write(self, result) -> None: ...  # noqa: ANN001, D102
+
+    def close(self) -> None: ...  # noqa: D102
+
+
+def result_record(result) -> dict:  # noqa: ANN001
+    """A result as one JSON object: ``source`` (index), ``spec`` (as given), ``frame`` (that source's
+    frame index), ``file`` (folder sources), ``timestamp`` (capture, seconds since the epoch),
+    ``latency_ms`` and ``detections`` (box x1y1x2y2 pixels, score, category_id, name, and
+    ``track_id`` when tracking: -1 for a detection not yet confirmed as a track)."""
+    detections = result.detections.to_json()
+    if result.track_ids is not None:
+        for record, track_id in zip(detections, result.track_ids):
+            record["track_id"] = int(track_id)
+    record = {"source": result.source, "spec": result.source_name, "frame": result.index}
+    if result.file_name is not None:
+        record["file"] = result.file_name
+    record.update(timestamp=round(result.timestamp, 4), latency_ms=round(result.latency_ms, 1), detections=detections)
+    return record
+
+
+class JsonlSink:
+    """One JSON line per result (:func:`result_record`), flushed as written; folders are created."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed by close()
+
+    def write(self, result) -> None:  # noqa: ANN001
+        self._file.write(json.dumps(result_record(result)) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class VideoSink:
+    """One annotated MP4 per source: ``paths[i]`` at ``fps[i]`` for source ``i``; each frame shows the
+    detections (coloured by track ID when tracked) and the source's delivered rate so far."""
+
+    def __init__(self, paths: list[Path], fps: list[float]) -> None:
+        self.writers = [Mp4Writer(path, rate) for path, rate in zip(paths, fps)]
+        self._first: dict[int, float] = {}
+
+    def write(self, result) -> None:  # noqa: ANN001
+        writer = self.writers[result.source]
+        now = time.perf_counter()
+        elapsed = now - self._first.setdefault(result.source, now)
+        rate = writer.frames / elapsed if elapsed > 0 else None
+        writer.write(draw_result(result, rate))
+
+    def close(self) -> None:
+        for writer in self.writers:
+            writer.close()
+
+
+def close_all(sinks: list) -> None:
+    """Close every sink, even when one fails to; the first failure is raised after the rest closed."""
+    failure = None
+    for sink in sinks:
+        try:
+            sink.close()
+        except Exception as error:  # noqa: BLE001 - re-raised below, once every output is closed
+            failure = failure or error
+    if failure is not None:
+        raise failure

@@ -1,0 +1,156 @@
+"""`retina-edge detect` on several sources with a real model: outputs per source, SIGINT finalising
+every output, a camera that dies and comes back while another keeps going; and the detect fixes
+(--save without a suffix, --save-dir name collisions, --jsonl folders, file names in folder JSONL)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from mjpeg import MjpegServer, free_port
+from retina_edge.cli.main import main
+from retina_edge.data.synth_video import SyntheticVideo, write_video
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("multi")
+    assert main(["build", "--weights", "preset:synth", "--batch", "1", "2", "2", "-o", str(root / "m.onnx")]) == 0
+    write_video(root / "a.mp4", SyntheticVideo(seed=1), 12)
+    write_video(root / "b.mp4", SyntheticVideo(seed=2), 8)
+    return root
+
+
+def frame_count(path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    count = 0
+    while capture.read()[0]:
+        count += 1
+    return count
+
+
+def lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_two_files_one_run_outputs_per_source(assets, tmp_path):
+    listing = tmp_path / "sources.txt"
+    listing.write_text(f"# cameras\n{assets / 'b.mp4'}\n\n")
+    code = main(["detect", "--model", str(assets / "m.onnx"), "--source", str(assets / "a.mp4"), "--sources", str(listing),
+                 "--track", "--save", str(tmp_path / "videos"), "--jsonl", str(tmp_path / "new" / "d.jsonl"),
+                 "--json", str(tmp_path / "stats.json")])
+    assert code == 0
+    assert frame_count(tmp_path / "videos" / "0-a.mp4") == 12 and frame_count(tmp_path / "videos" / "1-b.mp4") == 8
+    records = lines(tmp_path / "new" / "d.jsonl")
+    for source, count in ((0, 12), (1, 8)):
+        mine = [r for r in records if r["source"] == source]
+        assert [r["frame"] for r in mine] == list(range(count))
+        assert all(r["spec"].endswith("ab"[source] + ".mp4") for r in mine)
+    tracked = [d["track_id"] for r in records for d in r["detections"]]
+    assert tracked and max(tracked) >= 0
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert [s["frames"] for s in stats["sources"]] == [12, 8] and stats["total"]["frames"] == 20
+    assert all(s["status"] == "ok" and s["latency_p99_ms"] is not None for s in stats["sources"])
+
+
+def test_batched_detections_match_single_image_runs(assets):
+    from retina_edge.runtime import Detector
+    from retina_edge.runtime.pipeline import Pipeline
+
+    video = SyntheticVideo(seed=1)
+    with Detector(assets / "m.onnx") as detector, Pipeline(detector) as pipeline:
+        results = list(pipeline.run([str(assets / "a.mp4"), str(assets / "b.mp4")]))
+        for result in results[:6]:
+            alone = detector.detect([result.image])[0]
+            assert len(alone) == len(result.detections)
+            np.testing.assert_allclose(alone.boxes, result.detections.boxes, atol=1e-2)
+    assert video.frame(0).shape == results[0].image.shape
+
+
+def test_save_without_a_suffix_writes_a_folder_of_videos(assets, tmp_path):
+    """Before: exit 0 and nothing written (OpenCV cannot pick a container without a suffix)."""
+    assert main(["detect", "--model", str(assets / "m.onnx"), "--source", str(assets / "b.mp4"),
+                 "--save", str(tmp_path / "outvid")]) == 0
+    assert frame_count(tmp_path / "outvid" / "b.mp4") == 8
+
+
+def test_save_dir_keeps_colliding_names_apart(assets, tmp_path):
+    """Before: a/x.jpg, b/x.jpg and x.png were all written to x.jpg."""
+    from retina_edge.imageio import write_image_rgb
+
+    images = tmp_path / "images"
+    frame = SyntheticVideo(seed=3).frame(0)
+    for name in ("a/x.jpg", "b/x.jpg", "x.png"):
+        write_image_rgb(images / name, frame)
+    assert main(["detect", "--model", str(assets / "m.onnx"), "--source", str(images), "--save-dir", str(tmp_path / "out")]) == 0
+    written = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert written == ["a/x.jpg", "b/x.jpg", "x.png"]
+
+
+def test_folder_jsonl_lines_name_their_files(assets, tmp_path):
+    """Before: a folder run as a stream wrote lines without the image's name; and --jsonl into a
+    missing folder failed."""
+    from retina_edge.imageio import write_image_rgb
+
+    video = SyntheticVideo(seed=3)
+    for index in range(3):
+        write_image_rgb(tmp_path / "images" / f"img{index}.png", video.frame(index))
+    out = tmp_path / "not" / "yet" / "d.jsonl"
+    assert main(["detect", "--model", str(assets / "m.onnx"), "--source", str(tmp_path / "images"), "--jsonl", str(out)]) == 0
+    assert [r["file"] for r in lines(out)] == ["img0.png", "img1.png", "img2.png"]
+
+
+def test_sigint_finalizes_every_output_of_every_source(assets, tmp_path):
+    long_a = write_video(tmp_path / "la.mp4", SyntheticVideo(seed=5), 300)
+    long_b = write_video(tmp_path / "lb.mp4", SyntheticVideo(seed=6), 300)
+    out = tmp_path / "d.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "retina_edge.cli.main", "detect", "--model", str(assets / "m.onnx"),
+                             "--source", str(long_a), "--source", str(long_b), "--track", "--save", str(tmp_path / "v"),
+                             "--jsonl", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 90
+    while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 10):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    assert "interrupted: SIGINT after" in proc.stderr.read().decode()
+    records = lines(out)  # every line complete JSON
+    for source, name in ((0, "0-la.mp4"), (1, "1-lb.mp4")):
+        written = sum(r["source"] == source for r in records)
+        assert 0 < written < 300 and frame_count(tmp_path / "v" / name) == written
+
+
+def test_one_camera_dies_and_comes_back_while_the_other_keeps_going(assets, monkeypatch):
+    from retina_edge.runtime import Detector
+    from retina_edge.runtime.pipeline import Pipeline, PipelineConfig
+    from retina_edge.runtime.sources import ReconnectPolicy
+
+    monkeypatch.setenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rw_timeout;2000000")
+    servers = [MjpegServer(free_port(), seed=seed, interval=0.06) for seed in (4, 5)]
+    for server in servers:
+        server.start()
+    config = PipelineConfig(reconnect=ReconnectPolicy(attempts=20, initial_delay=0.2, max_delay=0.5))
+    counts, messages, outage = [0, 0], [], {}
+    with Pipeline(Detector(assets / "m.onnx"), config) as pipeline:
+        urls = [f"http://127.0.0.1:{s.port}/stream.mjpg" for s in servers]
+        for result in pipeline.run(urls, log=messages.append):
+            counts[result.source] += 1
+            if counts[1] == 5 and not outage:
+                servers[1].stop()
+                outage["at"] = counts[0]
+                threading.Timer(1.5, servers[1].start).start()
+            if pipeline.source_stats[1].reconnects and counts[1] > 10 or sum(counts) > 600:
+                pipeline.stop()
+    for server in servers:
+        server.stop()
+    assert pipeline.source_stats[1].reconnects >= 1, messages
+    assert counts[1] > 10  # back after its reconnect
+    assert counts[0] > outage["at"] + 5  # the other camera kept delivering meanwhile
+    assert pipeline.source_stats[0].reconnects == 0
