@@ -28,6 +28,8 @@ INSTALL_HINTS = {
     "pycocotools": "pip install pycocotools",
     "matplotlib": "pip install matplotlib",
     "tritonclient": "pip install 'retina-edge[serve]'",
+    "mcap": "pip install 'retina-edge[robotics]'",
+    "foxglove": "pip install 'retina-edge[robotics]'",
     # nvidia-pytriton pins numpy<2 though its tritonserver binary does not need it, hence --no-deps.
     "pytriton": ("use NVIDIA's Triton container (tritonserver on PATH), or pip install --no-deps nvidia-pytriton "
                  "for its CPU build of tritonserver"),
