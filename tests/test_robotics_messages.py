@@ -35,7 +35,7 @@ def random_case(rng: np.random.Generator):
                             rng.uniform(0, 1, count).astype(np.float32),
                             rng.integers(0, classes + 2, count).astype(np.int64),  # labels past the names too
                             NAMES[:classes], tuple(int(v) for v in rng.integers(1, 1000, classes)))
-    track_ids = rng.integers(-1, 10**12, count) if rng.random() < 0.5 else None
+    track_ids = rng.integers(-1, int(rng.choice([5, 10**12])), count) if rng.random() < 0.5 else None
     header = messages.header({"sec": int(rng.integers(-2**31, 2**31)), "nanosec": int(rng.integers(0, 10**9))},
                              f"camera_{int(rng.integers(0, 100))}")
     return detections, header, track_ids, str(rng.choice(messages.CLASS_ID_KINDS))

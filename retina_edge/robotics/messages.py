@@ -5,7 +5,7 @@ per box: ``bbox`` centre and size in the image's pixels (``x1y1x2y2`` -> centre 
 (y1+y2)/2)``, ``size_x = x2 - x1``, ``size_y = y2 - y1``, ``theta = 0``), one
 ``ObjectHypothesisWithPose`` with the class and score (its 3D pose left at the message's default:
 origin, identity rotation), the track ID as the decimal string ``Detection2D.id`` when tracking
-(else ``""``), and the image's header on the array and on each detection.
+(``""`` without tracking and for detections whose track is not confirmed, ID -1), and the image's header on the array and on each detection.
 ``image_annotations`` builds the ``foxglove_msgs/ImageAnnotations`` Foxglove draws over the image:
 a closed outline and a label per box. :mod:`retina_edge.robotics.cdr` serializes both.
 """
@@ -65,7 +65,8 @@ def detection_array(detections: Detections, image_header: dict, *, track_ids: np
     """``vision_msgs/Detection2DArray`` for one image (see the module docstring); ``track_ids``:
     ``(N,)`` int, one per detection, or None."""
     boxes = np.asarray(detections.boxes, dtype=np.float64).reshape(-1, 4)
-    ids = [""] * len(boxes) if track_ids is None else [str(int(value)) for value in track_ids]
+    # -1: a detection the tracker has not confirmed yet, so no ID (vision_msgs: "This field may be empty").
+    ids = [""] * len(boxes) if track_ids is None else [str(int(v)) if v >= 0 else "" for v in track_ids]
     if len(ids) != len(boxes):
         raise RetinaEdgeError(f"{len(ids)} track ids for {len(boxes)} detections")
     items = []
@@ -97,7 +98,7 @@ def image_annotations(detections: Detections, time: dict, *, track_ids: np.ndarr
     boxes = np.asarray(detections.boxes, dtype=np.float64).reshape(-1, 4)
     for index, ((x1, y1, x2, y2), score, label) in enumerate(zip(boxes.tolist(), detections.scores.tolist(),
                                                                   detections.labels.tolist())):
-        track = None if track_ids is None else int(track_ids[index])
+        track = None if track_ids is None or track_ids[index] < 0 else int(track_ids[index])
         rgb = PALETTE[(track if track is not None else int(label)) % len(PALETTE)]
         corners = [{"x": x1, "y": y1}, {"x": x2, "y": y1}, {"x": x2, "y": y2}, {"x": x1, "y": y2}]
         points.append({"timestamp": dict(time), "type": 2, "points": corners, "outline_color": _color(rgb, 1.0),
