@@ -169,3 +169,13 @@ def test_an_undecodable_image_is_logged_and_skipped(store, monkeypatch):
     worker.process([(0, store.serialize_cdr(to_rosbags(store, IMAGE, message), IMAGE))])
     worker.close()
     assert detector.batches == [] and any("16UC1" in message for _, message in ros.log)
+
+
+def test_the_node_module_needs_neither_rclpy_nor_torch_to_import_and_says_what_is_missing():
+    import subprocess
+    import sys
+
+    code = ("import sys, retina_edge.robotics.ros2_node as n, retina_edge.robotics.sinks; "
+            "assert not {'torch', 'rclpy'} & set(sys.modules); sys.exit(n.main([]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 2 and "rclpy is missing" in result.stderr and "Traceback" not in result.stderr

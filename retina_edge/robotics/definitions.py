@@ -61,7 +61,7 @@ def _short(typename: str) -> str:
 
 def _used_types(typename: str) -> list[str]:
     """The message types ``typename``'s fields name, in order (``pkg/Type``, arrays included)."""
-    return [match for match in re.findall(r"^([a-z_]+/[A-Za-z0-9]+)(?:\[\d*\])? ", _DEFINITIONS[typename], re.M)]
+    return re.findall(r"^([a-z_]+/[A-Za-z0-9]+)(?:\[\d*\])? ", _DEFINITIONS[typename], re.M)
 
 
 def schema(typename: str) -> str:

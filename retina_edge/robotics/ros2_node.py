@@ -27,6 +27,7 @@ they are imported only in this module.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -134,8 +135,14 @@ class DetectorNode:
         outputs = settings.outputs()
         self._owns_detector = detector is None
         self.detector = detector or self._open_detector()
-        self.classes = self.detector.metadata.model.labels_for(_split(settings.classes)) if settings.classes else None
-        self.trackers = [(tracker_factory or _default_tracker)() for _ in settings.image_topics] if settings.tracking else None
+        try:
+            self.classes = self.detector.metadata.model.labels_for(_split(settings.classes)) if settings.classes else None
+            self.trackers = ([(tracker_factory or _default_tracker)() for _ in settings.image_topics]
+                             if settings.tracking else None)
+        except BaseException:
+            if self._owns_detector:
+                self.detector.close()
+            raise
         self.latest = LatestImages(len(settings.image_topics))
         sensor = QoSProfile(reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST, depth=1)
         self.compressed = [topic.endswith("/compressed") for topic in settings.image_topics]
@@ -220,9 +227,14 @@ def _default_tracker():  # noqa: ANN202
 
 def main(args: Sequence[str] | None = None) -> int:
     """``retina-edge-ros2``: run the node until Ctrl-C or a ROS shutdown."""
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
-    from rclpy.node import Node
+    try:
+        import rclpy
+        from rclpy.executors import ExternalShutdownException
+        from rclpy.node import Node
+    except ModuleNotFoundError as error:
+        print(f"retina-edge-ros2: {error.name} is missing: the node runs in a ROS 2 environment (Humble or newer, "
+              "with vision_msgs): source /opt/ros/<distro>/setup.bash first", file=sys.stderr)
+        return 2
 
     rclpy.init(args=args)
     node = Node(NODE_NAME)
