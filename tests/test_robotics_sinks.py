@@ -197,3 +197,20 @@ def test_live_foxglove_server_serves_every_channel_to_a_websocket_client(results
             result = by_stamp[(source, log_time)]
             check_detection_array(detections, result.detections, header(stamp(result.timestamp), f"camera_{source}"),
                                   result.track_ids, "name")
+
+
+def test_a_live_view_nobody_watches_encodes_nothing(results, monkeypatch, tmp_path):
+    """Frames are JPEG-encoded only for an output that takes them: a recording, or a subscribed client."""
+    from retina_edge.robotics import channels
+
+    encoded = []
+    monkeypatch.setattr(channels, "encode_image_rgb", lambda image, *a, **k: encoded.append(1) or b"\xff\xd8")
+    [live] = robotics_options.open_sinks(options("--foxglove", "0"), ["s0", "s1"])
+    with live:
+        for result in results:
+            live.write(result)
+    assert encoded == [] and live.frames == [FRAMES, FRAMES]
+    [both] = robotics_options.open_sinks(options("--foxglove", "0", "--record", str(tmp_path / "r.mcap")), ["s0", "s1"])
+    with both:
+        both.write(results[0])
+    assert encoded == [1]

@@ -13,7 +13,7 @@ All three carry the frame's capture time as their stamp and log time, and ``came
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from retina_edge.imageio import encode_image_rgb
@@ -73,16 +73,24 @@ def channels_for(source_names: Sequence[str]) -> list[Channel]:
             for topic, schema in zip(topics(source), (COMPRESSED_IMAGE, DETECTION_ARRAY, IMAGE_ANNOTATIONS))]
 
 
-def frame_messages(result: FrameResult, options: MessageOptions = MessageOptions()) -> list[Message]:
-    """A processed frame's three messages (image, detections, annotations), in that order."""
+def frame_messages(result: FrameResult, options: MessageOptions = MessageOptions(),
+                   wanted: Collection[str] | None = None) -> list[Message]:
+    """A processed frame's messages (image, detections, annotations, in that order), only those on
+    ``wanted`` topics when given (an unwanted image is not even JPEG-encoded)."""
     time = messages.stamp(result.timestamp)
     image_header = messages.header(time, frame_id(result.source))
     log_time = messages.stamp_ns(time)
     image_topic, detections_topic, annotations_topic = topics(result.source)
-    jpeg = encode_image_rgb(result.image, ".jpg", quality=options.jpeg_quality, target=image_topic)
-    detections = messages.detection_array(result.detections, image_header, track_ids=result.track_ids,
-                                          class_id=options.class_id)
-    annotations = messages.image_annotations(result.detections, time, track_ids=result.track_ids)
-    return [Message(image_topic, cdr.encode_compressed_image(messages.compressed_image(jpeg, image_header)), log_time),
-            Message(detections_topic, cdr.encode_detection_array(detections), log_time),
-            Message(annotations_topic, cdr.encode_image_annotations(annotations), log_time)]
+    found = []
+    if wanted is None or image_topic in wanted:
+        jpeg = encode_image_rgb(result.image, ".jpg", quality=options.jpeg_quality, target=image_topic)
+        found.append(Message(image_topic, cdr.encode_compressed_image(messages.compressed_image(jpeg, image_header)),
+                             log_time))
+    if wanted is None or detections_topic in wanted:
+        detections = messages.detection_array(result.detections, image_header, track_ids=result.track_ids,
+                                              class_id=options.class_id)
+        found.append(Message(detections_topic, cdr.encode_detection_array(detections), log_time))
+    if wanted is None or annotations_topic in wanted:
+        annotations = messages.image_annotations(result.detections, time, track_ids=result.track_ids)
+        found.append(Message(annotations_topic, cdr.encode_image_annotations(annotations), log_time))
+    return found

@@ -2,7 +2,7 @@
 
 The channels are those of the recording (``ros2msg`` schemas, CDR messages), so Foxglove shows the
 live view and a recorded MCAP the same way. The server listens on 127.0.0.1 unless another host is
-given; messages are sent only to clients that subscribed to their channel, and a slow client loses
+given; messages are encoded and sent only for channels a client subscribed to, and a slow client loses
 its oldest queued messages (the SDK's per-client backlog) rather than slowing detection down.
 """
 
@@ -37,9 +37,14 @@ class FoxgloveOutput:
     def port(self) -> int:
         return self._server.port
 
+    def wants(self, topic: str) -> bool:
+        """Whether a client subscribed to ``topic`` (the SDK sends nothing otherwise)."""
+        return topic in self._channels and self._channels[topic].has_sinks()
+
     def write(self, frame: Sequence[Message]) -> None:
         for message in frame:
-            self._channels[message.topic].log(message.data, log_time=message.log_time)
+            if self.wants(message.topic):
+                self._channels[message.topic].log(message.data, log_time=message.log_time)
 
     def close(self) -> None:
         """Stop the server and close the channels (once; later calls do nothing)."""

@@ -43,6 +43,9 @@ class McapOutput:
         self._sequence = 0
         self._closed = False
 
+    def wants(self, topic: str) -> bool:
+        return topic in self._channel_ids
+
     def write(self, frame: Sequence[Message]) -> None:
         for message in frame:
             self._sequence += 1

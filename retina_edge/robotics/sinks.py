@@ -19,7 +19,7 @@ import os
 from collections.abc import Sequence
 
 from retina_edge.errors import DataError, RetinaEdgeError
-from retina_edge.robotics.channels import MessageOptions, channels_for, frame_messages
+from retina_edge.robotics.channels import MessageOptions, channels_for, frame_messages, topics
 from retina_edge.runtime.pipeline import FrameResult
 
 logger = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 class FrameSink:
     """Writes each result of ``source_names``' sources to every output (objects with
-    ``write(messages)`` and ``close()``: :class:`~.mcap_output.McapOutput`,
+    ``wants(topic)``, ``write(messages)`` and ``close()``: :class:`~.mcap_output.McapOutput`,
     :class:`~.foxglove_output.FoxgloveOutput`)."""
 
     def __init__(self, *, source_names: Sequence[str], outputs: Sequence, options: MessageOptions = MessageOptions()) -> None:
@@ -47,9 +47,12 @@ class FrameSink:
         if not 0 <= result.source < len(self.source_names):
             raise DataError(f"result of source {result.source}, but this sink was opened for "
                             f"{len(self.source_names)} sources")
-        frame = frame_messages(result, self.options)
-        for output in self.outputs:
-            output.write(frame)
+        # Only what some output takes is encoded: a live view nobody watches costs no JPEG.
+        wanted = [topic for topic in topics(result.source) if any(output.wants(topic) for output in self.outputs)]
+        if wanted:
+            frame = frame_messages(result, self.options, wanted)
+            for output in self.outputs:
+                output.write(frame)
         self.frames[result.source] += 1
 
     def close(self) -> None:
