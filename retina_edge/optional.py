@@ -30,6 +30,8 @@ INSTALL_HINTS = {
     "tritonclient": "pip install 'retina-edge[serve]'",
     "trackers": "pip install 'retina-edge[track]'",
     "supervision": "pip install 'retina-edge[track]'",
+    "mcap": "pip install 'retina-edge[robotics]'",
+    "foxglove": "pip install 'retina-edge[robotics]'",
     # nvidia-pytriton pins numpy<2 though its tritonserver binary does not need it, hence --no-deps.
     "pytriton": ("use NVIDIA's Triton container (tritonserver on PATH), or pip install --no-deps nvidia-pytriton "
                  "for its CPU build of tritonserver"),

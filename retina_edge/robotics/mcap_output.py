@@ -1,0 +1,65 @@
+"""An MCAP recording (``ros2`` profile: ``ros2msg`` schemas, CDR messages) of every source's channels.
+
+Written to a temporary file beside the target and moved onto it by :meth:`McapOutput.close`,
+which finishes the file (summary, indexes) whatever ended the run, an error or SIGINT included:
+the recording then holds every frame written so far and any MCAP reader opens it. A process
+killed outright (SIGKILL, power loss) leaves the temporary ``.NAME.*.tmp``, whose complete chunks
+``mcap recover`` restores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from retina_edge._version import __version__
+from retina_edge.atomic import atomic_path
+from retina_edge.optional import require
+from retina_edge.robotics.channels import Channel, Message
+from retina_edge.robotics.definitions import schema
+
+
+class McapOutput:
+    """Record ``channels`` into ``path`` (see the module docstring); ``write`` takes a frame's messages."""
+
+    def __init__(self, path: str | os.PathLike, channels: Sequence[Channel]) -> None:
+        writer_module = require("mcap.writer", "MCAP recording")
+        self.path = path
+        self._stack = contextlib.ExitStack()
+        temporary = self._stack.enter_context(atomic_path(path))
+        self._stream = self._stack.enter_context(open(temporary, "wb"))  # noqa: SIM115 - closed by close()
+        # Chunks stay uncompressed: JPEG frames make up the bulk and do not compress further.
+        self._writer = writer_module.Writer(self._stream, compression=writer_module.CompressionType.NONE)
+        self._writer.start(profile="ros2", library=f"retina-edge {__version__}")
+        schema_ids = {name: self._writer.register_schema(name, "ros2msg", schema(name).encode())
+                      for name in dict.fromkeys(channel.schema for channel in channels)}
+        self._channel_ids = {channel.topic: self._writer.register_channel(
+            channel.topic, "cdr", schema_ids[channel.schema], {"source": channel.source_name}) for channel in channels}
+        self._writer.add_metadata("retina_edge", {"sources": json.dumps(
+            list(dict.fromkeys(channel.source_name for channel in channels)))})
+        self._sequence = 0
+        self._closed = False
+
+    def wants(self, topic: str) -> bool:
+        return topic in self._channel_ids
+
+    def write(self, frame: Sequence[Message]) -> None:
+        for message in frame:
+            self._sequence += 1
+            self._writer.add_message(self._channel_ids[message.topic], message.log_time, message.data,
+                                     message.log_time, self._sequence)
+
+    def close(self) -> None:
+        """Finish the file and move it onto ``path`` (once; later calls do nothing)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._writer.finish()
+        except BaseException:
+            self._stack.__exit__(*sys.exc_info())  # the temporary file goes; nothing replaces path
+            raise
+        self._stack.close()
