@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import tempfile
@@ -89,10 +90,11 @@ def main() -> None:
         if args.images:
             reference, deployed = tables(rng, args.images, Path(scratch))
             detections = sum(c.image.size for c in reference.categories)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             result = paired_bootstrap(reference, deployed, resamples=args.resamples, seed=args.seed)
             print(f"cost: {args.resamples} paired resamples on {args.images} images ({detections} detections per model): "
-                  f"{time.perf_counter() - start:.2f} s; delta AP {result.delta['AP']} points")
+                  f"{time.perf_counter() - start:.2f} s wall, {time.process_time() - cpu:.2f} s CPU (load average "
+                  f"{os.getloadavg()[0]:.1f}); delta AP {result.delta['AP']} points")
         if args.sets:
             reference, deployed = tables(rng, args.population, Path(scratch))
             ones = np.ones((1, args.population))

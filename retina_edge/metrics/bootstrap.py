@@ -150,11 +150,20 @@ def _precision(category: CategoryMatches, weights: np.ndarray, thresholds: int) 
         precision = np.maximum.accumulate(precision[:, ::-1], axis=1)[:, ::-1]  # the envelope
         with np.errstate(invalid="ignore", divide="ignore"):
             recall = tp / npig[:, None]
-        for b in np.flatnonzero(scored):
-            index = np.searchsorted(recall[b], _RECALL_THRESHOLDS, side="left")
-            ok = index < hits.size
-            out[b, t, ok] = precision[b, index[ok]]
+        index = _first_reaching(recall)
+        values = np.take_along_axis(precision, np.minimum(index, hits.size - 1), axis=1)
+        out[scored, t] = np.where(index < hits.size, values, 0.0)[scored]
     return out
+
+
+def _first_reaching(recall: np.ndarray) -> np.ndarray:
+    """``(B, R)``: per row of the nondecreasing ``(B, G)`` recall, the first index reaching each
+    recall threshold (``np.searchsorted(row, thresholds, side="left")`` row by row, with the same
+    float comparisons): an entry reaches threshold j when more than j thresholds are <= it."""
+    batch, slots = len(recall), len(_RECALL_THRESHOLDS) + 1
+    reached = np.searchsorted(_RECALL_THRESHOLDS, recall, side="right")  # (B, G)
+    counts = np.bincount((np.arange(batch)[:, None] * slots + reached).ravel(), minlength=batch * slots)
+    return np.cumsum(counts.reshape(batch, slots), axis=1)[:, :-1]
 
 
 def _cumsum0(values: np.ndarray) -> np.ndarray:
