@@ -87,7 +87,9 @@ def test_eval_equals_pycocotools_on_saved_json(synth_dir, tmp_path):
     intervals = json.loads(metrics.read_text())["ci95_points"]
     for name in ("AP", "AP50", "AP75"):
         low, high = intervals[name]
-        assert low < 100 * ours[name] < high  # a bootstrap interval around the point, in points
+        # a bootstrap interval around the point, in points (a percentile bound may sit on the point
+        # where few images decide it, e.g. AP50 near its maximum on a small set)
+        assert low <= 100 * ours[name] <= high and low < high
 
 
 def test_crash_during_checkpoint_write_keeps_last_good(trained, tmp_path, monkeypatch):
