@@ -47,7 +47,7 @@ class CalibrationOptions:
 
     source: str
     count: int = 512
-    #: entropy or max; None: the recipe's default.
+    #: entropy or max; None: the recipe's default (max: calib/statistics.py says why entropy clips).
     method: str | None = None
     batch_size: int = 8
     seed: int = 0

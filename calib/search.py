@@ -11,6 +11,14 @@ Like NNCF's ``quantize_with_accuracy_control``, but with COCO AP as the metric a
    budget, then the count is bisected down to the fewest that meet it. Each step only rewires the
    INT8 graph (:func:`keep_high_precision`), so no quantizer or calibration runs again.
 
+**The decision rule** (:data:`DECISION_RULE`): a candidate meets the budget when the *upper*
+bound of the 95% paired bootstrap interval of its AP drop against the FP32 graph, over the
+validation images (:mod:`retina_edge.metrics.bootstrap`), is within the budget: the images must
+show the loss is within it, not merely fail to show it is not. Before ranking anything, the
+standard error of plain INT8's paired drop tells whether the validation set can resolve the budget
+at all (the interval's half-width, 1.96 SE, must be below the budget); if not, the search stops
+and reports about how many images would (SE scales as ``1/sqrt(n)``) instead of a verdict.
+
 "High" is FP32 for the CPU placement and an FP16 island (Casts around the conv, FP16 weights)
 for the TensorRT placement, which TensorRT's strongly typed builder runs in FP16 as written.
 AP is measured with ONNX Runtime on the CPU, like the rest of the precision work.
@@ -35,9 +43,16 @@ from retina_edge.atomic import write_text_atomic
 from retina_edge.contract import NETWORK_SCOPES, DeploymentMetadata
 from retina_edge.errors import DataError, RetinaEdgeError
 from retina_edge.export.graph_weights import write_model
+from retina_edge.metrics.bootstrap import Z95, MatchTable, images_needed, paired_bootstrap
 from retina_edge.optional import require
 
 logger = logging.getLogger(__name__)
+
+DECISION_RULE = ("a candidate meets the budget when the upper bound of the 95% paired bootstrap interval of its COCO AP "
+                 "drop against the FP32 graph (over the validation images, 1000 resamples) is within the budget; the "
+                 "budget is unresolvable when 1.96 standard errors of plain INT8's drop exceed it")
+#: Resamples behind each step's interval (seeded, so a search is reproducible).
+RESAMPLES = 1000
 
 
 @dataclass(frozen=True)
@@ -66,7 +81,11 @@ class SearchOptions:
 
 @dataclass
 class SearchResult:
-    """What ``M.search.json`` holds; AP in points (0..100) on the validation set."""
+    """What ``M.search.json`` holds; AP and drops in points (0..100) on the validation set, each
+    interval a 95% paired bootstrap one. ``verdict``: "met", "not met", or "unresolved" (the
+    validation set cannot resolve the budget: ``images_needed`` says about how many images would).
+    ``sensitivity``: every quantized layer's proxy error, most sensitive first, with whether it
+    is kept high."""
 
     max_ap_drop: float
     ap_reference: float
@@ -77,6 +96,18 @@ class SearchResult:
     budget_met: bool
     seconds: float = 0.0
     trajectory: list[dict] = field(default_factory=list)
+    verdict: str = "not met"
+    decision_rule: str = DECISION_RULE
+    val_images: int = 0
+    ap_drop: float = 0.0
+    ap_drop_ci95: list[float] = field(default_factory=list)
+    ap_reference_ci95: list[float] = field(default_factory=list)
+    ap_deployed_ci95: list[float] = field(default_factory=list)
+    #: Standard error of plain INT8's paired drop, and the images a budget this size needs (a model
+    #: with no drop at all is shown within it at about this many images).
+    int8_drop_se: float = 0.0
+    images_needed: int | None = None
+    sensitivity: list[dict] = field(default_factory=list)
 
     def write(self, path: str | os.PathLike) -> Path:
         write_text_atomic(path, json.dumps(asdict(self), indent=2))
@@ -99,9 +130,10 @@ class ValidationSet:
         self.image_ids = [image.image_id for image in index.images]
         self.images = [read_image_rgb(image.path) for image in index.images]
 
-    def ap(self, model: str | os.PathLike, metadata: DeploymentMetadata) -> float:
-        """COCO AP (points) of a graph on these images, through ONNX Runtime; ``metadata`` is the
-        build's contract (a quantizer's output graph need not carry it yet)."""
+    def matches(self, model: str | os.PathLike, metadata: DeploymentMetadata) -> MatchTable:
+        """Per-image COCO matches of a graph on these images, through ONNX Runtime, from which
+        AP and its intervals follow; ``metadata`` is the build's contract (a quantizer's output
+        graph need not carry it yet)."""
         from retina_edge.metrics.evaluate import coco_evaluate, to_coco_results
         from retina_edge.runtime import Detector
 
@@ -109,7 +141,28 @@ class ValidationSet:
             category_ids = detector.metadata.model.category_ids or None
             results = [entry for image_id, detections in zip(self.image_ids, detector.detect(self.images))
                        for entry in to_coco_results(image_id, detections.as_tuple(), category_ids)]
-        return 100 * coco_evaluate(self.ann_file, results, image_ids=self.image_ids).summary["AP"]
+        return coco_evaluate(self.ann_file, results, image_ids=self.image_ids).matches
+
+
+@dataclass(frozen=True)
+class Step:
+    """One candidate's AP and its paired drop against FP32, with 95% intervals (points)."""
+
+    ap: float
+    ap_ci95: list[float]
+    drop: float
+    drop_ci95: list[float]
+    drop_se: float
+
+    @classmethod
+    def measure(cls, reference: MatchTable, deployed: MatchTable, seed: int = 0) -> Step:
+        found = paired_bootstrap(reference, deployed, resamples=RESAMPLES, seed=seed)
+        delta = found.delta["AP"]
+        return cls(found.deployed["AP"].point, found.deployed["AP"].pair(), -delta.point, [-delta.high, -delta.low], delta.se)
+
+    def conservative_ap(self, ap_reference: float) -> float:
+        """The reference's AP less the upper bound of the drop: what the decision rule compares."""
+        return ap_reference - self.drop_ci95[1]
 
 
 def quantized_layers(model) -> list[str]:  # noqa: ANN001 (onnx.ModelProto)
@@ -309,45 +362,90 @@ def _run_outputs(model, names: list[str], batch: np.ndarray) -> dict[str, np.nda
 def search(qdq_path: Path, fp32_path: Path, output: Path, *, options: SearchOptions, probe: np.ndarray, high: str,
            validation: ValidationSet, metadata: DeploymentMetadata) -> SearchResult:
     """Write to ``output`` the INT8 graph with the fewest layers kept high that meets the budget
-    (or, if none does within the time limit, the best found) and return what happened."""
+    by :data:`DECISION_RULE` (or, if none does within the time limit, or the validation set cannot
+    resolve the budget, the best found) and return what happened."""
     onnx = require("onnx", "the INT8 accuracy search")
     start = time.perf_counter()
     qdq, fp32 = onnx.load(str(qdq_path)), onnx.load(str(fp32_path))
     layers = quantized_layers(qdq)
-    ap_reference = validation.ap(fp32_path, metadata)
-    logger.info("search: FP32 AP %.2f on %d images; budget %.2f points; %d quantized layers",
-                ap_reference, len(validation.images), options.max_ap_drop, len(layers))
-    result = SearchResult(options.max_ap_drop, ap_reference, 0.0, len(layers), [], high, False)
+    reference = validation.matches(fp32_path, metadata)
+    result = SearchResult(options.max_ap_drop, 0.0, 0.0, len(layers), [], high, False, val_images=len(validation.images))
     ranked: list[str] = []  # filled by the ranking, which the search runs only when plain INT8 misses
+    errors: dict[str, float] = {}
+    steps: dict[int, Step] = {}
     with tempfile.TemporaryDirectory(prefix="retina-edge-search-") as scratch:
         def candidate(count: int) -> Path:
             return Path(scratch) / f"keep{count}.onnx"
 
         def evaluate(count: int) -> float:
-            write_model(keep_high_precision(qdq, fp32, ranked[:count], high=high), candidate(count))
-            ap = validation.ap(candidate(count), metadata)
-            elapsed = time.perf_counter() - start
-            result.trajectory.append({"step": len(result.trajectory), "layers_kept_high": count, "ap": ap,
-                                      "drop": ap_reference - ap, "seconds": elapsed})
-            # At most about 2 * log2(layers) + 2 steps: plain INT8, doubling, bisection.
-            remaining = max(0, 2 * math.ceil(math.log2(max(2, len(layers)))) + 2 - len(result.trajectory))
-            logger.info("search step %d: %d of %d layers kept high, AP %.2f (drop %.2f, budget %.2f), elapsed %.0f s, "
-                        "ETA at most %.0f s", len(result.trajectory) - 1, count, len(layers), ap, ap_reference - ap,
-                        options.max_ap_drop, elapsed, remaining * elapsed / len(result.trajectory))
-            return ap
+            if count not in steps:
+                write_model(keep_high_precision(qdq, fp32, ranked[:count], high=high), candidate(count))
+                steps[count] = Step.measure(reference, validation.matches(candidate(count), metadata))
+                _log_step(result, count, steps[count], options, start)
+            return steps[count].conservative_ap(result.ap_reference)
 
-        count, ap = _search_counts(evaluate, len(layers), ap_reference, options, start,
-                                   rank=lambda: ranked.extend(_ranked(qdq, fp32, layers, probe)))
+        def rank() -> None:
+            if not errors:
+                errors.update(layer_sensitivity(qdq, fp32, layers, probe))
+                ranked.extend(sorted(layers, key=lambda layer: -errors[layer]))
+
+        result.ap_reference = _reference_ap(reference, len(validation.images))
+        logger.info("search: FP32 AP %.2f on %d images; budget %.2f points; %d quantized layers",
+                    result.ap_reference, len(validation.images), options.max_ap_drop, len(layers))
+        evaluate(0)
+        if _resolvable(result, steps[0], options):
+            count, _ = _search_counts(evaluate, len(layers), result.ap_reference, options, start, rank=rank)
+        else:
+            count = 0
+        if options.time_limit is None or time.perf_counter() - start < options.time_limit:
+            rank()  # the sensitivity of every layer is part of the output, even when none is kept high
         shutil.copyfile(candidate(count), output)  # every count tried was saved; the chosen one is not rebuilt
-    result.ap_deployed, result.layers_kept_high = ap, ranked[:count]
-    result.budget_met = options.within_budget(ap_reference, ap)
+    chosen = steps[count]
+    result.ap_deployed, result.layers_kept_high = chosen.ap, ranked[:count]
+    result.ap_drop, result.ap_drop_ci95, result.ap_deployed_ci95 = chosen.drop, chosen.drop_ci95, chosen.ap_ci95
+    result.budget_met = result.verdict != "unresolved" and options.within_budget(result.ap_reference,
+                                                                                 chosen.conservative_ap(result.ap_reference))
+    result.verdict = "met" if result.budget_met else result.verdict
+    result.sensitivity = [{"layer": layer, "score": errors[layer], "kept_high": layer in set(ranked[:count])}
+                          for layer in ranked]
     result.seconds = time.perf_counter() - start
     return result
 
 
-def _ranked(qdq, fp32, layers: list[str], probe: np.ndarray) -> list[str]:  # noqa: ANN001
-    errors = layer_sensitivity(qdq, fp32, layers, probe)
-    return sorted(layers, key=lambda layer: -errors[layer])
+def _reference_ap(reference: MatchTable, images: int) -> float:
+    from retina_edge.metrics.bootstrap import ap_of_weights
+
+    return float(100 * ap_of_weights(reference, np.ones((1, images)))[0, 0])
+
+
+def _resolvable(result: SearchResult, plain: Step, options: SearchOptions) -> bool:
+    """Whether the validation set can show a drop within the budget, judged on plain INT8's SE;
+    records the images a budget this size needs, and says so in one line when it cannot."""
+    result.int8_drop_se = plain.drop_se
+    result.images_needed = images_needed(plain.drop_se, result.val_images, options.max_ap_drop)
+    if options.within_budget(result.ap_reference, plain.conservative_ap(result.ap_reference)):
+        return True  # plain INT8 is shown within it: resolved
+    if Z95 * plain.drop_se < options.max_ap_drop:
+        return True
+    result.verdict = "unresolved"
+    needed = "no number of images can" if result.images_needed is None else f"about {result.images_needed} would"
+    logger.warning("search: %d validation images cannot resolve a budget of %.2f AP points (plain INT8's paired drop "
+                   "%.2f, standard error %.2f, 95%% interval %.2f to %.2f); %s: no verdict, plain INT8 kept",
+                   result.val_images, options.max_ap_drop, plain.drop, plain.drop_se, *plain.drop_ci95, needed)
+    return False
+
+
+def _log_step(result: SearchResult, count: int, step: Step, options: SearchOptions, start: float) -> None:
+    elapsed = time.perf_counter() - start
+    result.trajectory.append({"step": len(result.trajectory), "layers_kept_high": count, "ap": step.ap,
+                              "ap_ci95": step.ap_ci95, "drop": step.drop, "drop_ci95": step.drop_ci95,
+                              "drop_se": step.drop_se, "seconds": elapsed})
+    # At most about 2 * log2(layers) + 2 steps: plain INT8, doubling, bisection.
+    remaining = max(0, 2 * math.ceil(math.log2(max(2, result.layers_total))) + 2 - len(result.trajectory))
+    logger.info("search step %d: %d of %d layers kept high, AP %.2f, drop %.2f (95%% interval %.2f to %.2f; budget "
+                "%.2f on the upper bound), elapsed %.0f s, ETA at most %.0f s", len(result.trajectory) - 1, count,
+                result.layers_total, step.ap, step.drop, *step.drop_ci95, options.max_ap_drop, elapsed,
+                remaining * elapsed / len(result.trajectory))
 
 
 def _search_counts(evaluate: Callable[[int], float], total: int, ap_reference: float, options: SearchOptions,

@@ -72,5 +72,6 @@ def test_no_library_message_names_a_flag():
     assert not found, "\n".join(found)
 
 
-#: Modules whose flags are another program's command line (tritonserver), not ours.
-SUBPROCESS_FLAGS = ("server.py",)
+#: Modules whose flags are another program's command line, not ours: tritonserver's, and ROS 2's
+#: (``--ros-args -p model:=...``, which the ROS 2 node's user types).
+SUBPROCESS_FLAGS = ("server.py", "ros2_node.py")

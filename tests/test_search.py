@@ -12,7 +12,15 @@ import onnxruntime as ort
 import pytest
 
 from retina_edge.calib.build import BuildOptions, CalibrationOptions, build_precision_graph
-from retina_edge.calib.search import SearchOptions, _search_counts, keep_high_precision, quantized_layers
+from retina_edge.calib.search import (
+    SearchOptions,
+    SearchResult,
+    Step,
+    _resolvable,
+    _search_counts,
+    keep_high_precision,
+    quantized_layers,
+)
 from retina_edge.cli.main import main
 from retina_edge.export.onnx_export import ExportOptions
 from retina_edge.imageio import write_image_rgb
@@ -105,13 +113,20 @@ def test_build_with_a_budget_writes_the_model_and_its_search(preset_data, capsys
     record = json.loads((root / "m.search.json").read_text())
     assert {"max_ap_drop", "ap_reference", "ap_deployed", "layers_total", "layers_kept_high", "trajectory"} <= set(record)
     assert record["budget_met"] and record["layers_kept_high"] == [] and record["layers_total"] > 50
+    low, high = record["ap_drop_ci95"]
+    assert record["verdict"] == "met" and low <= record["ap_drop"] <= high <= 50 and record["val_images"] == 30
+    assert "upper bound" in record["decision_rule"] and record["images_needed"] >= 1
+    assert len(record["sensitivity"]) == record["layers_total"]  # every layer scored, even with none kept high
+    assert (root / "m.sensitivity.png").is_file()
     assert record["ap_reference"] > 30 and 0 <= record["ap_reference"] - record["ap_deployed"] <= 50
     assert "search: 0 of" in capsys.readouterr().out
     assert main(["verify", "--model", str(out), "--weights", "preset:synth", "--images", str(root / "data" / "val"),
                  "--ann", str(root / "data" / "annotations" / "instances_val.json"), "--count", "10",
                  "--report", str(root / "report")]) in (0, 1)
-    assert (root / "report" / "search.png").is_file()
+    assert (root / "report" / "search.png").is_file() and (root / "report" / "sensitivity.png").is_file()
+    assert "Per-layer sensitivity" in (root / "report" / "report.md").read_text()
     assert "INT8 accuracy search: 0 of" in (root / "report" / "report.md").read_text()
+    assert "95% interval" in (root / "report" / "report.md").read_text()
 
 
 def test_unmet_budget_writes_the_best_model_as_such_and_exits_1(preset_data, capsys):
@@ -123,4 +138,31 @@ def test_unmet_budget_writes_the_best_model_as_such_and_exits_1(preset_data, cap
     err = capsys.readouterr().err
     assert "no model met the budget of 0.0 AP points; the best found is written as" in err and "tight.best.onnx" in err
     assert (root / "tight.best.onnx").is_file() and not out.exists()
-    assert not json.loads((root / "tight.search.json").read_text())["budget_met"]
+    record = json.loads((root / "tight.search.json").read_text())
+    assert not record["budget_met"] and record["verdict"] == "unresolved" and record["images_needed"] is None
+    assert "cannot resolve a budget of 0.0 AP points" in err
+
+
+def step(drop: float, se: float) -> Step:
+    return Step(ap=60 - drop, ap_ci95=[0, 0], drop=drop, drop_ci95=[drop - 1.96 * se, drop + 1.96 * se], drop_se=se)
+
+
+def test_a_budget_the_val_set_cannot_resolve_is_reported_with_the_images_it_needs(caplog):
+    """SE 0.3 points on 60 images: 0.05 points needs (1.96 * 0.3 / 0.05)^2 * 60 = 8,298 images."""
+    result = SearchResult(0.05, 60.0, 0.0, 80, [], "fp32", False, val_images=60)
+    assert not _resolvable(result, step(0.2, 0.3), SearchOptions(max_ap_drop=0.05, val="v"))
+    assert result.verdict == "unresolved" and result.images_needed == 8298
+    assert "60 validation images cannot resolve a budget of 0.05 AP points" in caplog.text
+    resolvable = SearchResult(1.0, 60.0, 0.0, 80, [], "fp32", False, val_images=300)
+    assert _resolvable(resolvable, step(1.4, 0.15), SearchOptions(max_ap_drop=1.0, val="v"))
+    assert resolvable.verdict == "not met"  # no verdict yet: the search goes on
+    # plain INT8 already shown within: resolved whatever the SE
+    assert _resolvable(SearchResult(1.0, 60.0, 0.0, 80, [], "fp32", False, val_images=50), step(0.0, 0.5),
+                       SearchOptions(max_ap_drop=1.0, val="v"))
+
+
+def test_the_decision_rule_is_the_upper_bound():
+    """Drop 0.6 with upper bound 1.2 does not meet a budget of 1.0; drop 0.6 with upper bound 0.9 does."""
+    options = SearchOptions(max_ap_drop=1.0, val="v")
+    assert not options.within_budget(60.0, step(0.6, 0.6 / 1.96).conservative_ap(60.0))
+    assert options.within_budget(60.0, step(0.6, 0.3 / 1.96).conservative_ap(60.0))

@@ -84,6 +84,12 @@ def test_eval_equals_pycocotools_on_saved_json(synth_dir, tmp_path):
     assert ours["AP"] > 0.2  # a trained model: the comparison below is not between zeros
     assert [ours[k] for k in ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L")] == pytest.approx(
         evaluator.stats[:6].tolist(), abs=1e-12)
+    intervals = json.loads(metrics.read_text())["ci95_points"]
+    for name in ("AP", "AP50", "AP75"):
+        low, high = intervals[name]
+        # a bootstrap interval around the point, in points (a percentile bound may sit on the point
+        # where few images decide it, e.g. AP50 near its maximum on a small set)
+        assert low <= 100 * ours[name] <= high and low < high
 
 
 def test_crash_during_checkpoint_write_keeps_last_good(trained, tmp_path, monkeypatch):

@@ -34,8 +34,20 @@ def verify(workspace, model, *extra):
 
 def test_fp32_verifies_near_exactly(workspace, capsys):
     report_json = workspace / "fp32.json"
-    assert verify(workspace, workspace / "fp32.onnx", "--json", str(report_json), "--report", str(workspace / "rep")) == 0
+    junit = workspace / "fp32.xml"
+    assert verify(workspace, workspace / "fp32.onnx", "--json", str(report_json), "--report", str(workspace / "rep"),
+                  "--junit", str(junit)) == 0
     report = json.loads(report_json.read_text())
+    for name in ("delta", "reference", "deployed"):
+        for metric in ("AP", "AP50", "AP75"):
+            low, high = report["coco"][f"{name}_points_ci95"][metric]
+            assert low <= high
+    low, high = report["coco"]["delta_points_ci95"]["AP"]
+    assert -0.05 < low <= high < 0.05  # the same detections on every resample
+    low, high = report["coco"]["reference_points_ci95"]["AP"]
+    assert low <= 100 * report["coco"]["reference"]["AP"] <= high and low < high
+    assert "<testcase" in junit.read_text() and "<failure" not in junit.read_text()
+    assert (workspace / "rep" / "ap_intervals.png").is_file()
     assert report["passed"] and report["ap_vs_reference"] > 0.99
     assert report["precision_recall"]["recall@0.9"] > 0.99
     assert all(t["max_abs"] < 1e-3 and t["paired"] > 0.99 for t in report["tensors"])

@@ -30,13 +30,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         + "; ".join(f"{r.precision} for {r.target}: {r.description}" for r in recipes()))
     parser.add_argument("--calib", help="calibration images: folder, COCO json, video file or glob")
     parser.add_argument("--calib-count", type=positive_int, default=512, help="calibration images to use (default 512)")
-    parser.add_argument("--calib-method", choices=["entropy", "max"], help="default: the recipe's (entropy)")
+    parser.add_argument("--calib-method", choices=["entropy", "max"],
+                        help="activation ranges; default: the recipe's, max (measured best on the preset, see "
+                             "calib/statistics.py); entropy (ONNX Runtime's/ModelOpt's KL threshold) clips and lost "
+                             "about 1.6 AP points there")
     parser.add_argument("--calib-batch", type=positive_int, default=8)
     parser.add_argument("--calib-seed", type=int, default=0, help="seed of the calibration image shuffle")
     search = parser.add_argument_group("INT8 under an AP budget")
     search.add_argument("--max-ap-drop", type=float, metavar="POINTS",
                         help="keep the fewest, most sensitive layers in higher precision (FP16 for tensorrt, FP32 for "
-                             "cpu) until COCO AP on --val is within POINTS (0-100) of the FP32 graph's; writes M.search.json")
+                             "cpu) until the upper 95%% bound of the COCO AP drop against the FP32 graph on --val (paired "
+                             "bootstrap over its images) is within POINTS (0-100); says so instead when --val has too "
+                             "few images to resolve POINTS; writes M.search.json and M.sensitivity.png")
     search.add_argument("--val", help="COCO dataset folder (its val split) or instances json, with annotations")
     search.add_argument("--search-time-limit", type=positive_float, metavar="SECONDS",
                         help="stop searching after this long and keep the best model found")
@@ -92,6 +97,32 @@ def _engine_settings(args: argparse.Namespace):  # noqa: ANN202
     )
 
 
+def _report_search(found, onnx_path, model_path) -> None:  # noqa: ANN001 (SearchResult, Path, Path)
+    """The search's lines (drop with its 95% interval; or why no verdict), its sensitivity plot
+    beside the model, and exit 1 (BudgetNotMetError) unless the budget was shown met."""
+    from retina_edge.quality.report import sensitivity_plot
+
+    low, high = found.ap_drop_ci95
+    print(f"search: {len(found.layers_kept_high)} of {found.layers_total} layers kept in {found.high_precision}, "
+          f"AP {found.ap_deployed:.2f} vs FP32 {found.ap_reference:.2f}: drop {found.ap_drop:.2f} points, 95% interval "
+          f"{low:.2f} to {high:.2f} on {found.val_images} images (budget {found.max_ap_drop} on the upper bound: "
+          f"{found.verdict}) in {found.seconds:.0f} s; details in {onnx_path.with_suffix('.search.json')}")
+    plot = sensitivity_plot(found.sensitivity, found.trajectory, onnx_path.with_suffix(".sensitivity.png"),
+                            budget=found.max_ap_drop, high=found.high_precision)
+    if plot:
+        print(f"wrote {plot} (per-layer sensitivity and AP along the search)")
+    if found.verdict == "unresolved":
+        needed = (f"about {found.images_needed} validation images would" if found.images_needed
+                  else "no number of images can")
+        raise BudgetNotMetError(f"{found.val_images} validation images cannot resolve a budget of {found.max_ap_drop} AP "
+                                f"points (plain INT8's drop has a standard error of {found.int8_drop_se:.2f}); {needed}. "
+                                f"So no model met the budget of {found.max_ap_drop} AP points; the best found is written "
+                                f"as {model_path} (plain INT8, no verdict)")
+    if not found.budget_met:
+        raise BudgetNotMetError(f"no model met the budget of {found.max_ap_drop} AP points; the best found is "
+                                f"written as {model_path}")
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -128,13 +159,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"calibration: {result.report.summary()}")
     print(f"wrote {describe(result.model_path, result.metadata)}")
     if result.search is not None:
-        found = result.search
-        print(f"search: {len(found.layers_kept_high)} of {found.layers_total} layers kept in {found.high_precision}, "
-              f"AP {found.ap_deployed:.2f} vs FP32 {found.ap_reference:.2f} (drop {found.ap_reference - found.ap_deployed:.2f}, "
-              f"budget {found.max_ap_drop}) in {found.seconds:.0f} s; details in {onnx_path.with_suffix('.search.json')}")
-        if not found.budget_met:
-            raise BudgetNotMetError(f"no model met the budget of {found.max_ap_drop} AP points; the best found is "
-                                    f"written as {result.model_path}")
+        _report_search(result.search, onnx_path, result.model_path)
     if result.calibration_cache:
         print(f"wrote {result.calibration_cache} (TensorRT <= 10 / DeepStream implicit-INT8 calibration cache)")
     if settings is not None:

@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     require("pycocotools", "COCO evaluation")  # before predicting every image, not after
     from retina_edge.atomic import write_text_atomic
     from retina_edge.data.coco_dataset import load_coco_index, resolve_split
+    from retina_edge.metrics.bootstrap import bootstrap_intervals
     from retina_edge.metrics.evaluate import coco_evaluate, predict_coco, save_results
     from retina_edge.progress import Progress
 
@@ -65,6 +66,11 @@ def run(args: argparse.Namespace) -> int:
         save_results(args.save_json, results)
     metrics = coco_evaluate(ann_file, results, image_ids=[img.image_id for img in index.images])
     print(metrics.table())
+    intervals = bootstrap_intervals(metrics.matches)
+    print(f"95% intervals (bootstrap over the {len(index.images)} images, 1000 resamples; points): "
+          + "  ".join(f"{name} {value}" for name, value in intervals.items()))
     if args.metrics_json:
-        write_text_atomic(args.metrics_json, json.dumps(metrics.to_dict(), indent=2))
+        record = {**metrics.to_dict(), "ci95_points": {name: value.pair() for name, value in intervals.items()},
+                  "images": len(index.images)}
+        write_text_atomic(args.metrics_json, json.dumps(record, indent=2))
     return 0

@@ -12,7 +12,7 @@ HELP = "compare a deployed model with the PyTorch reference on the same inputs; 
 EXAMPLE = ("retina-edge verify --model synth-int8.onnx --weights preset:synth --images data/synth/val "
            "--ann data/synth/annotations/instances_val.json --report out/verify-int8")
 
-OUTPUT_FILES = ("json",)
+OUTPUT_FILES = ("json", "junit")
 OUTPUT_FOLDERS = ("report",)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +23,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=positive_int, default=100, help="images to use (default 100)")
     parser.add_argument("--report", help="write report.json, report.md and plots into this folder")
     parser.add_argument("--json", help="write the report as JSON here")
+    parser.add_argument("--junit", help="write the checks as JUnit XML here (one testcase per check), for CI pipelines")
     parser.add_argument("--max-delta-ap", type=float, help="allowed COCO AP drop in points (default by precision)")
+    parser.add_argument("--gate", choices=["lower", "upper"], default="lower",
+                        help="which bound of the AP drop's 95%% interval must be within --max-delta-ap: lower (default: "
+                             "fail when the images prove a larger drop) or upper (stricter: fail unless they prove the "
+                             "drop is within it; needs enough images, the report says how many)")
     parser.add_argument("--min-ap-vs-reference", type=float, help="minimum AP of deployed vs reference detections")
     parser.add_argument("--max-mean-score-error", type=float, help="maximum mean score error of matched detections")
     parser.add_argument("--max-score-error", type=float, help="maximum score error of any matched pair (FP32 default 1e-3)")
@@ -57,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     thresholds = VerifyThresholds.for_precision(detector.metadata.precision, detector.metadata.target)
     overrides = {k: v for k, v in (("max_delta_ap", args.max_delta_ap), ("min_ap_vs_reference", args.min_ap_vs_reference),
                                    ("max_mean_score_error", args.max_mean_score_error),
-                                   ("max_score_error", args.max_score_error)) if v is not None}
+                                   ("max_score_error", args.max_score_error), ("gate", args.gate)) if v is not None}
     thresholds = dataclasses.replace(thresholds, **overrides)
     report, reference, deployed = run_verify(detector, model, images, thresholds=thresholds,
                                              annotations=(args.ann, image_ids) if args.ann else None)
@@ -66,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
         import json
 
         write_text_atomic(args.json, json.dumps(report.to_dict(), indent=2))
+    if args.junit:
+        from retina_edge.quality.report import junit_xml
+
+        write_text_atomic(args.junit, junit_xml(report, name=args.model))
     if args.report:
         search = search_record(args.model)
         print(f"report: {write_report(report, reference, deployed, images, args.report, title=f'verify {args.model}', search=search)}")

@@ -12,13 +12,14 @@ import io
 import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from retina_edge.atomic import write_text_atomic
 from retina_edge.data.coco_dataset import CocoIndex
+from retina_edge.metrics.bootstrap import MatchTable, match_table
 from retina_edge.imageio import read_image_rgb
 
 Detections = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -29,10 +30,13 @@ SUMMARY_KEYS = ("AP", "AP50", "AP75", "AP_S", "AP_M", "AP_L", "AR1", "AR10", "AR
 
 @dataclass(frozen=True)
 class CocoMetrics:
-    """COCO summary numbers in [0, 1] (``-1`` where a size range has no objects) and per-class AP."""
+    """COCO summary numbers in [0, 1] (``-1`` where a size range has no objects) and per-class AP;
+    ``matches``: the per-image matches behind them, for bootstrap intervals
+    (:mod:`retina_edge.metrics.bootstrap`)."""
 
     summary: dict[str, float]
     per_class: dict[str, float]
+    matches: MatchTable | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, dict[str, float]]:
         """``{"summary": ..., "per_class": ...}``, the metrics JSON ``train`` and ``eval`` write."""
@@ -80,15 +84,17 @@ def coco_evaluate(ann_file: str | os.PathLike, results: list[dict], *, image_ids
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(ann_file))
         names = {c["id"]: c["name"] for c in gt.loadCats(gt.getCatIds())}
-        if not results:
-            return CocoMetrics({k: 0.0 for k in SUMMARY_KEYS}, {name: 0.0 for name in names.values()})
-        dt = gt.loadRes(results)
+        # No detections at all: AP is 0 (pycocotools' loadRes refuses an empty list), and the
+        # matches are those of a detector that found nothing, so intervals still pair up.
+        dt = gt.loadRes(results) if results else _empty_results(gt)
         evaluator = COCOeval(gt, dt, "bbox")
         if image_ids is not None:
             evaluator.params.imgIds = list(image_ids)
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
+    if not results:
+        return CocoMetrics({k: 0.0 for k in SUMMARY_KEYS}, {name: 0.0 for name in names.values()}, match_table(evaluator))
     summary = {k: float(v) for k, v in zip(SUMMARY_KEYS, evaluator.stats)}
     precision = evaluator.eval["precision"]  # (T, R, K, A, M): IoU, recall, class, area, max dets
     per_class = {}
@@ -96,7 +102,18 @@ def coco_evaluate(ann_file: str | os.PathLike, results: list[dict], *, image_ids
         values = precision[:, :, k, 0, -1]
         values = values[values > -1]
         per_class[names[category_id]] = float(values.mean()) if values.size else -1.0
-    return CocoMetrics(summary, per_class)
+    return CocoMetrics(summary, per_class, match_table(evaluator))
+
+
+def _empty_results(gt):  # noqa: ANN001, ANN202 (pycocotools COCO)
+    """A results COCO with no detections (``loadRes`` cannot make one from an empty list)."""
+    from pycocotools.coco import COCO
+
+    empty = COCO()
+    empty.dataset = {"images": list(gt.dataset["images"]), "categories": list(gt.dataset.get("categories", [])),
+                     "annotations": []}
+    empty.createIndex()
+    return empty
 
 
 def save_results(path: str | os.PathLike, results: list[dict]) -> None:

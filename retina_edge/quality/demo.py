@@ -60,7 +60,8 @@ def run_demo(out_dir: str | Path, *, val_images: int = 100, video_frames: int = 
         f"Preset `synth` ({setup.model.config.arch}, input {setup.export.preprocess.height}x{setup.export.preprocess.width}), "
         f"{len(images)} fresh synthetic val images; finished in {time.perf_counter() - start:.0f} s.", "",
         "## Accuracy: COCO AP against the annotations, and agreement with the PyTorch reference", "",
-        "| model | AP reference | AP deployed | delta (points) | AP vs reference | verify | details |",
+        "Delta: deployed minus reference, with its 95% paired bootstrap interval over the images.", "",
+        "| model | AP reference | AP deployed | delta (points) [95% interval] | AP vs reference | verify | details |",
         "|---|---|---|---|---|---|---|", *summary_rows, "", search_summary(search),
         "![search](verify/synth-int8-cpu-search/search.png)", "",
         "## Speed (batch 1, this machine, interleaved run; ratio to PyTorch eager)", "", "```", table, "```", "",
@@ -128,8 +129,9 @@ def _verify(setup: DemoSetup, name: str, path: Path, images: list, image_ids: li
     write_report(report, reference, deployed, images, setup.out / "verify" / name, title=f"verify {name}",
                  search=search if name == "synth-int8-cpu-search" else None)
     coco = report.coco
+    low, high = coco["delta_points_ci95"]["AP"]
     return (f"| {name} | {100 * coco['reference']['AP']:.2f} | {100 * coco['deployed']['AP']:.2f} | "
-            f"{coco['delta_points']['AP']:+.2f} | {report.ap_vs_reference:.4f} | "
+            f"{coco['delta_points']['AP']:+.2f} [{low:+.2f}, {high:+.2f}] | {report.ap_vs_reference:.4f} | "
             f"{'PASS' if report.passed else 'FAIL'} | [report](verify/{name}/report.md) |")
 
 

@@ -6,9 +6,14 @@ Both see the exact batch :func:`retina_edge.preprocess.preprocess_batch` makes. 
   (:func:`retina_edge.export.onnx_export.graph_module`): max/mean absolute error, cosine similarity;
 - detections, with the reference's as ground truth: precision/recall at IoU 0.5 and 0.9 (same
   label), score error of matched pairs, and COCO AP of deployed-vs-reference;
-- with annotations: COCO AP of both against them, and the difference (points).
+- with annotations: COCO AP of both against them, and the difference (points), each with its 95%
+  paired bootstrap interval over the images (:mod:`retina_edge.metrics.bootstrap`).
 
-Pass/fail per precision comes from :class:`VerifyThresholds`.
+Pass/fail per precision comes from :class:`VerifyThresholds`; the AP drop is judged on its
+interval (``gate``): ``lower`` (the default) fails when even the lower bound of the drop exceeds
+the allowance, i.e. when the images *prove* a loss beyond it; ``upper`` fails unless the upper
+bound is within it, i.e. unless they prove the loss is within it (a release gate, which needs
+enough images: the report says how many).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from retina_edge.metrics.bootstrap import images_needed, paired_bootstrap
 from retina_edge.metrics.evaluate import coco_evaluate, to_coco_results
 from retina_edge.metrics.matching import MatchTolerance, pairwise_iou
 from retina_edge.config import ModelConfig
@@ -31,6 +37,11 @@ from retina_edge.progress import Progress
 from retina_edge.model.reference import reference_on_inputs
 from retina_edge.runtime.detector import Detector
 from retina_edge.runtime.results import Detections
+
+
+GATES = ("lower", "upper")
+#: Resamples of the paired bootstrap behind every AP interval (seeded: a report is reproducible).
+BOOTSTRAP_RESAMPLES = 1000
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,13 @@ class VerifyThresholds:
     #: differences left come from the order of near-equal scores at top-k and NMS (a last-bit
     #: difference picks another of two equal candidates): they are reported, not failed.
     exact_tensor_tol: float | None = None
+    #: Which bound of the AP drop's 95% interval must be within ``max_delta_ap``: "lower" (fail on
+    #: a proven excess) or "upper" (fail unless the drop is proven within it).
+    gate: str = "lower"
+
+    def __post_init__(self) -> None:
+        if self.gate not in GATES:
+            raise RetinaEdgeError(f"unknown AP gate {self.gate!r}; expected one of {GATES}")
 
     @classmethod
     def for_precision(cls, precision: str, target: str = "any") -> VerifyThresholds:
@@ -102,6 +120,8 @@ class VerifyReport:
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     thresholds: dict[str, float] = field(default_factory=dict)
+    #: One entry per check made: ``{"name", "passed", "detail"}`` (what ``--junit`` writes).
+    checks: list[dict] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -285,18 +305,34 @@ def run_verify(
 
 
 def _coco_against_annotations(report: VerifyReport, annotations: tuple[str, list[int]], reference_dets, deployed_dets, model) -> None:  # noqa: ANN001
+    """COCO AP of both against the annotations, the difference, and their paired 95% intervals
+    (``coco["<name>_points_ci95"]``: ``{"AP": [low, high], ...}`` in points)."""
     ann_file, image_ids = annotations
     category_ids = model.config.category_ids or None
+    tables = {}
     for name, dets in (("reference", reference_dets), ("deployed", deployed_dets)):
         results = [r for image_id, d in zip(image_ids, dets) for r in to_coco_results(image_id, d.as_tuple(), category_ids)]
         metrics = coco_evaluate(ann_file, results, image_ids=image_ids)
         report.coco[name] = metrics.summary
         report.per_class[name] = metrics.per_class
+        tables[name] = metrics.matches
     report.coco["delta_points"] = {k: 100 * (report.coco["deployed"][k] - report.coco["reference"][k]) for k in ("AP", "AP50", "AP75")}
+    intervals = paired_bootstrap(tables["reference"], tables["deployed"], resamples=BOOTSTRAP_RESAMPLES).to_dict()
+    for name in ("reference", "deployed", "delta"):
+        report.coco[f"{name}_points_ci95"] = intervals[f"{name}_points_ci95"]
+    report.coco["delta_points_se"] = intervals["delta_points_se"]
+    report.coco["bootstrap"] = {k: intervals[k] for k in ("images", "resamples", "seed", "level")}
+
+
+def ap_drop_interval(report: VerifyReport) -> tuple[float, float, float]:
+    """(drop, lower, upper) of the COCO AP drop in points (positive: the deployed model is worse)."""
+    low, high = report.coco["delta_points_ci95"]["AP"]
+    return -report.coco["delta_points"]["AP"], -high, -low
 
 
 def _judge(report: VerifyReport, thresholds: VerifyThresholds) -> None:
-    failures = _detection_failures(report, thresholds)
+    checks = _detection_checks(report, thresholds)
+    failures = [check["detail"] for check in checks if not check["passed"]]
     tol = thresholds.exact_tensor_tol
     exact = tol is not None and report.tensors and all(t.max_rel <= tol and t.identical >= 0.9 for t in report.tensors)
     if exact and failures:
@@ -304,24 +340,46 @@ def _judge(report: VerifyReport, thresholds: VerifyThresholds) -> None:
                             f"{max(t.max_rel for t in report.tensors):.1e}, within {tol}): the detection differences "
                             f"below come from the order of near-equal scores at top-k and NMS, not from the model")
         report.notes += failures
+        for check in checks:
+            check["passed"], check["detail"] = True, check["detail"] + " (reported, not failed: see the notes)"
     else:
         report.failures += failures
+    report.checks = checks
 
 
-def _detection_failures(report: VerifyReport, thresholds: VerifyThresholds) -> list[str]:
-    failures = []
-    if report.ap_vs_reference < thresholds.min_ap_vs_reference:
-        failures.append(f"AP of deployed vs reference detections is {report.ap_vs_reference:.3f}, "
-                               f"below {thresholds.min_ap_vs_reference}")
-    if report.score_error.get("mean", 0.0) > thresholds.max_mean_score_error:
-        failures.append(f"mean score error of matched detections is {report.score_error['mean']:.4f}, "
-                               f"above {thresholds.max_mean_score_error}")
-    if thresholds.max_score_error is not None and report.score_error.get("max", 0.0) > thresholds.max_score_error:
-        failures.append(f"largest score error of matched detections is {report.score_error['max']:.4f}, "
-                               f"above {thresholds.max_score_error}")
+def _detection_checks(report: VerifyReport, thresholds: VerifyThresholds) -> list[dict]:
+    """Every check with its verdict; a failing one's ``detail`` says why."""
+    def check(name: str, passed: bool, failed: str, ok: str) -> dict:
+        return {"name": name, "passed": bool(passed), "detail": ok if passed else failed}
+
+    checks = [check("ap_vs_reference", report.ap_vs_reference >= thresholds.min_ap_vs_reference,
+                    f"AP of deployed vs reference detections is {report.ap_vs_reference:.3f}, below {thresholds.min_ap_vs_reference}",
+                    f"AP of deployed vs reference detections {report.ap_vs_reference:.3f} >= {thresholds.min_ap_vs_reference}")]
+    mean = report.score_error.get("mean", 0.0)
+    checks.append(check("mean_score_error", mean <= thresholds.max_mean_score_error,
+                        f"mean score error of matched detections is {mean:.4f}, above {thresholds.max_mean_score_error}",
+                        f"mean score error {mean:.2e} <= {thresholds.max_mean_score_error}"))
+    if thresholds.max_score_error is not None:
+        worst = report.score_error.get("max", 0.0)
+        checks.append(check("max_score_error", worst <= thresholds.max_score_error,
+                            f"largest score error of matched detections is {worst:.4f}, above {thresholds.max_score_error}",
+                            f"largest score error {worst:.2e} <= {thresholds.max_score_error}"))
     if report.coco:
-        delta = report.coco["delta_points"]["AP"]
-        if -delta > thresholds.max_delta_ap:
-            failures.append(f"COCO AP dropped by {-delta:.2f} points against the annotations, "
-                                   f"more than the {thresholds.max_delta_ap} allowed")
-    return failures
+        checks.append(_ap_drop_check(report, thresholds))
+    return checks
+
+
+def _ap_drop_check(report: VerifyReport, thresholds: VerifyThresholds) -> dict:
+    drop, low, high = ap_drop_interval(report)
+    allowed = thresholds.max_delta_ap
+    bound = low if thresholds.gate == "lower" else high
+    said = f"COCO AP dropped by {drop:.2f} points (95% interval {low:.2f} to {high:.2f}, {report.images} images)"
+    if bound <= allowed:
+        return {"name": "coco_ap_drop", "passed": True,
+                "detail": f"{said}: the {thresholds.gate} bound is within the {allowed} allowed"}
+    detail = f"{said} against the annotations, more than the {allowed} allowed: the {thresholds.gate} bound exceeds it"
+    if thresholds.gate == "upper" and low <= allowed:
+        needed = images_needed(report.coco["delta_points_se"]["AP"], report.images, allowed - drop)
+        detail += (f"; these images cannot show the drop is within it (about {needed} images would)" if needed
+                   else "; the measured drop itself is above the allowance")
+    return {"name": "coco_ap_drop", "passed": False, "detail": detail}
