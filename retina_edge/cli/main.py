@@ -19,7 +19,7 @@ from retina_edge.optional import install_hint
 from retina_edge.resources import check_writable
 
 COMMAND_MODULES = ("archs", "inspect", "synth", "train", "eval", "export", "build", "detect", "verify", "bench", "demo",
-                   "triton", "serve")
+                   "triton", "serve", "deepstream")
 
 
 def build_parser() -> argparse.ArgumentParser:
