@@ -92,9 +92,11 @@ def has_dla(tensorrt: Version) -> bool:
 
 
 def version_compatible_runs(built: Version, runtime: Version) -> bool:
-    """Whether a version-compatible plan built by TensorRT ``built`` runs on ``runtime``."""
+    """Whether a version-compatible plan built by TensorRT ``built`` runs on ``runtime`` (compared
+    as precisely as ``runtime`` is known: ``(10, 3)`` takes any 10.3.x plan)."""
     if built[0] == runtime[0]:
-        return built[:3] <= runtime[:3]
+        digits = min(3, len(runtime))
+        return built[:digits] <= runtime[:digits]
     return (built[0], runtime[0]) in VERSION_COMPATIBLE_ACROSS_MAJORS
 
 

@@ -170,3 +170,127 @@ def test_stock_parser_on_our_graph_gives_detectors_objects(folder, capsys):
     assert confident["reference"] >= 40
     assert confident["recall"] >= 0.9 and confident["precision"] >= 0.9 and confident["max_score_diff"] < 0.2
     assert preprocessing["recall"] >= 0.95 and preprocessing["precision"] >= 0.95 and preprocessing["max_score_diff"] < 0.06
+
+
+def test_graph_outputs_are_in_the_parsers_order_and_types(folder):
+    session = ort.InferenceSession(str(folder / "ds" / "model.onnx"), providers=["CPUExecutionProvider"])
+    outputs = [(o.name, o.type, o.shape[1:]) for o in session.get_outputs()]
+    assert outputs == [("num_detections", "tensor(int32)", [1]), ("det_boxes", "tensor(float)", [200, 4]),
+                       ("det_scores", "tensor(float)", [200]), ("det_labels", "tensor(float)", [200])]
+    metadata = read_deployment(folder / "ds" / "model.onnx")
+    assert metadata.tail.mode == "deepstream" and metadata.tail.detections_per_img == 200
+    assert (metadata.preprocess.mean, metadata.preprocess.std, metadata.preprocess.align) == ((0, 0, 0), (1, 1, 1), "top-left")
+    first = [node.op_type for node in onnx.load(str(folder / "ds" / "model.onnx"), load_external_data=False).graph.node[:2]]
+    assert first == ["Mul", "Add"]  # (x - mean) / std as one multiply-add, kept outside the network's scopes
+
+
+def test_the_deepstream_tail_keeps_at_most_200_detections():
+    from retina_edge.config import PostprocessConfig
+
+    assert GraphTail.bake("deepstream", PostprocessConfig(detections_per_img=300)).detections_per_img == 200
+    assert GraphTail.bake("nms", PostprocessConfig(detections_per_img=300)).detections_per_img == 300
+    with pytest.raises(RetinaEdgeError, match="at most 200 detections"):
+        GraphTail("deepstream", detections_per_img=201)
+
+
+def ini_keys(path: Path) -> dict[str, list[str]]:
+    return {name: list(section) for name, section in read_config(path).items() if name != "DEFAULT"}
+
+
+def test_every_written_config_key_is_one_nvidia_documents(folder):
+    ds = folder / "ds"
+    infer = ini_keys(ds / "config_infer_primary.txt")
+    assert set(infer) == {"property", "class-attrs-all"}
+    assert set(infer["property"]) <= NVINFER_PROPERTY_KEYS and set(infer["class-attrs-all"]) <= NVINFER_CLASS_ATTR_KEYS
+    app = ini_keys(ds / "deepstream_app_config.txt")
+    assert {"source0", "source1", "source2", "tracker", "primary-gie", "streammux"} <= set(app)
+    for section, keys in app.items():
+        assert set(keys) <= DEEPSTREAM_APP_KEYS[re.sub(r"\d+$", "", section)], section
+    server = (ds / "config_inferserver_primary.txt").read_text()
+    fields = set(re.findall(r"^\s*(\w+)\s*[:{]", server, flags=re.MULTILINE))
+    assert fields <= INFERSERVER_FIELDS and {"custom_parse_bbox_func", "scale_factor", "model_repo"} <= fields
+    assert server.count("{") == server.count("}")
+
+
+def test_the_configs_say_what_the_graph_needs(folder):
+    ds = folder / "ds"
+    prop = read_config(ds / "config_infer_primary.txt")["property"]
+    metadata = read_deployment(ds / "model.onnx")
+    expected = {"parse-bbox-func-name": "NvDsInferParseYoloV5CustomBatchedNMSTLT", "cluster-mode": "4",
+                "custom-lib-path": "/opt/nvidia/deepstream/deepstream/lib/libnvds_infercustomparser.so",
+                "net-scale-factor": "0.0039215697906911373", "offsets": "0;0;0", "model-color-format": "0",
+                "maintain-aspect-ratio": "1", "symmetric-padding": "0", "network-mode": "0", "network-type": "0",
+                "num-detected-classes": str(metadata.model.num_classes), "batch-size": "3", "onnx-file": "model.onnx",
+                "labelfile-path": "labels.txt", "gie-unique-id": "1", "process-mode": "1"}
+    assert {key: prop[key] for key in expected} == expected
+    assert (ds / "labels.txt").read_text().splitlines() == list(metadata.model.class_names)
+    app = read_config(ds / "deepstream_app_config.txt")
+    assert app["tracker"]["enable"] == "1" and app["streammux"]["batch-size"] == "3"
+    assert app["primary-gie"]["config-file"] == "config_infer_primary.txt"
+    server = (ds / "config_inferserver_primary.txt").read_text()
+    assert 'model_name: "retina_edge_network"' in server and "maintain_aspect_ratio: 1" in server
+
+
+def fake_engine(folder: Path, path: Path, tensorrt: str, **build) -> Path:  # noqa: ANN003
+    metadata = read_deployment(folder / "ds" / "model.onnx").override(batch=(1, 2, 2))
+    return write_engine_file(path, b"bare TensorRT plan", metadata=metadata, tensorrt_version=tensorrt,
+                             device={"name": "Orin", "compute_capability": "8.7"}, build=build)
+
+
+def test_an_engine_goes_to_nvinfer_as_its_bare_plan(folder, tmp_path, caplog):
+    from retina_edge.deepstream.package import DeepStreamOptions, write_deepstream
+    from retina_edge.deepstream.target import Target
+
+    engine = fake_engine(folder, tmp_path / "m.engine", "10.3.0.26")
+    write_deepstream(engine, tmp_path / "ds", DeepStreamOptions(sources=2, target=Target(deepstream="7.1")))
+    assert (tmp_path / "ds" / "m.plan").read_bytes() == b"bare TensorRT plan"
+    prop = read_config(tmp_path / "ds" / "config_infer_primary.txt")["property"]
+    assert prop["model-engine-file"] == "m.plan" and "onnx-file" not in prop and prop["batch-size"] == "2"
+    assert "exact TensorRT release" in caplog.text
+    newer = fake_engine(folder, tmp_path / "new.engine", "11.4.1.2")
+    with pytest.raises(RetinaEdgeError, match="built with TensorRT 11.4.1.2, but DeepStream runs TensorRT 10"):
+        write_deepstream(newer, tmp_path / "ds", DeepStreamOptions(sources=2))
+
+
+def test_the_cli_refuses_a_graph_without_the_deepstream_tail(folder, tmp_path, capsys):
+    assert main(["deepstream", "--model", str(folder / "reference.onnx"), "-o", str(tmp_path / "x")]) == 2
+    assert "needs the 'deepstream' tail: export it with --tail deepstream" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def calib_dir(tmp_path_factory):
+    from retina_edge.imageio import write_image_rgb
+
+    root = tmp_path_factory.mktemp("ds-calib")
+    for index in range(12):
+        write_image_rgb(root / f"{index:02d}.jpg", render_image(SynthConfig(seed=5), index)[0])
+    return root
+
+
+def test_int8_and_fp16_graphs_build_like_the_other_tails(calib_dir, tmp_path):
+    """Calibration sees what nvinfer gives the graph (RGB 0..1, so the input range is <= 1, not the
+    ~2.6 of normalised images); the precision graphs keep the parser's types, and their configs
+    the matching network-mode (INT8 from Q/DQ: no int8-calib-file)."""
+    import json
+
+    from retina_edge.calib.build import CalibrationOptions, build_precision_graph
+    from retina_edge.deepstream.package import DeepStreamOptions, write_deepstream
+    from retina_edge.export.onnx_export import ExportOptions
+    from retina_edge.preprocess import PreprocessConfig
+
+    model = tiny_model()
+    export = ExportOptions(preprocess=PreprocessConfig(96, 128), tail="deepstream", batch=(1, 1, 2))
+    calibration = CalibrationOptions(source=str(calib_dir), count=8, min_images=4, cache_dir=tmp_path / "cache")
+    int8 = build_precision_graph(model, tmp_path / "int8.onnx", export=export, precision="int8", target="tensorrt",
+                                 calibration=calibration).model_path
+    fp16 = build_precision_graph(model, tmp_path / "fp16.onnx", export=export, precision="fp16").model_path
+    (stats,) = (tmp_path / "cache").glob("*.json")
+    assert 0.9 < json.loads(stats.read_text())["ranges"]["images"][1] <= 1.0
+    assert Counter(node.op_type for node in onnx.load(str(int8)).graph.node)["QuantizeLinear"] > 20
+    for path, mode in ((int8, "1"), (fp16, "2")):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        assert [o.type for o in session.get_outputs()] == ["tensor(int32)"] + ["tensor(float)"] * 3
+        write_deepstream(path, tmp_path / path.stem, DeepStreamOptions())
+        config = read_config(tmp_path / path.stem / "config_infer_primary.txt")["property"]
+        assert config["network-mode"] == mode and "int8-calib-file" not in config
+    assert "no int8-calib-file is needed" in (tmp_path / "int8" / "config_infer_primary.txt").read_text()

@@ -59,22 +59,32 @@ def check_target(target: Target, deployment: Deployment) -> list[str]:
     if target.module is not None:
         _check_module(target.module, release)
     tensorrt = _tensorrt(target, release)
-    warnings = []
     header = deployment.engine_header
     dla_core = deployment.dla_core
-    if header is not None:
-        warnings += _check_engine(header, tensorrt, release)
-        if dla_core is None:
-            dla_core = header.get("build", {}).get("dla_core")
+    if dla_core is None and header is not None:
+        dla_core = header.get("build", {}).get("dla_core")
+    warnings = _check_legacy_int8(tensorrt) if deployment.legacy_int8 else []
     if dla_core is not None:
         _check_dla(target.module, tensorrt)
-    if deployment.legacy_int8:
-        if tensorrt is not None and tensorrt[0] >= LEGACY_INT8_REMOVED_IN:
-            raise RetinaEdgeError(f"TensorRT {_text(tensorrt)} removed legacy INT8 calibration: use an INT8 Q/DQ graph "
-                                  "('retina-edge build --int8 --tail deepstream'), which needs no calibration file")
-        warnings.append("legacy INT8 calibration is deprecated since TensorRT 10.1 and removed in 11; an INT8 Q/DQ "
-                        "graph needs no calibration file")
+    if header is not None:
+        warnings += _check_engine(header, tensorrt, release)
+    newest = _newest_tensorrt()
+    if tensorrt is not None and tensorrt[0] > newest[0]:
+        raise RetinaEdgeError(f"no DeepStream release runs TensorRT {tensorrt[0]} (the newest, "
+                              f"{_text(DEEPSTREAM_RELEASES[-1].version)}, runs {_text(newest)}): target TensorRT 10")
     return warnings
+
+
+def _newest_tensorrt() -> Version:
+    return max(r.tensorrt[1] for r in DEEPSTREAM_RELEASES)
+
+
+def _check_legacy_int8(tensorrt: Version | None) -> list[str]:
+    if tensorrt is not None and tensorrt[0] >= LEGACY_INT8_REMOVED_IN:
+        raise RetinaEdgeError(f"TensorRT {_text(tensorrt)} removed legacy INT8 calibration: use an INT8 Q/DQ graph "
+                              "('retina-edge build --int8 --tail deepstream'), which needs no calibration file")
+    return ["legacy INT8 calibration is deprecated since TensorRT 10.1 and removed in 11; an INT8 Q/DQ graph needs "
+            "no calibration file"]
 
 
 def _release(target: Target) -> DeepStreamRelease | None:
@@ -98,14 +108,10 @@ def _check_module(module: str, release: DeepStreamRelease | None) -> None:
 
 
 def _tensorrt(target: Target, release: DeepStreamRelease | None) -> Version | None:
-    """The TensorRT the target runs: the one named, checked against the release's, else the release's."""
-    newest = max(r.tensorrt[1] for r in DEEPSTREAM_RELEASES)
+    """The TensorRT the target runs: the one named (checked against the release's), else the release's."""
     if target.tensorrt is None:
         return release.tensorrt[1] if release else None
     tensorrt = parse_version(target.tensorrt)
-    if tensorrt[0] > newest[0]:
-        raise RetinaEdgeError(f"no DeepStream release runs TensorRT {tensorrt[0]} (the newest, "
-                              f"{_text(DEEPSTREAM_RELEASES[-1].version)}, runs {_text(newest)}): target TensorRT 10")
     if release is not None and not release.tensorrt[0] <= tensorrt[:2] <= release.tensorrt[1]:
         raise RetinaEdgeError(f"DeepStream {_text(release.version)} runs TensorRT {_text(release.tensorrt[0])}, not "
                               f"{_text(tensorrt)} ({release.source})")
@@ -115,14 +121,14 @@ def _tensorrt(target: Target, release: DeepStreamRelease | None) -> Version | No
 def _check_engine(header: dict, tensorrt: Version | None, release: DeepStreamRelease | None) -> list[str]:
     built = parse_version(header.get("tensorrt_version", "0"))
     compatible = bool(header.get("build", {}).get("version_compatible"))
-    newest = max(r.tensorrt[1] for r in DEEPSTREAM_RELEASES)
-    runtime = tensorrt or newest
+    newest = _newest_tensorrt()
     if built[0] > newest[0]:
         raise RetinaEdgeError(f"the engine was built with TensorRT {_text(built)}, but DeepStream runs TensorRT "
                               f"{newest[0]} (up to {_text(newest)}): a newer major's plan does not run on an older "
                               "runtime; give nvinfer the ONNX graph (it builds the engine) or build on the device")
     if tensorrt is None:
         return []
+    runtime = tensorrt
     where = f"DeepStream {_text(release.version)}'s " if release else ""
     if compatible and not version_compatible_runs(built, runtime):
         raise RetinaEdgeError(f"the version-compatible engine was built with TensorRT {_text(built)}, newer than "
