@@ -28,6 +28,7 @@ ENGINE_10_3 = {"tensorrt_version": "10.3.0.26", "build": {}}
     (Target(deepstream="7.1"), Deployment({"tensorrt_version": "10.16.1", "build": {"version_compatible": True}}),
      "built with TensorRT 10.16.1, newer than DeepStream 7.1's TensorRT 10.3"),
     (Target(deepstream="9.2"), Deployment(ENGINE_10_3), "a plain engine runs only on the release that built it"),
+    (Target(deepstream="7.1", module="agx-orin"), Deployment(dla_core=0), "DLA runs FP16 and INT8 only"),
     (Target(deepstream="6.4"), Deployment(), "DeepStream 6.4 is not in retina-edge's release table"),
     (Target(module="nano"), Deployment(), "unknown Jetson module 'nano'"),
 ])
@@ -38,7 +39,7 @@ def test_combinations_that_cannot_work_are_refused(target, deployment, refusal):
 
 @pytest.mark.parametrize(("target", "deployment", "warned"), [
     (Target(), Deployment(), ""),
-    (Target(deepstream="7.1", jetpack="6.2", module="agx-orin"), Deployment(dla_core=1), ""),  # 10.3 has DLA
+    (Target(deepstream="7.1", jetpack="6.2", module="agx-orin"), Deployment(dla_core=1, precision="int8"), ""),
     (Target(jetpack="6.1"), Deployment(ENGINE_10_3), "exact TensorRT release"),
     (Target(deepstream="9.2"), Deployment({"tensorrt_version": "10.3.0", "build": {"version_compatible": True}}), ""),
     (Target(deepstream="7.1", tensorrt="10.3.0"), Deployment(legacy_int8=True), "legacy INT8 calibration is deprecated"),

@@ -74,7 +74,8 @@ def write_deepstream(model: str | os.PathLike, folder: str | os.PathLike, option
         raise RetinaEdgeError(f"{model} has the graph tail {metadata.tail.mode!r}; DeepStream's stock parser needs the "
                               "'deepstream' tail: export it with --tail deepstream (or give the weights)")
     header = _engine_header(model)
-    for warning in check_target(options.target, Deployment(header, options.dla_core, bool(options.calibration_cache))):
+    deployment = Deployment(header, options.dla_core, bool(options.calibration_cache), metadata.precision)
+    for warning in check_target(options.target, deployment):
         logger.warning("%s", warning)
     batch = _batch_size(metadata, options)
     folder.mkdir(parents=True, exist_ok=True)

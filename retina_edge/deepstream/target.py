@@ -45,12 +45,13 @@ class Target:
 
 @dataclass(frozen=True)
 class Deployment:
-    """What will run: the engine header (``None`` for an ONNX graph nvinfer builds), the DLA core
-    and whether a legacy INT8 calibration cache is used."""
+    """What will run: the engine header (``None`` for an ONNX graph nvinfer builds), the DLA core,
+    whether a legacy INT8 calibration cache is used, and the graph's precision."""
 
     engine_header: dict | None = None
     dla_core: int | None = None
     legacy_int8: bool = False
+    precision: str = "fp32"
 
 
 def check_target(target: Target, deployment: Deployment) -> list[str]:
@@ -66,6 +67,9 @@ def check_target(target: Target, deployment: Deployment) -> list[str]:
     warnings = _check_legacy_int8(tensorrt) if deployment.legacy_int8 else []
     if dla_core is not None:
         _check_dla(target.module, tensorrt)
+        if deployment.precision == "fp32" and not deployment.legacy_int8:
+            raise RetinaEdgeError("DLA runs FP16 and INT8 only; nvinfer would run an FP32 graph on the GPU through GPU "
+                                  "fallback: build an --fp16 or --int8 graph with --tail deepstream")
     if header is not None:
         warnings += _check_engine(header, tensorrt, release)
     newest = _newest_tensorrt()
