@@ -1,4 +1,5 @@
-"""What the exported graph computes after the network: nothing, decode, or decode + NMS.
+"""What the exported graph computes after the network: nothing, decode, decode + NMS, or decode +
+NMS for DeepStream (its input normalisation folded in, its outputs in the stock parser's types).
 
 Each wrapper takes a normalised ``(B, 3, H, W)`` batch at the fixed export size and returns the
 tensors named in :mod:`retina_edge.contract`. Decoding uses only plain ops (Sigmoid, TopK, Gather,
@@ -18,16 +19,21 @@ from retina_edge.model.retinanet import RetinaNet
 
 
 class TailModule(nn.Module):
-    """``forward(images)`` is the network, then :meth:`tail` on its head outputs; ``tail`` alone
-    lets a caller that already ran the network (``verify``) reuse them."""
+    """``forward(images)`` is the network on :meth:`network_input`, then :meth:`tail` on its head
+    outputs; ``network_input`` and ``tail`` alone let a caller that runs the network itself
+    (``verify``) reuse them."""
 
     def __init__(self, model: RetinaNet) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
-        outputs, _ = self.model.head_outputs(images)
+        outputs, _ = self.model.head_outputs(self.network_input(images))
         return self.tail(outputs)
+
+    def network_input(self, images: Tensor) -> Tensor:
+        """The normalised batch the network takes, from the graph's input (the same here)."""
+        return images
 
     def tail(self, outputs: dict[str, Tensor]) -> tuple[Tensor, ...]:
         raise NotImplementedError
@@ -116,3 +122,29 @@ class NmsDetections(TailModule):
         det_boxes = det_boxes * valid.unsqueeze(-1).to(det_boxes.dtype)
         det_labels = det_labels * valid.to(det_labels.dtype)
         return num_detections, det_boxes, det_scores, det_labels
+
+
+class DeepStreamDetections(NmsDetections):
+    """The NMS tail as DeepStream's stock ``NvDsInferParseYoloV5CustomBatchedNMSTLT`` reads it.
+
+    ``images``: ``(B, 3, H, W)`` RGB in [0, 1], what nvinfer computes with ``net-scale-factor=1/255``
+    and zero ``offsets`` (nvinfer has one scalar scale, so the model's per-channel std cannot go in
+    its config): the graph applies ``(x - mean) / std`` as one multiply-add. Outputs, by index:
+    ``num_detections (B, 1)`` int32, ``det_boxes (B, D, 4)`` float32 x1y1x2y2 input pixels,
+    ``det_scores (B, D)`` float32, ``det_labels (B, D)`` float32 class index, D <= 200.
+    """
+
+    def __init__(self, model: RetinaNet, input_size: tuple[int, int], tail: GraphTail) -> None:
+        super().__init__(model, input_size, tail)
+        transform = model.config.transform
+        mean = torch.tensor(transform.image_mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(transform.image_std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("input_scale", 1.0 / std, persistent=False)
+        self.register_buffer("input_shift", -mean / std, persistent=False)
+
+    def network_input(self, images: Tensor) -> Tensor:
+        return images * self.input_scale + self.input_shift
+
+    def tail(self, outputs: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        num_detections, det_boxes, det_scores, det_labels = super().tail(outputs)
+        return num_detections.to(torch.int32), det_boxes, det_scores, det_labels.to(torch.float32)

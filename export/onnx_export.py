@@ -20,9 +20,9 @@ import torch
 
 from retina_edge.atomic import atomic_path
 from retina_edge.config import ModelConfig
-from retina_edge.contract import INPUT_NAME, TAIL_MODES, DeploymentMetadata, GraphTail, check_batch_range
+from retina_edge.contract import INPUT_NAME, TAIL_MODES, DeploymentMetadata, GraphTail, check_batch_range, nvinfer_preprocess
 from retina_edge.errors import RetinaEdgeError
-from retina_edge.export.graph_heads import DecodedCandidates, NmsDetections, RawOutputs
+from retina_edge.export.graph_heads import DecodedCandidates, DeepStreamDetections, NmsDetections, RawOutputs
 from retina_edge.export.graph_weights import inputs_to_weights, move_weights_out, save_with_weights, weights_to_inputs
 from retina_edge.model.retinanet import RetinaNet
 from retina_edge.optional import require
@@ -38,8 +38,10 @@ MAX_OPSET = 20
 @dataclass(frozen=True)
 class ExportOptions:
     """``batch`` is (min, opt, max): the ONNX batch axis is dynamic unless min == max; the triple is
-    kept in the metadata for engine profiles. ``tail``: ``none``, ``decode`` or ``nms``, baking in the
-    model's post-processing settings (:meth:`GraphTail.bake`)."""
+    kept in the metadata for engine profiles. ``tail``: ``none``, ``decode``, ``nms`` or ``deepstream``,
+    baking in the model's post-processing settings (:meth:`GraphTail.bake`). For ``deepstream`` the
+    preprocessing becomes nvinfer's (:func:`~retina_edge.contract.nvinfer_preprocess`: the graph
+    takes RGB in [0, 1] and normalises itself), so calibration feeds what DeepStream will."""
 
     preprocess: PreprocessConfig
     tail: str = "decode"
@@ -53,6 +55,8 @@ class ExportOptions:
             raise RetinaEdgeError(f"opset {self.opset} is not supported: use {MIN_OPSET} to {MAX_OPSET}")
         if self.tail not in TAIL_MODES:
             raise RetinaEdgeError(f"unknown graph tail {self.tail!r}; expected one of {TAIL_MODES}")
+        if self.tail == "deepstream":
+            object.__setattr__(self, "preprocess", nvinfer_preprocess(self.preprocess))
 
     @property
     def dynamic_batch(self) -> bool:
@@ -70,6 +74,8 @@ def graph_module(model: RetinaNet, metadata: DeploymentMetadata) -> torch.nn.Mod
         return RawOutputs(model)
     if metadata.tail.mode == "decode":
         return DecodedCandidates(model, metadata.input_size, metadata.tail)
+    if metadata.tail.mode == "deepstream":
+        return DeepStreamDetections(model, metadata.input_size, metadata.tail)
     return NmsDetections(model, metadata.input_size, metadata.tail)
 
 

@@ -21,8 +21,8 @@ from retina_edge.export.trt_plan import (
     profile_shapes,
     trt_major_version,
 )
-from retina_edge.runtime.backends.tensorrt_backend import gpu_name, import_tensorrt
-from retina_edge.runtime.engine_file import write_engine_file
+from retina_edge.runtime.backends.tensorrt_backend import import_tensorrt
+from retina_edge.runtime.engine_file import current_gpu, write_engine_file
 from retina_edge.runtime.model_file import read_deployment
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, s
     engine_metadata = metadata.override(batch=settings.batch, precision=legacy,
                                         target="tensorrt" if legacy == "int8" else None)
     return write_engine_file(engine_path, bytes(serialized), metadata=engine_metadata, tensorrt_version=trt.__version__,
-                             device={"name": gpu_name()}, build=build_info)
+                             device=current_gpu(), build=build_info)
 
 
 def _load_timing_cache(config, path: str | None):  # noqa: ANN001, ANN202

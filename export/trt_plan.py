@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from retina_edge.contract import check_batch_range
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.preprocess import PreprocessConfig
+from retina_edge.runtime.trt_releases import LEGACY_INT8_REMOVED_IN, has_dla
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def plan_precision(trt_major: int, graph_precision: str, settings: TrtBuildSetti
         return PrecisionPlan(strongly_typed=True, fp16_flag=False, int8_flag=False, use_calibration_cache=False)
     if legacy is None:
         return PrecisionPlan(strongly_typed=trt_major >= 11, fp16_flag=False, int8_flag=False, use_calibration_cache=False)
-    if trt_major >= 11:
+    if trt_major >= LEGACY_INT8_REMOVED_IN:
         raise RetinaEdgeError(
             f"TensorRT {trt_major} removed the FP16/INT8 builder flags and calibrators: put the precision in the "
             f"graph instead (build an {legacy.upper()} ONNX graph, then an engine from that)", option="legacy_precision"
@@ -76,16 +77,11 @@ def trt_major_version(version: str) -> int:
         raise RetinaEdgeError(f"cannot parse TensorRT version {version!r}") from None
 
 
-#: Releases with DLA per NVIDIA: 10.7 was the last 10.x with DLA; it is back from 11.4.1 (JetPack 7.2.2).
-DLA_LAST_10X = (10, 7)
-DLA_FROM_11X = (11, 4, 1)
-
-
 def check_dla(trt_version: str, graph_precision: str, legacy_precision: str | None) -> None:
     """Refuse a DLA build that would not run on DLA: DLA runs FP16/INT8 only (with GPU fallback an
     FP32 graph silently becomes a GPU engine), and only some TensorRT releases have it."""
     version = tuple(int(part) for part in trt_version.split(".")[:3] if part.isdigit())
-    if DLA_LAST_10X < version[:2] and version < DLA_FROM_11X:
+    if not has_dla(version):
         raise RetinaEdgeError(f"TensorRT {trt_version} has no DLA support (per NVIDIA, 10.7 was the last 10.x with DLA; "
                               "11.4.1, with JetPack 7.2.2, has it again): build for the GPU, without a DLA core", option="dla_core")
     if graph_precision == "fp32" and legacy_precision is None:

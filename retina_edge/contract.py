@@ -17,7 +17,12 @@ Outputs by graph tail, boxes always x1y1x2y2 in network-input pixels:
   the per-level k; entries may score below the threshold (the host filters, then runs NMS);
 - ``nms``: ``num_detections`` ``(B, 1)`` int64, ``det_boxes`` ``(B, D, 4)``, ``det_scores``
   ``(B, D)``, ``det_labels`` ``(B, D)`` int64, D = ``detections_per_img``; rows past
-  ``num_detections`` are padding (score 0).
+  ``num_detections`` are padding (score 0);
+- ``deepstream``: the ``nms`` outputs in the types DeepStream's stock parser
+  ``NvDsInferParseYoloV5CustomBatchedNMSTLT`` reads by index: ``num_detections`` int32,
+  ``det_boxes``/``det_scores`` float32, ``det_labels`` float32, D <= :data:`DEEPSTREAM_MAX_DETECTIONS`.
+  Its input is what nvinfer hands the network with ``net-scale-factor=1/255`` and zero offsets (RGB
+  in [0, 1], see :func:`nvinfer_preprocess`); the graph applies the model's mean/std itself.
 """
 
 from __future__ import annotations
@@ -42,8 +47,11 @@ OUTPUTS = {
     "none": ("cls_logits", "bbox_regression"),
     "decode": ("boxes", "scores", "labels"),
     "nms": ("num_detections", "det_boxes", "det_scores", "det_labels"),
+    "deepstream": ("num_detections", "det_boxes", "det_scores", "det_labels"),
 }
 TAIL_MODES = tuple(OUTPUTS)
+#: The stock DeepStream parser reads at most this many detections (its ``keep_top_k``).
+DEEPSTREAM_MAX_DETECTIONS = 200
 #: Name prefixes of the network's nodes (backbone + FPN, heads) in every exported graph; the
 #: exporter names nodes after modules. All other nodes form the post-network tail (decode, NMS).
 NETWORK_SCOPES = ("/backbone/", "/head/")
@@ -84,6 +92,14 @@ def check_batch_range(batch: tuple[int, int, int]) -> None:
                               option="batch")
 
 
+def nvinfer_preprocess(preprocess: PreprocessConfig) -> PreprocessConfig:
+    """The input a ``deepstream`` graph takes: what nvinfer gives the network with
+    ``net-scale-factor=1/255`` and ``offsets=0;0;0``, i.e. RGB in [0, 1] (mean 0, std 1), padding 0
+    (black). Size, resize mode and placement are kept: nvinfer letterboxes with
+    ``maintain-aspect-ratio=1``, top-left (``symmetric-padding=0``) or centred (``=1``)."""
+    return dataclasses.replace(preprocess, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+
+
 def check_score_thresh(value: float) -> float:
     """A score threshold must be a number in [0, 1] (scores are sigmoid probabilities)."""
     if not isinstance(value, (int, float)) or math.isnan(value) or not 0.0 <= value <= 1.0:
@@ -95,10 +111,11 @@ def check_score_thresh(value: float) -> float:
 class GraphTail:
     """What the graph computes after the network, and the post-processing settings baked into it.
 
-    ``mode``: ``none`` (raw head tensors), ``decode`` (per-level top-k + anchor decoding) or ``nms``
-    (decode + NMS). A setting is ``None`` when the graph does not bake it (the host applies the
-    model's): ``decode`` bakes ``topk_candidates``; ``nms`` also ``score_thresh``, ``nms_thresh``
-    and ``detections_per_img``.
+    ``mode``: ``none`` (raw head tensors), ``decode`` (per-level top-k + anchor decoding), ``nms``
+    (decode + NMS) or ``deepstream`` (``nms`` for DeepStream's stock parser, the normalisation
+    folded in). A setting is ``None`` when the graph does not bake it (the host applies the
+    model's): ``decode`` bakes ``topk_candidates``; ``nms`` and ``deepstream`` also
+    ``score_thresh``, ``nms_thresh`` and ``detections_per_img`` (at most 200 for ``deepstream``).
     """
 
     mode: str = "decode"
@@ -110,6 +127,9 @@ class GraphTail:
     def __post_init__(self) -> None:
         if self.mode not in TAIL_MODES:
             raise RetinaEdgeError(f"unknown graph tail {self.mode!r}; expected one of {TAIL_MODES}")
+        if self.mode == "deepstream" and (self.detections_per_img or 0) > DEEPSTREAM_MAX_DETECTIONS:
+            raise RetinaEdgeError(f"the deepstream tail keeps at most {DEEPSTREAM_MAX_DETECTIONS} detections (what "
+                                  f"DeepStream's parser reads), got {self.detections_per_img}")
 
     @classmethod
     def bake(cls, mode: str, postprocess: PostprocessConfig) -> GraphTail:
@@ -118,8 +138,9 @@ class GraphTail:
             return cls("none")
         if mode == "decode":
             return cls("decode", topk_candidates=postprocess.topk_candidates)
-        return cls("nms", topk_candidates=postprocess.topk_candidates, score_thresh=postprocess.score_thresh,
-                   nms_thresh=postprocess.nms_thresh, detections_per_img=postprocess.detections_per_img)
+        limit = DEEPSTREAM_MAX_DETECTIONS if mode == "deepstream" else postprocess.detections_per_img
+        return cls(mode, topk_candidates=postprocess.topk_candidates, score_thresh=postprocess.score_thresh,
+                   nms_thresh=postprocess.nms_thresh, detections_per_img=min(postprocess.detections_per_img, limit))
 
     @property
     def output_names(self) -> tuple[str, ...]:

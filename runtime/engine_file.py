@@ -1,9 +1,9 @@
 """TensorRT engine files with our metadata: a small header in front of the serialized plan (no torch).
 
 Layout: ``MAGIC`` | 8-byte little-endian header length | UTF-8 JSON header | plan bytes. The header
-holds the ONNX metadata props, the TensorRT version and GPU the plan was built for, the plan's
-length and SHA-256, so a truncated, foreign or mismatched file is reported clearly instead of
-failing deep inside TensorRT.
+holds the ONNX metadata props, the TensorRT version and GPU (name, compute capability) the plan was
+built for, the plan's length and SHA-256, so a truncated, foreign or mismatched file is reported
+clearly instead of failing deep inside TensorRT.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from retina_edge.atomic import atomic_path
 from retina_edge.contract import DeploymentMetadata
 from retina_edge.errors import RetinaEdgeError
+from retina_edge.runtime.trt_releases import HARDWARE_COMPATIBLE_MIN_CC, parse_version, version_compatible_runs
 
 MAGIC = b"RETINA-EDGE-ENGINE\x00\x01"
 
@@ -77,24 +78,80 @@ def read_engine_file(path: str | os.PathLike) -> EngineFile:
     return EngineFile(header, plan, str(path))
 
 
-def check_compatible(engine: EngineFile, *, tensorrt_version: str, device_name: str, source: str) -> None:
-    """Refuse a plan built for another TensorRT version or GPU, saying which and what to do.
+def check_compatible(engine: EngineFile, *, tensorrt_version: str, device_name: str, source: str,
+                     compute_capability: str | None = None) -> None:
+    """Refuse a plan this TensorRT and GPU cannot run, in one line saying why and what to do, before
+    TensorRT fails with its generic deserialisation error.
 
-    Version-compatible plans (built with ``--version-compatible``) only need the same major version.
+    Version: a plain plan needs the exact TensorRT that built it; a version-compatible one a runtime
+    of the same major that is not older, or a cross-major pair NVIDIA supports (10 -> 11).
+    GPU: a plain plan needs the GPU model it was built on; a hardware-compatible one (Ampere+)
+    needs compute capability 8.0 or newer, checked against ``compute_capability`` (``"8.7"``) when
+    the caller knows it. Facts: :mod:`retina_edge.runtime.trt_releases`.
     """
-    built_version = engine.header.get("tensorrt_version", "?")
-    version_compatible = engine.header.get("build", {}).get("version_compatible", False)
-    same = built_version.split(".")[0] == tensorrt_version.split(".")[0] if version_compatible else built_version == tensorrt_version
-    if not same:
+    build = engine.header.get("build", {})
+    _check_version(engine.header.get("tensorrt_version", "?"), tensorrt_version, bool(build.get("version_compatible")), source)
+    built = engine.header.get("device", {})
+    if build.get("hardware_compatible"):
+        _check_ampere_plus(built.get("compute_capability"), compute_capability, device_name, source)
+        return
+    built_device = built.get("name")
+    if built_device and built_device != device_name:
+        where = f" (compute capability {built['compute_capability']})" if built.get("compute_capability") else ""
         raise RetinaEdgeError(
-            f"{source} was built with TensorRT {built_version}, but TensorRT {tensorrt_version} is installed: "
-            "engines only run on the TensorRT version that built them; rebuild it with 'retina-edge build' here"
-        )
-    built_device = engine.header.get("device", {}).get("name")
-    hardware_compatible = engine.header.get("build", {}).get("hardware_compatible", False)
-    if built_device and built_device != device_name and not hardware_compatible:
-        raise RetinaEdgeError(
-            f"{source} was built for the GPU '{built_device}', but this is '{device_name}': TensorRT plans are "
+            f"{source} was built for the GPU '{built_device}'{where}, but this is '{device_name}': TensorRT plans are "
             "specific to the GPU model; rebuild it here (or build it hardware-compatible, for Ampere+)",
             option="hardware_compatible",
         )
+
+
+def _check_version(built: str, installed: str, version_compatible: bool, source: str) -> None:
+    if not version_compatible:
+        if built != installed:
+            raise RetinaEdgeError(
+                f"{source} was built with TensorRT {built}, but TensorRT {installed} is installed: "
+                "engines only run on the TensorRT version that built them; rebuild it with 'retina-edge build' here"
+            )
+        return
+    built_version, runtime = parse_version(built), parse_version(installed)
+    if version_compatible_runs(built_version, runtime):
+        return
+    if built_version[0] == runtime[0]:
+        raise RetinaEdgeError(
+            f"{source} is a version-compatible engine built with TensorRT {built}, newer than the installed "
+            f"{installed}: engines from newer releases do not run on older runtimes; install TensorRT {built} or "
+            "newer, or rebuild it here"
+        )
+    raise RetinaEdgeError(
+        f"{source} is a version-compatible engine built with TensorRT {built}; TensorRT {installed} cannot run it "
+        "(across major versions NVIDIA supports only 8 -> 10 and 10 -> 11); rebuild it here"
+    )
+
+
+def _check_ampere_plus(built: str | None, running: str | None, device_name: str, source: str) -> None:
+    minimum = ".".join(map(str, HARDWARE_COMPATIBLE_MIN_CC))
+    for where, value in (("was built on", built), ("is running on", running)):
+        if value and parse_version(value)[:2] < HARDWARE_COMPATIBLE_MIN_CC:
+            gpu = f"'{device_name}', " if where == "is running on" else ""
+            raise RetinaEdgeError(
+                f"{source} is a hardware-compatible (Ampere+) engine but {where} a GPU of compute capability {value} "
+                f"({gpu}before Ampere's {minimum}): hardware-compatible engines need compute capability {minimum} or "
+                "newer; build a plain engine for this GPU instead"
+            )
+
+
+def current_gpu() -> dict[str, str]:
+    """Name and compute capability (``"8.7"``) of CUDA device 0, as the engine header records them."""
+    from retina_edge.runtime.cuda_memory import _cudart, check
+
+    cudart = _cudart()
+    if cudart is None:
+        import pycuda.autoinit  # noqa: F401
+        import pycuda.driver as driver
+
+        device = driver.Device(0)
+        major, minor = device.compute_capability()
+        return {"name": device.name(), "compute_capability": f"{major}.{minor}"}
+    props = check(cudart.cudaGetDeviceProperties(0))
+    name = props.name.decode().rstrip("\x00") if isinstance(props.name, bytes) else str(props.name)
+    return {"name": name, "compute_capability": f"{props.major}.{props.minor}"}

@@ -38,7 +38,7 @@ class Finisher:
 
     def _one(self, outputs: dict[str, np.ndarray], index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         config, tail = self.metadata.model.postprocess, self.metadata.tail
-        if tail.mode == "nms":
+        if tail.mode in ("nms", "deepstream"):
             count = int(outputs["num_detections"][index].reshape(-1)[0])
             scores = outputs["det_scores"][index][:count]
             # the graph applied its baked threshold; a higher one asked of the host applies here

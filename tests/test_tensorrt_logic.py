@@ -141,7 +141,7 @@ def backend(monkeypatch):
 
     def make(version_compatible: bool = False, cuda_graph: bool = False, **context_options):  # noqa: ANN003, ANN202
         monkeypatch.setattr(module, "import_tensorrt", lambda: fake_tensorrt(log, **context_options))
-        monkeypatch.setattr(module, "gpu_name", lambda: "Orin")
+        monkeypatch.setattr(module, "current_gpu", lambda: {"name": "Orin", "compute_capability": "8.7"})
         monkeypatch.setattr(module, "make_stream_and_allocator", lambda: (FakeStream(log), FakeBuffer))
         metadata = DeploymentMetadata(model=ModelConfig(), preprocess=PreprocessConfig(32, 32), tail=GraphTail("none"))
         engine = EngineFile({"metadata": metadata.to_props(), "tensorrt_version": "10.3.0", "device": {"name": "Orin"},

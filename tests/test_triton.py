@@ -58,9 +58,12 @@ def graphs(tmp_path_factory) -> dict[str, Path]:  # noqa: ANN001
     from retina_edge.preprocess import PreprocessConfig
 
     folder, model = tmp_path_factory.mktemp("triton-graphs"), tiny_model()
-    for tail in ("none", "decode", "nms"):
+    for tail in TAILS:
         build_precision_graph(model, folder / f"{tail}.onnx", export=ExportOptions(preprocess=PreprocessConfig(64, 96), tail=tail, batch=(1, 2, 4)), build=BuildOptions(precision="fp32"))
-    return {tail: folder / f"{tail}.onnx" for tail in ("none", "decode", "nms")}
+    return {tail: folder / f"{tail}.onnx" for tail in TAILS}
+
+
+TAILS = ("none", "decode", "nms", "deepstream")
 
 
 def images(count: int, seed: int = 5) -> list[np.ndarray]:
@@ -106,17 +109,22 @@ def test_generated_configs_parse_and_the_ensemble_is_wired(graphs, tmp_path, tai
         assert {"boxes", "scores", "labels"} <= produced
 
 
-@pytest.mark.parametrize("tail", ["none", "decode", "nms"])
-def test_network_config_dims_are_the_exported_graphs(graphs, tail):
+@pytest.mark.parametrize("tail", TAILS)
+def test_network_config_dims_and_types_are_the_exported_graphs(graphs, tail):
+    """Triton refuses a model whose config disagrees with the graph in a type (the deepstream tail's
+    int32 count and float labels once were configured as the nms tail's int64)."""
     import onnx
 
     from retina_edge.runtime.model_file import read_deployment
     from retina_edge.triton.configs import network_tensors
 
     graph = onnx.load(str(graphs[tail])).graph
-    exported = {v.name: tuple(d.dim_value for d in v.type.tensor_type.shape.dim[1:]) for v in [*graph.input, *graph.output]}
+    triton_type = {onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.INT64: "TYPE_INT64",
+                   onnx.TensorProto.INT32: "TYPE_INT32"}
+    exported = {v.name: (triton_type[v.type.tensor_type.elem_type], tuple(d.dim_value for d in v.type.tensor_type.shape.dim[1:]))
+                for v in [*graph.input, *graph.output]}
     inputs, outputs = network_tensors(read_deployment(graphs[tail]))
-    assert {name: dims for name, _, dims in (*inputs, *outputs)} == exported
+    assert {name: (dtype, dims) for name, dtype, dims in (*inputs, *outputs)} == exported
 
 
 def test_repository_refuses_what_triton_could_not_serve(graphs, tmp_path):

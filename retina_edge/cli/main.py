@@ -20,7 +20,7 @@ from retina_edge.resources import check_writable
 from retina_edge.runtime.backends.registry import backend_install_hint
 
 COMMAND_MODULES = ("archs", "inspect", "synth", "train", "eval", "export", "build", "detect", "verify", "bench", "demo",
-                   "triton", "serve")
+                   "triton", "serve", "deepstream")
 
 #: Library parameter -> argument dest, where every command spells it the same way.
 COMMON_OPTION_DESTS = {"precision_hint": "ov_precision", "input_size": "imgsz", "legacy_precision": "legacy"}

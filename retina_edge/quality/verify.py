@@ -272,7 +272,7 @@ def run_verify(
         outputs = detector.infer(batch)
         deployed_dets.extend(detector.postprocess(outputs, infos))
         with torch.no_grad():
-            inputs = torch.from_numpy(batch)
+            inputs = reference_module.network_input(torch.from_numpy(batch))  # deepstream graphs normalise inside
             head_outputs = model.head_outputs(inputs)  # once, for both the graph's tail and the detections
             expected = reference_module.tail(head_outputs[0])
             reference = reference_on_inputs(model, inputs, head_outputs=head_outputs)

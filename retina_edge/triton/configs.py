@@ -41,9 +41,11 @@ def network_tensors(metadata: DeploymentMetadata) -> tuple[tuple[Tensor, ...], t
         count = sum(min(tail.topk_candidates, n * classes) for n in levels)
         outputs = (("boxes", "TYPE_FP32", (count, 4)), ("scores", "TYPE_FP32", (count,)), ("labels", "TYPE_INT64", (count,)))
     else:
-        count = tail.detections_per_img
-        outputs = (("num_detections", "TYPE_INT64", (1,)), ("det_boxes", "TYPE_FP32", (count, 4)),
-                   ("det_scores", "TYPE_FP32", (count,)), ("det_labels", "TYPE_INT64", (count,)))
+        # The deepstream tail has the types DeepStream's stock batched-NMS parser reads (contract.py).
+        count, deepstream = tail.detections_per_img, tail.mode == "deepstream"
+        outputs = (("num_detections", "TYPE_INT32" if deepstream else "TYPE_INT64", (1,)),
+                   ("det_boxes", "TYPE_FP32", (count, 4)), ("det_scores", "TYPE_FP32", (count,)),
+                   ("det_labels", "TYPE_FP32" if deepstream else "TYPE_INT64", (count,)))
     return (("images", "TYPE_FP32", (3, height, width)),), outputs
 
 

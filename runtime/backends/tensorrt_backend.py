@@ -18,25 +18,11 @@ from retina_edge.optional import require
 from retina_edge.runtime.backends.base import BackendOptions
 from retina_edge.runtime.backends.registry import register_backend
 from retina_edge.runtime.cuda_memory import make_stream_and_allocator
-from retina_edge.runtime.engine_file import EngineFile, check_compatible
+from retina_edge.runtime.engine_file import EngineFile, check_compatible, current_gpu
 
 
 def import_tensorrt():  # noqa: ANN201
     return require("tensorrt", "TensorRT engines")
-
-
-def gpu_name() -> str:
-    from retina_edge.runtime.cuda_memory import _cudart, check
-
-    cudart = _cudart()
-    if cudart is None:
-        import pycuda.autoinit  # noqa: F401
-        import pycuda.driver as driver
-
-        return driver.Device(0).name()
-    props = check(cudart.cudaGetDeviceProperties(0))
-    name = props.name
-    return name.decode().rstrip("\x00") if isinstance(name, bytes) else str(name)
 
 
 class TensorRTBackend:
@@ -46,7 +32,9 @@ class TensorRTBackend:
     def __init__(self, engine_file: EngineFile, *, use_cuda_graph: bool = False) -> None:
         trt = import_tensorrt()
         path = engine_file.source
-        check_compatible(engine_file, tensorrt_version=trt.__version__, device_name=gpu_name(), source=path)
+        gpu = current_gpu()
+        check_compatible(engine_file, tensorrt_version=trt.__version__, device_name=gpu["name"],
+                         compute_capability=gpu["compute_capability"], source=path)
         self.logger = trt.Logger(trt.Logger.WARNING)
         runtime = trt.Runtime(self.logger)
         build = engine_file.header.get("build", {})

@@ -26,9 +26,10 @@ INTEGER_TYPES = ("size_t", "int", "unsigned int", "unsigned long long", "long lo
 class CudaModel:
     """Allocations, streams and graphs of one simulated device."""
 
-    def __init__(self, real, *, device_name: str = "NVIDIA Orin") -> None:  # noqa: ANN001
+    def __init__(self, real, *, device_name: str = "NVIDIA Orin", compute_capability: tuple[int, int] = (8, 7)) -> None:  # noqa: ANN001
         self.real = real
         self.device_name = device_name
+        self.compute_capability = compute_capability
         self.host, self.device = {}, {}  # address -> ctypes buffer
         self.streams: dict[int, list] = {}  # handle -> queued operations
         self.capturing: dict[int, list] = {}  # handle -> operations recorded into a graph
@@ -154,6 +155,7 @@ class CudaModel:
     def cudaGetDeviceProperties(self, device):  # noqa: ANN001, ANN201, N802
         properties = self.real.cudaDeviceProp()
         properties.name = self.device_name.encode().ljust(256, b"\0")
+        properties.major, properties.minor = self.compute_capability
         return self._ok(properties)
 
     def cudaGetErrorName(self, error):  # noqa: ANN001, ANN201, N802

@@ -19,6 +19,7 @@ from retina_edge.export.tensorrt_build import build_engine
 from retina_edge.export.trt_plan import TrtBuildSettings, check_dla, trt_major_version
 from retina_edge.runtime import Detector
 from retina_edge.runtime.backends import BackendOptions
+from retina_edge.runtime.engine_file import read_engine_file, write_engine_file
 
 
 def build(graphs, tmp_path, precision: str = "fp16", tail: str = "decode", **settings):  # noqa: ANN001, ANN003, ANN201
@@ -57,6 +58,24 @@ def test_hardware_compatible_engines_run_on_another_gpu(trt_env, graphs, tmp_pat
         detector.detect(IMAGES[:1])
     with pytest.raises(RetinaEdgeError, match="specific to the GPU model"):
         Detector(plain)
+
+
+def test_hardware_compatible_engines_record_the_compute_capability_and_need_ampere(trt_env, graphs, tmp_path):
+    portable = build(graphs, tmp_path, tail="nms", hardware_compatible=True)
+    assert read_engine_file(portable).header["device"] == {"name": "NVIDIA Orin", "compute_capability": "8.7"}
+    trt_env.cuda.device_name, trt_env.cuda.compute_capability = "Tesla T4", (7, 5)
+    with pytest.raises(RetinaEdgeError, match="hardware-compatible .* compute capability 7.5 .*'Tesla T4'"):
+        Detector(portable)
+
+
+def test_version_compatible_engine_of_a_newer_release_is_refused_in_our_words(trt_env, graphs, tmp_path):
+    engine = read_engine_file(build(graphs, tmp_path, version_compatible=True))
+    built = trt_env.real.__version__.split(".")
+    newer = ".".join([built[0], str(int(built[1]) + 1), *built[2:]])
+    relabelled = write_engine_file(tmp_path / "newer.engine", engine.plan, metadata=engine.deployment, tensorrt_version=newer,
+                                   device=engine.header["device"], build=engine.header["build"])
+    with pytest.raises(RetinaEdgeError, match=f"built with TensorRT {newer}, newer than the installed"):
+        Detector(relabelled)
 
 
 def test_version_compatible_engines_load_with_host_code_allowed(trt_env, graphs, tmp_path):
