@@ -50,24 +50,27 @@ def jpeg(image: np.ndarray) -> bytes:
 
 @pytest.fixture(scope="module")
 def graphs(tmp_path_factory) -> dict[str, Path]:  # noqa: ANN001
-    """The tiny model's FP32 graphs, one per tail, batch 1..4."""
+    """The tiny model's FP32 graphs, one per tail, batch 1..4, keeping scores above 0.27: the synthetic
+    scenes of :func:`images` have detections, a uniform grey image (max score 0.26) has none."""
     from tiny import tiny_model
 
     from retina_edge.calib.build import build_precision_graph
     from retina_edge.export.onnx_export import ExportOptions
     from retina_edge.preprocess import PreprocessConfig
 
-    folder, model = tmp_path_factory.mktemp("triton-graphs"), tiny_model()
+    folder, model = tmp_path_factory.mktemp("triton-graphs"), tiny_model(score_thresh=0.27)
     for tail in ("none", "decode", "nms"):
         build_precision_graph(model, folder / f"{tail}.onnx", precision="fp32",
                               export=ExportOptions(preprocess=PreprocessConfig(64, 96), tail=tail, batch=(1, 2, 4)))
     return {tail: folder / f"{tail}.onnx" for tail in ("none", "decode", "nms")}
 
 
-def images(count: int, seed: int = 5) -> list[np.ndarray]:
-    """Synthetic scenes of mixed sizes."""
-    return [cv2.resize(render_image(SynthConfig(seed=seed), i)[0], (90 + 37 * (i % 5), 70 + 23 * (i % 7)))
-            for i in range(count)]
+def images(count: int, seed: int = 5, *, empty_every: int = 0) -> list[np.ndarray]:
+    """Synthetic scenes of mixed sizes; with ``empty_every`` N, every Nth a grey image (no detections)."""
+    scenes = [cv2.resize(render_image(SynthConfig(seed=seed), i)[0], (90 + 37 * (i % 5), 70 + 23 * (i % 7)))
+              for i in range(count)]
+    return [np.full_like(scene, 128) if empty_every and i % empty_every == empty_every - 1 else scene
+            for i, scene in enumerate(scenes)]
 
 
 # --- configs against Triton's model_config.proto (no server) -------------------------------------
@@ -103,6 +106,7 @@ def test_generated_configs_parse_and_the_ensemble_is_wired(graphs, tmp_path, tai
             step_config = configs[step.model_name]
             assert set(step.input_map) == {i.name for i in step_config.input} and set(step.input_map.values()) <= produced
             assert set(step.output_map) == {o.name for o in step_config.output}
+            assert not produced & set(step.output_map.values())  # Triton: a tensor in one output map only
             produced |= set(step.output_map.values())
         assert {"boxes", "scores", "labels"} <= produced
 
@@ -135,12 +139,14 @@ def test_repository_refuses_what_triton_could_not_serve(graphs, tmp_path):
 
 @pytest.fixture(scope="module")
 def served(graphs, tmp_path_factory):  # noqa: ANN001, ANN201
-    """A server on loopback with the default model (decode graph) and its ensemble (nms graph)."""
+    """A server on loopback with the default model (decode graph) and an ensemble per tail
+    (``ensemble_<tail>``; the network through the runtime: the CPU build has no ONNX Runtime backend)."""
     if not HAS_SERVER:
         pytest.skip("no tritonserver (pip install --no-deps nvidia-pytriton)")
     repository = tmp_path_factory.mktemp("repository")
     write_repository(graphs["decode"], repository, RepositoryOptions(max_batch=4, max_queue_delay_us=20000))
-    write_repository(graphs["nms"], repository, RepositoryOptions(name="pipeline", ensemble=True, network_backend="python"))
+    for tail, graph in graphs.items():
+        write_repository(graph, repository, RepositoryOptions(name=f"ensemble_{tail}", ensemble=True, network_backend="python"))
     ports = free_ports()
     with TritonServer(repository, ports=ports, log_file=repository.parent / "tritonserver.log") as server:
         server.wait_ready(120)
@@ -152,32 +158,43 @@ def model_stats(server: TritonServer, model: str) -> dict:
         return json.loads(answer.read())["model_stats"][0]
 
 
+def server_errors(server: TritonServer, start: int) -> list[str]:
+    """Error lines and tracebacks the server logged after byte ``start`` of its log."""
+    lines = server.log_file.read_bytes()[start:].decode(errors="replace").splitlines()
+    return [line for line in lines if line.startswith("E") and line[1:5].isdigit() or "Traceback" in line or "Error" in line]
+
+
 @needs_server
 def test_eight_concurrent_clients_get_the_in_process_answers_and_are_batched(served, graphs):
-    encoded = [jpeg(image) for image in images(24)]  # 8 clients x 3 JPEGs of mixed sizes
+    """48 JPEGs of mixed sizes, every sixth with no detections, 6 per client: every request answered,
+    as the in-process Detector answers, batched, and nothing in the server's log."""
+    encoded = [jpeg(image) for image in images(48, empty_every=6)]
     with Detector(graphs["decode"]) as detector:
         expected = detector.detect([decode_image_bytes(data) for data in encoded])
-    before = model_stats(served, "retina_edge")
+    assert sum(len(found.boxes) == 0 for found in expected) == 8 and all(len(found.boxes) for found in expected[:5])
+    log_start, before = served.log_file.stat().st_size, model_stats(served, "retina_edge")
     answers: dict[int, list] = {}
 
     def client(index: int) -> None:
-        with TritonDetector(f"triton://{served.url('grpc')}/retina_edge") as remote:
-            answers[index] = remote.detect_encoded(encoded[index * 3 : index * 3 + 3])
+        with TritonDetector(f"triton://{served.url('grpc')}/retina_edge", retries=0) as remote:
+            answers[index] = remote.detect_encoded(encoded[index * 6 : index * 6 + 6])
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
+    assert sorted(answers) == list(range(8))  # a client whose request failed has no answers
     same_detections(expected, [found for i in range(8) for found in answers[i]])
     for _ in range(50):  # Triton counts an inference after answering it: wait (bounded) for the last ones
         after = model_stats(served, "retina_edge")
         inferences = int(after["inference_count"]) - int(before["inference_count"])
-        if inferences >= 24:
+        if inferences >= 48:
             break
         time.sleep(0.1)
     executions = int(after["execution_count"]) - int(before["execution_count"])
-    assert inferences == 24 and executions < inferences  # the dynamic batcher gathered requests
+    assert inferences == 48 and executions < inferences  # the dynamic batcher gathered requests
+    assert server_errors(served, log_start) == []
 
 
 @needs_server
@@ -204,11 +221,12 @@ def test_a_malformed_request_is_refused_and_the_server_keeps_serving(served):
 
 
 @needs_server
-def test_the_ensemble_runs_on_the_real_server(served, graphs):
-    scenes = images(5)
-    with Detector(graphs["nms"]) as detector, TritonDetector(served.url("grpc"), "pipeline") as remote:
+@pytest.mark.parametrize("tail", ["none", "decode", "nms"])
+def test_the_ensemble_of_every_tail_loads_and_runs_on_the_real_server(served, graphs, tail):
+    scenes = images(6, empty_every=3)
+    with Detector(graphs[tail]) as detector, TritonDetector(served.url("grpc"), f"ensemble_{tail}") as remote:
         same_detections(detector.detect(scenes), remote.detect(scenes))
-    assert int(model_stats(served, "pipeline_network")["inference_count"]) >= 5
+    assert int(model_stats(served, f"ensemble_{tail}_network")["inference_count"]) >= 6
 
 
 @needs_server

@@ -83,6 +83,16 @@ def _write_ensemble(model: Path, metadata: DeploymentMetadata, repository: Path,
     scheduling = Scheduling(batch, options.instances, "KIND_AUTO", options.max_queue_delay_us)
     network_in, network_out = configs.network_tensors(metadata)
     source_size = ("source_size", "TYPE_INT32", (2,))
+    def wired(prefix: str, *tensors: configs.Tensor) -> dict[str, str]:
+        """model tensor -> ensemble tensor; those between steps are named after the step that makes them
+        (a decode-tail network's ``boxes`` must not be the ensemble's ``boxes``: Triton refuses that)."""
+        return {tensor[0]: f"{prefix}{tensor[0]}" for tensor in tensors}
+
+    steps = [(f"{name}_preprocess", wired("", IMAGE_BYTES), wired("preprocess.", *network_in, source_size)),
+             (f"{name}_network", wired("preprocess.", *network_in), wired("network.", *network_out)),
+             (f"{name}_postprocess", {**wired("network.", *network_out), **wired("preprocess.", source_size)},
+              wired("", *DETECTIONS))]
+    ensemble = configs.ensemble_model(name, metadata, Scheduling(batch, 1, "KIND_AUTO", 0), steps)  # checks the wiring
     folders = [
         _write_model(repository / f"{name}_preprocess",
                      configs.python_model(f"{name}_preprocess", "preprocess", metadata, scheduling, inputs=(IMAGE_BYTES,),
@@ -94,13 +104,6 @@ def _write_ensemble(model: Path, metadata: DeploymentMetadata, repository: Path,
                      configs.python_model(f"{name}_postprocess", "postprocess", metadata, scheduling,
                                           inputs=(*network_out, source_size), outputs=DETECTIONS), {"model.py": BACKEND_MODEL}),
     ]
-    def same_names(*tensors: configs.Tensor) -> dict[str, str]:  # each tensor keeps its name across steps
-        return {tensor[0]: tensor[0] for tensor in tensors}
-
-    steps = [(f"{name}_preprocess", same_names(IMAGE_BYTES), same_names(*network_in, source_size)),
-             (f"{name}_network", same_names(*network_in), same_names(*network_out)),
-             (f"{name}_postprocess", same_names(*network_out, source_size), same_names(*DETECTIONS))]
-    ensemble = configs.ensemble_model(name, metadata, Scheduling(batch, 1, "KIND_AUTO", 0), steps)
     return [*folders, _write_model(repository / name, ensemble, {})]  # an ensemble still needs its version folder
 
 
