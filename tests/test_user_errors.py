@@ -187,6 +187,11 @@ CASES = {
     "serve a missing repository": (["serve", "--repo", "{root}/no-repo"], "model repository not found"),
     "local runtime flags for a served model": (["detect", "--model", "triton://127.0.0.1:1/retina_edge", "--device", "cpu",
                                                 "--source", "{root}/data/val"], "the server decides"),
+    # issue 32
+    "bench --batch larger than the images": (["bench", "--model", "{root}/m.onnx", "--images", "{root}/data/train", "--batch", "64"],
+                                             "--batch 64 needs 64 images and"),
+    "bench --batch beyond the synthetic pool": (["bench", "--model", "{root}/m.onnx", "--batch", "100000"],
+                                                "synthetic images go up to 256"),
     "budget on an FP32 build": (["build", "--weights", "{root}/w.pth", "--max-ap-drop", "0.1", "--val", "{root}/data",
                                  "-o", "{root}/q.onnx"], "add --int8"),
 }
@@ -289,3 +294,19 @@ def test_detector_names_a_wrong_array_shape(root):
 
     with pytest.raises(DataError, match=r"got an array of shape \(250, 300\)"):
         Detector(root / "m.onnx").detect(np.zeros((250, 300), np.uint8))
+
+
+def test_threads_beyond_the_cores_are_bounded_and_said(root, capsys):
+    from retina_edge.resources import usable_cores
+
+    assert main(["detect", "--model", str(root / "m.onnx"), "--source", str(root / "three" / "0.jpg"), "--threads", "100000"]) == 0
+    assert f"100000 threads asked for, and this process may run on {usable_cores()} cores" in capsys.readouterr().err
+
+
+def test_bench_times_full_batches_of_the_size_asked(root):
+    from retina_edge.quality.bench import STAGES, BenchEntry, run_bench
+
+    sizes = []
+    entry = BenchEntry("counting", lambda chunk: sizes.append(len(chunk)) or dict.fromkeys(STAGES, 0.001))
+    (summary,) = run_bench([entry], [np.zeros((8, 8, 3), np.uint8)] * 16, batch=5, iterations=6, warmup=1)
+    assert sizes == [5] * 7 and summary["batch"] == 5

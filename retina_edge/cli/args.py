@@ -24,6 +24,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def thread_count(text: str) -> int:
+    """--threads: a whole number of at least 1, bounded by the cores this process may use (said on stderr)."""
+    from retina_edge.resources import bound_threads
+
+    threads, note = bound_threads(positive_int(text))
+    if note:
+        sys.stderr.write(f"retina-edge: warning: --threads: {note}\n")
+    return threads
+
+
 def positive_int_or_auto(text: str) -> int | str:
     return "auto" if text == "auto" else positive_int(text)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from retina_edge.cli.args import non_negative_int, positive_float, positive_int, positive_int_or_auto
+from retina_edge.cli.args import non_negative_int, positive_float, positive_int, positive_int_or_auto, thread_count
 
 NAME = "detect"
 HELP = ("detect objects with a deployed model (.onnx or .engine) in images, a folder, a video, a camera, "
@@ -22,7 +22,7 @@ def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
                                                              "triton://HOST:PORT/MODEL (a Triton server's gRPC endpoint)")
     parser.add_argument("--backend", choices=["auto", "onnxruntime", "openvino", "tensorrt"], default="auto")
     parser.add_argument("--device", help="onnxruntime: cpu|cuda|tensorrt; openvino: CPU|GPU")
-    parser.add_argument("--threads", type=positive_int, help="CPU threads for the backend")
+    parser.add_argument("--threads", type=thread_count, help="CPU threads for the backend (at most the usable cores)")
     parser.add_argument("--ov-precision", choices=["f32", "bf16", "f16"], default="f32",
                         help="OpenVINO inference precision (f32 matches the reference; bf16 is faster where supported)")
     parser.add_argument("--cuda-graph", action="store_true",
