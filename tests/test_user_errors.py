@@ -192,6 +192,12 @@ CASES = {
                                              "--batch 64 needs 64 images and"),
     "bench --batch beyond the synthetic pool": (["bench", "--model", "{root}/m.onnx", "--batch", "100000"],
                                                 "synthetic images go up to 256"),
+    "serve on port 70000": (["serve", "--repo", "{root}/empty", "--grpc-port", "70000"], "port number from 1 to 65535"),
+    "serve an empty repository": (["serve", "--repo", "{root}/empty"], "holds no model (no folder with a config.pbtxt)"),
+    "triton --instances 10000": (["triton", "--model", "{root}/m.onnx", "-o", "{root}/repo", "--instances", "10000"],
+                                 "at most 64"),
+    "a Triton address with a port that is no number": (["detect", "--model", "triton://127.0.0.1:abc/retina_edge",
+                                                        "--source", "{root}/three"], "not a Triton address"),
     "budget on an FP32 build": (["build", "--weights", "{root}/w.pth", "--max-ap-drop", "0.1", "--val", "{root}/data",
                                  "-o", "{root}/q.onnx"], "add --int8"),
 }

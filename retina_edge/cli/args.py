@@ -34,6 +34,13 @@ def thread_count(text: str) -> int:
     return threads
 
 
+def port_number(text: str) -> int:
+    value = _number(text, int)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {text}")
+    return value
+
+
 def positive_int_or_auto(text: str) -> int | str:
     return "auto" if text == "auto" else positive_int(text)
 

@@ -12,8 +12,10 @@ repository is what a GPU server needs, with retina-edge installed in its Python.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,8 @@ from retina_edge.triton.configs import DETECTIONS, IMAGE_BYTES, Scheduling
 
 BACKEND_MODEL = Path(__file__).with_name("backend_model.py")
 NETWORK_BACKENDS = ("auto", "tensorrt_plan", "onnxruntime_onnx", "python")
+#: Model copies per device at most: each is a process (a Python stub) holding its own model.
+MAX_INSTANCES = 64
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,9 @@ class RepositoryOptions:
         for what, value in (("--max-batch", self.max_batch), ("--instances", self.instances)):
             if value < 1:
                 raise RetinaEdgeError(f"{what} must be at least 1, got {value}")
+        if self.instances > MAX_INSTANCES:
+            raise RetinaEdgeError(f"{self.instances} model instances asked for; each is a process with its own copy of "
+                                  f"the model: at most {MAX_INSTANCES}")
         if self.max_queue_delay_us < 0:
             raise RetinaEdgeError(f"--max-queue-delay-us must be >= 0, got {self.max_queue_delay_us}")
         if self.network_backend not in NETWORK_BACKENDS:
@@ -122,16 +129,30 @@ def _write_network(folder: Path, model: Path, metadata: DeploymentMetadata, back
 
 
 def _write_model(folder: Path, config: str, files: dict[str, Path | bytes]) -> Path:
-    """``folder/config.pbtxt`` and ``folder/1/<files>`` (paths copied, bytes written), swapped in whole."""
-    staging = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "1").mkdir(parents=True)
+    """``folder/config.pbtxt`` and ``folder/1/<files>`` (paths copied, bytes written), swapped in whole;
+    two writers of one folder at once each stage in their own place, the last one wins."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        _stage(staging, config, files)
+        for _ in range(10):  # another writer may put its folder in place between our removal and rename
+            shutil.rmtree(folder, ignore_errors=True)
+            try:
+                staging.rename(folder)
+                return folder
+            except OSError as error:
+                if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+        raise RetinaEdgeError(f"{folder} kept being replaced by another writer")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _stage(staging: Path, config: str, files: dict[str, Path | bytes]) -> None:
+    (staging / "1").mkdir()
     for name, content in files.items():
         if isinstance(content, bytes):
             (staging / "1" / name).write_bytes(content)
         else:
             shutil.copyfile(content, staging / "1" / name)
     (staging / "config.pbtxt").write_text(config)
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
-    return folder
