@@ -316,3 +316,53 @@ def test_bench_times_full_batches_of_the_size_asked(root):
     entry = BenchEntry("counting", lambda chunk: sizes.append(len(chunk)) or dict.fromkeys(STAGES, 0.001))
     (summary,) = run_bench([entry], [np.zeros((8, 8, 3), np.uint8)] * 16, batch=5, iterations=6, warmup=1)
     assert sizes == [5] * 7 and summary["batch"] == 5
+
+
+def _sigterm_self() -> None:
+    """What systemd, Kubernetes and docker stop send; Python runs the handler at the next bytecode."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_ends_a_folder_run_as_ctrl_c_does_keeping_its_detections(root, tmp_path, monkeypatch, capsys):
+    from retina_edge.runtime import Detector
+
+    detect, calls = Detector.detect, []
+
+    def terminated_on_second(self, images):  # noqa: ANN001
+        calls.append(1)
+        if len(calls) == 2:
+            _sigterm_self()
+        return detect(self, images)
+
+    monkeypatch.setattr(Detector, "detect", terminated_on_second)
+    out = tmp_path / "d.json"
+    assert main(["detect", "--model", str(root / "m.onnx"), "--source", str(root / "data" / "train"),
+                 "--save-json", str(out), "--score-thresh", "0"]) == 143
+    err = capsys.readouterr().err
+    assert "terminated (SIGTERM): after 1 of" in err and "Traceback" not in err
+    assert len({r["file_name"] for r in json.loads(out.read_text())}) == 1
+
+
+def test_sigterm_during_export_leaves_no_temporary_files(root, tmp_path, monkeypatch, capsys):
+    import signal
+    import tempfile
+
+    import retina_edge.export.onnx_export as onnx_export
+
+    simplify = onnx_export.simplify
+
+    def terminated(*args, **kwargs):  # noqa: ANN002, ANN003
+        _sigterm_self()
+        return simplify(*args, **kwargs)
+
+    monkeypatch.setattr(onnx_export, "simplify", terminated)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["export", "--weights", str(root / "w.pth"), "-o", str(tmp_path / "out" / "m.onnx")]) == 143
+    assert "terminated (SIGTERM)" in capsys.readouterr().err
+    assert list((tmp_path / "tmp").iterdir()) == [] and list((tmp_path / "out").iterdir()) == []  # no .m.onnx.*.tmp
+    assert signal.getsignal(signal.SIGTERM) is before  # the CLI gives the handler back

@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from retina_edge.cli.args import OneLineParser
@@ -79,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version, or a usage error already printed on one line
         return int(done.code or 0)
     configure_logging(args.command)
+    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() else None
     try:
         check_outputs(args)
         return int(args.handler(args) or 0)
@@ -94,8 +97,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f": {error.filename}" if error.filename else ""
         return _fail(args.command, f"{error.strerror or error}{where}")
     except KeyboardInterrupt as interrupt:
-        print(f"retina-edge {args.command}: interrupted{f': {interrupt}' if str(interrupt) else ''}", file=sys.stderr)
-        return 130
+        terminated = _terminated.is_set()
+        print(f"retina-edge {args.command}: {'terminated (SIGTERM)' if terminated else 'interrupted'}"
+              f"{f': {interrupt}' if str(interrupt) else ''}", file=sys.stderr)
+        return 143 if terminated else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        _terminated.clear()
+
+
+_terminated = threading.Event()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (systemd, Kubernetes, docker stop) ends a command as Ctrl-C does: every writer's cleanup
+    runs (temporary folders, half-written files), a folder run writes what it has, train saves its
+    last checkpoint; the exit code is 143, as for a process killed by SIGTERM. DataLoader workers,
+    forked with this handler, end quietly on it (PyTorch's worker loop ignores KeyboardInterrupt)."""
+    _terminated.set()
+    raise KeyboardInterrupt
 
 
 def check_outputs(args: argparse.Namespace) -> None:
