@@ -366,3 +366,33 @@ def test_sigterm_during_export_leaves_no_temporary_files(root, tmp_path, monkeyp
     assert "terminated (SIGTERM)" in capsys.readouterr().err
     assert list((tmp_path / "tmp").iterdir()) == [] and list((tmp_path / "out").iterdir()) == []  # no .m.onnx.*.tmp
     assert signal.getsignal(signal.SIGTERM) is before  # the CLI gives the handler back
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_trainings_process_group_saves_last_and_is_quiet(root, tmp_path):
+    """systemd's default: SIGTERM to every process of the unit, DataLoader workers included."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "retina_edge.cli.main", "train", "--data", str(root / "data"), "--out", str(out),
+               "--arch", "resnet18_fpn", "--imgsz", "128", "--batch-size", "2", "--workers", "2", "--no-eval",
+               "--iterations", "500", "--model-options", json.dumps({"backbone_width": 16, "fpn_channels": 32, "head_convs": 1})]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline, lines = time.monotonic() + 300, []
+        while time.monotonic() < deadline and not any(line.startswith("train ") and line[6:7].isdigit() for line in lines):
+            lines.append(process.stdout.readline())
+            assert lines[-1] or process.poll() is None, "".join(lines)
+        os.killpg(process.pid, signal.SIGTERM)
+        rest = process.communicate(timeout=300)[0]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    output = "".join(lines) + rest
+    assert process.returncode == 143, output
+    assert "Traceback" not in output and "killed by signal" not in output
+    assert "saved" in output and (out / "last.pth").is_file()

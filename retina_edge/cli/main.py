@@ -97,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f": {error.filename}" if error.filename else ""
         return _fail(args.command, f"{error.strerror or error}{where}")
     except KeyboardInterrupt as interrupt:
-        terminated = _terminated.is_set()
+        terminated = _terminated.is_set() or str(interrupt).startswith("SIGTERM")  # train and stream stop on their own
         print(f"retina-edge {args.command}: {'terminated (SIGTERM)' if terminated else 'interrupted'}"
               f"{f': {interrupt}' if str(interrupt) else ''}", file=sys.stderr)
         return 143 if terminated else 130

@@ -159,7 +159,7 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
     # The loader's own generator: creating an iterator must not draw from the global RNG, whose
     # state (the multi-scale choice) is saved in last.pth and restored on resume.
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
-                        num_workers=config.workers, persistent_workers=config.workers > 0,
+                        num_workers=config.workers, persistent_workers=config.workers > 0, worker_init_fn=_leave_sigterm_to_main,
                         drop_last=len(dataset) > config.batch_size * world, generator=torch.Generator().manual_seed(config.seed))
     per_epoch = len(loader)
     total = config.iterations or config.epochs * per_epoch
@@ -255,6 +255,13 @@ def _resume(path: Path, model: RetinaNet, optimizer: torch.optim.Optimizer, scal
     if state.get("rng") is not None:
         torch.set_rng_state(state["rng"])
     return int(state["iteration"])
+
+
+def _leave_sigterm_to_main(_worker_id: int) -> None:
+    """A SIGTERM to the process group (systemd's default) reaches the DataLoader workers too; PyTorch's
+    handler there dies of it and the main process's next batch raised "DataLoader worker ... is killed
+    by signal". Workers ignore it: the main process stops training, saves last.pth and ends them."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class StopRequest:
