@@ -110,13 +110,15 @@ def build_precision_graph(
             if target == "tensorrt":
                 logger.info("inserting Q/DQ nodes for TensorRT (ModelOpt's placement, per-channel weights)")
                 quantize_for_tensorrt(fp32, stats, Path(scratch) / "out.onnx", exclude=exclude)
-                result.calibration_cache = write_trt_calibration_cache(stats, output.with_suffix(".calib.cache"))
+                write_trt_calibration_cache(stats, Path(scratch) / "calib.cache")  # put in place with the model
+                result.calibration_cache = output.with_suffix(".calib.cache")
             else:
                 logger.info("inserting QDQ nodes for CPUs (ONNX Runtime: U8 activations, S8 per-channel weights)")
                 quantize_for_cpu(fp32, stats, Path(scratch) / "out.onnx", exclude=exclude)
             if search is not None:
                 output = _search(Path(scratch), fp32, output, search, validation, items, export, result)
-        _finish(Path(scratch) / "out.onnx", output, metadata)
+        _finish(Path(scratch) / "out.onnx", output, metadata,
+                {result.calibration_cache: Path(scratch) / "calib.cache"} if result.calibration_cache else {})
     result.model_path = output
     return result
 
@@ -172,11 +174,12 @@ def _calibrate(fp32: Path, export: ExportOptions, options: CalibrationOptions, i
     return stats
 
 
-def _finish(converted: Path, output: Path, metadata: DeploymentMetadata) -> None:
-    """Write the converted graph with the build's contract embedded, atomically."""
+def _finish(converted: Path, output: Path, metadata: DeploymentMetadata, companions: dict[Path, Path]) -> None:
+    """Write the converted graph with the build's contract embedded and its ``companions`` (target:
+    staged file), all or nothing."""
     import onnx
 
-    from retina_edge.atomic import atomic_path
+    from retina_edge.atomic import atomic_paths
     from retina_edge.calib.shared_weights import share_identical_initializers
     from retina_edge.export.graph_weights import write_model
 
@@ -185,5 +188,7 @@ def _finish(converted: Path, output: Path, metadata: DeploymentMetadata) -> None
     if merged:
         logger.info("merged %d duplicate initializers (weights shared by the pyramid levels)", merged)
     embed_deployment(graph, metadata)
-    with atomic_path(output) as tmp:
+    with atomic_paths(output, *companions) as (tmp, *others):
         write_model(graph, tmp)
+        for staged, other in zip(companions.values(), others):
+            shutil.copyfile(staged, other)

@@ -396,3 +396,29 @@ def test_sigterm_to_a_trainings_process_group_saves_last_and_is_quiet(root, tmp_
     assert process.returncode == 143, output
     assert "Traceback" not in output and "killed by signal" not in output
     assert "saved" in output and (out / "last.pth").is_file()
+
+
+def test_full_disk_during_int8_build_keeps_the_model_and_its_calibration_cache_as_a_pair(root, tmp_path, monkeypatch, capsys):
+    import errno
+    from pathlib import Path
+
+    import retina_edge.export.graph_weights as graph_weights
+
+    model, cache = tmp_path / "q.onnx", tmp_path / "q.calib.cache"
+    model.write_bytes(b"the previous model")
+    cache.write_text("the previous model's cache")
+
+    write_model = graph_weights.write_model
+
+    def full_beside_the_output(graph, path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        if Path(path).parent == tmp_path:  # the scratch folder's files still fit
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_model(graph, path, *args, **kwargs)
+
+    monkeypatch.setattr(graph_weights, "write_model", full_beside_the_output)
+    assert main(["build", "--int8", "--target", "tensorrt", "--weights", str(root / "w.pth"), "--calib",
+                 str(root / "data" / "train"), "--calib-count", "4", "-o", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: No space left on device: {model}" in err and "Traceback" not in err
+    assert model.read_bytes() == b"the previous model" and cache.read_text() == "the previous model's cache"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.calib.cache", "q.onnx"]
