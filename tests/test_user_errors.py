@@ -422,3 +422,22 @@ def test_full_disk_during_int8_build_keeps_the_model_and_its_calibration_cache_a
     assert f"error: No space left on device: {model}" in err and "Traceback" not in err
     assert model.read_bytes() == b"the previous model" and cache.read_text() == "the previous model's cache"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q.calib.cache", "q.onnx"]
+
+
+def test_calibration_takes_tiny_images_of_any_format(tmp_path):
+    """OpenCV 5.1 fails an assertion decoding at 1/8 size (how calibration checks its images) any
+    non-JPEG image under 8 pixels a side; every decode path treats such files as images."""
+    import cv2
+
+    from retina_edge.calib.sources import CalibrationItem, CalibrationReport, usable_items
+    from retina_edge.imageio import read_image_rgb
+
+    items, report = [], CalibrationReport()
+    for index, suffix in enumerate((".png", ".bmp", ".webp", ".tiff")):
+        path = tmp_path / f"tiny{index}{suffix}"
+        cv2.imwrite(str(path), np.full((3, 5, 3), 40 * index, np.uint8))
+        assert read_image_rgb(path).shape == (3, 5, 3)
+        items.append(CalibrationItem(str(path)))
+    (tmp_path / "junk.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    items.append(CalibrationItem(str(tmp_path / "junk.png")))
+    assert len(usable_items(items, 10, report)) == 4 and report.unreadable == 1
