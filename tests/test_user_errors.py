@@ -57,6 +57,11 @@ def root(tmp_path_factory):
     (root / "nobox" / "annotations" / "instances_val.json").write_text(json.dumps({**val, "annotations": []}))
     (root / "nobox" / "val").symlink_to(root / "data" / "val")
     (root / "folder.json").mkdir()
+    (root / "list.json").write_text(json.dumps([val]))
+    (root / "textbox.json").write_text(json.dumps({**val, "annotations": [{**a, "bbox": ["1", "2", "3", "4"]}
+                                                                          for a in val["annotations"]]}))
+    (root / "nosize.json").write_text(json.dumps({**val, "images": [{k: v for k, v in i.items() if k != "height"}
+                                                                    for i in val["images"]]}))
     (root / "empty").mkdir()
     write_video(root / "clip.mp4", SyntheticVideo(seed=1), 5)
     import cv2
@@ -198,6 +203,15 @@ CASES = {
                                  "at most 64"),
     "a Triton address with a port that is no number": (["detect", "--model", "triton://127.0.0.1:abc/retina_edge",
                                                         "--source", "{root}/three"], "not a Triton address"),
+    "verify --ann a video": (["verify", "--model", "{root}/m.onnx", "--weights", "{root}/w.pth", "--images", "{root}/three",
+                              "--ann", "{root}/clip.mp4"], "cannot read annotation file"),
+    "verify --ann a JSON list": (["verify", "--model", "{root}/m.onnx", "--weights", "{root}/w.pth", "--images",
+                                  "{root}/data/val", "--ann", "{root}/list.json"], "a JSON list, not an object"),
+    "verify --ann with text bboxes": (["verify", "--model", "{root}/m.onnx", "--weights", "{root}/w.pth", "--images",
+                                       "{root}/data/val", "--ann", "{root}/textbox.json"], "not 4 numbers"),
+    "verify --ann with an image lacking its size": (["verify", "--model", "{root}/m.onnx", "--weights", "{root}/w.pth",
+                                                     "--images", "{root}/data/val", "--ann", "{root}/nosize.json"],
+                                                    "an entry has no 'height'"),
     "budget on an FP32 build": (["build", "--weights", "{root}/w.pth", "--max-ap-drop", "0.1", "--val", "{root}/data",
                                  "-o", "{root}/q.onnx"], "add --int8"),
 }
