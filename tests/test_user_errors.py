@@ -212,6 +212,14 @@ CASES = {
     "verify --ann with an image lacking its size": (["verify", "--model", "{root}/m.onnx", "--weights", "{root}/w.pth",
                                                      "--images", "{root}/data/val", "--ann", "{root}/nosize.json"],
                                                     "an entry has no 'height'"),
+    "synth --sides 10 20": (["synth", "--out", "{root}/new-synth", "--sides", "10", "20"], "--sides MIN must be at least 18"),
+    "train --lr -1": (["train", "--data", "{root}/data", "--out", "{root}/runs", "--lr", "-1"], "--lr: must be a number above 0"),
+    "train --config not JSON": (["train", "--config", "{root}/notes.txt", "--data", "{root}/data", "--out", "{root}/runs"],
+                                "cannot read the training options"),
+    "train --config a video": (["train", "--config", "{root}/clip.mp4", "--data", "{root}/data", "--out", "{root}/runs"],
+                               "not a JSON text"),
+    "model-options repeating num_classes": (["train", "--data", "{root}/data", "--out", "{root}/runs", "--model-options",
+                                             '{{"num_classes": 3}}'], "--model-options cannot set num_classes"),
     "budget on an FP32 build": (["build", "--weights", "{root}/w.pth", "--max-ap-drop", "0.1", "--val", "{root}/data",
                                  "-o", "{root}/q.onnx"], "add --int8"),
 }
@@ -219,6 +227,12 @@ CASES = {
 
 def snapshot(root):
     return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_file_that_is_no_checkpoint_is_one_short_line(root, capsys):
+    assert main(["export", "--weights", str(root / "notes.txt"), "-o", str(root / "x.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a PyTorch checkpoint" in err and len(err) < 400, err
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -80,7 +80,14 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike, **overrides: Any) -> TrainConfig:
-        data = {**json.loads(Path(path).read_text()), **{k: v for k, v in overrides.items() if v is not None}}
+        try:
+            loaded = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as error:
+            raise RetinaEdgeError(f"cannot read the training options {path}: "
+                                  f"{'not a JSON text' if isinstance(error, UnicodeDecodeError) else error}") from None
+        if not isinstance(loaded, dict):
+            raise RetinaEdgeError(f"{path} is a JSON {type(loaded).__name__}; training options are a JSON object")
+        data = {**loaded, **{k: v for k, v in overrides.items() if v is not None}}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
