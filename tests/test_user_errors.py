@@ -220,6 +220,8 @@ CASES = {
                                "not a JSON text"),
     "model-options repeating num_classes": (["train", "--data", "{root}/data", "--out", "{root}/runs", "--model-options",
                                              '{{"num_classes": 3}}'], "--model-options cannot set num_classes"),
+    "export -o model.txt": (["export", "--weights", "{root}/w.pth", "-o", "{root}/model.txt"], "name it model.onnx"),
+    "build -o model.pth": (["build", "--weights", "{root}/w.pth", "-o", "{root}/model.pth"], "this writes .onnx or .engine"),
     "budget on an FP32 build": (["build", "--weights", "{root}/w.pth", "--max-ap-drop", "0.1", "--val", "{root}/data",
                                  "-o", "{root}/q.onnx"], "add --int8"),
 }

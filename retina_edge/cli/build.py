@@ -13,6 +13,7 @@ HELP = "export + calibrate + FP16/INT8 precision graph (TensorRT Q/DQ placement 
 EXAMPLE = ("retina-edge build --int8 --weights preset:synth --calib data/synth/val -o synth-int8.onnx\n"
            "  retina-edge build --int8 --target cpu --weights preset:synth --calib 'frames/*.jpg' -o synth-int8-cpu.onnx")
 
+OUTPUT_SUFFIXES = {"output": (".onnx", ".engine", ".plan", ".trt")}
 OUTPUT_FILES = ("output", "timing_cache")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

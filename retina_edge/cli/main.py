@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from retina_edge.cli.args import OneLineParser
 from retina_edge._version import __version__
@@ -121,7 +122,12 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def check_outputs(args: argparse.Namespace) -> None:
     """Every output a command declares (``OUTPUT_FILES``/``OUTPUT_FOLDERS``: argument names) must be
-    writable before the command starts work."""
+    writable before the command starts work, and have one of the suffixes ``OUTPUT_SUFFIXES`` gives it."""
+    for name, suffixes in getattr(args.module, "OUTPUT_SUFFIXES", {}).items():
+        value = getattr(args, name, None)
+        if value and not str(value).lower().endswith(suffixes):  # an ONNX graph written as model.txt or model.pth
+            raise RetinaEdgeError(f"--{name.replace('_', '-')} {value}: this writes {' or '.join(suffixes)} files; "
+                                  f"name it {Path(value).with_suffix(suffixes[0]).name}")
     for name in getattr(args.module, "OUTPUT_FILES", ()):
         if getattr(args, name, None):
             check_writable(getattr(args, name))
