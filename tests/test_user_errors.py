@@ -471,3 +471,13 @@ def test_calibration_takes_tiny_images_of_any_format(tmp_path):
     (tmp_path / "junk.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
     items.append(CalibrationItem(str(tmp_path / "junk.png")))
     assert len(usable_items(items, 10, report)) == 4 and report.unreadable == 1
+
+
+def test_a_closed_detector_says_so(root):
+    from retina_edge.errors import RetinaEdgeError
+    from retina_edge.runtime import Detector
+
+    detector = Detector(root / "m.onnx")
+    detector.close()
+    with pytest.raises(RetinaEdgeError, match="this Detector of m.onnx is closed"):
+        detector.detect(np.zeros((64, 80, 3), np.uint8))
