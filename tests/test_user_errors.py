@@ -57,6 +57,7 @@ def root(tmp_path_factory):
     (root / "nobox" / "annotations" / "instances_val.json").write_text(json.dumps({**val, "annotations": []}))
     (root / "nobox" / "val").symlink_to(root / "data" / "val")
     (root / "folder.json").mkdir()
+    (root / "empty.onnx").write_bytes(b"")
     (root / "list.json").write_text(json.dumps([val]))
     (root / "textbox.json").write_text(json.dumps({**val, "annotations": [{**a, "bbox": ["1", "2", "3", "4"]}
                                                                           for a in val["annotations"]]}))
@@ -222,6 +223,7 @@ CASES = {
                                              '{{"num_classes": 3}}'], "--model-options cannot set num_classes"),
     "export -o model.txt": (["export", "--weights", "{root}/w.pth", "-o", "{root}/model.txt"], "name it model.onnx"),
     "build -o model.pth": (["build", "--weights", "{root}/w.pth", "-o", "{root}/model.pth"], "this writes .onnx or .engine"),
+    "an empty ONNX file": (["detect", "--model", "{root}/empty.onnx", "--source", "{root}/three"], "is empty (0 bytes)"),
     "budget on an FP32 build": (["build", "--weights", "{root}/w.pth", "--max-ap-drop", "0.1", "--val", "{root}/data",
                                  "-o", "{root}/q.onnx"], "add --int8"),
 }
