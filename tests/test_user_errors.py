@@ -483,3 +483,25 @@ def test_a_closed_detector_says_so(root):
     detector.close()
     with pytest.raises(RetinaEdgeError, match="this Detector of m.onnx is closed"):
         detector.detect(np.zeros((64, 80, 3), np.uint8))
+
+
+def test_a_full_disk_while_copying_a_folder_is_one_line_not_a_list(tmp_path, monkeypatch, capsys):
+    """serve copies Triton's Python backend into the cache once; shutil.copytree reports a full disk
+    as one error holding a list of (source, target, reason)."""
+    import errno
+    import importlib.util
+    import shutil
+
+    if shutil.which("tritonserver") is None and importlib.util.find_spec("pytriton") is None:
+        pytest.skip("no tritonserver")
+    (tmp_path / "repo" / "m").mkdir(parents=True)
+    (tmp_path / "repo" / "m" / "config.pbtxt").write_text('name: "m"')
+    monkeypatch.setenv("RETINA_EDGE_CACHE", str(tmp_path / "cache"))
+
+    def full(source, target, **_):  # noqa: ANN001, ANN003
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", full)  # copytree's copy2 calls it
+    assert main(["serve", "--repo", str(tmp_path / "repo"), "--http-port", "1", "--grpc-port", "2", "--metrics-port", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "error: [Errno 28] No space left on device: " in err and "more files)" in err and "[(" not in err, err

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import shutil
 import signal
 import sys
 import threading
@@ -95,8 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(args.command, f"this needs the '{error.name.split('.')[0]}' package, which is not installed; "
                                    f"install it with: {hint}")
     except OSError as error:  # a full disk, a vanished folder: the path and the reason, not a traceback
-        where = f": {error.filename}" if error.filename else ""
-        return _fail(args.command, f"{error.strerror or error}{where}")
+        return _fail(args.command, _os_error_line(error))
     except KeyboardInterrupt as interrupt:
         terminated = _terminated.is_set() or str(interrupt).startswith("SIGTERM")  # train and stream stop on their own
         print(f"retina-edge {args.command}: {'terminated (SIGTERM)' if terminated else 'interrupted'}"
@@ -134,6 +134,16 @@ def check_outputs(args: argparse.Namespace) -> None:
     for name in getattr(args.module, "OUTPUT_FOLDERS", ()):
         if getattr(args, name, None):
             check_writable(getattr(args, name), folder=True)
+
+
+def _os_error_line(error: OSError) -> str:
+    """The reason and the path; shutil's copytree collects (source, target, reason) per file into one
+    error whose text was a Python list: its first file stands for the rest."""
+    if isinstance(error, shutil.Error) and error.args and isinstance(error.args[0], list) and error.args[0]:
+        _, target, reason = error.args[0][0]
+        more = len(error.args[0]) - 1
+        return f"{reason}: {target}" + (f" (and {more} more files)" if more else "")
+    return f"{error.strerror or error}" + (f": {error.filename}" if error.filename else "")
 
 
 def _fail(command: str, message: str, *, code: int = 2) -> int:
