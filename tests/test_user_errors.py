@@ -264,6 +264,12 @@ def test_explicit_small_calib_count_is_honoured_with_a_warning(root, tmp_path, c
     captured = capsys.readouterr()
     assert "calibrating on 8 images; NVIDIA suggests about 500" in captured.err
     assert "8 images used" in captured.out and (tmp_path / "q.onnx").is_file()
+    assert "TensorRT" not in captured.out  # a graph for CPUs ends without advice about engines
+
+
+def test_build_help_says_which_video_frames_calibrate(capsys):
+    assert main(["build", "--help"]) == 0
+    assert "video file (every 10th frame)" in " ".join(capsys.readouterr().out.split())
 
 
 def test_arch_matching_the_checkpoint_is_fine(root, tmp_path):

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(precision="fp32")
     parser.add_argument("--target", choices=["tensorrt", "cpu"], default="tensorrt",
                         help="INT8 placement: tensorrt (ModelOpt's Q/DQ placement, also writes a legacy .calib.cache) or cpu (ONNX Runtime)")
-    parser.add_argument("--calib", help="calibration images: folder, COCO json, video file or glob")
+    parser.add_argument("--calib", help="calibration images: folder, COCO json, video file (every 10th frame) or glob")
     parser.add_argument("--calib-count", type=positive_int, default=512, help="calibration images to use (default 512)")
     parser.add_argument("--calib-method", choices=["entropy", "max"], default="entropy")
     parser.add_argument("--calib-batch", type=positive_int, default=8)
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
 
         engine_path = output if is_engine_path(output) else output.with_suffix(".engine")
         print(f"wrote {build_engine(result.model_path, engine_path, settings, metadata=result.metadata)} (TensorRT engine)")
-    elif args.backend == "auto":
+    elif args.backend == "auto" and result.metadata.target != "cpu":  # a CPU graph is not for TensorRT
         print("TensorRT is not installed here, so no engine was built: the ONNX model above runs with ONNX Runtime "
               "or OpenVINO (retina-edge detect --model ...); build the engine on the target with --backend tensorrt")
     return 0
