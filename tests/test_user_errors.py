@@ -511,3 +511,10 @@ def test_a_full_disk_while_copying_a_folder_is_one_line_not_a_list(tmp_path, mon
     assert main(["serve", "--repo", str(tmp_path / "repo"), "--http-port", "1", "--grpc-port", "2", "--metrics-port", "3"]) == 2
     err = capsys.readouterr().err
     assert "error: [Errno 28] No space left on device: " in err and "more files)" in err and "[(" not in err, err
+
+
+def test_bench_openvino_adds_no_row_the_model_already_has(root, capsys):
+    """``--openvino`` times each ONNX model with OpenVINO too, unless it already ran on OpenVINO (f32)."""
+    assert main(["bench", "--model", str(root / "m.onnx"), "--backend", "openvino", "--openvino", "--iters", "1",
+                 "--warmup", "0"]) == 0
+    assert capsys.readouterr().out.count("[openvino") == 1
