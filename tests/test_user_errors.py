@@ -378,9 +378,9 @@ def test_sigterm_ends_a_folder_run_as_ctrl_c_does_keeping_its_detections(root, t
     monkeypatch.setattr(Detector, "detect", terminated_on_second)
     out = tmp_path / "d.json"
     assert main(["detect", "--model", str(root / "m.onnx"), "--source", str(root / "data" / "train"),
-                 "--save-json", str(out), "--score-thresh", "0"]) == 143
+                 "--save-json", str(out), "--score-thresh", "0"]) == 130
     err = capsys.readouterr().err
-    assert "terminated (SIGTERM): after 1 of" in err and "Traceback" not in err
+    assert "interrupted (SIGTERM): after 1 of" in err and "Traceback" not in err
     assert len({r["file_name"] for r in json.loads(out.read_text())}) == 1
 
 
@@ -400,8 +400,8 @@ def test_sigterm_during_export_leaves_no_temporary_files(root, tmp_path, monkeyp
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
     (tmp_path / "tmp").mkdir()
     before = signal.getsignal(signal.SIGTERM)
-    assert main(["export", "--weights", str(root / "w.pth"), "-o", str(tmp_path / "out" / "m.onnx")]) == 143
-    assert "terminated (SIGTERM)" in capsys.readouterr().err
+    assert main(["export", "--weights", str(root / "w.pth"), "-o", str(tmp_path / "out" / "m.onnx")]) == 130
+    assert "interrupted (SIGTERM)" in capsys.readouterr().err
     assert list((tmp_path / "tmp").iterdir()) == [] and list((tmp_path / "out").iterdir()) == []  # no .m.onnx.*.tmp
     assert signal.getsignal(signal.SIGTERM) is before  # the CLI gives the handler back
 
@@ -431,7 +431,7 @@ def test_sigterm_to_a_trainings_process_group_saves_last_and_is_quiet(root, tmp_
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
     output = "".join(lines) + rest
-    assert process.returncode == 143, output
+    assert process.returncode == 130, output
     assert "Traceback" not in output and "killed by signal" not in output
     assert "saved" in output and (out / "last.pth").is_file()
 

@@ -98,10 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:  # a full disk, a vanished folder: the path and the reason, not a traceback
         return _fail(args.command, _os_error_line(error))
     except KeyboardInterrupt as interrupt:
-        terminated = _terminated.is_set() or str(interrupt).startswith("SIGTERM")  # train and stream stop on their own
-        print(f"retina-edge {args.command}: {'terminated (SIGTERM)' if terminated else 'interrupted'}"
+        print(f"retina-edge {args.command}: interrupted{' (SIGTERM)' if _terminated.is_set() else ''}"
               f"{f': {interrupt}' if str(interrupt) else ''}", file=sys.stderr)
-        return 143 if terminated else 130
+        return 130  # for SIGTERM too, as train and stream have always answered a stop by signal
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
@@ -114,8 +113,8 @@ _terminated = threading.Event()
 def _interrupt(signum: int, frame: object) -> None:
     """SIGTERM (systemd, Kubernetes, docker stop) ends a command as Ctrl-C does: every writer's cleanup
     runs (temporary folders, half-written files), a folder run writes what it has, train saves its
-    last checkpoint; the exit code is 143, as for a process killed by SIGTERM. DataLoader workers,
-    forked with this handler, end quietly on it (PyTorch's worker loop ignores KeyboardInterrupt)."""
+    last checkpoint; the exit code is 130, as for Ctrl-C (train's DataLoader workers ignore SIGTERM
+    and are ended by the main process)."""
     _terminated.set()
     raise KeyboardInterrupt
 
