@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,12 +117,14 @@ def build_precision_graph(model: RetinaNet, output: str | os.PathLike, *, export
     with tempfile.TemporaryDirectory(prefix="retina-edge-build-") as scratch:
         fp32 = export_onnx(model, Path(scratch) / "fp32.onnx", export)
         stats = _calibrate(fp32, export, build.calibration, recipe, items, result) if recipe.calibrated else None
-        inputs = ConvertInputs(fp32=fp32, output=Path(scratch) / "out.onnx", model_path=output, stats=stats,
+        inputs = ConvertInputs(fp32=fp32, output=Path(scratch) / "out.onnx", stats=stats,
                                exclude=tuple(excluded_nodes(fp32, keep_predictors=build.keep_predictors)))
-        result.calibration_cache = recipe.convert(inputs)
+        staged_cache = recipe.convert(inputs)
+        result.calibration_cache = output.with_suffix(".calib.cache") if staged_cache else None
         if build.search is not None:
             output = _search(Path(scratch), fp32, output, recipe, build.search, validation, items, export, result)
-        _finish(Path(scratch) / "out.onnx", output, metadata)
+        _finish(Path(scratch) / "out.onnx", output, metadata,
+                {result.calibration_cache: staged_cache} if staged_cache else {})
     result.model_path = output
     return result
 
@@ -178,11 +181,12 @@ def _calibrate(fp32: Path, export: ExportOptions, options: CalibrationOptions, r
     return stats
 
 
-def _finish(converted: Path, output: Path, metadata: DeploymentMetadata) -> None:
-    """Write the converted graph with the build's contract embedded, atomically."""
+def _finish(converted: Path, output: Path, metadata: DeploymentMetadata, companions: dict[Path, Path]) -> None:
+    """Write the converted graph with the build's contract embedded and its ``companions`` (target:
+    staged file), all or nothing."""
     import onnx
 
-    from retina_edge.atomic import atomic_path
+    from retina_edge.atomic import atomic_paths
     from retina_edge.calib.shared_weights import share_identical_initializers
     from retina_edge.export.graph_weights import write_model
 
@@ -191,5 +195,7 @@ def _finish(converted: Path, output: Path, metadata: DeploymentMetadata) -> None
     if merged:
         logger.info("merged %d duplicate initializers (weights shared by the pyramid levels)", merged)
     embed_deployment(graph, metadata)
-    with atomic_path(output) as tmp:
+    with atomic_paths(output, *companions) as (tmp, *others):
         write_model(graph, tmp)
+        for staged, other in zip(companions.values(), others):
+            shutil.copyfile(staged, other)

@@ -31,19 +31,18 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ConvertInputs:
     """What a recipe's ``convert`` gets. ``fp32``: the exported FP32 graph; ``output``: where to
-    write the converted graph; ``model_path``: where the build's model will finally go (side
-    products are written beside it); ``stats``: calibration statistics (recipes with
+    write the converted graph (in the build's scratch folder); ``stats``: calibration statistics (recipes with
     ``calibrated``), else None; ``exclude``: names of the nodes to keep in FP32 (the post-network
     tail, and the predictors when asked)."""
 
     fp32: Path
     output: Path
-    model_path: Path
     stats: object | None
     exclude: tuple[str, ...]
 
 
-#: ``convert(inputs)`` writes ``inputs.output``; returns a legacy calibration cache it wrote, or None.
+#: ``convert(inputs)`` writes ``inputs.output``; returns a legacy calibration cache it staged beside
+#: it, or None (build puts the cache in place beside the model, both or neither).
 Convert = Callable[[ConvertInputs], "Path | None"]
 
 FP32_VERIFY = MappingProxyType({"max_delta_ap": 0.05, "min_ap_vs_reference": 0.98, "max_mean_score_error": 1e-4,
@@ -150,7 +149,7 @@ def _int8_tensorrt(inputs: ConvertInputs) -> Path:
 
     logger.info("inserting Q/DQ nodes for TensorRT (ModelOpt's placement, per-channel weights)")
     quantize_for_tensorrt(inputs.fp32, inputs.stats, inputs.output, exclude=list(inputs.exclude))
-    return write_trt_calibration_cache(inputs.stats, inputs.model_path.with_suffix(".calib.cache"))
+    return write_trt_calibration_cache(inputs.stats, inputs.output.with_name("calib.cache"))
 
 
 def _int8_cpu(inputs: ConvertInputs) -> None:

@@ -36,6 +36,40 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def atomic_paths(*paths: str | os.PathLike) -> Iterator[list[Path]]:
+    """:func:`atomic_path` for files that belong together (a model and its calibration cache):
+    every one is written and fsynced before any is renamed into place, so a full disk or an
+    interrupt while writing keeps all the previous files. An error names the first path."""
+    with contextlib.ExitStack() as stack:
+        temporaries = [stack.enter_context(_staged(path)) for path in paths]
+        try:
+            yield temporaries
+            for tmp in temporaries:
+                with open(tmp, "rb+") as handle:
+                    os.fsync(handle.fileno())
+            for tmp, path in zip(temporaries, paths):
+                os.replace(tmp, path)
+        except OSError as error:
+            raise OSError(error.errno, error.strerror or str(error), str(paths[0])) from error
+
+
+@contextlib.contextmanager
+def _staged(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary file beside ``path`` (made as atomic_path makes it), removed unless renamed."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_name, 0o666 & ~umask)
+    try:
+        yield Path(tmp_name)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp:

@@ -59,10 +59,25 @@ def _decode(data: np.ndarray, flags: int, source: str) -> np.ndarray:
         raise DataError(f"{source} is {size[1]}x{size[0]} pixels ({size[0] * size[1] / 1e6:.0f} MP), over the "
                         f"{MAX_IMAGE_PIXELS / 1e6:.0f} MP retina-edge decodes (the network sees at most its input "
                         "size): downscale it first")
-    image = cv2.imdecode(data, flags) if data.size else None
+    image = _imdecode(data, flags) if data.size else None
     if image is None:
         raise DataError(f"cannot decode image (unreadable or not an image): {source}")
     return image
+
+
+def _imdecode(data: np.ndarray, flags: int) -> np.ndarray | None:
+    """``cv2.imdecode``, None for anything it cannot decode. OpenCV 5.1 fails an assertion (it
+    raises) when asked to decode at 1/N size an image smaller than N pixels in a side: that one is
+    decoded at full size instead; any other exception is a file it cannot decode."""
+    import cv2
+
+    try:
+        return cv2.imdecode(data, flags)
+    except cv2.error:
+        full_size = {cv2.IMREAD_REDUCED_GRAYSCALE_2: cv2.IMREAD_GRAYSCALE, cv2.IMREAD_REDUCED_GRAYSCALE_4: cv2.IMREAD_GRAYSCALE,
+                     cv2.IMREAD_REDUCED_GRAYSCALE_8: cv2.IMREAD_GRAYSCALE, cv2.IMREAD_REDUCED_COLOR_2: cv2.IMREAD_COLOR,
+                     cv2.IMREAD_REDUCED_COLOR_4: cv2.IMREAD_COLOR, cv2.IMREAD_REDUCED_COLOR_8: cv2.IMREAD_COLOR}.get(flags)
+        return _imdecode(data, full_size) if full_size is not None else None
 
 
 def header_size(head: bytes) -> tuple[int, int] | None:

@@ -177,6 +177,8 @@ class Detector:
         """The graph's outputs for a ``(B, 3, H, W)`` batch of any size B: run in chunks of the
         graph's largest batch, and a chunk below its smallest (a static batch, or a TensorRT
         profile's minimum) padded with blank images whose outputs are dropped."""
+        if self.backend is None:
+            raise RetinaEdgeError(f"this Detector of {self.path.name} is closed; make a new one")
         return infer_in_chunks(self.backend, batch, self.metadata.batch)
 
     def postprocess(self, outputs: dict[str, np.ndarray], infos: list[LetterboxInfo]) -> list[Detections]:

@@ -27,6 +27,8 @@ def read_deployment(path: str | os.PathLike) -> DeploymentMetadata:
     path = Path(path)
     if not path.is_file():
         raise RetinaEdgeError(f"model file not found: {path}")
+    if path.stat().st_size == 0:  # an interrupted copy or write: not "from another tool"
+        raise RetinaEdgeError(f"{path} is empty (0 bytes): copy or build it again")
     if is_engine_path(path):
         from retina_edge.runtime.engine_file import read_engine_file
 

@@ -38,8 +38,13 @@ PROTOCOLS = ("grpc", "http")
 def parse_triton_url(url: str) -> tuple[str, str]:
     """``triton://HOST:PORT/MODEL`` -> (``HOST:PORT``, ``MODEL``); the model defaults to retina_edge."""
     parsed = urlparse(url)
-    if parsed.scheme != "triton" or not parsed.netloc:
-        raise RetinaEdgeError(f"not a Triton address: {url!r} (expected triton://HOST:PORT/MODEL)")
+    try:
+        port = parsed.port  # ValueError for a port that is not a number from 0 to 65535
+    except ValueError:
+        port = 0
+    if parsed.scheme != "triton" or not parsed.hostname or port == 0 or (port is None and parsed.netloc.endswith(":")):
+        raise RetinaEdgeError(f"not a Triton address: {url!r} (expected triton://HOST:PORT/MODEL, PORT a number "
+                              "from 1 to 65535)")
     return parsed.netloc, parsed.path.strip("/") or "retina_edge"
 
 
@@ -57,6 +62,15 @@ class ServerLostError(RetinaEdgeError):
     """The server did not answer within the retries (the CLI exits 1, as for a lost live source)."""
 
     exit_code = 1
+
+
+class ImagesRefusedError(RetinaEdgeError):
+    """The server refused some images of a call; ``answers`` holds every image's detections, None
+    for the refused ones."""
+
+    def __init__(self, message: str, answers: list[Detections | None]) -> None:
+        super().__init__(message)
+        self.answers = answers
 
 
 class TritonDetector:
@@ -144,8 +158,23 @@ class TritonDetector:
         return found if self.score_thresh is None else found.filter(score_thresh=self.score_thresh)
 
     def detect_encoded(self, encoded: Sequence[bytes]) -> list[Detections]:
-        """Detections for JPEG/PNG bytes, one request each, sent concurrently."""
-        return list(self._pool.map(self._infer, encoded))
+        """Detections for JPEG/PNG bytes, one request each, sent concurrently. Images the server
+        refuses raise :class:`ImagesRefusedError` once all are answered, carrying the others' answers."""
+        futures = [self._pool.submit(self._infer, data) for data in encoded]
+        answers: list[Detections | None] = []
+        refused: list[tuple[int, RetinaEdgeError]] = []
+        for index, future in enumerate(futures):
+            try:
+                answers.append(future.result())
+            except ServerLostError:
+                raise
+            except RetinaEdgeError as error:
+                answers.append(None)
+                refused.append((index, error))
+        if refused:
+            index, first = refused[0]
+            raise ImagesRefusedError(f"{len(refused)} of {len(encoded)} images refused; image {index}: {first}", answers)
+        return answers
 
     def detect(self, images: Sequence[np.ndarray] | np.ndarray) -> list[Detections]:
         """The :class:`Detector` call: ``(H, W, 3)`` uint8 RGB images -> detections in their pixels."""

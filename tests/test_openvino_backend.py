@@ -32,6 +32,9 @@ class Output:
     def get_any_name(self) -> str:
         return "scores"
 
+    def get_names(self) -> set[str]:
+        return {"scores"}
+
 
 class RecordingCompiled:
     """Stands in for a compiled model: its requests record how many first runs of a shape (and

@@ -57,6 +57,12 @@ def root(tmp_path_factory):
     (root / "nobox" / "annotations" / "instances_val.json").write_text(json.dumps({**val, "annotations": []}))
     (root / "nobox" / "val").symlink_to(root / "data" / "val")
     (root / "folder.json").mkdir()
+    (root / "empty.onnx").write_bytes(b"")
+    (root / "list.json").write_text(json.dumps([val]))
+    (root / "textbox.json").write_text(json.dumps({**val, "annotations": [{**a, "bbox": ["1", "2", "3", "4"]}
+                                                                          for a in val["annotations"]]}))
+    (root / "nosize.json").write_text(json.dumps({**val, "images": [{k: v for k, v in i.items() if k != "height"}
+                                                                    for i in val["images"]]}))
     (root / "empty").mkdir()
     write_video(root / "clip.mp4", SyntheticVideo(seed=1), 5)
     import cv2
@@ -187,6 +193,37 @@ CASES = {
     "serve a missing repository": (["serve", "--repo", "{root}/no-repo"], "model repository not found"),
     "local runtime flags for a served model": (["detect", "--model", "triton://127.0.0.1:1/retina_edge", "--device", "cpu",
                                                 "--source", "{root}/data/val"], "the server decides"),
+    # issue 32
+    "bench --batch larger than the images": (["bench", "--model", "{root}/m.onnx", "--images", "{root}/data/train", "--batch", "64"],
+                                             "--batch 64 needs 64 images and"),
+    "bench --batch beyond the synthetic pool": (["bench", "--model", "{root}/m.onnx", "--batch", "100000"],
+                                                "synthetic images go up to 256"),
+    "serve on port 70000": (["serve", "--repo", "{root}/empty", "--grpc-port", "70000"], "port number from 1 to 65535"),
+    "serve an empty repository": (["serve", "--repo", "{root}/empty"], "holds no model (no folder with a config.pbtxt)"),
+    "triton --instances 10000": (["triton", "--model", "{root}/m.onnx", "-o", "{root}/repo", "--instances", "10000"],
+                                 "at most 64"),
+    "a Triton address with a port that is no number": (["detect", "--model", "triton://127.0.0.1:abc/retina_edge",
+                                                        "--source", "{root}/three"], "not a Triton address"),
+    "verify --ann a video": (["verify", "--model", "{root}/m.onnx", "--weights", "{root}/w.pth", "--images", "{root}/three",
+                              "--ann", "{root}/clip.mp4"], "cannot read annotation file"),
+    "verify --ann a JSON list": (["verify", "--model", "{root}/m.onnx", "--weights", "{root}/w.pth", "--images",
+                                  "{root}/data/val", "--ann", "{root}/list.json"], "a JSON list, not an object"),
+    "verify --ann with text bboxes": (["verify", "--model", "{root}/m.onnx", "--weights", "{root}/w.pth", "--images",
+                                       "{root}/data/val", "--ann", "{root}/textbox.json"], "not 4 numbers"),
+    "verify --ann with an image lacking its size": (["verify", "--model", "{root}/m.onnx", "--weights", "{root}/w.pth",
+                                                     "--images", "{root}/data/val", "--ann", "{root}/nosize.json"],
+                                                    "an entry has no 'height'"),
+    "synth --sides 10 20": (["synth", "--out", "{root}/new-synth", "--sides", "10", "20"], "--sides MIN must be at least 18"),
+    "train --lr -1": (["train", "--data", "{root}/data", "--out", "{root}/runs", "--lr", "-1"], "--lr: must be a number above 0"),
+    "train --config not JSON": (["train", "--config", "{root}/notes.txt", "--data", "{root}/data", "--out", "{root}/runs"],
+                                "cannot read the training options"),
+    "train --config a video": (["train", "--config", "{root}/clip.mp4", "--data", "{root}/data", "--out", "{root}/runs"],
+                               "not a JSON text"),
+    "model-options repeating num_classes": (["train", "--data", "{root}/data", "--out", "{root}/runs", "--model-options",
+                                             '{{"num_classes": 3}}'], "--model-options cannot set num_classes"),
+    "export -o model.txt": (["export", "--weights", "{root}/w.pth", "-o", "{root}/model.txt"], "name it model.onnx"),
+    "build -o model.pth": (["build", "--weights", "{root}/w.pth", "-o", "{root}/model.pth"], "this writes .onnx or .engine"),
+    "an empty ONNX file": (["detect", "--model", "{root}/empty.onnx", "--source", "{root}/three"], "is empty (0 bytes)"),
     "budget on an FP32 build": (["build", "--weights", "{root}/w.pth", "--max-ap-drop", "0.1", "--val", "{root}/data",
                                  "-o", "{root}/q.onnx"], "fp32 has none to keep (see --max-ap-drop, --int8)"),
 }
@@ -194,6 +231,12 @@ CASES = {
 
 def snapshot(root):
     return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_a_file_that_is_no_checkpoint_is_one_short_line(root, capsys):
+    assert main(["export", "--weights", str(root / "notes.txt"), "-o", str(root / "x.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not a PyTorch checkpoint" in err and len(err) < 400, err
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
@@ -221,6 +264,12 @@ def test_explicit_small_calib_count_is_honoured_with_a_warning(root, tmp_path, c
     captured = capsys.readouterr()
     assert "calibrating on 8 images; NVIDIA suggests about 500" in captured.err
     assert "8 images used" in captured.out and (tmp_path / "q.onnx").is_file()
+    assert "TensorRT" not in captured.out  # a graph for CPUs ends without advice about engines
+
+
+def test_build_help_says_which_video_frames_calibrate(capsys):
+    assert main(["build", "--help"]) == 0
+    assert "video file (every 10th frame)" in " ".join(capsys.readouterr().out.split())
 
 
 def test_arch_matching_the_checkpoint_is_fine(root, tmp_path):
@@ -289,3 +338,183 @@ def test_detector_names_a_wrong_array_shape(root):
 
     with pytest.raises(DataError, match=r"got an array of shape \(250, 300\)"):
         Detector(root / "m.onnx").detect(np.zeros((250, 300), np.uint8))
+
+
+def test_threads_beyond_the_cores_are_bounded_and_said(root, capsys):
+    from retina_edge.resources import usable_cores
+
+    assert main(["detect", "--model", str(root / "m.onnx"), "--source", str(root / "three" / "0.jpg"), "--threads", "100000"]) == 0
+    assert f"100000 threads asked for, and this process may run on {usable_cores()} cores" in capsys.readouterr().err
+
+
+def test_bench_times_full_batches_of_the_size_asked(root):
+    from retina_edge.quality.bench import STAGES, BenchEntry, run_bench
+
+    sizes = []
+    entry = BenchEntry("counting", lambda chunk: sizes.append(len(chunk)) or dict.fromkeys(STAGES, 0.001))
+    (summary,) = run_bench([entry], [np.zeros((8, 8, 3), np.uint8)] * 16, batch=5, iterations=6, warmup=1)
+    assert sizes == [5] * 7 and summary["batch"] == 5
+
+
+def _sigterm_self() -> None:
+    """What systemd, Kubernetes and docker stop send; Python runs the handler at the next bytecode."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_sigterm_ends_a_folder_run_as_ctrl_c_does_keeping_its_detections(root, tmp_path, monkeypatch, capsys):
+    from retina_edge.runtime import Detector
+
+    detect, calls = Detector.detect, []
+
+    def terminated_on_second(self, images):  # noqa: ANN001
+        calls.append(1)
+        if len(calls) == 2:
+            _sigterm_self()
+        return detect(self, images)
+
+    monkeypatch.setattr(Detector, "detect", terminated_on_second)
+    out = tmp_path / "d.json"
+    assert main(["detect", "--model", str(root / "m.onnx"), "--source", str(root / "data" / "train"),
+                 "--save-json", str(out), "--score-thresh", "0"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted (SIGTERM): after 1 of" in err and "Traceback" not in err
+    assert len({r["file_name"] for r in json.loads(out.read_text())}) == 1
+
+
+def test_sigterm_during_export_leaves_no_temporary_files(root, tmp_path, monkeypatch, capsys):
+    import signal
+    import tempfile
+
+    import retina_edge.export.onnx_export as onnx_export
+
+    simplify = onnx_export.simplify
+
+    def terminated(*args, **kwargs):  # noqa: ANN002, ANN003
+        _sigterm_self()
+        return simplify(*args, **kwargs)
+
+    monkeypatch.setattr(onnx_export, "simplify", terminated)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["export", "--weights", str(root / "w.pth"), "-o", str(tmp_path / "out" / "m.onnx")]) == 130
+    assert "interrupted (SIGTERM)" in capsys.readouterr().err
+    assert list((tmp_path / "tmp").iterdir()) == [] and list((tmp_path / "out").iterdir()) == []  # no .m.onnx.*.tmp
+    assert signal.getsignal(signal.SIGTERM) is before  # the CLI gives the handler back
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_trainings_process_group_saves_last_and_is_quiet(root, tmp_path):
+    """systemd's default: SIGTERM to every process of the unit, DataLoader workers included."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "retina_edge.cli.main", "train", "--data", str(root / "data"), "--out", str(out),
+               "--arch", "resnet18_fpn", "--imgsz", "128", "--batch-size", "2", "--workers", "2", "--no-eval",
+               "--iterations", "500", "--model-options", json.dumps({"backbone_width": 16, "fpn_channels": 32, "head_convs": 1})]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline, lines = time.monotonic() + 300, []
+        while time.monotonic() < deadline and not any(line.startswith("train ") and line[6:7].isdigit() for line in lines):
+            lines.append(process.stdout.readline())
+            assert lines[-1] or process.poll() is None, "".join(lines)
+        os.killpg(process.pid, signal.SIGTERM)
+        rest = process.communicate(timeout=300)[0]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    output = "".join(lines) + rest
+    assert process.returncode == 130, output
+    assert "Traceback" not in output and "killed by signal" not in output
+    assert "saved" in output and (out / "last.pth").is_file()
+
+
+def test_full_disk_during_int8_build_keeps_the_model_and_its_calibration_cache_as_a_pair(root, tmp_path, monkeypatch, capsys):
+    import errno
+    from pathlib import Path
+
+    import retina_edge.export.graph_weights as graph_weights
+
+    model, cache = tmp_path / "q.onnx", tmp_path / "q.calib.cache"
+    model.write_bytes(b"the previous model")
+    cache.write_text("the previous model's cache")
+
+    write_model = graph_weights.write_model
+
+    def full_beside_the_output(graph, path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        if Path(path).parent == tmp_path:  # the scratch folder's files still fit
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_model(graph, path, *args, **kwargs)
+
+    monkeypatch.setattr(graph_weights, "write_model", full_beside_the_output)
+    assert main(["build", "--int8", "--target", "tensorrt", "--weights", str(root / "w.pth"), "--calib",
+                 str(root / "data" / "train"), "--calib-count", "4", "-o", str(model)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: No space left on device: {model}" in err and "Traceback" not in err
+    assert model.read_bytes() == b"the previous model" and cache.read_text() == "the previous model's cache"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.calib.cache", "q.onnx"]
+
+
+def test_calibration_takes_tiny_images_of_any_format(tmp_path):
+    """OpenCV 5.1 fails an assertion decoding at 1/8 size (how calibration checks its images) any
+    non-JPEG image under 8 pixels a side; every decode path treats such files as images."""
+    import cv2
+
+    from retina_edge.calib.sources import CalibrationItem, CalibrationReport, usable_items
+    from retina_edge.imageio import read_image_rgb
+
+    items, report = [], CalibrationReport()
+    for index, suffix in enumerate((".png", ".bmp", ".webp", ".tiff")):
+        path = tmp_path / f"tiny{index}{suffix}"
+        cv2.imwrite(str(path), np.full((3, 5, 3), 40 * index, np.uint8))
+        assert read_image_rgb(path).shape == (3, 5, 3)
+        items.append(CalibrationItem(str(path)))
+    (tmp_path / "junk.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    items.append(CalibrationItem(str(tmp_path / "junk.png")))
+    assert len(usable_items(items, 10, report)) == 4 and report.unreadable == 1
+
+
+def test_a_closed_detector_says_so(root):
+    from retina_edge.errors import RetinaEdgeError
+    from retina_edge.runtime import Detector
+
+    detector = Detector(root / "m.onnx")
+    detector.close()
+    with pytest.raises(RetinaEdgeError, match="this Detector of m.onnx is closed"):
+        detector.detect(np.zeros((64, 80, 3), np.uint8))
+
+
+def test_a_full_disk_while_copying_a_folder_is_one_line_not_a_list(tmp_path, monkeypatch, capsys):
+    """serve copies Triton's Python backend into the cache once; shutil.copytree reports a full disk
+    as one error holding a list of (source, target, reason)."""
+    import errno
+    import importlib.util
+    import shutil
+
+    if shutil.which("tritonserver") is None and importlib.util.find_spec("pytriton") is None:
+        pytest.skip("no tritonserver")
+    (tmp_path / "repo" / "m").mkdir(parents=True)
+    (tmp_path / "repo" / "m" / "config.pbtxt").write_text('name: "m"')
+    monkeypatch.setenv("RETINA_EDGE_CACHE", str(tmp_path / "cache"))
+
+    def full(source, target, **_):  # noqa: ANN001, ANN003
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(shutil, "copyfile", full)  # copytree's copy2 calls it
+    assert main(["serve", "--repo", str(tmp_path / "repo"), "--http-port", "1", "--grpc-port", "2", "--metrics-port", "3"]) == 2
+    err = capsys.readouterr().err
+    assert "error: [Errno 28] No space left on device: " in err and "more files)" in err and "[(" not in err, err
+
+
+def test_bench_openvino_adds_no_row_the_model_already_has(root, capsys):
+    """``--openvino`` times each ONNX model with OpenVINO too, unless it already ran on OpenVINO (f32)."""
+    assert main(["bench", "--model", str(root / "m.onnx"), "--backend", "openvino", "--openvino", "--iters", "1",
+                 "--warmup", "0"]) == 0
+    assert capsys.readouterr().out.count("[openvino") == 1

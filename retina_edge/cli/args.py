@@ -32,7 +32,7 @@ def device_help() -> str:
 
 def add_backend_options_arguments(parser: argparse.ArgumentParser) -> None:
     """The :class:`~retina_edge.runtime.backends.BackendOptions` fields a command lets users set (not streams)."""
-    parser.add_argument("--threads", type=positive_int, help="CPU threads for the backend")
+    parser.add_argument("--threads", type=thread_count, help="CPU threads for the backend (at most the usable cores)")
     parser.add_argument("--ov-precision", choices=["f32", "bf16", "f16"], default="f32",
                         help="OpenVINO inference precision (f32 matches the reference; bf16 is faster where supported)")
     parser.add_argument("--cuda-graph", action="store_true",
@@ -53,6 +53,23 @@ def positive_int(text: str) -> int:
     value = _number(text, int)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text}")
+    return value
+
+
+def thread_count(text: str) -> int:
+    """--threads: a whole number of at least 1, bounded by the cores this process may use (said on stderr)."""
+    from retina_edge.resources import bound_threads
+
+    threads, note = bound_threads(positive_int(text))
+    if note:
+        sys.stderr.write(f"retina-edge: warning: --threads: {note}\n")
+    return threads
+
+
+def port_number(text: str) -> int:
+    value = _number(text, int)
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {text}")
     return value
 
 

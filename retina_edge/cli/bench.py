@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from retina_edge.cli.args import add_backend_argument, backend_options, non_negative_int, positive_int
+from retina_edge.cli.args import add_backend_argument, backend_options, non_negative_int, positive_int, thread_count
 
 
 NAME = "bench"
@@ -13,6 +13,7 @@ EXAMPLE = ("retina-edge bench --model synth-fp32.onnx --model synth-int8-cpu.onn
            "--images data/synth/val --batch 1 4 --json bench.json --plot bench.png")
 
 OUTPUT_FILES = ("json", "plot")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", action="append", default=[], help="deployed model (repeat for several)")
@@ -24,20 +25,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=positive_int, nargs="+", default=[1], help="batch sizes (default 1)")
     parser.add_argument("--iters", type=positive_int, default=20, help="timed iterations per batch size")
     parser.add_argument("--warmup", type=non_negative_int, default=3)
-    parser.add_argument("--threads", type=positive_int, help="CPU threads for every backend and torch")
+    parser.add_argument("--threads", type=thread_count, help="CPU threads for every backend and torch (at most the usable cores)")
     parser.add_argument("--cuda-graph", action="store_true", help="TensorRT engines: replay each batch as a CUDA graph")
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--plot", help="write a stacked-bar PNG here")
 
 
-def _images(folder: str | None, count: int = 16):  # noqa: ANN202
+#: Synthetic images rendered at most for the pool (a larger --batch needs --images).
+MAX_SYNTHETIC = 256
+
+
+def _images(folder: str | None, batch: int):  # noqa: ANN202
+    """The image pool: at least 16 images and one batch of the largest size, every timed batch distinct images."""
+    from retina_edge.errors import RetinaEdgeError
+
+    count = max(16, batch)
     if folder:
         from retina_edge.data.coco_dataset import load_images
 
-        return load_images(folder, count, None)[0]
-    from retina_edge.data.synth import SynthConfig, render_image
+        images = load_images(folder, count, None)[0]
+    elif count <= MAX_SYNTHETIC:
+        from retina_edge.data.synth import SynthConfig, render_image
 
-    return [render_image(SynthConfig(seed=123), i)[0] for i in range(count)]
+        images = [render_image(SynthConfig(seed=123), i)[0] for i in range(count)]
+    else:
+        images = []
+    if len(images) < batch:
+        where = f"{folder} has {len(images)}" if folder else f"synthetic images go up to {MAX_SYNTHETIC}"
+        raise RetinaEdgeError(f"--batch {batch} needs {batch} images and {where}: give --images with more, or a smaller --batch")
+    return images
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.model and not args.weights:
         raise RetinaEdgeError("give at least one --model or --weights")
+    images = _images(args.images, max(args.batch))  # before loading models: a pool too small is refused at once
     entries, preprocess = [], None
     for path in args.model:
         detector, added = measure_load(Detector, path, backend=args.backend,
@@ -60,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                                                                cuda_graph=args.cuda_graph and is_engine_path(path)))
         entries.append(detector_entry(f"{Path(path).stem} [{detector.backend_name}]", detector, rss_mb=added))
         preprocess = preprocess or detector.metadata.preprocess
-        if args.openvino and Path(path).suffix == ".onnx":
+        if args.openvino and Path(path).suffix == ".onnx" and (detector.backend_name, args.ov_precision) != ("openvino", "f32"):
             ov, added = measure_load(Detector, path, backend="openvino", options=backend_options(args, streams=1, cuda_graph=False))
             entries.append(detector_entry(f"{Path(path).stem} [openvino {args.ov_precision}]", ov, rss_mb=added))
     if args.weights:
@@ -74,7 +91,6 @@ def run(args: argparse.Namespace) -> int:
         model, added = measure_load(load_model, args.weights)
         preprocess = preprocess or preprocess_for(model.config)
         entries.insert(0, pytorch_entry("pytorch fp32 eager", model, preprocess, rss_mb=added))
-    images = _images(args.images)
     summaries = []
     for batch in args.batch:
         summaries += run_bench(entries, images, batch=batch, iterations=args.iters, warmup=args.warmup)

@@ -14,6 +14,7 @@ HELP = "export + calibrate + FP16/INT8 precision graph (TensorRT Q/DQ placement 
 EXAMPLE = ("retina-edge build --int8 --weights preset:synth --calib data/synth/val -o synth-int8.onnx\n"
            "  retina-edge build --int8 --target cpu --weights preset:synth --calib 'frames/*.jpg' -o synth-int8-cpu.onnx")
 
+OUTPUT_SUFFIXES = {"output": (".onnx", ".engine", ".plan", ".trt")}
 OUTPUT_FILES = ("output", "timing_cache")
 #: Library parameters (BuildOptions, CalibrationOptions, SearchOptions) -> this command's argument dests.
 OPTION_DESTS = {"calibration": "calib", "count": "calib_count", "batch_size": "calib_batch", "search": "max_ap_drop",
@@ -28,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(precision="fp32")
     parser.add_argument("--target", choices=build_targets(), default=build_targets()[0], help="placement; the recipes: "
                         + "; ".join(f"{r.precision} for {r.target}: {r.description}" for r in recipes()))
-    parser.add_argument("--calib", help="calibration images: folder, COCO json, video file or glob")
+    parser.add_argument("--calib", help="calibration images: folder, COCO json, video file (every 10th frame) or glob")
     parser.add_argument("--calib-count", type=positive_int, default=512, help="calibration images to use (default 512)")
     parser.add_argument("--calib-method", choices=["entropy", "max"],
                         help="activation ranges; default: the recipe's, max (measured best on the preset, see "
@@ -167,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
 
         engine_path = output if is_engine_path(output) else output.with_suffix(".engine")
         print(f"wrote {build_engine(result.model_path, engine_path, settings, metadata=result.metadata)} (TensorRT engine)")
-    elif args.backend == "auto":
+    elif args.backend == "auto" and result.metadata.target != "cpu":  # a CPU graph is not for TensorRT
         print("TensorRT is not installed here, so no engine was built: the ONNX model above runs with ONNX Runtime "
               "or OpenVINO (retina-edge detect --model ...); build the engine on the target with --backend tensorrt")
     return 0

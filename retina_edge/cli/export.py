@@ -11,6 +11,7 @@ NAME = "export"
 HELP = "export weights to ONNX (fixed input size, dynamic batch, decode/NMS in the graph, metadata inside)"
 EXAMPLE = "retina-edge export --weights preset:synth --imgsz 256 256 --batch 1 1 8 -o synth.onnx"
 
+OUTPUT_SUFFIXES = {"output": (".onnx",)}
 OUTPUT_FILES = ("output",)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -9,8 +9,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import shutil
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 from retina_edge.cli.args import OneLineParser
 from retina_edge._version import __version__
@@ -83,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version, or a usage error already printed on one line
         return int(done.code or 0)
     configure_logging(args.command)
+    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() else None
     try:
         check_outputs(args)
         return int(args.handler(args) or 0)
@@ -96,16 +101,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(args.command, f"this needs the '{error.name.split('.')[0]}' package, which is not installed; "
                                    f"install it with: {hint}")
     except OSError as error:  # a full disk, a vanished folder: the path and the reason, not a traceback
-        where = f": {error.filename}" if error.filename else ""
-        return _fail(args.command, f"{error.strerror or error}{where}")
+        return _fail(args.command, _os_error_line(error))
     except KeyboardInterrupt as interrupt:
-        print(f"retina-edge {args.command}: interrupted{f': {interrupt}' if str(interrupt) else ''}", file=sys.stderr)
-        return 130
+        print(f"retina-edge {args.command}: interrupted{' (SIGTERM)' if _terminated.is_set() else ''}"
+              f"{f': {interrupt}' if str(interrupt) else ''}", file=sys.stderr)
+        return 130  # for SIGTERM too, as train and stream have always answered a stop by signal
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        _terminated.clear()
+
+
+_terminated = threading.Event()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (systemd, Kubernetes, docker stop) ends a command as Ctrl-C does: every writer's cleanup
+    runs (temporary folders, half-written files), a folder run writes what it has, train saves its
+    last checkpoint; the exit code is 130, as for Ctrl-C (train's DataLoader workers ignore SIGTERM
+    and are ended by the main process)."""
+    _terminated.set()
+    raise KeyboardInterrupt
 
 
 def check_outputs(args: argparse.Namespace) -> None:
     """Every output a command declares (``OUTPUT_FILES``/``OUTPUT_FOLDERS``: argument names) must be
-    writable before the command starts work."""
+    writable before the command starts work, and have one of the suffixes ``OUTPUT_SUFFIXES`` gives it."""
+    for name, suffixes in getattr(args.module, "OUTPUT_SUFFIXES", {}).items():
+        value = getattr(args, name, None)
+        if value and not str(value).lower().endswith(suffixes):  # an ONNX graph written as model.txt or model.pth
+            raise RetinaEdgeError(f"--{name.replace('_', '-')} {value}: this writes {' or '.join(suffixes)} files; "
+                                  f"name it {Path(value).with_suffix(suffixes[0]).name}")
     for name in getattr(args.module, "OUTPUT_FILES", ()):
         if getattr(args, name, None):
             check_writable(getattr(args, name))
@@ -125,6 +151,16 @@ def with_flags(message: str, options: tuple[str, ...], parser: argparse.Argument
         flags += [max(action.option_strings, key=len) for action in parser._actions
                   if action.dest == dest and action.option_strings][:1]
     return f"{message} (see {', '.join(flags)})" if flags else message
+
+
+def _os_error_line(error: OSError) -> str:
+    """The reason and the path; shutil's copytree collects (source, target, reason) per file into one
+    error whose text was a Python list: its first file stands for the rest."""
+    if isinstance(error, shutil.Error) and error.args and isinstance(error.args[0], list) and error.args[0]:
+        _, target, reason = error.args[0][0]
+        more = len(error.args[0]) - 1
+        return f"{reason}: {target}" + (f" (and {more} more files)" if more else "")
+    return f"{error.strerror or error}" + (f": {error.filename}" if error.filename else "")
 
 
 def _fail(command: str, message: str, *, code: int = 2) -> int:

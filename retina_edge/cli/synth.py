@@ -24,11 +24,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import math
+
     from retina_edge.errors import DataError
     from retina_edge.data.synth import SynthConfig, write_dataset
 
     if args.sides[0] > args.sides[1]:
         raise DataError(f"--sides takes MIN MAX with MIN <= MAX, got {args.sides[0]} {args.sides[1]}")
+    smallest = math.ceil(SynthConfig.min_object / 0.9)  # objects are 16 pixels or more, at most 0.9 of a side
+    if args.sides[0] < smallest or args.max_object < SynthConfig.min_object:
+        raise DataError(f"objects are at least {SynthConfig.min_object} pixels: --sides MIN must be at least {smallest} "
+                        f"and --max-object at least {SynthConfig.min_object}, got {args.sides[0]} and {args.max_object}")
     if not 0 <= args.val_fraction < 1:
         raise DataError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
     config = SynthConfig(num_images=args.images, seed=args.seed, val_fraction=args.val_fraction,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from retina_edge.cli.args import non_negative_int, positive_int
+from retina_edge.cli.args import non_negative_int, positive_float, positive_int
 
 NAME = "train"
+#: Model keywords other options set; repeating them in --model-options raised a TypeError.
+SET_ELSEWHERE = frozenset({"num_classes", "class_names", "category_ids", "min_size", "max_size", "trainable_layers"})
 HELP = "train a RetinaNet on a COCO-format dataset (single process, or DDP under torchrun)"
 EXAMPLE = ("retina-edge train --data data/synth --arch resnet18_fpn --imgsz 512 --epochs 12 --out runs/r18\n"
            "  torchrun --nproc_per_node 2 -m retina_edge.cli.main train --config train.json")
@@ -30,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=positive_int)
     parser.add_argument("--iterations", type=positive_int, help="train for this many iterations (overrides --epochs)")
     parser.add_argument("--optimizer", choices=["sgd", "adamw"])
-    parser.add_argument("--lr", type=float)
+    parser.add_argument("--lr", type=positive_float)
     parser.add_argument("--momentum", type=float)
     parser.add_argument("--weight-decay", type=float)
     parser.add_argument("--warmup-iters", type=non_negative_int)
@@ -71,6 +73,10 @@ def config_from_args(args: argparse.Namespace):  # noqa: ANN201
             raise RetinaEdgeError(f"--model-options is not valid JSON ({error}): e.g. '{{\"fpn_channels\": 128}}'") from None
         if not isinstance(overrides["model_options"], dict):
             raise RetinaEdgeError("--model-options must be a JSON object of model keywords, e.g. '{\"fpn_channels\": 128}'")
+        taken = sorted(set(overrides["model_options"]) & SET_ELSEWHERE)
+        if taken:
+            raise RetinaEdgeError(f"--model-options cannot set {', '.join(taken)}: the dataset gives the classes, "
+                                  "--imgsz the input size and --trainable-layers the frozen layers")
     if args.config:
         return TrainConfig.from_json(args.config, **overrides)
     if not args.data:

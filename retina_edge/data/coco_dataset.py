@@ -65,8 +65,21 @@ def load_coco_index(ann_file: str | os.PathLike, image_dir: str | os.PathLike, *
     ann_file, image_dir = Path(ann_file), Path(image_dir)
     try:
         data = json.loads(ann_file.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise DataError(f"cannot read annotation file {ann_file}: {error}") from None
+    except (OSError, ValueError) as error:  # ValueError: not JSON, or not text at all (a video, say)
+        reason = "not a JSON text" if isinstance(error, UnicodeDecodeError) else error
+        raise DataError(f"cannot read annotation file {ann_file}: {reason}") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{ann_file} is not a COCO instances file: a JSON {type(data).__name__}, not an object "
+                        "with 'images', 'annotations' and 'categories'")
+    try:
+        return _index(data, ann_file, image_dir, check_files)
+    except KeyError as error:
+        raise DataError(f"{ann_file} is not a COCO instances file: an entry has no {error}") from None
+    except (TypeError, ValueError) as error:
+        raise DataError(f"{ann_file} is not a COCO instances file: {error}") from None
+
+
+def _index(data: dict, ann_file: Path, image_dir: Path, check_files: bool) -> CocoIndex:
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
             raise DataError(f"{ann_file} is not a COCO instances file: missing list '{key}'")
@@ -85,7 +98,11 @@ def load_coco_index(ann_file: str | os.PathLike, image_dir: str | os.PathLike, *
         if ann.get("iscrowd", 0):
             crowd += 1
             continue
-        x, y, w, h = ann["bbox"]
+        bbox = ann["bbox"]
+        if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
+            raise DataError(f"{ann_file}: annotation {ann.get('id')} has bbox {json.dumps(bbox)[:80]}, not 4 numbers "
+                            "(x, y, width, height)")
+        x, y, w, h = bbox
         if w < 1 or h < 1:
             dropped += 1
             continue

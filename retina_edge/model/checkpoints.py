@@ -78,7 +78,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for truncated or foreign files
-        raise WeightsError(f"cannot read weights file {path}: {error}") from None
+        first = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)  # torch's run 7 lines
+        raise WeightsError(f"cannot read weights file {path}: not a PyTorch checkpoint ({first.strip()[:160]})") from None
     if not isinstance(data, dict):
         raise WeightsError(f"{path} holds a {type(data).__name__}, not a state dict or checkpoint")
     return data

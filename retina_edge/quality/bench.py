@@ -102,7 +102,7 @@ def pytorch_entry(name: str, model, preprocess: PreprocessConfig, *,  # noqa: AN
 
 def run_bench(entries: list[BenchEntry], images: list[np.ndarray], *, batch: int, iterations: int, warmup: int) -> list[dict]:
     """Time every entry ``iterations`` times on batches of ``batch`` images; returns one summary each."""
-    chunks = [images[(i * batch) % len(images):][:batch] or images[:batch] for i in range(warmup + iterations)]
+    chunks = [[images[(i * batch + k) % len(images)] for k in range(batch)] for i in range(warmup + iterations)]  # full batches
     progress = Progress(len(chunks), f"bench batch {batch}")
     for step, chunk in enumerate(chunks):
         for entry in entries:

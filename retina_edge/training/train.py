@@ -80,7 +80,14 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, path: str | os.PathLike, **overrides: Any) -> TrainConfig:
-        data = {**json.loads(Path(path).read_text()), **{k: v for k, v in overrides.items() if v is not None}}
+        try:
+            loaded = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as error:
+            raise RetinaEdgeError(f"cannot read the training options {path}: "
+                                  f"{'not a JSON text' if isinstance(error, UnicodeDecodeError) else error}") from None
+        if not isinstance(loaded, dict):
+            raise RetinaEdgeError(f"{path} is a JSON {type(loaded).__name__}; training options are a JSON object")
+        data = {**loaded, **{k: v for k, v in overrides.items() if v is not None}}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -187,7 +194,7 @@ def _loader(index, config: TrainConfig, rank: int, world: int) -> tuple[EpochSam
     # The loader's own generator: creating an iterator must not draw from the global RNG, whose
     # state (the multi-scale choice) is saved in last.pth and restored on resume.
     loader = DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, collate_fn=collate,
-                        num_workers=config.workers, persistent_workers=config.workers > 0,
+                        num_workers=config.workers, persistent_workers=config.workers > 0, worker_init_fn=_leave_sigterm_to_main,
                         drop_last=len(dataset) > config.batch_size * world, generator=torch.Generator().manual_seed(config.seed))
     return sampler, loader
 
@@ -298,6 +305,13 @@ def _resume(path: Path, model: RetinaNet, optimizer: torch.optim.Optimizer, scal
     if state.get("rng") is not None:
         torch.set_rng_state(state["rng"])
     return int(state["iteration"])
+
+
+def _leave_sigterm_to_main(_worker_id: int) -> None:
+    """A SIGTERM to the process group (systemd's default) reaches the DataLoader workers too; PyTorch's
+    handler there dies of it and the main process's next batch raised "DataLoader worker ... is killed
+    by signal". Workers ignore it: the main process stops training, saves last.pth and ends them."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class StopRequest:

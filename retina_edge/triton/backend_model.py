@@ -19,6 +19,7 @@ Every role reads the deployment contract from the ``deployment`` parameter.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import site
@@ -41,6 +42,22 @@ _add_site_packages()
 import numpy as np  # noqa: E402
 
 OUTPUT_TYPES = (("boxes", np.float32), ("scores", np.float32), ("labels", np.int32))
+# DLPack's name for a consumed capsule. Triton's stub renames the capsules it takes "used_dlpack", so
+# NumPy's capsule destructor takes them for unconsumed ones and prints a traceback per tensor. The
+# name is kept alive here because PyCapsule_SetName stores the pointer, not a copy.
+_CONSUMED = b"used_dltensor"
+_set_capsule_name = ctypes.pythonapi.PyCapsule_SetName
+_set_capsule_name.argtypes = (ctypes.py_object, ctypes.c_char_p)
+
+
+def c_order(array: np.ndarray) -> np.ndarray:
+    """``array`` (C-contiguous) with the strides C order gives its shape; NumPy gives arrays with no
+    elements all-zero strides, which Triton's stub refuses ("DLPack tensor is not contiguous")."""
+    strides, step = [], array.itemsize
+    for side in reversed(array.shape):
+        strides.insert(0, step)
+        step *= side
+    return np.lib.stride_tricks.as_strided(array, strides=tuple(strides)) if array.size == 0 else array
 
 
 class TritonPythonModel:
@@ -78,9 +95,15 @@ class TritonPythonModel:
         return np.from_dlpack(pb_utils.get_input_tensor_by_name(request, name))
 
     @staticmethod
-    def _response(pb_utils, arrays: dict[str, np.ndarray]):  # noqa: ANN001, ANN205
-        return pb_utils.InferenceResponse(output_tensors=[
-            pb_utils.Tensor.from_dlpack(name, np.ascontiguousarray(value)[None]) for name, value in arrays.items()])
+    def _tensor(pb_utils, name: str, value: np.ndarray):  # noqa: ANN001, ANN205
+        capsule = c_order(np.ascontiguousarray(value)[None]).__dlpack__()
+        tensor = pb_utils.Tensor.from_dlpack(name, capsule)
+        _set_capsule_name(capsule, _CONSUMED)  # the stub owns the tensor now (see _CONSUMED)
+        return tensor
+
+    @classmethod
+    def _response(cls, pb_utils, arrays: dict[str, np.ndarray]):  # noqa: ANN001, ANN206
+        return pb_utils.InferenceResponse(output_tensors=[cls._tensor(pb_utils, name, value) for name, value in arrays.items()])
 
     def _decode(self, requests: list, pb_utils) -> tuple[list, list, list]:  # noqa: ANN001
         """(responses with errors filled in, decoded images, the request slot of each image)."""

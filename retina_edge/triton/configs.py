@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from retina_edge.anchors import feature_shapes_for, grid_anchors
 from retina_edge.contract import DeploymentMetadata
+from retina_edge.errors import RetinaEdgeError
 
 Tensor = tuple[str, str, tuple[int, ...]]
 IMAGE_BYTES: Tensor = ("image", "TYPE_UINT8", (-1,))
@@ -93,6 +94,7 @@ def network_model(name: str, platform: str, metadata: DeploymentMetadata, schedu
 def ensemble_model(name: str, metadata: DeploymentMetadata, scheduling: Scheduling, steps: list[tuple[str, dict, dict]]) -> str:
     """``steps``: (model name, input_map, output_map) in order; the ensemble takes image bytes and
     gives the detections."""
+    check_wiring(steps)
     rendered = []
     for model, input_map, output_map in steps:
         maps = [f'input_map {{ key: "{k}" value: "{v}" }}' for k, v in input_map.items()]
@@ -102,3 +104,18 @@ def ensemble_model(name: str, metadata: DeploymentMetadata, scheduling: Scheduli
                       _tensors("input", (IMAGE_BYTES,), ragged=True), _tensors("output", DETECTIONS),
                       "ensemble_scheduling { step [\n" + ",\n".join(rendered) + "\n] }",
                       _parameters(contract_parameters(metadata))]) + "\n"
+
+
+def check_wiring(steps: list[tuple[str, dict, dict]]) -> None:
+    """Triton's rules for an ensemble of ``steps`` (image bytes in, detections out), checked before
+    anything is written: each step reads tensors already made, each tensor is made by one step only."""
+    made = {IMAGE_BYTES[0]}
+    for model, input_map, output_map in steps:
+        missing = sorted(set(input_map.values()) - made)
+        twice = sorted(made & set(output_map.values()))
+        if missing or twice:
+            problem = f"reads {missing}, which no earlier step makes" if missing else f"makes {twice} a second time"
+            raise RetinaEdgeError(f"the ensemble step {model} {problem}")
+        made |= set(output_map.values())
+    if not {name for name, _, _ in DETECTIONS} <= made:
+        raise RetinaEdgeError("the ensemble's steps do not make its outputs (boxes, scores, labels)")

@@ -12,8 +12,10 @@ repository is what a GPU server needs, with retina-edge installed in its Python.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +26,8 @@ from retina_edge.triton.configs import DETECTIONS, IMAGE_BYTES, Scheduling
 
 BACKEND_MODEL = Path(__file__).with_name("backend_model.py")
 NETWORK_BACKENDS = ("auto", "tensorrt_plan", "onnxruntime_onnx", "python")
+#: Model copies per device at most: each is a process (a Python stub) holding its own model.
+MAX_INSTANCES = 64
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,9 @@ class RepositoryOptions:
         for what, value in (("max_batch", self.max_batch), ("instances", self.instances)):
             if value < 1:
                 raise RetinaEdgeError(f"{what} must be at least 1, got {value}", option=what)
+        if self.instances > MAX_INSTANCES:
+            raise RetinaEdgeError(f"{self.instances} model instances asked for; each is a process with its own copy of "
+                                  f"the model: at most {MAX_INSTANCES}", option="instances")
         if self.max_queue_delay_us < 0:
             raise RetinaEdgeError(f"max_queue_delay_us must be >= 0, got {self.max_queue_delay_us}",
                                   option="max_queue_delay_us")
@@ -84,6 +91,16 @@ def _write_ensemble(model: Path, metadata: DeploymentMetadata, repository: Path,
     scheduling = Scheduling(batch, options.instances, "KIND_AUTO", options.max_queue_delay_us)
     network_in, network_out = configs.network_tensors(metadata)
     source_size = ("source_size", "TYPE_INT32", (2,))
+    def wired(prefix: str, *tensors: configs.Tensor) -> dict[str, str]:
+        """model tensor -> ensemble tensor; those between steps are named after the step that makes them
+        (a decode-tail network's ``boxes`` must not be the ensemble's ``boxes``: Triton refuses that)."""
+        return {tensor[0]: f"{prefix}{tensor[0]}" for tensor in tensors}
+
+    steps = [(f"{name}_preprocess", wired("", IMAGE_BYTES), wired("preprocess.", *network_in, source_size)),
+             (f"{name}_network", wired("preprocess.", *network_in), wired("network.", *network_out)),
+             (f"{name}_postprocess", {**wired("network.", *network_out), **wired("preprocess.", source_size)},
+              wired("", *DETECTIONS))]
+    ensemble = configs.ensemble_model(name, metadata, Scheduling(batch, 1, "KIND_AUTO", 0), steps)  # checks the wiring
     folders = [
         _write_model(repository / f"{name}_preprocess",
                      configs.python_model(f"{name}_preprocess", "preprocess", metadata, scheduling, inputs=(IMAGE_BYTES,),
@@ -95,13 +112,6 @@ def _write_ensemble(model: Path, metadata: DeploymentMetadata, repository: Path,
                      configs.python_model(f"{name}_postprocess", "postprocess", metadata, scheduling,
                                           inputs=(*network_out, source_size), outputs=DETECTIONS), {"model.py": BACKEND_MODEL}),
     ]
-    def same_names(*tensors: configs.Tensor) -> dict[str, str]:  # each tensor keeps its name across steps
-        return {tensor[0]: tensor[0] for tensor in tensors}
-
-    steps = [(f"{name}_preprocess", same_names(IMAGE_BYTES), same_names(*network_in, source_size)),
-             (f"{name}_network", same_names(*network_in), same_names(*network_out)),
-             (f"{name}_postprocess", same_names(*network_out, source_size), same_names(*DETECTIONS))]
-    ensemble = configs.ensemble_model(name, metadata, Scheduling(batch, 1, "KIND_AUTO", 0), steps)
     return [*folders, _write_model(repository / name, ensemble, {})]  # an ensemble still needs its version folder
 
 
@@ -120,16 +130,30 @@ def _write_network(folder: Path, model: Path, metadata: DeploymentMetadata, back
 
 
 def _write_model(folder: Path, config: str, files: dict[str, Path | bytes]) -> Path:
-    """``folder/config.pbtxt`` and ``folder/1/<files>`` (paths copied, bytes written), swapped in whole."""
-    staging = folder.with_name(f".{folder.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "1").mkdir(parents=True)
+    """``folder/config.pbtxt`` and ``folder/1/<files>`` (paths copied, bytes written), swapped in whole;
+    two writers of one folder at once each stage in their own place, the last one wins."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    try:
+        _stage(staging, config, files)
+        for _ in range(10):  # another writer may put its folder in place between our removal and rename
+            shutil.rmtree(folder, ignore_errors=True)
+            try:
+                staging.rename(folder)
+                return folder
+            except OSError as error:
+                if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+        raise RetinaEdgeError(f"{folder} kept being replaced by another writer")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _stage(staging: Path, config: str, files: dict[str, Path | bytes]) -> None:
+    (staging / "1").mkdir()
     for name, content in files.items():
         if isinstance(content, bytes):
             (staging / "1" / name).write_bytes(content)
         else:
             shutil.copyfile(content, staging / "1" / name)
     (staging / "config.pbtxt").write_text(config)
-    shutil.rmtree(folder, ignore_errors=True)
-    staging.rename(folder)
-    return folder

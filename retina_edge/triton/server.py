@@ -61,20 +61,61 @@ def _backends_with_stub(root: Path) -> Path:
     return target
 
 
-class TritonServer:
-    """A running ``tritonserver`` serving ``repository`` on ``host`` (loopback unless asked), its
-    log in ``log_file`` (else ours); stop() or leaving the ``with`` block shuts it down (SIGINT to
-    its process group, SIGKILL after ``grace`` seconds), leaving no process behind."""
+LOOPBACK = "127.0.0.1"
 
-    def __init__(self, repository: str | os.PathLike, *, ports: Ports = Ports(), host: str = "127.0.0.1",
-                 log_file: str | os.PathLike | None = None) -> None:
+
+class ServerDiedError(RetinaEdgeError):
+    """tritonserver kept dying (the CLI exits 1, as for a lost server)."""
+
+    exit_code = 1
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def models_in(repository: Path) -> list[str]:
+    """The model folders of ``repository`` (those with a ``config.pbtxt``)."""
+    return sorted(folder.name for folder in repository.iterdir() if (folder / "config.pbtxt").is_file())
+
+
+def check_ports_free(host: str, ports: Ports) -> None:
+    """Raise if one of ``ports`` is taken on ``host`` (tritonserver would say so deep in its log and exit)."""
+    import socket
+
+    for kind, port in (("HTTP", ports.http), ("gRPC", ports.grpc), ("metrics", ports.metrics)):
+        if not 0 < port < 65536:
+            raise RetinaEdgeError(f"the {kind} port must be between 1 and 65535, got {port}")
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as tritonserver binds: TIME_WAIT is fine
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                raise RetinaEdgeError(f"the {kind} port {port} on {host} is taken ({error.strerror}): another server "
+                                      "runs there; stop it or choose other ports") from None
+
+
+class TritonServer:
+    """A running ``tritonserver`` serving ``repository``, its gRPC endpoint on ``host`` (loopback unless
+    asked) and its HTTP and metrics endpoints on ``http_host`` (loopback unless asked: Triton 2.51
+    aborts on an HTTP request declaring a huge input, see :mod:`retina_edge.cli.serve`), its log in
+    ``log_file`` (else ours); stop() or leaving the ``with`` block shuts it down (SIGINT to its process
+    group, SIGKILL after ``grace`` seconds), leaving no process behind."""
+
+    def __init__(self, repository: str | os.PathLike, *, ports: Ports = Ports(), host: str = LOOPBACK,
+                 http_host: str = LOOPBACK, log_file: str | os.PathLike | None = None) -> None:
         repository = Path(repository)
         if not repository.is_dir():
             raise RetinaEdgeError(f"model repository not found: {repository}")
+        if not models_in(repository):
+            raise RetinaEdgeError(f"{repository} holds no model (no folder with a config.pbtxt): write one into it "
+                                  "with retina-edge triton")
+        for address in dict.fromkeys((host, http_host)):
+            check_ports_free(address, ports)
         binary, backends = find_tritonserver()
         command = [str(binary), f"--model-repository={repository}", f"--http-port={ports.http}",
-                   f"--grpc-port={ports.grpc}", f"--metrics-port={ports.metrics}", f"--http-address={host}",
-                   f"--grpc-address={host}"]
+                   f"--grpc-port={ports.grpc}", f"--metrics-port={ports.metrics}", f"--http-address={http_host}",
+                   f"--grpc-address={host}", f"--metrics-address={http_host}"]
         if backends is not None:
             command.append(f"--backend-directory={backends}")
         site_packages = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
@@ -82,7 +123,7 @@ class TritonServer:
         if backends is not None:  # the copied stub finds the wheel's bundled libraries (libcudart) here
             libraries = binary.parents[2].with_name("nvidia_pytriton.libs")
             environment["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(libraries), os.environ.get("LD_LIBRARY_PATH")]))
-        self.ports, self.host = ports, host
+        self.ports, self.host, self.http_host = ports, host, http_host
         self.log_file = Path(log_file) if log_file else None
         output = open(self.log_file, "w") if self.log_file else None  # noqa: SIM115 - the child holds it
         # Its own session, so stop() reaches the Python stubs too; its log goes to ``log_file`` or ours.
@@ -92,7 +133,7 @@ class TritonServer:
             output.close()
 
     def url(self, kind: str = "http") -> str:
-        return f"{self.host}:{getattr(self.ports, kind)}"
+        return f"{self.host if kind == 'grpc' else self.http_host}:{getattr(self.ports, kind)}"
 
     def wait_ready(self, timeout: float = 120.0, *, stop: threading.Event | None = None) -> None:
         """Return when the server and its models are ready; raise if it exits or ``timeout`` passes
@@ -120,8 +161,12 @@ class TritonServer:
             try:
                 self.process.wait(grace)
             except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+                pass
+        try:  # Python stubs left behind (a server that aborted, or one that did not stop in time)
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.wait()
         return self.process.returncode
 
     def __enter__(self) -> TritonServer:

@@ -47,9 +47,11 @@ class OpenVinoBackend:
                 self.compiled = core.compile_model(core.read_model(str(path)), device.upper(), config)
         except Exception as error:  # OpenVINO raises RuntimeError subclasses with long texts
             raise RetinaEdgeError(f"OpenVINO cannot load {path} on {device}: {str(error).splitlines()[0]}") from None
-        if self.compiled.inputs[0].get_any_name() != INPUT_NAME:
+        # A tensor may have several names (a Cast right after the input, as an FP16 stem has, adds one):
+        # look ours up among all of them.
+        if INPUT_NAME not in self.compiled.inputs[0].get_names():
             raise RetinaEdgeError(f"{path} has no input named '{INPUT_NAME}'")
-        self.output_names = tuple(output.get_any_name() for output in self.compiled.outputs)
+        self.output_names = tuple(name for output in self.compiled.outputs for name in output.get_names())
         self.precision = precision
         self._idle: queue.SimpleQueue = queue.SimpleQueue()  # (request, input shape it last ran)
         self._new_shape = threading.Lock()
@@ -69,7 +71,7 @@ class OpenVinoBackend:
                 with self._new_shape:
                     results = request.infer({INPUT_NAME: batch})
             # infer() copies the outputs (share_outputs=False), so the request can be reused.
-            return {output.get_any_name(): np.asarray(value) for output, value in results.items()}
+            return {name: np.asarray(value) for output, value in results.items() for name in output.get_names()}
         finally:
             self._idle.put((request, batch.shape))
 
