@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from retina_edge.runtime.draw import draw_result
+from retina_edge.runtime.draw import DISPLAY_SCORE, draw_result
 from retina_edge.runtime.video_writer import Mp4Writer
 
 
@@ -58,10 +58,12 @@ class JsonlSink:
 
 class VideoSink:
     """One annotated MP4 per source: ``paths[i]`` at ``fps[i]`` for source ``i``; each frame shows the
-    detections (coloured by track ID when tracked) and the source's delivered rate so far."""
+    detections scoring at least ``min_score`` (coloured by track ID when tracked) and the source's
+    delivered rate so far."""
 
-    def __init__(self, paths: list[Path], fps: list[float]) -> None:
+    def __init__(self, paths: list[Path], fps: list[float], *, min_score: float = DISPLAY_SCORE) -> None:
         self.writers = [Mp4Writer(path, rate) for path, rate in zip(paths, fps)]
+        self.min_score = min_score
         self._first: dict[int, float] = {}
 
     def write(self, result) -> None:  # noqa: ANN001
@@ -69,7 +71,7 @@ class VideoSink:
         now = time.perf_counter()
         elapsed = now - self._first.setdefault(result.source, now)
         rate = writer.frames / elapsed if elapsed > 0 else None
-        writer.write(draw_result(result, rate))
+        writer.write(draw_result(result, rate, min_score=self.min_score))
 
     def close(self) -> None:
         for writer in self.writers:

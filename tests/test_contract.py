@@ -184,5 +184,5 @@ def test_override_is_the_one_way_to_change_metadata(model):
     changed = metadata.override(score_thresh=0.5, batch=(1, 4, 8), precision="fp16")
     assert changed.model.postprocess.score_thresh == 0.5 and changed.batch == (1, 4, 8) and changed.precision == "fp16"
     assert dataclasses.replace(changed, model=metadata.model, batch=metadata.batch, precision="fp32") == metadata
-    with pytest.raises(RetinaEdgeError, match="--batch needs"):
+    with pytest.raises(RetinaEdgeError, match=r"a batch range \(MIN, OPT, MAX\) needs"):
         metadata.override(batch=(2, 1, 1))

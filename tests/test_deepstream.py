@@ -19,6 +19,7 @@ from nvinfer_emulation import nvinfer_input, read_config, stock_parser, to_frame
 from tiny import tiny_model  # noqa: E402
 
 from retina_edge.cli.main import main
+from retina_edge.contract import GraphTail
 from retina_edge.data.synth import SynthConfig, render_image
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.metrics.matching import MatchTolerance, match_detections

@@ -108,13 +108,51 @@ def test_folder_jsonl_lines_name_their_files(assets, tmp_path):
     assert [r["file"] for r in lines(out)] == ["img0.png", "img1.png", "img2.png"]
 
 
+def read_mcap_detections(path) -> dict[str, list[dict]]:
+    """{topic: decoded messages in log order} of a recording's detection topics, read by the ``mcap``
+    reader and mcap-ros2-support's decoder (not our code)."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    found: dict[str, list] = {}
+    with open(path, "rb") as stream:
+        for _, channel, _, decoded in make_reader(stream, decoder_factories=[DecoderFactory()]).iter_decoded_messages():
+            if channel.topic.endswith("/detections"):
+                found.setdefault(channel.topic, []).append(decoded)
+    return found
+
+
+def test_record_holds_what_jsonl_holds_for_every_source(assets, tmp_path):
+    """One ``detect`` run writing --record and --jsonl: per source and frame, the same detections
+    (class, score, box centre, track id) in the MCAP recording as in the JSON lines."""
+    out = tmp_path / "run.mcap"
+    assert main(["detect", "--model", str(assets / "m.onnx"), "--source", str(assets / "a.mp4"), "--source",
+                 str(assets / "b.mp4"), "--track", "--record", str(out), "--jsonl", str(tmp_path / "d.jsonl")]) == 0
+    recorded, records = read_mcap_detections(out), lines(tmp_path / "d.jsonl")
+    assert sorted(recorded) == ["/camera_0/detections", "/camera_1/detections"]
+    for source, frames in ((0, 12), (1, 8)):
+        mine = sorted((r for r in records if r["source"] == source), key=lambda r: r["frame"])
+        messages = recorded[f"/camera_{source}/detections"]
+        assert len(messages) == len(mine) == frames
+        for record, message in zip(mine, messages):
+            assert len(message.detections) == len(record["detections"])
+            for detection, item in zip(record["detections"], message.detections):
+                (x1, y1, x2, y2), center = detection["box"], item.bbox.center.position
+                assert item.results[0].hypothesis.class_id == detection["name"]
+                assert item.results[0].hypothesis.score == pytest.approx(detection["score"], abs=1e-4)
+                assert (center.x, center.y) == pytest.approx(((x1 + x2) / 2, (y1 + y2) / 2), abs=0.01)
+                assert item.id == (str(detection["track_id"]) if detection["track_id"] >= 0 else "")
+    assert any(item.id for messages in recorded.values() for m in messages for item in m.detections)
+
+
 def test_sigint_finalizes_every_output_of_every_source(assets, tmp_path):
     long_a = write_video(tmp_path / "la.mp4", SyntheticVideo(seed=5), 300)
     long_b = write_video(tmp_path / "lb.mp4", SyntheticVideo(seed=6), 300)
     out = tmp_path / "d.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "retina_edge.cli.main", "detect", "--model", str(assets / "m.onnx"),
                              "--source", str(long_a), "--source", str(long_b), "--track", "--save", str(tmp_path / "v"),
-                             "--jsonl", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--jsonl", str(out), "--record", str(tmp_path / "run.mcap")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 90
     while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 10):
         time.sleep(0.1)
@@ -125,6 +163,7 @@ def test_sigint_finalizes_every_output_of_every_source(assets, tmp_path):
     for source, name in ((0, "0-la.mp4"), (1, "1-lb.mp4")):
         written = sum(r["source"] == source for r in records)
         assert 0 < written < 300 and frame_count(tmp_path / "v" / name) == written
+        assert len(read_mcap_detections(tmp_path / "run.mcap")[f"/camera_{source}/detections"]) == written
 
 
 def test_one_camera_dies_and_comes_back_while_the_other_keeps_going(assets, monkeypatch):
@@ -154,3 +193,24 @@ def test_one_camera_dies_and_comes_back_while_the_other_keeps_going(assets, monk
     assert counts[1] > 10  # back after its reconnect
     assert counts[0] > outage["at"] + 5  # the other camera kept delivering meanwhile
     assert pipeline.source_stats[0].reconnects == 0
+
+
+def test_drawn_outputs_show_detections_above_the_display_threshold_and_data_keeps_all(assets, tmp_path):
+    """Before: drawn images showed every detection above the model's 0.05 threshold (dozens of faint
+    boxes); now --draw-thresh (default 0.3) bounds what is drawn, and --save-json still has them all."""
+    from retina_edge.imageio import read_image_rgb, write_image_rgb
+
+    frame = SyntheticVideo(seed=4).frame(0)
+    write_image_rgb(tmp_path / "in" / "f.png", frame)
+    changed, saved = {}, {}
+    for thresh in (None, "0.0", "1.0"):
+        out = tmp_path / f"out-{thresh}"
+        argv = ["detect", "--model", str(assets / "m.onnx"), "--source", str(tmp_path / "in"), "--save-dir", str(out),
+                "--save-json", str(out / "d.json")] + (["--draw-thresh", thresh] if thresh else [])
+        assert main(argv) == 0
+        changed[thresh] = int((read_image_rgb(out / "f.png") != frame).any(axis=2).sum())
+        saved[thresh] = json.loads((out / "d.json").read_text())
+    scores = [record["score"] for record in saved[None]]
+    assert min(scores) < 0.3 <= max(scores)  # the image has detections on both sides of the default
+    assert changed["0.0"] > changed[None] > changed["1.0"] == 0
+    assert saved[None] == saved["0.0"] == saved["1.0"]

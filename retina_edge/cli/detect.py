@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from retina_edge.cli import robotics_options
 from retina_edge.cli.args import (
     add_backend_argument,
     add_backend_options_arguments,
@@ -14,7 +15,9 @@ from retina_edge.cli.args import (
     non_negative_int,
     positive_float,
     positive_int_or_auto,
+    unit_interval,
 )
+from retina_edge.runtime.draw import DISPLAY_SCORE
 
 NAME = "detect"
 HELP = ("detect objects with a deployed model (.onnx or .engine) in images, a folder, a video, a camera, "
@@ -24,7 +27,7 @@ EXAMPLE = ("retina-edge detect --model synth-int8-cpu.onnx --source data/synth/v
            "  retina-edge detect --model m-b4.onnx --source front.mp4 --source rtsp://cam2/s --track --save videos/ "
            "--jsonl dets.jsonl --json stats.json")
 
-OUTPUT_FILES = ("save_json", "jsonl", "json")
+OUTPUT_FILES = ("save_json", "jsonl", "json", "record")
 OUTPUT_FOLDERS = ("save_dir",)
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,8 +98,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=["auto", "latest", "every"], default="auto",
                         help="streams: latest drops stale frames (live default), every processes all (file default)")
     add_score_thresh_argument(parser)
+    parser.add_argument("--draw-thresh", type=unit_interval, default=DISPLAY_SCORE, metavar="T",
+                        help=f"drawn outputs (--save-dir, --save, --show) show detections scoring at least T "
+                             f"(default {DISPLAY_SCORE}); the data outputs keep every detection above --score-thresh")
     parser.add_argument("--classes", nargs="+", metavar="CLASS",
                         help="keep only these classes, by name or category id (the ids --save-json and --jsonl write)")
+    robotics_options.add_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     specs = source_specs(args)
     source = Path(specs[0])
     is_images = len(specs) == 1 and ((source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES) or source.is_dir())
-    streamed = args.save or args.jsonl or args.show or args.json or args.track
+    streamed = args.save or args.jsonl or args.show or args.json or args.track or args.record or args.foxglove is not None
     if is_images and not streamed:
         return run_images(args, source)
     if args.save_dir or args.save_json:
@@ -182,7 +189,7 @@ def _detect_file(args: argparse.Namespace, detector, source, path, classes) -> l
     print(f"{path.name}: {len(detections)} detections" + "".join(f", {d.name} {d.score:.2f}" for d in list(detections)[:3]))
     name = str(path.relative_to(source) if source.is_dir() else path.name)
     if args.save_dir:  # the input's path in its folder, name and suffix: a/x.jpg, b/x.jpg and x.png stay apart
-        write_image_rgb(Path(args.save_dir) / name, draw_detections(image, detections))
+        write_image_rgb(Path(args.save_dir) / name, draw_detections(image, detections, min_score=args.draw_thresh))
     return [{"file_name": name, "category_id": det.category_id, "name": det.name,
              "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)], "score": round(det.score, 5)}
             for det in detections for x1, y1, x2, y2 in [det.box]]

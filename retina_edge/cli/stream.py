@@ -69,8 +69,9 @@ def video_paths(save: str, specs: list[str]) -> list[Path]:
 
 
 def open_sinks(args: argparse.Namespace, specs: list[str], sources: list) -> list:
-    """The per-result outputs the arguments ask for: JSON lines, one video per source. (MCAP
-    recordings and a live Foxglove view plug in here the same way: a sink each.)"""
+    """The per-result outputs the arguments ask for: JSON lines, one video per source, an MCAP
+    recording and a live Foxglove view (one sink for both)."""
+    from retina_edge.cli import robotics_options
     from retina_edge.runtime.sinks import JsonlSink, VideoSink, close_all
 
     sinks: list = []
@@ -79,7 +80,8 @@ def open_sinks(args: argparse.Namespace, specs: list[str], sources: list) -> lis
             sinks.append(JsonlSink(args.jsonl))
         if args.save:
             rates = [min(source.fps, args.max_fps or source.fps) for source in sources]
-            sinks.append(VideoSink(video_paths(args.save, specs), rates))
+            sinks.append(VideoSink(video_paths(args.save, specs), rates, min_score=args.draw_thresh))
+        sinks += robotics_options.open_sinks(args, specs)
     except BaseException:
         close_all(sinks)
         raise
@@ -182,7 +184,7 @@ def _show(result, pipeline, args: argparse.Namespace) -> None:  # noqa: ANN001
 
     from retina_edge.runtime.draw import draw_result
 
-    image = draw_result(result, pipeline.source_stats[result.source].fps)
+    image = draw_result(result, pipeline.source_stats[result.source].fps, min_score=args.draw_thresh)
     try:
         cv2.imshow(f"retina-edge {result.source}", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         key = cv2.waitKey(1) & 0xFF

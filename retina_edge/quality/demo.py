@@ -163,5 +163,5 @@ def _annotated_video(out: Path, detector, frames: int) -> Path:  # noqa: ANN001
     with Mp4Writer(out / "video_detections.mp4", 15.0) as writer:
         for index in range(frames):
             frame = video.frame(index)
-            writer.write(draw_detections(frame, detector.detect(frame)[0].filter(score_thresh=0.3)))
+            writer.write(draw_detections(frame, detector.detect(frame)[0]))
     return writer.path
