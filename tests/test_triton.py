@@ -61,7 +61,8 @@ def graphs(tmp_path_factory) -> dict[str, Path]:  # noqa: ANN001
 
     folder, model = tmp_path_factory.mktemp("triton-graphs"), tiny_model(score_thresh=0.27)
     for tail in TAILS:
-        build_precision_graph(model, folder / f"{tail}.onnx", export=ExportOptions(preprocess=PreprocessConfig(64, 96), tail=tail, batch=(1, 2, 4)), build=BuildOptions(precision="fp32"))
+        export = ExportOptions(preprocess=PreprocessConfig(64, 96), tail=tail, batch=(1, 2, 4))
+        build_precision_graph(model, folder / f"{tail}.onnx", export=export, build=BuildOptions(precision="fp32"))
     return {tail: folder / f"{tail}.onnx" for tail in TAILS}
 
 

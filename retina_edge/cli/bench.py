@@ -77,8 +77,10 @@ def run(args: argparse.Namespace) -> int:
                                                                cuda_graph=args.cuda_graph and is_engine_path(path)))
         entries.append(detector_entry(f"{Path(path).stem} [{detector.backend_name}]", detector, rss_mb=added))
         preprocess = preprocess or detector.metadata.preprocess
-        if args.openvino and Path(path).suffix == ".onnx" and (detector.backend_name, args.ov_precision) != ("openvino", "f32"):
-            ov, added = measure_load(Detector, path, backend="openvino", options=backend_options(args, streams=1, cuda_graph=False))
+        same_row = (detector.backend_name, args.ov_precision) == ("openvino", "f32")  # auto already chose it
+        if args.openvino and Path(path).suffix == ".onnx" and not same_row:
+            ov, added = measure_load(Detector, path, backend="openvino",
+                                     options=backend_options(args, streams=1, cuda_graph=False))
             entries.append(detector_entry(f"{Path(path).stem} [openvino {args.ov_precision}]", ov, rss_mb=added))
     if args.weights:
         import torch
