@@ -123,9 +123,7 @@ class ValidationSet:
 
         ann_file, image_dir = resolve_split(spec, "val")
         index = load_coco_index(ann_file, image_dir)
-        if not any(len(image.labels) for image in index.images):
-            raise DataError(f"the validation set {spec} has no annotated boxes: the search needs ground truth to measure AP",
-                            option="val")
+        index.require_boxes(option="val")
         self.ann_file = ann_file
         self.image_ids = [image.image_id for image in index.images]
         self.images = [read_image_rgb(image.path) for image in index.images]

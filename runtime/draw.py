@@ -53,6 +53,18 @@ def draw_result(result, fps: float | None = None, *, min_score: float = DISPLAY_
     canvas = draw_detections(result.image, result.detections, track_ids=result.track_ids, min_score=min_score)
     text = (f"{fps:5.1f} FPS  " if fps is not None else "") + (
         f"latency {result.latency_ms:5.0f} ms  infer {result.inference_ms:4.0f} ms")
-    cv2.putText(canvas, text, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(canvas, text, (6, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    outlined_text(canvas, text, (6, 16), 0.45)
     return canvas
+
+
+def outlined_text(canvas: np.ndarray, text: str, origin: tuple[int, int], scale: float) -> None:
+    """White ``text`` with a black outline, readable on any background, drawn into ``canvas``. The
+    outline is the same 1 px text shifted around it: a thicker stroke would not do, since OpenCV 5
+    widens each glyph's advance with the thickness, so a thick outline drifts off the text (12 px
+    over a 40-character status line)."""
+    import cv2
+
+    x, y = origin
+    for dx, dy in ((-1, -1), (0, -1), (1, -1), (-1, 0), (1, 0), (-1, 1), (0, 1), (1, 1)):
+        cv2.putText(canvas, text, (x + dx, y + dy), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)

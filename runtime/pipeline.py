@@ -220,7 +220,7 @@ class Pipeline:
         tracker = self._trackers.get(result.source)
         if tracker is None:
             tracker = self._trackers[result.source] = make_tracker(self.config.tracking)
-        result.track_ids = tracker.update(result.detections, result.timestamp if live else None)
+        result.track_ids = tracker.update(result.detections, result.timestamp if live else None, result.image)
         return result
 
     def stop(self) -> None:

@@ -4,7 +4,9 @@
 detection, in the detections' order, stable while the object stays in view; ``-1`` for a detection
 not (yet) part of a confirmed track. :class:`ByteTracker` implements it with ByteTrack from Roboflow's
 ``trackers`` package (Apache-2.0; ``pip install 'retina-edge[track]'``), imported only when a tracker
-is made. The pipeline keeps one tracker per source, so IDs are per source.
+is made. The pipeline keeps one tracker per source, so IDs are per source. Given the frame, a
+:class:`retina_edge.runtime.reid.TrackStitcher` gives an object that comes back after its track was
+lost its old ID when it looks the same (``reid_similarity``; see that module).
 
 Why ``trackers``: it is Apache-2.0 (BoxMOT is AGPL), maintained by Roboflow, and is where
 ``supervision``'s ByteTrack moved (``supervision`` 0.31 no longer ships one); it tracks by wall-clock
@@ -22,9 +24,10 @@ from retina_edge.runtime.results import Detections
 
 
 class Tracker(Protocol):
-    def update(self, detections: Detections, timestamp: float | None = None) -> np.ndarray:
+    def update(self, detections: Detections, timestamp: float | None = None, image: np.ndarray | None = None) -> np.ndarray:
         """``(N,)`` int64 track IDs for ``detections`` (x1y1x2y2 pixels), ``-1`` for unconfirmed ones.
-        ``timestamp``: capture time in seconds (None: one frame after the previous call)."""
+        ``timestamp``: capture time in seconds (None: one frame after the previous call); ``image``:
+        the ``(H, W, 3)`` uint8 RGB frame, for appearance (None: motion only)."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,9 @@ class TrackerOptions:
     object is kept for re-association. ``activation_score``: the lowest score that starts a track;
     ``high_score`` separates the first (high) and second (low-score recovery) association stages;
     ``min_iou``: the least overlap of a detection with a track's predicted box to match it;
-    ``confirm_frames``: consecutive matches before a track gets its ID."""
+    ``confirm_frames``: consecutive matches before a track gets its ID. ``reid_similarity``: the
+    least colour similarity (0..1) for a new track to take the ID of a lost one seen within
+    ``reid_seconds`` (None: no re-identification)."""
 
     min_score: float = 0.5
     lost_frames: int = 30
@@ -44,6 +49,8 @@ class TrackerOptions:
     high_score: float = 0.7
     min_iou: float = 0.1
     confirm_frames: int = 1
+    reid_similarity: float | None = 0.8
+    reid_seconds: float = 10.0
 
 
 class ByteTracker:
@@ -53,7 +60,12 @@ class ByteTracker:
         from retina_edge.optional import require
 
         options = options or TrackerOptions()
-        self._min_score = options.min_score
+        self._min_score, self._frame_rate = options.min_score, options.frame_rate
+        self._frames, self._stitcher = 0, None
+        if options.reid_similarity is not None:
+            from retina_edge.runtime.reid import TrackStitcher
+
+            self._stitcher = TrackStitcher(min_similarity=options.reid_similarity, seconds=options.reid_seconds)
         self._sv = require("supervision", "tracking")
         trackers = require("trackers", "tracking")
         self._tracker = trackers.ByteTrackTracker(
@@ -61,8 +73,9 @@ class ByteTracker:
             track_activation_threshold=options.activation_score, minimum_consecutive_frames=options.confirm_frames,
             minimum_iou_threshold=options.min_iou, high_conf_det_threshold=options.high_score)
 
-    def update(self, detections: Detections, timestamp: float | None = None) -> np.ndarray:
+    def update(self, detections: Detections, timestamp: float | None = None, image: np.ndarray | None = None) -> np.ndarray:
         count = len(detections)
+        self._frames += 1
         kept = np.flatnonzero(np.asarray(detections.scores) >= self._min_score)
         # The library may reorder its output; each detection carries its position to map IDs back.
         found = self._sv.Detections(xyxy=np.asarray(detections.boxes, dtype=np.float32).reshape(-1, 4)[kept],
@@ -73,9 +86,12 @@ class ByteTracker:
         ids = np.full(count, -1, dtype=np.int64)
         if len(tracked):
             ids[np.asarray(tracked.data["position"], dtype=int)] = np.asarray(tracked.tracker_id, dtype=np.int64)
-        return ids
+        if self._stitcher is None or image is None:
+            return ids
+        time = timestamp if timestamp is not None else self._frames / self._frame_rate
+        return self._stitcher.update(ids, np.asarray(detections.boxes), image, time)
 
 
 def make_tracker(options: TrackerOptions | None = None) -> Tracker:
-    """The default tracker (ByteTrack from ``trackers``)."""
+    """The default tracker (ByteTrack from ``trackers``, with re-identification unless ``reid_similarity`` is None)."""
     return ByteTracker(options)

@@ -245,6 +245,19 @@ def test_boxes_are_coloured_by_track_id():
     assert class_colour(7) != class_colour(0)
 
 
+def test_status_line_outline_stays_on_its_text():
+    """The outline hugs the white text from the first character to the last (a thick stroke's
+    outline ran 12 px past the text's end under OpenCV 5.1, whose glyphs widen with thickness)."""
+    from retina_edge.runtime.draw import draw_result
+
+    result = FrameResult(0, 0.0, np.full((40, 400, 3), 128, np.uint8), Detections(np.zeros((0, 4), np.float32),
+                         np.zeros(0, np.float32), np.zeros(0, np.int64)), 33.0, 30.0)
+    canvas = draw_result(result, 15.0)[..., 0].astype(int)
+    white, black = np.nonzero(canvas > 230)[1], np.nonzero(canvas < 30)[1]
+    assert white.size and black.size
+    assert abs(black.min() - white.min()) <= 2 and abs(black.max() - white.max()) <= 2
+
+
 def test_jsonl_lines_name_source_frame_file_and_track(tmp_path):
     from retina_edge.runtime.sinks import JsonlSink
 

@@ -120,7 +120,7 @@ def test_images_arriving_while_detecting_are_skipped_and_topics_batched(store, m
     detector = GatedDetector()
     tracked = iter([np.array([7, -1]), np.array([8, 9]), np.array([10, 11])])
     worker = DetectorNode(node, detector=detector, tracker_factory=lambda: type("T", (), {
-        "update": lambda self, detections, timestamp: next(tracked)})())
+        "update": lambda self, detections, timestamp, image: next(tracked)})())
     image = SyntheticVideo(seed=5).frame(0)
     a, b = node.subscriptions["/a/image"], node.subscriptions["/b/image"]
     try:

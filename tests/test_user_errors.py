@@ -44,6 +44,9 @@ def root(tmp_path_factory):
     three = build_model("resnet18_fpn", num_classes=3, backbone_width=16, fpn_channels=32, head_convs=1,
                         min_size=128, max_size=128).eval()
     save_checkpoint(root / "three-classes.pth", three)
+    other = build_model("resnet34_fpn", num_classes=6, backbone_width=16, fpn_channels=32, head_convs=1,
+                        min_size=128, max_size=128).eval()
+    save_checkpoint(root / "other-arch.pth", other)
     write_dataset(root / "other", SynthConfig(num_images=6, seed=9, min_side=140, max_side=160))  # same file names
     graph = onnx.load(str(root / "m.onnx"))
     next(p for p in graph.metadata_props if p.key == "retina_edge.tail").value = "{not json"
@@ -56,6 +59,10 @@ def root(tmp_path_factory):
     (root / "nobox" / "annotations").mkdir(parents=True)  # the val images, annotated with no boxes
     (root / "nobox" / "annotations" / "instances_val.json").write_text(json.dumps({**val, "annotations": []}))
     (root / "nobox" / "val").symlink_to(root / "data" / "val")
+    flat = [{**a, "bbox": [*a["bbox"][:3], 0], "area": 0} for a in val["annotations"]]  # every box 0 px high
+    (root / "flat" / "annotations").mkdir(parents=True)
+    (root / "flat" / "annotations" / "instances_val.json").write_text(json.dumps({**val, "annotations": flat}))
+    (root / "flat" / "val").symlink_to(root / "data" / "val")
     (root / "folder.json").mkdir()
     (root / "empty.onnx").write_bytes(b"")
     (root / "list.json").write_text(json.dumps([val]))
@@ -142,6 +149,16 @@ CASES = {
                                         "do not have the size"),
     "verify against other classes": (["verify", "--model", "{root}/m.onnx", "--weights", "{root}/three-classes.pth",
                                       "--images", "{root}/three"], "the classes differ"),
+    "verify against another architecture": (["verify", "--model", "{root}/m.onnx", "--weights", "{root}/other-arch.pth",
+                                             "--images", "{root}/three"], "the architectures differ"),
+    "verify --ann whose boxes are all degenerate": (["verify", "--model", "{root}/m.onnx", "--weights", "{root}/w.pth",
+                                                     "--images", "{root}/data/val", "--ann",
+                                                     "{root}/flat/annotations/instances_val.json"], "has no annotated boxes"),
+    "eval on boxes all degenerate": (["eval", "--weights", "{root}/m.onnx", "--data", "{root}/flat", "--split", "val"],
+                                     "has no annotated boxes"),
+    "--val with degenerate boxes only": (["build", "--int8", "--weights", "{root}/w.pth", "--calib", "{root}/data/train",
+                                          "--calib-count", "4", "--max-ap-drop", "0.1", "--val", "{root}/flat", "-o",
+                                          "{root}/q.onnx"], "has no annotated boxes"),
     "verify --ann not JSON": (["verify", "--model", "{root}/m.onnx", "--weights", "{root}/w.pth", "--images", "{root}/three",
                                "--ann", "{root}/notes.txt"], "cannot read annotation file"),
     "detect --classes unknown": (["detect", "--model", "{root}/m.onnx", "--source", "{root}/three", "--classes", "zebra"],

@@ -47,3 +47,20 @@ def test_fp32_graph_of_other_weights_still_fails(tmp_path, images):
         model.head.regression_head.bbox_reg.weight.mul_(1.01)
     report, _, _ = run_verify(Detector(path), model, images)
     assert not report.passed and not report.notes
+
+
+def test_reference_without_candidates_proves_nothing(tmp_path, images):
+    """Other weights of the same architecture whose scores all stay below the threshold: nothing
+    pairs, so the tensor figures must say so instead of reading as a perfect match (they read
+    max|d| 0, cos 1 and turned every failure into a note before)."""
+    model = tiny_model()
+    path = export_onnx(model, tmp_path / "m.onnx", ExportOptions(preprocess=PreprocessConfig(128, 160)))
+    with torch.no_grad():
+        model.head.classification_head.cls_logits.bias.fill_(-20.0)  # no score above the threshold
+    report, reference, _ = run_verify(Detector(path), model, images)
+    assert not any(len(r) for r in reference)
+    assert not report.passed and not report.notes
+    assert all(t.compared == 0 and t.candidates > 0 for t in report.tensors)
+    from retina_edge.quality.report import terminal_table
+
+    assert "nothing compared: none of" in terminal_table(report)

@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
 
     ann_file, image_dir = resolve_split(args.data, args.split)
     index = load_coco_index(ann_file, args.images_dir or image_dir)
+    index.require_boxes(option="data")
     detect, model_config = detector_for(args.weights, backend=args.backend, device=args.device)
     progress = Progress(len(index.images), "eval")
     results = predict_coco(detect, index, category_ids=model_config.category_ids, batch_size=args.batch_size,

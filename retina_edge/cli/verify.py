@@ -53,11 +53,11 @@ def run(args: argparse.Namespace) -> int:
     from retina_edge.model.checkpoints import load_model
     from retina_edge.data.coco_dataset import load_images
     from retina_edge.quality.report import terminal_table, write_report
-    from retina_edge.quality.verify import VerifyThresholds, check_same_classes, run_verify
+    from retina_edge.quality.verify import VerifyThresholds, check_same_model, run_verify
 
     detector = make_detector(args)
     model = load_model(args.weights)
-    check_same_classes(detector.metadata.model, model.config, args.model, args.weights)
+    check_same_model(detector.metadata.model, model.config, args.model, args.weights)
     images, image_ids = load_images(args.images, args.count, args.ann)
     thresholds = VerifyThresholds.for_precision(detector.metadata.precision, detector.metadata.target)
     overrides = {k: v for k, v in (("max_delta_ap", args.max_delta_ap), ("min_ap_vs_reference", args.min_ap_vs_reference),

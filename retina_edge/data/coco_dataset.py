@@ -40,6 +40,16 @@ class CocoIndex:
     dropped_degenerate: int = 0
     skipped_crowd: int = 0
 
+    def require_boxes(self, images: list[CocoImage] | None = None, *, option: str | None = None) -> None:
+        """AP needs ground truth: refuse ``images`` (default: all) when none of them keeps a box, as
+        when every box is degenerate (AP would read 0.00 and every comparison would pass)."""
+        images = self.images if images is None else images
+        if not any(len(image.labels) for image in images):
+            dropped = f" ({self.dropped_degenerate} degenerate boxes dropped, {self.skipped_crowd} crowd boxes skipped)"
+            raise DataError(f"{self.ann_file} has no annotated boxes for its {len(images)} images"
+                            f"{dropped if self.dropped_degenerate or self.skipped_crowd else ''}: AP needs ground truth",
+                            option=option)
+
 
 def resolve_split(data: str | os.PathLike, split: str) -> tuple[Path, Path]:
     """(annotation json, image folder) of ``data``: a dataset folder or an ``instances_*.json``.
@@ -130,7 +140,9 @@ def load_images(folder: str | os.PathLike, count: int, ann: str | os.PathLike | 
     if count < 1:
         raise DataError(f"the image count must be at least 1, got {count}")
     if ann:
-        records = load_coco_index(ann, folder).images[:count]
+        index = load_coco_index(ann, folder)
+        records = index.images[:count]
+        index.require_boxes(records, option="ann")
         images = [read_image_rgb(r.path) for r in records]
         wrong = [(r, image.shape[:2]) for r, image in zip(records, images) if image.shape[:2] != (r.height, r.width)]
         if wrong:

@@ -17,7 +17,10 @@ def terminal_table(report: VerifyReport) -> str:
     target = f" for {report.target}" if report.target != "any" else ""
     lines = [f"precision {report.precision}{target}, {report.images} images: {'PASS' if report.passed else 'FAIL'}"]
     for t in report.tensors:
-        lines.append(f"  tensor {t.name:<16} max|d| {t.max_abs:.3g}  mean|d| {t.mean_abs:.3g}  cos {t.cosine:.6f}  paired {t.paired:.3f}")
+        lines.append(f"  tensor {t.name:<16} " + (
+            f"max|d| {t.max_abs:.3g}  mean|d| {t.mean_abs:.3g}  cos {t.cosine:.6f}  paired {t.paired:.3f}" if t.compared
+            else f"nothing compared: none of {t.candidates} candidates paired" if t.candidates
+            else "nothing compared: no candidate above the score threshold on either side"))
     pr = report.precision_recall
     lines.append(f"  detections vs reference: P/R@0.5 {pr['precision@0.5']:.3f}/{pr['recall@0.5']:.3f}  "
                  f"P/R@0.9 {pr['precision@0.9']:.3f}/{pr['recall@0.9']:.3f}  AP vs reference {report.ap_vs_reference:.4f}")
@@ -251,7 +254,8 @@ def write_report(report: VerifyReport, reference: list[Detections], deployed: li
         lines += [""]
     lines += ["## Tensors (deployed graph vs the same graph in PyTorch; candidate lists paired first)", "",
               "| output | max abs err | mean abs err | cosine | paired |", "|---|---|---|---|---|"]
-    lines += [f"| {t.name} | {t.max_abs:.3g} | {t.mean_abs:.3g} | {t.cosine:.6f} | {t.paired:.3f} |" for t in report.tensors]
+    lines += [f"| {t.name} | {t.max_abs:.3g} | {t.mean_abs:.3g} | {t.cosine:.6f} | {t.paired:.3f} |" if t.compared
+              else f"| {t.name} | - | - | - | nothing compared ({t.candidates} candidates) |" for t in report.tensors]
     lines += ["", "## Detections (reference as ground truth)", "", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {v:.4f} |" for k, v in report.precision_recall.items()]
     lines += [f"| AP vs reference | {report.ap_vs_reference:.4f} |",

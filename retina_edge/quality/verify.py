@@ -91,6 +91,10 @@ class TensorAgreement:
     #: reference's largest magnitude (at least 1), and the share of elements paired that way.
     max_rel: float = 0.0
     identical: float = 1.0
+    #: Elements compared, and the candidates there were to pair (elements, for raw tensors): nothing
+    #: compared proves nothing, whether for lack of candidates or because none paired.
+    compared: int = 0
+    candidates: int = 0
 
 
 @dataclass
@@ -104,6 +108,7 @@ class Compared:
     paired: float = 1.0
     same: np.ndarray | None = None
     identical: float = 1.0
+    candidates: int | None = None  # None: every element of ``want`` (raw tensors)
 
 
 @dataclass
@@ -145,7 +150,8 @@ def _tensor_agreement(parts: list[Compared]) -> TensorAgreement:
     scale = max(1.0, float(np.abs(want).max(initial=0.0)))
     return TensorAgreement(parts[0].name, float(diff.max(initial=0.0)), float(diff.mean()) if diff.size else 0.0, cosine,
                            float(np.mean([p.paired for p in parts])), float(diff[same].max(initial=0.0)) / scale,
-                           float(np.mean([p.identical for p in parts])))
+                           float(np.mean([p.identical for p in parts])), int(diff.size),
+                           sum(p.want.size if p.candidates is None else p.candidates for p in parts))
 
 
 def _pair_candidates(outputs: dict[str, np.ndarray], expected: dict[str, np.ndarray], names: tuple[str, str, str],
@@ -155,7 +161,8 @@ def _pair_candidates(outputs: dict[str, np.ndarray], expected: dict[str, np.ndar
     other. Identical candidates (same label, IoU >= 0.99) are paired first, then the rest at
     IoU >= 0.5; scores within 0.05 either way. Only candidates that can become detections
     (reference score above the threshold; deployed above half of it, as a margin) are compared,
-    which also keeps this cheap."""
+    which also keeps this cheap. The shares paired count against the larger side above the
+    threshold: a reference with no candidates where the graph has some pairs none of them."""
     from retina_edge.metrics.matching import match_detections
 
     boxes, scores, labels = names
@@ -166,7 +173,7 @@ def _pair_candidates(outputs: dict[str, np.ndarray], expected: dict[str, np.ndar
         keep_dep = outputs[scores][index] > score_thresh / 2
         ref = [expected[name][index][keep_ref] for name in names]
         dep = [outputs[name][index][keep_dep] for name in names]
-        total += len(ref[1])
+        total += max(len(ref[1]), int(np.count_nonzero(outputs[scores][index] > score_thresh)))
         identical = match_detections(ref, dep, MatchTolerance(iou_thresh=0.99, score_tol=0.05)).pairs
         free_ref = np.setdiff1d(np.arange(len(ref[1])), [i for i, _ in identical])
         free_dep = np.setdiff1d(np.arange(len(dep[1])), [j for _, j in identical])
@@ -180,7 +187,7 @@ def _pair_candidates(outputs: dict[str, np.ndarray], expected: dict[str, np.ndar
     same = np.asarray(pairs["same"], dtype=bool)
     paired, identical_share = (len(same) / total, same.sum() / total) if total else (1.0, 1.0)
     return [Compared(name, np.asarray([g[k] for g in pairs["got"]]), np.asarray([w[k] for w in pairs["want"]]),
-                     paired, same, identical_share) for k, name in enumerate((boxes, scores))]
+                     paired, same, identical_share, total) for k, name in enumerate((boxes, scores))]
 
 
 def _same_label_iou(ref: Detections, dep: Detections) -> np.ndarray:
@@ -238,8 +245,14 @@ def ap_against(reference: list[Detections], deployed: list[Detections]) -> float
         return coco_evaluate(path, results).summary["AP"]
 
 
-def check_same_classes(deployed: ModelConfig, reference: ModelConfig, deployed_name: str, reference_name: str) -> None:
-    """Comparing detections is meaningless across class lists: say so before any work."""
+#: What decides a model's tensors besides its weights; the input size, thresholds and NMS settings
+#: may differ between an exported graph and its weights' defaults, so they are not compared.
+STRUCTURE_FIELDS = ("arch", "depth", "variant", "norm", "backbone_width", "fpn_channels", "head_convs", "anchors",
+                    "box_coder")
+
+
+def check_same_model(deployed: ModelConfig, reference: ModelConfig, deployed_name: str, reference_name: str) -> None:
+    """Comparing outputs is meaningless across class lists or architectures: say so before any work."""
     if (deployed.num_classes, deployed.class_names) != (reference.num_classes, reference.class_names):
         def show(config: ModelConfig) -> str:
             names = ", ".join(config.class_name(i) for i in range(min(config.num_classes, 6)))
@@ -248,6 +261,12 @@ def check_same_classes(deployed: ModelConfig, reference: ModelConfig, deployed_n
         raise RetinaEdgeError(f"the classes differ: {deployed_name} has {show(deployed)}, the reference "
                               f"{reference_name} has {show(reference)}; verify a model against the weights it was "
                               "exported from")
+    differing = [name for name in STRUCTURE_FIELDS if getattr(deployed, name) != getattr(reference, name)]
+    if differing:
+        shown = "; ".join(f"{name} {getattr(deployed, name)} vs {getattr(reference, name)}" for name in differing[:3])
+        raise RetinaEdgeError(f"the architectures differ: {deployed_name} is a {deployed.arch}, the reference "
+                              f"{reference_name} a {reference.arch} ({shown}); verify a model against the weights "
+                              "it was exported from")
 
 
 def run_verify(
@@ -334,7 +353,8 @@ def _judge(report: VerifyReport, thresholds: VerifyThresholds) -> None:
     checks = _detection_checks(report, thresholds)
     failures = [check["detail"] for check in checks if not check["passed"]]
     tol = thresholds.exact_tensor_tol
-    exact = tol is not None and report.tensors and all(t.max_rel <= tol and t.identical >= 0.9 for t in report.tensors)
+    exact = tol is not None and report.tensors and all(t.max_rel <= tol and t.identical >= 0.9 and t.compared
+                                                       for t in report.tensors)
     if exact and failures:
         report.notes.append(f"the graph reproduces the reference's tensors (largest relative difference "
                             f"{max(t.max_rel for t in report.tensors):.1e}, within {tol}): the detection differences "

@@ -197,12 +197,12 @@ class DetectorNode:
         if not decoded:
             return
         found = self.detector.detect([image for _, _, image in decoded])
-        for (topic, header, _), detections in zip(decoded, found):
+        for (topic, header, image), detections in zip(decoded, found):
             if self.classes is not None:
                 detections = detections.filter(classes=self.classes)
             track_ids = None
             if self.trackers is not None:
-                track_ids = self.trackers[topic].update(detections, messages.stamp_ns(header["stamp"]) / 1e9)
+                track_ids = self.trackers[topic].update(detections, messages.stamp_ns(header["stamp"]) / 1e9, image)
             message = messages.detection_array(detections, header, track_ids=track_ids, class_id=self.settings.class_id)
             self.publishers[topic].publish(cdr.encode_detection_array(message))
             self.published[topic] += 1
@@ -220,7 +220,8 @@ def _split(text: str) -> list[str]:
 
 
 def _default_tracker():  # noqa: ANN202
-    """The runtime's tracker (ByteTrack; ``update(detections, timestamp)`` -> IDs, -1 while unconfirmed)."""
+    """The runtime's tracker (ByteTrack with re-identification; ``update(detections, timestamp, image)`` -> IDs,
+    -1 while unconfirmed)."""
     from retina_edge.runtime import tracking
 
     return tracking.make_tracker()
