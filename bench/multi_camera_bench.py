@@ -204,6 +204,7 @@ def tracking(args: argparse.Namespace) -> None:
     identity, so only the detector's misses and false boxes count)."""
     import motmetrics as mm
 
+    from retina_edge.data.synth_video import SyntheticVideo
     from retina_edge.runtime import BackendOptions, Detector
     from retina_edge.runtime.pipeline import Pipeline
     from retina_edge.runtime.tracking import ByteTracker, TrackerOptions
@@ -215,12 +216,13 @@ def tracking(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as folder, Detector(args.model, options=BackendOptions(streams=1)) as detector:
         videos = make_videos(Path(folder), args.videos, args.frames, first_seed=args.seed)
         trackers = [(ByteTracker(default), ByteTracker(motion_only)) for _ in seeds]
+        scenes = [SyntheticVideo(seed=seed) for seed in seeds]
         for lines in variants.values():
             lines.extend([] for _ in seeds)
         with Pipeline(detector) as pipeline:
             for result in pipeline.run(videos):
-                for (name, lines), ids in zip(variants.items(), identities(result, trackers[result.source],
-                                                                            seeds[result.source], default.min_score)):
+                found = identities(result, trackers[result.source], scenes[result.source], default.min_score)
+                for lines, ids in zip(variants.values(), found):
                     lines[result.source].append(mot_lines(result.index, result.detections, ids))
         truths = ground_truths(mm, Path(folder), seeds, args.frames)
         for visible in (0.0, args.min_visibility):
@@ -231,20 +233,23 @@ def tracking(args: argparse.Namespace) -> None:
     tracker_cost(args.objects)
 
 
-def identities(result, trackers, seed: int, min_score: float) -> list[np.ndarray]:  # noqa: ANN001
-    """Track IDs of ``result``'s detections by the default tracker, ByteTrack alone, and the truth."""
-    from retina_edge.data.synth_video import SyntheticVideo
-
+def identities(result, trackers, scene, min_score: float) -> list[np.ndarray]:  # noqa: ANN001
+    """Track IDs of ``result``'s detections by the default tracker, ByteTrack alone, and the truth
+    (``scene``: the SyntheticVideo the result's source was made from)."""
     with_reid, alone = trackers
     truth = np.full(len(result.detections), -1, dtype=np.int64)
-    objects = SyntheticVideo(seed=seed).boxes(result.index)
+    objects = scene.boxes(result.index)
     kept = np.flatnonzero(np.asarray(result.detections.scores) >= min_score)
     if len(kept) and objects:
         boxes = np.asarray(result.detections.boxes, dtype=np.float64)[kept]
         iou = iou_matrix(np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1),
                          np.array([box for _, _, box in objects], dtype=np.float64))
-        best = iou.argmax(axis=1)
-        truth[kept] = np.where(iou.max(axis=1) >= 0.5, best, 1000 + np.arange(len(kept)))
+        # one detection per object (motmetrics' identity counts assume an ID once per frame), the
+        # best-overlapping first; the others are false boxes with IDs of their own
+        truth[kept] = 1000 + np.arange(len(kept))
+        for row, column in sorted(zip(*np.nonzero(iou >= 0.5)), key=lambda rc: -iou[rc]):
+            if truth[kept[row]] >= 1000 and column not in truth[kept]:
+                truth[kept[row]] = column
     return [with_reid.update(result.detections, None, result.image), alone.update(result.detections), truth]
 
 

@@ -38,6 +38,11 @@ class _Seen:
     size: float
 
 
+def _place(box: np.ndarray) -> tuple[np.ndarray, float]:
+    """A box's centre and its longer side (x1y1x2y2 pixels)."""
+    return (box[:2] + box[2:]) / 2, float(max(box[2] - box[0], box[3] - box[1]))
+
+
 def colour_histogram(image: np.ndarray, box: np.ndarray) -> np.ndarray | None:
     """Normalised hue-saturation histogram of the inner two thirds of ``box`` (x1y1x2y2 pixels) in
     ``image`` (``(H, W, 3)`` uint8 RGB), where the background shows least; None for a box under 3 px."""
@@ -81,7 +86,7 @@ class TrackStitcher:
 
     def _match(self, histogram: np.ndarray | None, box: np.ndarray, time: float, in_view: set[int]) -> int:
         best, best_similarity = None, self.min_similarity
-        centre, size = (box[:2] + box[2:]) / 2, float(max(box[2] - box[0], box[3] - box[1]))
+        centre, size = _place(box)
         for stitched, seen in self._seen.items() if histogram is not None else ():
             reach = max(seen.size, size) * (1 + MAX_SPEED * (time - seen.time))
             if stitched in in_view or np.linalg.norm(centre - seen.centre) > reach:
@@ -95,12 +100,13 @@ class TrackStitcher:
 
     def _remember(self, stitched: int, histogram: np.ndarray | None, box: np.ndarray, time: float) -> None:
         seen = self._seen.get(stitched)
-        if histogram is None and seen is None:
-            return
-        if seen is not None and histogram is not None:
+        if histogram is None:
+            if seen is None:
+                return
+            histogram = seen.histogram
+        elif seen is not None:
             histogram = (1 - UPDATE) * seen.histogram + UPDATE * histogram
-        self._seen[stitched] = _Seen(seen.histogram if histogram is None else histogram, time, (box[:2] + box[2:]) / 2,
-                                     float(max(box[2] - box[0], box[3] - box[1])))
+        self._seen[stitched] = _Seen(histogram, time, *_place(box))
 
     def _forget(self, time: float) -> None:
         """Bounded memory on runs of any length: IDs unseen for longer than ``seconds`` go."""

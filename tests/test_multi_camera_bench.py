@@ -53,3 +53,21 @@ def test_objects_below_the_visibility_bar_are_ignored_with_what_was_found_on_the
     summary = mm.metrics.create().compute(bench.accumulate(mm, truth, truth, min_visibility=1.01),
                                           metrics=["num_objects", "num_false_positives"])
     assert summary["num_objects"].iloc[0] == 0 and summary["num_false_positives"].iloc[0] == 0
+
+
+def test_true_identities_give_each_object_to_one_detection_per_frame(bench):
+    """Two boxes on one object: the better one takes the object's identity, the other its own (the
+    same identity twice in a frame made motmetrics count negative false identities, IDF1 above 1)."""
+    from types import SimpleNamespace
+
+    from retina_edge.data.synth_video import SyntheticVideo
+    from retina_edge.runtime.results import Detections
+
+    scene = SyntheticVideo(seed=1, objects=2)
+    (_, _, (x, y, w, h)), _ = scene.boxes(0)
+    boxes = np.array([[x, y, x + w, y + h], [x + 1, y, x + w + 1, y + h]], np.float32)
+    result = SimpleNamespace(index=0, image=None, detections=Detections(boxes, np.array([0.9, 0.8], np.float32),
+                                                                           np.zeros(2, np.int64)))
+    stub = SimpleNamespace(update=lambda *args: np.full(2, -1))
+    truth = bench.identities(result, (stub, stub), scene, 0.5)[2]
+    assert truth[0] == 0 and truth[1] >= 1000
