@@ -224,7 +224,7 @@ def tracking(args: argparse.Namespace) -> None:
                 found = identities(result, trackers[result.source], scenes[result.source], default.min_score)
                 for lines, ids in zip(variants.values(), found):
                     lines[result.source].append(mot_lines(result.index, result.detections, ids))
-        truths = ground_truths(mm, Path(folder), seeds, args.frames)
+        truths = ground_truths(mm, Path(folder), scenes, args.frames)
         for visible in (0.0, args.min_visibility):
             print(f"{args.videos} videos x {args.frames} frames (seeds {seeds[0]}..{seeds[-1]}), objects at least "
                   f"{visible:.0%} visible; 95% intervals from 2000 bootstrap resamples of the videos:")
@@ -253,11 +253,11 @@ def identities(result, trackers, scene, min_score: float) -> list[np.ndarray]:  
     return [with_reid.update(result.detections, None, result.image), alone.update(result.detections), truth]
 
 
-def ground_truths(mm, folder: Path, seeds: list[int], frames: int) -> list:  # noqa: ANN001
-    from retina_edge.data.synth_video import SyntheticVideo, write_mot_ground_truth
+def ground_truths(mm, folder: Path, scenes: list, frames: int) -> list:  # noqa: ANN001
+    from retina_edge.data.synth_video import write_mot_ground_truth
 
-    return [mm.io.loadtxt(str(write_mot_ground_truth(folder / f"gt{seed}.txt", SyntheticVideo(seed=seed), frames)),
-                          fmt="mot15-2D") for seed in seeds]
+    return [mm.io.loadtxt(str(write_mot_ground_truth(folder / f"gt{number}.txt", scene, frames)), fmt="mot15-2D")
+            for number, scene in enumerate(scenes)]
 
 
 COUNTS = ["idtp", "idfp", "idfn", "num_misses", "num_false_positives", "num_switches", "num_objects"]
@@ -291,7 +291,7 @@ def report_tracking(counts: dict[str, np.ndarray], resamples: int = 2000) -> Non
         idf1, mota = idf1_mota(c.sum(axis=0))
         (idf1_lo, idf1_hi), (mota_lo, mota_hi) = (np.percentile(v, [2.5, 97.5]) for v in samples[name])
         print(f"  {name:<42} IDF1 {idf1:.3f} [{idf1_lo:.3f}, {idf1_hi:.3f}]  MOTA {mota:.3f} [{mota_lo:.3f}, "
-              f"{mota_hi:.3f}]  ID switches {int(c[:, 5].sum())}")
+              f"{mota_hi:.3f}]  ID switches {int(c[:, COUNTS.index('num_switches')].sum())}")
     default, alone = list(counts)[:2]
     gain = samples[default][0] - samples[alone][0]
     point = idf1_mota(counts[default].sum(axis=0))[0] - idf1_mota(counts[alone].sum(axis=0))[0]

@@ -80,8 +80,8 @@ class TrackStitcher:
             if track not in self._stitched:
                 self._stitched[track] = self._match(histogram, box, time, in_view)
                 in_view.add(self._stitched[track])
-            out[k] = self._stitched[track]
-            self._remember(out[k], histogram, box, time)
+            out[k] = stitched = self._stitched[track]
+            self._remember(stitched, histogram, box, time)
         return out
 
     def _match(self, histogram: np.ndarray | None, box: np.ndarray, time: float, in_view: set[int]) -> int:
