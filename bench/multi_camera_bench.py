@@ -17,7 +17,7 @@
    the others' delivered rate during the outage are reported.
 3. tracking: ``--videos`` synthetic videos with ground truth (MOTChallenge, seeds from ``--seed``),
    the model's detections given identities three ways (``detect --track``'s default, ByteTrack with
-   re-identification; ByteTrack alone; the true identities, the detector's ceiling), scored with
+   colour checks; ByteTrack alone; the true identities, the detector's ceiling), scored with
    ``motmetrics`` (IDF1, MOTA, identity switches, each with a 95% interval from resampling the
    videos), over all objects and over those at least ``--min-visibility`` visible (objects drawn
    later cover earlier ones); then the tracker alone on 50 objects: ms per frame.
@@ -200,7 +200,7 @@ def report_live(pipeline, outage_fps: np.ndarray, memory: list[int]) -> None:  #
 
 def tracking(args: argparse.Namespace) -> None:
     """Detections once, three identity assignments on them: ``detect --track``'s default (ByteTrack
-    with re-identification), ByteTrack alone, and the ceiling (every detection given its object's true
+    with colour checks), ByteTrack alone, and the ceiling (every detection given its object's true
     identity, so only the detector's misses and false boxes count)."""
     import motmetrics as mm
 
@@ -211,7 +211,7 @@ def tracking(args: argparse.Namespace) -> None:
 
     default, motion_only = TrackerOptions(), TrackerOptions(reid_similarity=None)
     seeds = list(range(args.seed, args.seed + args.videos))
-    variants: dict[str, list[list[str]]] = {"ByteTrack + re-identification (default)": [], "ByteTrack alone": [],
+    variants: dict[str, list[list[str]]] = {"ByteTrack + colour checks (default)": [], "ByteTrack alone": [],
                                             "true identities (the detector's ceiling)": []}
     with tempfile.TemporaryDirectory() as folder, Detector(args.model, options=BackendOptions(streams=1)) as detector:
         videos = make_videos(Path(folder), args.videos, args.frames, first_seed=args.seed)
@@ -296,7 +296,7 @@ def report_tracking(counts: dict[str, np.ndarray], resamples: int = 2000) -> Non
     gain = samples[default][0] - samples[alone][0]
     point = idf1_mota(counts[default].sum(axis=0))[0] - idf1_mota(counts[alone].sum(axis=0))[0]
     low, high = np.percentile(gain, [2.5, 97.5])
-    print(f"  re-identification's IDF1 gain: {point:+.3f} [{low:+.3f}, {high:+.3f}]"
+    print(f"  colour checks' IDF1 gain: {point:+.3f} [{low:+.3f}, {high:+.3f}]"
           f"{'' if low > 0 or high < 0 else ' (unresolved on these videos)'}")
 
 
@@ -336,7 +336,7 @@ def mot_lines(index: int, detections, track_ids: np.ndarray) -> str:  # noqa: AN
 
 def tracker_cost(objects: int, frames: int = 300) -> None:
     """The tracker alone: ``objects`` boxes on a grid drifting with jitter over a 1920x1080 frame, ms
-    per update, with re-identification (the default) and without."""
+    per update, with colour checks (the default) and without."""
     from retina_edge.runtime.results import Detections
     from retina_edge.runtime.tracking import ByteTracker, TrackerOptions
 
@@ -344,7 +344,7 @@ def tracker_cost(objects: int, frames: int = 300) -> None:
     image = rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
     side = int(np.ceil(np.sqrt(objects)))
     corners = np.array([[100.0 * (k % side), 100.0 * (k // side)] for k in range(objects)])
-    for name, options in (("with re-identification", TrackerOptions()),
+    for name, options in (("with colour checks", TrackerOptions()),
                           ("ByteTrack alone", TrackerOptions(reid_similarity=None))):
         tracker, times = ByteTracker(options), []
         for step in range(frames):
@@ -370,7 +370,7 @@ def main() -> None:
     part.add_argument("--fps", type=float, default=15.0)
     part = commands.add_parser("tracking")
     part.add_argument("--frames", type=int, default=150)
-    part.add_argument("--videos", type=int, default=16)
+    part.add_argument("--videos", type=int, default=64)
     part.add_argument("--seed", type=int, default=100,
                       help="the first video's seed (100 on: videos no setting of the tracker was chosen on)")
     part.add_argument("--objects", type=int, default=50)

@@ -1,18 +1,27 @@
-"""Appearance re-identification of lost tracks (no torch, OpenCV only).
+"""Appearance checks on a motion tracker's IDs (no torch, OpenCV only).
 
-A motion tracker (ByteTrack) gives an object a new ID when it comes back after its track was lost:
-the detector missed it for longer than the tracker's memory, or its predicted box drifted (an
-object that turned while unseen). :class:`TrackStitcher` sits after the tracker: when the tracker
-starts a new ID, it compares the box's colour (a hue-saturation histogram of the box's inner part)
-with those of the IDs that are not in the frame and were seen within ``seconds``, near enough for
-the time gone by, and gives the new track the most similar one's ID when the similarity (the
-Bhattacharyya coefficient, 1 for equal histograms) is at least ``min_similarity``. Tracks in view
-are never merged, and an ID is handed on at most once per frame, so stitching only ever joins
-fragments of one object's history; a wrong join needs an object that looks like a lost one and
-appears where that one could be.
+A motion tracker (ByteTrack) matches boxes by where it predicts them, so it makes three mistakes
+that an object's look can undo. :class:`TrackStitcher` sits after the tracker, keeps each ID's
+running colour (a hue-saturation histogram of the box's inner part) and, frame by frame:
+
+- **stitches**: when the tracker starts a new ID, the box takes the ID of the most similar object
+  not in view that was seen within ``seconds``, near enough for the time gone by, when the
+  similarity (the Bhattacharyya coefficient, 1 for equal histograms) is at least
+  ``min_similarity``: an object back after its track was lost (missed longer than the tracker's
+  memory, or its predicted box drifted) keeps its ID;
+- **exchanges**: two tracks whose boxes touched within :data:`CONTACT_SECONDS` and now each look
+  more like the other's ID (by :data:`EXCHANGE_MARGIN`) exchange IDs: the tracker swapped them
+  where they crossed;
+- **releases**: a track that looks unlike its own ID (similarity under :data:`RELEASE_BELOW`) gives
+  it up and is stitched as a new track: the tracker moved it onto another object while its own was
+  missed, and the ID is free again for its object's return.
+
+Looks are judged, and learnt, only from boxes at most :data:`CLEAR` covered by another track's box
+(an overlapped box mixes two objects). Two tracks in view never share an ID, and an ID is handed on
+at most once per frame.
 
 Colour is a weak cue among objects that look alike (people in dark clothes): raise
-``min_similarity`` or turn stitching off there. A learned embedding (BoT-SORT's ReID) would tell
+``min_similarity`` or turn the checks off there. A learned embedding (BoT-SORT's ReID) would tell
 such objects apart at the cost of a second network per box.
 """
 
@@ -28,6 +37,15 @@ BINS = (16, 8)
 UPDATE = 0.1
 #: How far, in box sizes per second, an unseen object is allowed to have gone (plus one size).
 MAX_SPEED = 2.0
+#: The most of a box (a fraction of the smaller of two boxes) another track's box may cover for
+#: the box's look to count: beyond it the histogram is as much the other object's.
+CLEAR = 0.5
+#: How long after two boxes touched a swap of their IDs is still looked for.
+CONTACT_SECONDS = 3.0
+#: How much more (summed over the two) the crossed looks must match to exchange two IDs.
+EXCHANGE_MARGIN = 0.1
+#: A track whose look matches its own ID less than this has been moved onto another object.
+RELEASE_BELOW = 0.5
 
 
 @dataclass
@@ -38,9 +56,36 @@ class _Seen:
     size: float
 
 
+@dataclass
+class _Frame:
+    """One update's tracked boxes: ``tracks`` (tracker IDs), ``boxes`` ``(T, 4)``, their looks
+    (None: too small), which are clear of other tracks' boxes, and ``overlap`` ``(T, T)``."""
+
+    tracks: list[int]
+    boxes: np.ndarray
+    looks: list[np.ndarray | None]
+    clear: np.ndarray
+    overlap: np.ndarray
+
+
 def _place(box: np.ndarray) -> tuple[np.ndarray, float]:
     """A box's centre and its longer side (x1y1x2y2 pixels)."""
     return (box[:2] + box[2:]) / 2, float(max(box[2] - box[0], box[3] - box[1]))
+
+
+def _similarity(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sqrt(a * b).sum())
+
+
+def overlap_fractions(boxes: np.ndarray) -> np.ndarray:
+    """``(N, N)``: the intersection of each two x1y1x2y2 boxes over the smaller one's area, 0 on the diagonal."""
+    low = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    high = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    inter = np.prod(np.clip(high - low, 0, None), axis=2)
+    area = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
+    fractions = inter / np.maximum(np.minimum(area[:, None], area[None, :]), 1e-9)
+    np.fill_diagonal(fractions, 0.0)
+    return fractions
 
 
 def colour_histogram(image: np.ndarray, box: np.ndarray) -> np.ndarray | None:
@@ -60,28 +105,32 @@ def colour_histogram(image: np.ndarray, box: np.ndarray) -> np.ndarray | None:
 
 
 class TrackStitcher:
-    """Maps a tracker's IDs to stitched IDs (see the module docstring); one per source."""
+    """Maps a tracker's IDs to checked IDs (see the module docstring); one per source."""
 
     def __init__(self, *, min_similarity: float, seconds: float) -> None:
         self.min_similarity, self.seconds = min_similarity, seconds
         self._stitched: dict[int, int] = {}  # tracker ID -> stitched ID
-        self._seen: dict[int, _Seen] = {}  # stitched ID -> its last look, time and place
+        self._seen: dict[int, _Seen] = {}  # stitched ID -> its running look, last time and place
+        self._contacts: dict[tuple[int, int], float] = {}  # two tracker IDs whose boxes touched -> when
         self._next = 1
 
     def update(self, ids: np.ndarray, boxes: np.ndarray, image: np.ndarray, time: float) -> np.ndarray:
         """Stitched IDs for the tracker's ``ids`` (``-1`` stays ``-1``) of ``boxes`` in ``image`` at ``time`` (s)."""
-        out = np.full(len(ids), -1, dtype=np.int64)
-        in_view = {self._stitched[i] for i in ids.tolist() if i in self._stitched}
+        ids = np.asarray(ids, dtype=np.int64)
+        rows = np.flatnonzero(ids >= 0)
+        frame = _frame(ids[rows].tolist(), np.asarray(boxes, dtype=np.float64).reshape(-1, 4)[rows], image)
         self._forget(time)
-        for k, (track, box) in enumerate(zip(ids.tolist(), np.asarray(boxes, dtype=np.float64).reshape(-1, 4))):
-            if track < 0:
-                continue
-            histogram = colour_histogram(image, box)
+        in_view = {self._stitched[t] for t in frame.tracks if t in self._stitched}
+        for k, track in enumerate(frame.tracks):
             if track not in self._stitched:
-                self._stitched[track] = self._match(histogram, box, time, in_view)
+                self._assign(track, self._match(frame.looks[k], frame.boxes[k], time, in_view))
                 in_view.add(self._stitched[track])
-            out[k] = stitched = self._stitched[track]
-            self._remember(stitched, histogram, box, time)
+        self._exchange(frame, time)
+        self._release(frame, time, in_view)
+        out = np.full(len(ids), -1, dtype=np.int64)
+        for k, (row, track) in enumerate(zip(rows, frame.tracks)):
+            out[row] = self._stitched[track]
+            self._remember(self._stitched[track], frame.looks[k] if frame.clear[k] else None, frame.boxes[k], time)
         return out
 
     def _match(self, histogram: np.ndarray | None, box: np.ndarray, time: float, in_view: set[int]) -> int:
@@ -91,12 +140,51 @@ class TrackStitcher:
             reach = max(seen.size, size) * (1 + MAX_SPEED * (time - seen.time))
             if stitched in in_view or np.linalg.norm(centre - seen.centre) > reach:
                 continue
-            similarity = float(np.sqrt(histogram * seen.histogram).sum())
+            similarity = _similarity(histogram, seen.histogram)
             if similarity >= best_similarity:
                 best, best_similarity = stitched, similarity
         if best is None:
             best, self._next = self._next, self._next + 1
         return best
+
+    def _assign(self, track: int, stitched: int) -> None:
+        """``track`` takes ``stitched``; a lost tracker ID that had it loses it, so that if the tracker
+        revives that track it is matched afresh instead of showing a second box with the same ID."""
+        for other in [t for t, s in self._stitched.items() if s == stitched and t != track]:
+            del self._stitched[other]
+        self._stitched[track] = stitched
+
+    def _exchange(self, frame: _Frame, time: float) -> None:
+        """Swap the IDs of two tracks that touched lately when each now looks like the other's ID."""
+        for i, j in zip(*np.nonzero(np.triu(frame.overlap) > 0)):
+            self._contacts[tuple(sorted((frame.tracks[i], frame.tracks[j])))] = time
+        where = {track: k for k, track in enumerate(frame.tracks)}
+        for pair, when in list(self._contacts.items()):
+            k, other = where.get(pair[0]), where.get(pair[1])
+            if time - when > CONTACT_SECONDS:
+                del self._contacts[pair]
+            elif k is not None and other is not None and self._crossed_fit(frame, k, other) > EXCHANGE_MARGIN:
+                first, second = pair
+                self._stitched[first], self._stitched[second] = self._stitched[second], self._stitched[first]
+                del self._contacts[pair]
+
+    def _crossed_fit(self, frame: _Frame, k: int, other: int) -> float:
+        """How much better boxes ``k`` and ``other`` match each other's IDs than their own (0 when unjudgeable)."""
+        looks = frame.looks[k], frame.looks[other]
+        seen = self._seen.get(self._stitched[frame.tracks[k]]), self._seen.get(self._stitched[frame.tracks[other]])
+        if not (frame.clear[k] and frame.clear[other]) or any(x is None for x in (*looks, *seen)):
+            return 0.0
+        own = _similarity(looks[0], seen[0].histogram) + _similarity(looks[1], seen[1].histogram)
+        return _similarity(looks[0], seen[1].histogram) + _similarity(looks[1], seen[0].histogram) - own
+
+    def _release(self, frame: _Frame, time: float, in_view: set[int]) -> None:
+        """A track that looks unlike its ID is stitched as a new one; its old ID waits for its object."""
+        for k, track in enumerate(frame.tracks):
+            seen, look = self._seen.get(self._stitched[track]), frame.looks[k]
+            if seen is None or look is None or not frame.clear[k] or _similarity(look, seen.histogram) >= RELEASE_BELOW:
+                continue
+            self._assign(track, self._match(look, frame.boxes[k], time, in_view))
+            in_view.add(self._stitched[track])
 
     def _remember(self, stitched: int, histogram: np.ndarray | None, box: np.ndarray, time: float) -> None:
         seen = self._seen.get(stitched)
@@ -115,3 +203,9 @@ class TrackStitcher:
         if len(self._stitched) > 4 * len(self._seen) + 1024:
             live = set(self._seen)
             self._stitched = {t: s for t, s in self._stitched.items() if s in live}
+
+
+def _frame(tracks: list[int], boxes: np.ndarray, image: np.ndarray) -> _Frame:
+    overlap = overlap_fractions(boxes)
+    looks = [colour_histogram(image, box) for box in boxes]
+    return _Frame(tracks, boxes, looks, overlap.max(axis=1, initial=0.0) <= CLEAR, overlap)

@@ -5,8 +5,10 @@ detection, in the detections' order, stable while the object stays in view; ``-1
 not (yet) part of a confirmed track. :class:`ByteTracker` implements it with ByteTrack from Roboflow's
 ``trackers`` package (Apache-2.0; ``pip install 'retina-edge[track]'``), imported only when a tracker
 is made. The pipeline keeps one tracker per source, so IDs are per source. Given the frame, a
-:class:`retina_edge.runtime.reid.TrackStitcher` gives an object that comes back after its track was
-lost its old ID when it looks the same (``reid_similarity``; see that module).
+:class:`retina_edge.runtime.reid.TrackStitcher` checks the IDs against each object's colours
+(``reid_similarity``; see that module): an object back after its track was lost keeps its old ID,
+IDs swapped where two objects crossed are swapped back, and a track moved onto another object gives
+its ID back.
 
 Why ``trackers``: it is Apache-2.0 (BoxMOT is AGPL), maintained by Roboflow, and is where
 ``supervision``'s ByteTrack moved (``supervision`` 0.31 no longer ships one); it tracks by wall-clock
@@ -40,7 +42,7 @@ class TrackerOptions:
     ``min_iou``: the least overlap of a detection with a track's predicted box to match it;
     ``confirm_frames``: consecutive matches before a track gets its ID. ``reid_similarity``: the
     least colour similarity (0..1) for a new track to take the ID of a lost one seen within
-    ``reid_seconds`` (None: no re-identification)."""
+    ``reid_seconds`` (None: no appearance checks, see :mod:`retina_edge.runtime.reid`)."""
 
     min_score: float = 0.5
     lost_frames: int = 30

@@ -1,13 +1,15 @@
-"""Re-identification of lost tracks (runtime/reid.py): an object back after its track was lost keeps
-its ID when it looks the same and could have got there; look-alikes in view, other colours, places
-too far for the time gone by, and tracks older than the memory get new IDs."""
+"""Appearance checks on a tracker's IDs (runtime/reid.py): an object back after its track was lost
+keeps its ID when it looks the same and could have got there (look-alikes in view, other colours,
+places too far for the time gone by, and tracks older than the memory get new IDs); two tracks the
+tracker swapped where they touched get their IDs back; a track moved onto another object lets its
+ID go back to its object; a revived track never shows an ID already in view."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from retina_edge.runtime.reid import TrackStitcher, colour_histogram
+from retina_edge.runtime.reid import TrackStitcher, colour_histogram, overlap_fractions
 from retina_edge.runtime.results import Detections
 
 RED, GREEN = (220, 30, 30), (30, 200, 40)
@@ -57,6 +59,48 @@ def test_too_far_for_the_time_or_too_long_ago_is_a_new_object():
     first = stitch(stitcher, [1], [((0, 0), RED)], 0.0)
     assert stitch(stitcher, [2], [((0, 0), RED)], 10.5) != first  # forgotten after `seconds`
     assert stitch(stitcher, [-1], [((0, 0), RED)], 10.6) == [-1]  # unconfirmed stays -1
+
+
+def test_overlap_fractions_are_of_the_smaller_box():
+    boxes = np.array([[0, 0, 40, 40], [30, 0, 50, 10], [100, 100, 110, 110]], np.float64)
+    expected = [[0, 100 / 200, 0], [100 / 200, 0, 0], [0, 0, 0]]
+    np.testing.assert_allclose(overlap_fractions(boxes), expected)
+
+
+def test_two_tracks_swapped_where_they_touched_get_their_ids_back():
+    stitcher = TrackStitcher(min_similarity=0.8, seconds=10.0)
+    red, green = stitch(stitcher, [1, 2], [((10, 10), RED), ((120, 10), GREEN)], 0.0)
+    stitch(stitcher, [1, 2], [((50, 10), RED), ((85, 10), GREEN)], 0.1)  # the boxes touch (5 px)
+    # the tracker comes out of the crossing with its IDs the wrong way round
+    assert stitch(stitcher, [2, 1], [((30, 10), RED), ((140, 10), GREEN)], 0.2) == [red, green]
+    assert stitch(stitcher, [2, 1], [((28, 10), RED), ((142, 10), GREEN)], 0.3) == [red, green]
+
+
+def test_boxes_that_never_touched_keep_the_trackers_ids():
+    """The tracker's word stands where it cannot have swapped two tracks: far apart, each keeps its
+    ID even when a later look is off (here: each box on the other's colour, clear of the others)."""
+    stitcher = TrackStitcher(min_similarity=0.8, seconds=10.0)
+    red, green = stitch(stitcher, [1, 2], [((10, 10), RED), ((200, 10), GREEN)], 0.0)
+    crossed = stitch(stitcher, [2, 1], [((10, 10), RED), ((200, 10), GREEN)], 0.1)
+    assert not {red, green} & set(crossed)  # released, not exchanged: new IDs
+
+
+def test_a_track_moved_onto_another_object_lets_its_id_go_back_to_its_object():
+    stitcher = TrackStitcher(min_similarity=0.8, seconds=10.0)
+    red, green = stitch(stitcher, [1, 2], [((10, 10), RED), ((200, 10), GREEN)], 0.0)
+    # the red object is missed and the tracker moves track 1 onto the green one (track 2 lost)
+    assert stitch(stitcher, [1], [((200, 10), GREEN)], 0.1) == [green]
+    # the red object is back as the tracker's new track 3: it gets its own ID again
+    assert stitch(stitcher, [1, 3], [((202, 10), GREEN), ((20, 10), RED)], 0.2) == [green, red]
+
+
+def test_a_revived_track_never_shows_an_id_already_in_view():
+    stitcher = TrackStitcher(min_similarity=0.8, seconds=10.0)
+    first = stitch(stitcher, [1], [((10, 10), RED)], 0.0)
+    assert stitch(stitcher, [2], [((12, 10), RED)], 0.1) == first  # the tracker's new track 2: stitched
+    # the tracker revives its track 1 on another red object: not a second box with the same ID
+    both = stitch(stitcher, [2, 1], [((14, 10), RED), ((150, 10), RED)], 0.2)
+    assert both[0] == first[0] and both[1] != first[0]
 
 
 @pytest.mark.parametrize("reid", [0.8, None])
