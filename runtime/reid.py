@@ -8,17 +8,18 @@ running colour (a hue-saturation histogram of the box's inner part) and, frame b
   not in view that was seen within ``seconds``, near enough for the time gone by, when the
   similarity (the Bhattacharyya coefficient, 1 for equal histograms) is at least
   ``min_similarity``: an object back after its track was lost (missed longer than the tracker's
-  memory, or its predicted box drifted) keeps its ID;
+  memory, or its predicted box drifted) keeps its ID. A new track too covered to judge gets a new
+  ID, which it trades for a lost one at its first clear look (objects come back from behind others);
 - **exchanges**: two tracks whose boxes touched within :data:`CONTACT_SECONDS` and now each look
   more like the other's ID (by :data:`EXCHANGE_MARGIN`) exchange IDs: the tracker swapped them
   where they crossed;
 - **releases**: a track that looks unlike its own ID (similarity under :data:`RELEASE_BELOW`) gives
-  it up and is stitched as a new track: the tracker moved it onto another object while its own was
-  missed, and the ID is free again for its object's return.
+  it up and is stitched as a new track (``min_similarity`` applies): the tracker moved it onto
+  another object while its own was missed, and the ID is free again for its object's return, in
+  the same frame or later.
 
 Looks are judged, and learnt, only from boxes at most :data:`CLEAR` covered by another track's box
-(an overlapped box mixes two objects). Two tracks in view never share an ID, and an ID is handed on
-at most once per frame.
+(an overlapped box mixes two objects). Two tracks in view never share an ID.
 
 Colour is a weak cue among objects that look alike (people in dark clothes): raise
 ``min_similarity`` or turn the checks off there. A learned embedding (BoT-SORT's ReID) would tell
@@ -111,6 +112,7 @@ class TrackStitcher:
         self.min_similarity, self.seconds = min_similarity, seconds
         self._stitched: dict[int, int] = {}  # tracker ID -> stitched ID
         self._seen: dict[int, _Seen] = {}  # stitched ID -> its running look, last time and place
+        # Keyed by tracker IDs: it is the tracker that swaps them, whatever stitched IDs they carry.
         self._contacts: dict[tuple[int, int], float] = {}  # two tracker IDs whose boxes touched -> when
         self._next = 1
 
@@ -119,21 +121,33 @@ class TrackStitcher:
         ids = np.asarray(ids, dtype=np.int64)
         rows = np.flatnonzero(ids >= 0)
         frame = _frame(ids[rows].tolist(), np.asarray(boxes, dtype=np.float64).reshape(-1, 4)[rows], image)
-        self._forget(time)
-        in_view = {self._stitched[t] for t in frame.tracks if t in self._stitched}
+        self._forget(time, keep=set(frame.tracks))
+        known = [k for k, track in enumerate(frame.tracks) if track in self._stitched]
+        in_view = {self._stitched[frame.tracks[k]] for k in known}
+        self._exchange(frame, known, time)
+        self._release(frame, known, time, in_view)  # first: an ID released is free for its object below
         for k, track in enumerate(frame.tracks):
-            if track not in self._stitched:
-                self._assign(track, self._match(frame.looks[k], frame.boxes[k], time, in_view))
-                in_view.add(self._stitched[track])
-        self._exchange(frame, time)
-        self._release(frame, time, in_view)
+            # new tracks, and tracks whose ID has no look yet (never clear so far): stitched when clear
+            if track not in self._stitched or self._stitched[track] not in self._seen:
+                self._stitch(frame, k, time, in_view)
         out = np.full(len(ids), -1, dtype=np.int64)
         for k, (row, track) in enumerate(zip(rows, frame.tracks)):
             out[row] = self._stitched[track]
             self._remember(self._stitched[track], frame.looks[k] if frame.clear[k] else None, frame.boxes[k], time)
         return out
 
-    def _match(self, histogram: np.ndarray | None, box: np.ndarray, time: float, in_view: set[int]) -> int:
+    def _stitch(self, frame: _Frame, k: int, time: float, in_view: set[int]) -> None:
+        """Track ``k`` takes the lost ID it looks like; a new track that does not (or is not clear
+        enough to judge) gets a new ID, which it can still trade for a lost one once clear."""
+        track = frame.tracks[k]
+        found = self._match(frame.looks[k] if frame.clear[k] else None, frame.boxes[k], time, in_view)
+        if found is None and track in self._stitched:
+            return
+        self._assign(track, found if found is not None else self._fresh())
+        in_view.add(self._stitched[track])
+
+    def _match(self, histogram: np.ndarray | None, box: np.ndarray, time: float, in_view: set[int]) -> int | None:
+        """The most similar ID not in view that could have got to ``box`` by ``time``, if any is similar enough."""
         best, best_similarity = None, self.min_similarity
         centre, size = _place(box)
         for stitched, seen in self._seen.items() if histogram is not None else ():
@@ -143,9 +157,11 @@ class TrackStitcher:
             similarity = _similarity(histogram, seen.histogram)
             if similarity >= best_similarity:
                 best, best_similarity = stitched, similarity
-        if best is None:
-            best, self._next = self._next, self._next + 1
         return best
+
+    def _fresh(self) -> int:
+        self._next += 1
+        return self._next - 1
 
     def _assign(self, track: int, stitched: int) -> None:
         """``track`` takes ``stitched``; a lost tracker ID that had it loses it, so that if the tracker
@@ -154,11 +170,11 @@ class TrackStitcher:
             del self._stitched[other]
         self._stitched[track] = stitched
 
-    def _exchange(self, frame: _Frame, time: float) -> None:
+    def _exchange(self, frame: _Frame, known: list[int], time: float) -> None:
         """Swap the IDs of two tracks that touched lately when each now looks like the other's ID."""
         for i, j in zip(*np.nonzero(np.triu(frame.overlap) > 0)):
             self._contacts[tuple(sorted((frame.tracks[i], frame.tracks[j])))] = time
-        where = {track: k for k, track in enumerate(frame.tracks)}
+        where = {frame.tracks[k]: k for k in known}
         for pair, when in list(self._contacts.items()):
             k, other = where.get(pair[0]), where.get(pair[1])
             if time - when > CONTACT_SECONDS:
@@ -177,13 +193,18 @@ class TrackStitcher:
         own = _similarity(looks[0], seen[0].histogram) + _similarity(looks[1], seen[1].histogram)
         return _similarity(looks[0], seen[1].histogram) + _similarity(looks[1], seen[0].histogram) - own
 
-    def _release(self, frame: _Frame, time: float, in_view: set[int]) -> None:
-        """A track that looks unlike its ID is stitched as a new one; its old ID waits for its object."""
-        for k, track in enumerate(frame.tracks):
-            seen, look = self._seen.get(self._stitched[track]), frame.looks[k]
+    def _release(self, frame: _Frame, known: list[int], time: float, in_view: set[int]) -> None:
+        """A track that looks unlike its ID takes a lost ID it looks like, or a new one; its old ID
+        leaves the view, free for its object's return."""
+        for k in known:
+            track, look = frame.tracks[k], frame.looks[k]
+            old = self._stitched[track]
+            seen = self._seen.get(old)
             if seen is None or look is None or not frame.clear[k] or _similarity(look, seen.histogram) >= RELEASE_BELOW:
                 continue
-            self._assign(track, self._match(look, frame.boxes[k], time, in_view))
+            found = self._match(look, frame.boxes[k], time, in_view)
+            self._assign(track, found if found is not None else self._fresh())
+            in_view.discard(old)
             in_view.add(self._stitched[track])
 
     def _remember(self, stitched: int, histogram: np.ndarray | None, box: np.ndarray, time: float) -> None:
@@ -196,13 +217,14 @@ class TrackStitcher:
             histogram = (1 - UPDATE) * seen.histogram + UPDATE * histogram
         self._seen[stitched] = _Seen(histogram, time, *_place(box))
 
-    def _forget(self, time: float) -> None:
-        """Bounded memory on runs of any length: IDs unseen for longer than ``seconds`` go."""
+    def _forget(self, time: float, keep: set[int]) -> None:
+        """Bounded memory on runs of any length: IDs unseen for longer than ``seconds`` go, and
+        tracker IDs of theirs that are not in view (``keep``)."""
         for stitched in [s for s, seen in self._seen.items() if time - seen.time > self.seconds]:
             del self._seen[stitched]
         if len(self._stitched) > 4 * len(self._seen) + 1024:
             live = set(self._seen)
-            self._stitched = {t: s for t, s in self._stitched.items() if s in live}
+            self._stitched = {t: s for t, s in self._stitched.items() if s in live or t in keep}
 
 
 def _frame(tracks: list[int], boxes: np.ndarray, image: np.ndarray) -> _Frame:

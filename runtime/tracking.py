@@ -38,7 +38,9 @@ class TrackerOptions:
     own threshold is often set low for AP, and low-score duplicates would otherwise be kept alive as
     tracks by ByteTrack's low-score stage. ``lost_frames``: how many frames (at ``frame_rate``) a track that lost its
     object is kept for re-association. ``activation_score``: the lowest score that starts a track;
-    ``high_score`` separates the first (high) and second (low-score recovery) association stages;
+    ``high_score`` separates the first (high) and second (low-score recovery) association stages
+    (``trackers`` starts tracks only from detections left over by the first, so the higher of the
+    two is what starts one);
     ``min_iou``: the least overlap of a detection with a track's predicted box to match it;
     ``confirm_frames``: consecutive matches before a track gets its ID. ``reid_similarity``: the
     least colour similarity (0..1) for a new track to take the ID of a lost one seen within

@@ -13,14 +13,20 @@ from retina_edge.runtime.reid import TrackStitcher, colour_histogram, overlap_fr
 from retina_edge.runtime.results import Detections
 
 RED, GREEN = (220, 30, 30), (30, 200, 40)
+# Two-tone objects (top 70% of the square, bottom 30%): each looks somewhat like the other (0.8),
+# too alike for a release (under 0.5), unlike enough for an exchange.
+RED_GREEN, GREEN_RED = (RED, GREEN), (GREEN, RED)
 
 
-def scene(*objects: tuple[tuple[int, int], tuple[int, int, int]], size: int = 40) -> tuple[np.ndarray, np.ndarray]:
-    """A grey 240x320 frame with a square of ``size`` px per ``((x, y), colour)``, and their boxes."""
+def scene(*objects: tuple[tuple[int, int], tuple], size: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """A grey 240x320 frame with a square of ``size`` px per ``((x, y), colour)`` (one RGB colour or
+    a (top, bottom) pair), and their boxes."""
     image = np.full((240, 320, 3), 128, np.uint8)
     boxes = []
     for (x, y), colour in objects:
-        image[y : y + size, x : x + size] = colour
+        top, bottom = colour if isinstance(colour[0], tuple) else (colour, colour)
+        image[y : y + size, x : x + size] = bottom
+        image[y : y + size * 7 // 10, x : x + size] = top
         boxes.append([x, y, x + size, y + size])
     return image, np.array(boxes, np.float32).reshape(-1, 4)
 
@@ -69,20 +75,41 @@ def test_overlap_fractions_are_of_the_smaller_box():
 
 def test_two_tracks_swapped_where_they_touched_get_their_ids_back():
     stitcher = TrackStitcher(min_similarity=0.8, seconds=10.0)
-    red, green = stitch(stitcher, [1, 2], [((10, 10), RED), ((120, 10), GREEN)], 0.0)
-    stitch(stitcher, [1, 2], [((50, 10), RED), ((85, 10), GREEN)], 0.1)  # the boxes touch (5 px)
+    first, second = stitch(stitcher, [1, 2], [((10, 10), RED_GREEN), ((120, 10), GREEN_RED)], 0.0)
+    stitch(stitcher, [1, 2], [((50, 10), RED_GREEN), ((85, 10), GREEN_RED)], 0.1)  # the boxes touch (5 px)
     # the tracker comes out of the crossing with its IDs the wrong way round
-    assert stitch(stitcher, [2, 1], [((30, 10), RED), ((140, 10), GREEN)], 0.2) == [red, green]
-    assert stitch(stitcher, [2, 1], [((28, 10), RED), ((142, 10), GREEN)], 0.3) == [red, green]
+    swapped = [((30, 10), RED_GREEN), ((140, 10), GREEN_RED)]
+    assert stitch(stitcher, [2, 1], swapped, 0.2) == [first, second]
+    assert stitch(stitcher, [2, 1], swapped, 0.3) == [first, second]
 
 
-def test_boxes_that_never_touched_keep_the_trackers_ids():
-    """The tracker's word stands where it cannot have swapped two tracks: far apart, each keeps its
-    ID even when a later look is off (here: each box on the other's colour, clear of the others)."""
+def test_tracks_that_never_touched_are_not_exchanged():
+    """The tracker cannot have swapped two tracks that never touched: a look somewhat off (over
+    RELEASE_BELOW) does not move an ID."""
+    stitcher = TrackStitcher(min_similarity=0.8, seconds=10.0)
+    first, second = stitch(stitcher, [1, 2], [((10, 10), RED_GREEN), ((200, 10), GREEN_RED)], 0.0)
+    assert stitch(stitcher, [2, 1], [((10, 10), RED_GREEN), ((200, 10), GREEN_RED)], 0.1) == [second, first]
+
+
+def test_ids_far_off_their_looks_are_let_go_and_taken_by_their_objects():
+    """Each box that looks unlike its ID (under RELEASE_BELOW) lets it go, whether or not the boxes
+    touched: the red box first takes a new ID (red's is in view), the green one then green's, freed
+    a moment before, and the red box, its new ID still without a look, red's."""
     stitcher = TrackStitcher(min_similarity=0.8, seconds=10.0)
     red, green = stitch(stitcher, [1, 2], [((10, 10), RED), ((200, 10), GREEN)], 0.0)
-    crossed = stitch(stitcher, [2, 1], [((10, 10), RED), ((200, 10), GREEN)], 0.1)
-    assert not {red, green} & set(crossed)  # released, not exchanged: new IDs
+    assert stitch(stitcher, [2, 1], [((10, 10), RED), ((200, 10), GREEN)], 0.1) == [red, green]
+
+
+def test_a_covered_new_track_is_stitched_at_its_first_clear_look():
+    """A new track mostly behind another box is not judged by a look that is mostly the other
+    object's (here: like the lost green one): it gets a new ID, traded for its own once clear."""
+    stitcher = TrackStitcher(min_similarity=0.8, seconds=10.0)
+    red, green = stitch(stitcher, [1, 2], [((10, 10), RED), ((60, 10), GREEN)], 0.0)
+    stitch(stitcher, [], [], 0.1)  # both lost
+    # back as the tracker's tracks 3 and 4, the red one 62% behind the green one (drawn over it)
+    covered = stitch(stitcher, [3, 4], [((30, 10), RED), ((45, 10), GREEN)], 0.2)
+    assert not {red, green} & set(covered)
+    assert stitch(stitcher, [3, 4], [((0, 10), RED), ((70, 10), GREEN)], 0.3) == [red, green]
 
 
 def test_a_track_moved_onto_another_object_lets_its_id_go_back_to_its_object():
@@ -92,6 +119,25 @@ def test_a_track_moved_onto_another_object_lets_its_id_go_back_to_its_object():
     assert stitch(stitcher, [1], [((200, 10), GREEN)], 0.1) == [green]
     # the red object is back as the tracker's new track 3: it gets its own ID again
     assert stitch(stitcher, [1, 3], [((202, 10), GREEN), ((20, 10), RED)], 0.2) == [green, red]
+
+
+def test_an_id_let_go_is_free_for_its_object_back_in_the_same_frame():
+    stitcher = TrackStitcher(min_similarity=0.8, seconds=10.0)
+    red, green = stitch(stitcher, [1, 2], [((10, 10), RED), ((200, 10), GREEN)], 0.0)
+    # track 1 moved onto the green object while the red one is back as the tracker's new track 3
+    assert stitch(stitcher, [1, 3], [((200, 10), GREEN), ((20, 10), RED)], 0.1) == [green, red]
+
+
+def test_tracks_in_view_keep_their_ids_when_the_memory_is_pruned():
+    """Tracks never clear enough to learn a look (two boxes overlapping) keep their IDs while a
+    thousand short-lived tracker IDs come and go and the ID map is pruned."""
+    stitcher = TrackStitcher(min_similarity=0.8, seconds=10.0)
+    image, boxes = scene(((10, 10), RED), ((25, 10), GREEN), ((200, 200), RED), size=40)
+    boxes[2] = [200, 200, 202, 202]  # a speck: no look, so no memory either
+    first = stitcher.update(np.array([1, 2, 1000]), boxes, image, 0.0).tolist()[:2]
+    for frame in range(1, 1100):
+        assert stitcher.update(np.array([1, 2, 1000 + frame]), boxes, image, frame / 30).tolist()[:2] == first
+    assert len(stitcher._stitched) <= 1025  # pruned, not growing with every tracker ID ever seen
 
 
 def test_a_revived_track_never_shows_an_id_already_in_view():

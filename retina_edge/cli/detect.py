@@ -91,8 +91,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "pip install 'retina-edge[track]')")
     parser.add_argument("--track-reid", type=unit_interval, default=0.8, metavar="SIMILARITY",
                         help="tracking: colour checks of the IDs; an object back after its track was lost keeps its ID "
-                             "when its colours match a lost track's this well, and IDs swapped where objects "
-                             "crossed are swapped back, 0..1 (default 0.8; 0: off, for scenes of look-alike objects)")
+                             "when its colours match a lost track's this well, and IDs swapped where objects crossed "
+                             "or taken from another object go back, 0..1 (default 0.8; 0: off, for scenes of "
+                             "look-alike objects)")
     parser.add_argument("--max-batch-wait-ms", type=non_negative_float, default=10.0,
                         help="several sources: how long a batch waits for the other sources' frames (default 10)")
     parser.add_argument("--show", action="store_true", help="streams: show a window (needs a display)")
