@@ -18,10 +18,15 @@ import numpy as np
 BLOCK = 128
 
 
-def _iou(boxes1: np.ndarray, area1: np.ndarray, boxes2: np.ndarray, area2: np.ndarray) -> np.ndarray:
+def intersections(boxes1: np.ndarray, boxes2: np.ndarray) -> np.ndarray:
+    """``(N, M)``: the intersection areas of ``(N, 4)`` and ``(M, 4)`` x1y1x2y2 boxes."""
     width = np.minimum(boxes1[:, None, 2], boxes2[None, :, 2]) - np.maximum(boxes1[:, None, 0], boxes2[None, :, 0])
     height = np.minimum(boxes1[:, None, 3], boxes2[None, :, 3]) - np.maximum(boxes1[:, None, 1], boxes2[None, :, 1])
-    inter = np.clip(width, 0, None) * np.clip(height, 0, None)
+    return np.clip(width, 0, None) * np.clip(height, 0, None)
+
+
+def _iou(boxes1: np.ndarray, area1: np.ndarray, boxes2: np.ndarray, area2: np.ndarray) -> np.ndarray:
+    inter = intersections(boxes1, boxes2)
     with np.errstate(invalid="ignore", divide="ignore"):
         return inter / (area1[:, None] + area2[None, :] - inter)
 

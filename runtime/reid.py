@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from retina_edge.runtime.nms import intersections
+
 #: Hue x saturation bins: enough to tell colours apart, few enough for boxes of ~20 px.
 BINS = (16, 8)
 #: Weight of a new look in a track's running histogram (its appearance drifts with light and pose).
@@ -80,9 +82,7 @@ def _similarity(a: np.ndarray, b: np.ndarray) -> float:
 
 def overlap_fractions(boxes: np.ndarray) -> np.ndarray:
     """``(N, N)``: the intersection of each two x1y1x2y2 boxes over the smaller one's area, 0 on the diagonal."""
-    low = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
-    high = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
-    inter = np.prod(np.clip(high - low, 0, None), axis=2)
+    inter = intersections(boxes, boxes)
     area = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
     fractions = inter / np.maximum(np.minimum(area[:, None], area[None, :]), 1e-9)
     np.fill_diagonal(fractions, 0.0)
