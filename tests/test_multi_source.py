@@ -234,7 +234,6 @@ def test_byte_tracker_ids_follow_the_detections_order():
     assert list(tracker.update(Detections(faint, np.array([0.9, 0.3], np.float32), labels))) == [ids[1], -1]
 
 
-
 @pytest.mark.parametrize(("score", "starts"), [(0.65, False), (0.75, True)])
 def test_a_track_starts_at_the_higher_of_activation_and_high_score(score, starts):
     """TrackerOptions' docstring: ``trackers`` starts tracks only from detections left over by the
@@ -245,6 +244,7 @@ def test_a_track_starts_at_the_higher_of_activation_and_high_score(score, starts
     found = [tracker.update(Detections(np.array([[10 + step, 10, 50 + step, 50]], np.float32),
                                        np.array([score], np.float32), np.zeros(1, np.int64)))[0] for step in range(5)]
     assert (found[-1] >= 0) == starts
+
 
 def test_boxes_are_coloured_by_track_id():
     from retina_edge.runtime.draw import class_colour, draw_detections
