@@ -44,8 +44,14 @@ class TrackerOptions:
     ``min_iou``: the least overlap of a detection with a track's predicted box to match it;
     ``confirm_frames``: consecutive matches before a track gets its ID. ``reid_similarity``: the
     least colour similarity (0..1) for a new track to take the ID of a lost one seen within
-    ``reid_seconds`` (None: no appearance checks, see :mod:`retina_edge.runtime.reid`)."""
+    ``reid_seconds`` (None: no appearance checks, see :mod:`retina_edge.runtime.reid`).
+    ``tracker``: which motion tracker (:data:`retina_edge.runtime.scene_tracking.TRACKERS`);
+    ``camera_motion``: compensate the camera's motion (see :mod:`retina_edge.runtime.camera_motion`;
+    off for a camera that never moves, which saves its cost), estimated by ``motion_method``."""
 
+    tracker: str = "bytetrack"
+    camera_motion: bool = True
+    motion_method: str = "sparseOptFlow"
     min_score: float = 0.5
     lost_frames: int = 30
     frame_rate: float = 30.0
