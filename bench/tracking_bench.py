@@ -59,7 +59,7 @@ def variant_name(options) -> str:  # noqa: ANN001
 
 def variants(trackers: tuple[str, ...]) -> dict[str, object]:
     """Name -> TrackerOptions of every tracker with CMC and colour checks on and off (the default first)."""
-    from retina_edge.runtime.tracking import TrackerOptions
+    from retina_edge.runtime.video.tracking import TrackerOptions
 
     default = TrackerOptions()
     found = {variant_name(default): default}
@@ -76,7 +76,7 @@ def own_cmc_botsort(options):  # noqa: ANN001, ANN201
     import cv2
     import trackers
 
-    from retina_edge.runtime.library_trackers import LibraryTracker
+    from retina_edge.runtime.video.library_trackers import LibraryTracker
 
     class OwnCmc(LibraryTracker):
         def update(self, detections, timestamp=None, image=None) -> np.ndarray:  # noqa: ANN001
@@ -94,7 +94,7 @@ def detect_videos(model: str, kind: str, seeds: list[int], frames: int, cache: P
     """Per seed: ``[(detections, image), ...]`` of its MP4 through one pipeline (cached in ``cache``)."""
     import cv2
 
-    from retina_edge.runtime.results import Detections
+    from retina_edge.runtime.core.results import Detections
 
     found: dict[int, list] = {}
     missing = [seed for seed in seeds if not (cache / f"{kind}-{seed}-{frames}.npz").exists()]
@@ -116,7 +116,7 @@ def detect_videos(model: str, kind: str, seeds: list[int], frames: int, cache: P
 def run_detector(model: str, kind: str, seeds: list[int], frames: int, cache: Path) -> None:
     from retina_edge.data.synth_video import write_video
     from retina_edge.runtime import BackendOptions, Detector
-    from retina_edge.runtime.pipeline import Pipeline
+    from retina_edge.runtime.video.pipeline import Pipeline
 
     cache.mkdir(parents=True, exist_ok=True)
     with Detector(model, options=BackendOptions(streams=1)) as detector, Pipeline(detector) as pipeline:
@@ -152,7 +152,7 @@ def true_identities(detections, objects: list, min_score: float) -> np.ndarray: 
 
 def track_video(frames: list, options_by_name: dict, own_cmc: bool) -> dict[str, list[str]]:
     """MOTChallenge lines per variant for one video's ``[(detections, image), ...]``."""
-    from retina_edge.runtime.scene_tracking import SceneTracker
+    from retina_edge.runtime.video.scene_tracking import SceneTracker
 
     trackers = {name: SceneTracker(options) for name, options in options_by_name.items()}
     if own_cmc:
@@ -260,7 +260,7 @@ def bench_set(args: argparse.Namespace, kind: str, cache: Path) -> None:
     import motmetrics as mm
 
     from retina_edge.data.synth_video import write_mot_ground_truth
-    from retina_edge.runtime.tracking import TrackerOptions
+    from retina_edge.runtime.video.tracking import TrackerOptions
 
     seeds = list(range(args.seed, args.seed + args.videos))
     options = variants(tuple(args.trackers))
@@ -291,8 +291,8 @@ def tracker_cost(objects: int, trackers: tuple[str, ...], frames: int = 200) -> 
     panning 3 px a frame across a textured scene, with and without CMC and colour checks: ms per
     update, the variants interleaved frame by frame so machine noise hits all alike."""
     from retina_edge.data.moving_video import _scene_background
-    from retina_edge.runtime.results import Detections
-    from retina_edge.runtime.scene_tracking import SceneTracker
+    from retina_edge.runtime.core.results import Detections
+    from retina_edge.runtime.video.scene_tracking import SceneTracker
 
     rng = np.random.default_rng(0)
     scene_image = _scene_background(rng, 1080, 1920 + 3 * frames, 320 * 240)

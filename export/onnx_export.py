@@ -28,7 +28,7 @@ from retina_edge.model.retinanet import RetinaNet
 from retina_edge.optional import require
 from retina_edge.preprocess import PreprocessConfig
 from retina_edge.resources import release_freed_memory
-from retina_edge.runtime.model_file import embed_deployment
+from retina_edge.runtime.core.model_file import embed_deployment
 
 MIN_OPSET = 17
 #: Newest opset the exporter of the pinned torch writes.

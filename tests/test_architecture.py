@@ -13,6 +13,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 
@@ -37,13 +39,42 @@ def test_import_contracts_hold(tmp_path):
     assert "0 broken" in result.stdout
 
 
+def plant(dest: Path, module: str, line: str) -> None:
+    """Append ``line`` to ``module`` (a path under ``runtime/``) in the laid-out package."""
+    (dest / "retina_edge" / "runtime" / module).write_text((ROOT / "runtime" / module).read_text() + f"\n{line}  # planted\n")
+
+
 def test_a_broken_contract_fails(tmp_path):
     """The check can fail: a runtime module that imports torch breaks the torch-free contract."""
     dest = lay_out_package(tmp_path)
-    (dest / "retina_edge" / "runtime" / "nms.py").write_text(
-        (ROOT / "runtime" / "nms.py").read_text() + "\nimport torch  # planted\n")
+    plant(dest, "core/nms.py", "import torch")
     result = run_lint_imports(dest)
     assert result.returncode != 0 and "The runtime is torch-free BROKEN" in result.stdout
+
+
+WINGS = "Runtime wings: video and remote over core over backends over tensorrt"
+
+
+@pytest.mark.parametrize(("module", "line"), [
+    ("core/results.py", "import retina_edge.runtime.video.pipeline"),          # the core reaching up to the video wing
+    ("backends/base.py", "import retina_edge.runtime.core.detector"),          # a backend reaching up to the core
+    ("tensorrt/engine_file.py", "import retina_edge.runtime.backends.registry"),  # TensorRT support reaching up
+])
+def test_an_upward_import_inside_the_runtime_breaks_the_wings(tmp_path, module, line):
+    dest = lay_out_package(tmp_path)
+    plant(dest, module, line)
+    result = run_lint_imports(dest)
+    assert result.returncode != 0 and f"{WINGS} BROKEN" in result.stdout, result.stdout
+    assert "The runtime is torch-free KEPT" in result.stdout
+
+
+def test_a_wing_left_out_of_the_layers_breaks_the_wings(tmp_path):
+    """``exhaustive``: a new subpackage of the runtime must be placed in a layer."""
+    dest = lay_out_package(tmp_path)
+    (dest / "retina_edge" / "runtime" / "extra").mkdir()
+    (dest / "retina_edge" / "runtime" / "extra" / "__init__.py").write_text("")
+    result = run_lint_imports(dest)
+    assert result.returncode != 0 and f"{WINGS} BROKEN" in result.stdout, result.stdout
 
 
 def test_root_holds_only_the_foundation():

@@ -20,7 +20,7 @@ from retina_edge.calib.statistics import ActivationStats
 from retina_edge.cli.main import main
 from retina_edge.errors import DataError
 from retina_edge.export.onnx_export import ExportOptions
-from retina_edge.runtime.model_file import read_deployment
+from retina_edge.runtime.core.model_file import read_deployment
 from retina_edge.imageio import write_image_rgb
 from retina_edge.preprocess import PreprocessConfig, preprocess_batch
 from retina_edge.data.synth import SynthConfig, render_image

@@ -24,8 +24,8 @@ from retina_edge.data.synth import SynthConfig, render_image
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.metrics.matching import MatchTolerance, match_detections
 from retina_edge.runtime import Detector
-from retina_edge.runtime.engine_file import write_engine_file
-from retina_edge.runtime.model_file import read_deployment
+from retina_edge.runtime.tensorrt.engine_file import write_engine_file
+from retina_edge.runtime.core.model_file import read_deployment
 
 #: Keys Gst-nvinfer reads: ``sources/gst-plugins/gst-nvinfer/gstnvinfer_property_parser.h`` of the DeepStream
 #: SDK sources (github.com/hiennguyen9874/deepstream-sources @ f9948312, DeepStream 6.2; the same list is

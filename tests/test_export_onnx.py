@@ -11,11 +11,11 @@ from retina_edge.model.archs import build_model
 from retina_edge.contract import OUTPUTS
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.onnx_export import ExportOptions, export_onnx
-from retina_edge.runtime.model_file import onnx_metadata_props, read_deployment
+from retina_edge.runtime.core.model_file import onnx_metadata_props, read_deployment
 from retina_edge.metrics.matching import match_detections
 from retina_edge.preprocess import PreprocessConfig, preprocess_batch
 from retina_edge.model.reference import reference_on_inputs
-from retina_edge.runtime.postprocess import select_detections
+from retina_edge.runtime.core.postprocess import select_detections
 from rx1 import rx1_state_dict
 
 TINY = dict(backbone_width=16, fpn_channels=32, head_convs=1, score_thresh=0.2)

@@ -82,7 +82,7 @@ def test_engine_matches_onnxruntime(tmp_path, precision):
 
 
 def test_missing_cuda_binding_is_a_clear_error(monkeypatch):
-    import retina_edge.runtime.cuda_memory as cuda_memory
+    import retina_edge.runtime.tensorrt.cuda_memory as cuda_memory
     from retina_edge.errors import MissingDependencyError
 
     monkeypatch.setattr(cuda_memory, "_cudart", lambda: None)  # no cuda-python
@@ -96,7 +96,7 @@ def test_missing_cuda_binding_is_a_clear_error(monkeypatch):
 def test_engine_without_tensorrt_is_a_clear_error(tmp_path):
     from retina_edge.errors import MissingDependencyError
     from retina_edge.runtime import Detector
-    from retina_edge.runtime.engine_file import write_engine_file
+    from retina_edge.runtime.tensorrt.engine_file import write_engine_file
 
     from retina_edge.config import ModelConfig
     from retina_edge.contract import DeploymentMetadata, GraphTail

@@ -17,7 +17,7 @@ from retina_edge.cli.args import (
     positive_int_or_auto,
     unit_interval,
 )
-from retina_edge.runtime.draw import DISPLAY_SCORE
+from retina_edge.runtime.video.draw import DISPLAY_SCORE
 
 NAME = "detect"
 HELP = ("detect objects with a deployed model (.onnx or .engine) in images, a folder, a video, a camera, "
@@ -53,7 +53,7 @@ def make_detector(args: argparse.Namespace, *, frames_wait: bool = False, **kwar
     ``frames_wait``: the source is a file whose frames wait for inference, where ``--streams auto``
     measures whether several in flight help; elsewhere auto means one (the lowest latency)."""
     from retina_edge.runtime import Detector
-    from retina_edge.runtime.triton_client import SCHEME
+    from retina_edge.runtime.remote.triton_client import SCHEME
 
     if args.model.startswith(SCHEME):
         from retina_edge.errors import RetinaEdgeError
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     from retina_edge.cli.stream import run_stream, source_specs
     from retina_edge.errors import RetinaEdgeError
     from retina_edge.imageio import IMAGE_SUFFIXES
-    from retina_edge.runtime.sources import is_live
+    from retina_edge.runtime.video.sources import is_live
 
     specs = source_specs(args)
     source = Path(specs[0])
@@ -179,7 +179,7 @@ def _detect_file(args: argparse.Namespace, detector, source, path, classes) -> l
 
     from retina_edge.errors import DataError
     from retina_edge.imageio import read_image_rgb, write_image_rgb
-    from retina_edge.runtime.draw import draw_detections
+    from retina_edge.runtime.video.draw import draw_detections
 
     try:
         image = read_image_rgb(path)

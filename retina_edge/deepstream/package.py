@@ -66,7 +66,7 @@ class DeepStreamOptions:
 
 def write_deepstream(model: str | os.PathLike, folder: str | os.PathLike, options: DeepStreamOptions) -> list[Path]:
     """Write the DeepStream folder for ``model`` (``deepstream`` graph or engine); returns the files."""
-    from retina_edge.runtime.model_file import read_deployment
+    from retina_edge.runtime.core.model_file import read_deployment
 
     model, folder = Path(model), Path(folder)
     metadata = read_deployment(model)
@@ -105,7 +105,7 @@ def write_deepstream(model: str | os.PathLike, folder: str | os.PathLike, option
 def _engine_header(model: Path) -> dict | None:
     if not is_engine_path(model):
         return None
-    from retina_edge.runtime.engine_file import read_engine_file
+    from retina_edge.runtime.tensorrt.engine_file import read_engine_file
 
     return read_engine_file(model).header
 
@@ -125,7 +125,7 @@ def _batch_size(metadata: DeploymentMetadata, options: DeepStreamOptions) -> int
 def _write_model(model: Path, folder: Path, engine: bool) -> Path:
     """The model file nvinfer reads: the bare plan of an engine, or the ONNX graph as it is."""
     if engine:
-        from retina_edge.runtime.engine_file import read_engine_file
+        from retina_edge.runtime.tensorrt.engine_file import read_engine_file
 
         target = folder / f"{model.stem}.plan"
         write_bytes_atomic(target, read_engine_file(model).plan)

@@ -35,8 +35,8 @@ from retina_edge.model.retinanet import RetinaNet
 from retina_edge.preprocess import boxes_to_source
 from retina_edge.progress import Progress
 from retina_edge.model.reference import reference_on_inputs
-from retina_edge.runtime.detector import Detector
-from retina_edge.runtime.results import Detections
+from retina_edge.runtime.core.detector import Detector
+from retina_edge.runtime.core.results import Detections
 
 
 GATES = ("lower", "upper")

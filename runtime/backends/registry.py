@@ -141,7 +141,7 @@ def backend_install_hint(module: str) -> str | None:
 
 def choose_backend(path: str | os.PathLike, requested: str) -> str:
     """The backend for ``path``, or ``"auto"`` when an ONNX model's backend is to be measured
-    (:mod:`~retina_edge.runtime.backend_choice`). An engine file runs on the engine backend."""
+    (:mod:`~retina_edge.runtime.core.backend_choice`). An engine file runs on the engine backend."""
     kind = "engine" if is_engine_path(path) else "onnx"
     if requested == "auto":
         if kind == "onnx":

@@ -3,13 +3,13 @@
 :class:`LibraryTracker` turns one of the library's trackers into the runtime's motion tracker:
 ``update(detections, timestamp, image)`` -> one ID per detection in the detections' order, ``-1``
 below ``min_score`` or while a track is unconfirmed. The factories below build each family from
-:class:`~retina_edge.runtime.tracking.TrackerOptions`:
+:class:`~retina_edge.runtime.video.tracking.TrackerOptions`:
 
 - ``bytetrack``: ByteTrack (two association stages, high then low scores; IoU with the Kalman
   prediction);
 - ``botsort``: BoT-SORT's association (ByteTrack's stages with IoU fused with the detection's score
   and a stage of its own for unconfirmed tracks); its camera-motion compensation is the runtime's
-  (:mod:`retina_edge.runtime.camera_motion`, the same ``trackers.CMC``), applied before the tracker
+  (:mod:`retina_edge.runtime.video.camera_motion`, the same ``trackers.CMC``), applied before the tracker
   as for every tracker, so its own is off; its appearance ReID needs a second network and is not
   used (the colour checks stand in);
 - ``ocsort``: OC-SORT (observation-centric re-update after occlusion, direction consistency, and
@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from retina_edge.runtime.results import Detections
+from retina_edge.runtime.core.results import Detections
 
 if TYPE_CHECKING:
-    from retina_edge.runtime.tracking import TrackerOptions
+    from retina_edge.runtime.video.tracking import TrackerOptions
 
 
 class LibraryTracker:

@@ -12,8 +12,8 @@ import numpy as np
 from retina_edge.anchors import feature_shapes_for, grid_anchors
 from retina_edge.contract import DeploymentMetadata
 from retina_edge.preprocess import LetterboxInfo, boxes_to_source
-from retina_edge.runtime.postprocess import candidates_from_raw, select_detections
-from retina_edge.runtime.results import Detections
+from retina_edge.runtime.core.postprocess import candidates_from_raw, select_detections
+from retina_edge.runtime.core.results import Detections
 
 
 class Finisher:

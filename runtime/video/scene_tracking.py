@@ -1,9 +1,9 @@
 """One source's tracker: camera-motion compensation, a motion tracker, colour checks (no torch).
 
-:class:`SceneTracker` chains the three per frame: :class:`~retina_edge.runtime.camera_motion.CameraMotion`
+:class:`SceneTracker` chains the three per frame: :class:`~retina_edge.runtime.video.camera_motion.CameraMotion`
 maps the detections into the scene's coordinates (when ``camera_motion`` is on and the frame is
 given), the motion tracker named by ``TrackerOptions.tracker`` (:data:`TRACKERS`) gives IDs to the
-mapped boxes, and :class:`~retina_edge.runtime.reid.TrackStitcher` checks the IDs against each
+mapped boxes, and :class:`~retina_edge.runtime.video.reid.TrackStitcher` checks the IDs against each
 object's colours in the frame, judging an unseen object's reach in the scene.
 """
 
@@ -13,17 +13,17 @@ from collections.abc import Callable
 
 import numpy as np
 
-from retina_edge.runtime import library_trackers
-from retina_edge.runtime.results import Detections
-from retina_edge.runtime.tracking import TrackerOptions
+from retina_edge.runtime.video import library_trackers
+from retina_edge.runtime.core.results import Detections
+from retina_edge.runtime.video.tracking import TrackerOptions
 
-#: The motion trackers by name (see :mod:`retina_edge.runtime.library_trackers`).
+#: The motion trackers by name (see :mod:`retina_edge.runtime.video.library_trackers`).
 TRACKERS: dict[str, Callable] = {"bytetrack": library_trackers.bytetrack, "botsort": library_trackers.botsort,
                                  "ocsort": library_trackers.ocsort, "sort": library_trackers.sort}
 
 
 class SceneTracker:
-    """A :class:`~retina_edge.runtime.tracking.Tracker` (see the module docstring); one per source."""
+    """A :class:`~retina_edge.runtime.video.tracking.Tracker` (see the module docstring); one per source."""
 
     def __init__(self, options: TrackerOptions | None = None) -> None:
         from retina_edge.errors import RetinaEdgeError
@@ -34,12 +34,12 @@ class SceneTracker:
         self.motion = TRACKERS[options.tracker](options)
         self.camera = None
         if options.camera_motion:
-            from retina_edge.runtime.camera_motion import CameraMotion
+            from retina_edge.runtime.video.camera_motion import CameraMotion
 
             self.camera = CameraMotion(method=options.motion_method)
         self.stitcher = None
         if options.reid_similarity is not None:
-            from retina_edge.runtime.reid import TrackStitcher
+            from retina_edge.runtime.video.reid import TrackStitcher
 
             self.stitcher = TrackStitcher(min_similarity=options.reid_similarity, seconds=options.reid_seconds)
         self._frame_rate, self._frames = options.frame_rate, 0

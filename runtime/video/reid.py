@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from retina_edge.runtime.nms import intersections
+from retina_edge.runtime.core.nms import intersections
 
 #: Hue x saturation bins: enough to tell colours apart, few enough for boxes of ~20 px.
 BINS = (16, 8)
@@ -122,7 +122,7 @@ class TrackStitcher:
                places: np.ndarray | None = None) -> np.ndarray:
         """Stitched IDs for the tracker's ``ids`` (``-1`` stays ``-1``) of ``boxes`` in ``image`` at ``time`` (s).
         ``places``: the same boxes in the scene's coordinates when the camera moves (see
-        :mod:`retina_edge.runtime.camera_motion`), where an unseen object's reach is judged; None: ``boxes``."""
+        :mod:`retina_edge.runtime.video.camera_motion`), where an unseen object's reach is judged; None: ``boxes``."""
         ids = np.asarray(ids, dtype=np.int64)
         rows = np.flatnonzero(ids >= 0)
         boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)

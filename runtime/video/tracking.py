@@ -5,7 +5,7 @@ detection, in the detections' order, stable while the object stays in view; ``-1
 not (yet) part of a confirmed track. :class:`ByteTracker` implements it with ByteTrack from Roboflow's
 ``trackers`` package (Apache-2.0; ``pip install 'retina-edge[track]'``), imported only when a tracker
 is made. The pipeline keeps one tracker per source, so IDs are per source. Given the frame, a
-:class:`retina_edge.runtime.reid.TrackStitcher` checks the IDs against each object's colours
+:class:`retina_edge.runtime.video.reid.TrackStitcher` checks the IDs against each object's colours
 (``reid_similarity``; see that module): an object back after its track was lost keeps its old ID,
 IDs swapped where two objects crossed are swapped back, and a track moved onto another object gives
 its ID back.
@@ -22,7 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
-from retina_edge.runtime.results import Detections
+from retina_edge.runtime.core.results import Detections
 
 
 class Tracker(Protocol):
@@ -44,9 +44,9 @@ class TrackerOptions:
     ``min_iou``: the least overlap of a detection with a track's predicted box to match it;
     ``confirm_frames``: consecutive matches before a track gets its ID. ``reid_similarity``: the
     least colour similarity (0..1) for a new track to take the ID of a lost one seen within
-    ``reid_seconds`` (None: no appearance checks, see :mod:`retina_edge.runtime.reid`).
-    ``tracker``: which motion tracker (:data:`retina_edge.runtime.scene_tracking.TRACKERS`);
-    ``camera_motion``: compensate the camera's motion (see :mod:`retina_edge.runtime.camera_motion`;
+    ``reid_seconds`` (None: no appearance checks, see :mod:`retina_edge.runtime.video.reid`).
+    ``tracker``: which motion tracker (:data:`retina_edge.runtime.video.scene_tracking.TRACKERS`);
+    ``camera_motion``: compensate the camera's motion (see :mod:`retina_edge.runtime.video.camera_motion`;
     off for a camera that never moves, which saves its cost), estimated by ``motion_method``."""
 
     tracker: str = "bytetrack"
@@ -73,7 +73,7 @@ class ByteTracker:
         self._min_score, self._frame_rate = options.min_score, options.frame_rate
         self._frames, self._stitcher = 0, None
         if options.reid_similarity is not None:
-            from retina_edge.runtime.reid import TrackStitcher
+            from retina_edge.runtime.video.reid import TrackStitcher
 
             self._stitcher = TrackStitcher(min_similarity=options.reid_similarity, seconds=options.reid_seconds)
         self._sv = require("supervision", "tracking")
