@@ -57,16 +57,18 @@ def variant_name(options) -> str:  # noqa: ANN001
             + (" + colour" if options.reid_similarity is not None else ""))
 
 
-def variants(trackers: tuple[str, ...]) -> dict[str, object]:
-    """Name -> TrackerOptions of every tracker with CMC and colour checks on and off (the default first)."""
+def variants(trackers: tuple[str, ...], settings: dict | None = None, both_only: bool = False) -> dict[str, object]:
+    """Name -> TrackerOptions of every tracker with CMC and colour checks on and off (``both_only``:
+    both on), the default first; ``settings``: other values of TrackerOptions' fields for all but
+    the default."""
     from retina_edge.runtime.video.tracking import TrackerOptions
 
     default = TrackerOptions()
     found = {variant_name(default): default}
     for tracker in trackers:
-        for cmc in (True, False):
-            for colour in (default.reid_similarity or 0.8, None):
-                options = replace(default, tracker=tracker, camera_motion=cmc, reid_similarity=colour)
+        for cmc in (True,) if both_only else (True, False):
+            for colour in (default.reid_similarity or 0.8,) + (() if both_only else (None,)):
+                options = replace(default, tracker=tracker, camera_motion=cmc, reid_similarity=colour, **(settings or {}))
                 found.setdefault(variant_name(options), options)
     return found
 
@@ -263,7 +265,7 @@ def bench_set(args: argparse.Namespace, kind: str, cache: Path) -> None:
     from retina_edge.runtime.video.tracking import TrackerOptions
 
     seeds = list(range(args.seed, args.seed + args.videos))
-    options = variants(tuple(args.trackers))
+    options = variants(tuple(args.trackers), dict(args.option), args.both_only)
     default = variant_name(TrackerOptions())
     counts: dict[str, list] = {}
     start = time.perf_counter()
@@ -271,7 +273,7 @@ def bench_set(args: argparse.Namespace, kind: str, cache: Path) -> None:
         detected = detect_videos(args.model, kind, seeds[group:group + 8], args.frames, cache)
         for seed, frames in detected.items():
             video = scene(kind, seed)
-            lines = track_video(frames, options, own_cmc="botsort" in args.trackers)
+            lines = track_video(frames, options, own_cmc="botsort" in args.trackers and not args.both_only)
             lines[CEILING] = [mot_lines(i, d, true_identities(d, video.boxes(i), TrackerOptions().min_score))
                               for i, (d, _) in enumerate(frames)]
             with tempfile.TemporaryDirectory() as folder:
@@ -315,6 +317,15 @@ def tracker_cost(objects: int, trackers: tuple[str, ...], frames: int = 200) -> 
         print(f"  {name:<32} median {np.median(values_ms):6.2f}  p99 {np.percentile(values_ms, 99):6.2f}")
 
 
+def setting(text: str) -> tuple[str, object]:
+    """``FIELD=VALUE`` -> (field, value as TrackerOptions' default of that field types it)."""
+    from retina_edge.runtime.video.tracking import TrackerOptions
+
+    name, _, value = text.partition("=")
+    kind = type(getattr(TrackerOptions(), name))
+    return name, (value.lower() in ("1", "true", "on") if kind is bool else kind(value))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -327,6 +338,10 @@ def main() -> None:
     parser.add_argument("--min-visibility", type=float, default=0.0,
                         help="ignore objects less visible than this (MOTChallenge-style)")
     parser.add_argument("--objects", type=int, default=50, help="boxes per frame for the cost (0: no cost)")
+    parser.add_argument("--both-only", action="store_true", help="only the variants with CMC and colour checks on")
+    parser.add_argument("--option", action="append", type=setting, default=[], metavar="FIELD=VALUE",
+                        help="a TrackerOptions field's value for every variant but the default (repeatable; "
+                             "for choosing settings on other seeds than the reported ones)")
     parser.add_argument("--cache", help="keep the MP4s and detections here (default: a temporary folder)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:

@@ -77,3 +77,24 @@ def test_colour_checks_judge_reach_in_the_scene():
         first = stitcher.update(np.array([1]), before, image, 0.0, places=None if places is None else before)
         later = stitcher.update(np.array([2]), after, image, 0.2, places=places)
         assert (later[0] == first[0]) == stitched
+
+
+@pytest.mark.parametrize(("flags", "tracker", "compensated"), [([], TrackerOptions().tracker, True),
+                                                               (["--tracker", "ocsort", "--fixed-camera"], "ocsort", False)])
+def test_detect_tracker_flags(flags, tracker, compensated):
+    import argparse
+
+    from retina_edge.cli.detect import add_arguments
+    from retina_edge.cli.stream import pipeline_config
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    options = pipeline_config(parser.parse_args(["--model", "m.onnx", "--source", "a.mp4", "--track", *flags]), None).tracking
+    assert (options.tracker, options.camera_motion, options.reid_similarity) == (tracker, compensated, 0.8)
+
+
+def test_an_unknown_tracker_is_a_user_error():
+    from retina_edge.errors import RetinaEdgeError
+
+    with pytest.raises(RetinaEdgeError, match="unknown tracker 'deepsort'"):
+        SceneTracker(TrackerOptions(tracker="deepsort"))

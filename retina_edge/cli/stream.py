@@ -109,12 +109,18 @@ def stop_on_signals(pipeline):  # noqa: ANN001, ANN201
 def pipeline_config(args: argparse.Namespace, classes):  # noqa: ANN001, ANN201
     from retina_edge.runtime.video import PipelineConfig
     from retina_edge.runtime.video.sources import ReconnectPolicy
-    from retina_edge.runtime.video.tracking import TrackerOptions
 
     return PipelineConfig(mode=args.mode, max_fps=args.max_fps, classes=classes,
                           reconnect=ReconnectPolicy(attempts=args.reconnect_attempts),
                           max_batch_wait_ms=args.max_batch_wait_ms,
-                          tracking=TrackerOptions(reid_similarity=args.track_reid or None) if args.track else None)
+                          tracking=tracker_options(args) if args.track else None)
+
+
+def tracker_options(args: argparse.Namespace):  # noqa: ANN201
+    from retina_edge.runtime.video.tracking import TrackerOptions
+
+    return TrackerOptions(tracker=args.tracker, camera_motion=not args.fixed_camera,
+                          reid_similarity=args.track_reid or None)
 
 
 def run_stream(args: argparse.Namespace, detector, classes) -> int:  # noqa: ANN001

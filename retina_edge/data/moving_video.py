@@ -46,7 +46,7 @@ class MovingCameraVideo:
     (see the module docstring); ``objects`` shapes, ``moving`` of them (a fraction) moving."""
 
     def __init__(self, *, size: tuple[int, int] = (320, 240), scene_size: tuple[int, int] = (960, 360),
-                 objects: int = 16, moving: float = 0.5, seed: int = 0) -> None:
+                 objects: int = 12, moving: float = 0.5, seed: int = 0) -> None:
         (self.width, self.height), (scene_width, scene_height) = size, scene_size
         if scene_width < self.width or scene_height < self.height:
             raise ValueError(f"the scene {scene_size} must be at least the view {size}")

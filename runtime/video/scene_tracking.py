@@ -20,6 +20,11 @@ from retina_edge.runtime.video.tracking import TrackerOptions
 #: The motion trackers by name (see :mod:`retina_edge.runtime.video.library_trackers`).
 TRACKERS: dict[str, Callable] = {"bytetrack": library_trackers.bytetrack, "botsort": library_trackers.botsort,
                                  "ocsort": library_trackers.ocsort, "sort": library_trackers.sort}
+#: One line on each, for help texts.
+DESCRIPTIONS = {"bytetrack": "ByteTrack, high- then low-score association",
+                "botsort": "BoT-SORT's association (IoU fused with the score)",
+                "ocsort": "OC-SORT, observation-centric recovery after occlusion",
+                "sort": "SORT, one IoU association"}
 
 
 class SceneTracker:

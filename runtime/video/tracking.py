@@ -2,9 +2,11 @@
 
 :class:`Tracker` is what the pipeline needs: ``update(detections, timestamp)`` -> one integer ID per
 detection, in the detections' order, stable while the object stays in view; ``-1`` for a detection
-not (yet) part of a confirmed track. :class:`ByteTracker` implements it with ByteTrack from Roboflow's
-``trackers`` package (Apache-2.0; ``pip install 'retina-edge[track]'``), imported only when a tracker
-is made. The pipeline keeps one tracker per source, so IDs are per source. Given the frame, a
+not (yet) part of a confirmed track. :func:`make_tracker` makes one from a motion tracker of Roboflow's
+``trackers`` package (Apache-2.0; ``pip install 'retina-edge[track]'``; ByteTrack, BoT-SORT, OC-SORT,
+SORT: :mod:`retina_edge.runtime.video.library_trackers`), imported only when a tracker is made, fed
+boxes in the scene's coordinates when the camera moves (:mod:`retina_edge.runtime.video.camera_motion`).
+The pipeline keeps one tracker per source, so IDs are per source. Given the frame, a
 :class:`retina_edge.runtime.video.reid.TrackStitcher` checks the IDs against each object's colours
 (``reid_similarity``; see that module): an object back after its track was lost keeps its old ID,
 IDs swapped where two objects crossed are swapped back, and a track moved onto another object gives
@@ -34,7 +36,7 @@ class Tracker(Protocol):
 
 @dataclass(frozen=True)
 class TrackerOptions:
-    """ByteTrack's settings. ``min_score``: detections below it are not tracked (ID -1); the model's
+    """A tracker's settings. ``min_score``: detections below it are not tracked (ID -1); the model's
     own threshold is often set low for AP, and low-score duplicates would otherwise be kept alive as
     tracks by ByteTrack's low-score stage. ``lost_frames``: how many frames (at ``frame_rate``) a track that lost its
     object is kept for re-association. ``activation_score``: the lowest score that starts a track;
@@ -63,45 +65,9 @@ class TrackerOptions:
     reid_seconds: float = 10.0
 
 
-class ByteTracker:
-    """:class:`Tracker` over ``trackers.ByteTrackTracker``."""
-
-    def __init__(self, options: TrackerOptions | None = None) -> None:
-        from retina_edge.optional import require
-
-        options = options or TrackerOptions()
-        self._min_score, self._frame_rate = options.min_score, options.frame_rate
-        self._frames, self._stitcher = 0, None
-        if options.reid_similarity is not None:
-            from retina_edge.runtime.video.reid import TrackStitcher
-
-            self._stitcher = TrackStitcher(min_similarity=options.reid_similarity, seconds=options.reid_seconds)
-        self._sv = require("supervision", "tracking")
-        trackers = require("trackers", "tracking")
-        self._tracker = trackers.ByteTrackTracker(
-            lost_track_buffer=options.lost_frames, frame_rate=options.frame_rate,
-            track_activation_threshold=options.activation_score, minimum_consecutive_frames=options.confirm_frames,
-            minimum_iou_threshold=options.min_iou, high_conf_det_threshold=options.high_score)
-
-    def update(self, detections: Detections, timestamp: float | None = None, image: np.ndarray | None = None) -> np.ndarray:
-        count = len(detections)
-        self._frames += 1
-        kept = np.flatnonzero(np.asarray(detections.scores) >= self._min_score)
-        # The library may reorder its output; each detection carries its position to map IDs back.
-        found = self._sv.Detections(xyxy=np.asarray(detections.boxes, dtype=np.float32).reshape(-1, 4)[kept],
-                                    confidence=np.asarray(detections.scores, dtype=np.float32)[kept],
-                                    class_id=np.asarray(detections.labels, dtype=int)[kept],
-                                    data={"position": kept})
-        tracked = self._tracker.update(found, timestamp=timestamp)
-        ids = np.full(count, -1, dtype=np.int64)
-        if len(tracked):
-            ids[np.asarray(tracked.data["position"], dtype=int)] = np.asarray(tracked.tracker_id, dtype=np.int64)
-        if self._stitcher is None or image is None:
-            return ids
-        time = timestamp if timestamp is not None else self._frames / self._frame_rate
-        return self._stitcher.update(ids, np.asarray(detections.boxes), image, time)
-
-
 def make_tracker(options: TrackerOptions | None = None) -> Tracker:
-    """The default tracker (ByteTrack from ``trackers``, with re-identification unless ``reid_similarity`` is None)."""
-    return ByteTracker(options)
+    """One source's tracker: camera-motion compensation, the motion tracker ``options.tracker`` and
+    the colour checks (see :class:`retina_edge.runtime.video.scene_tracking.SceneTracker`)."""
+    from retina_edge.runtime.video.scene_tracking import SceneTracker
+
+    return SceneTracker(options)
