@@ -285,7 +285,10 @@ def bench_set(args: argparse.Namespace, kind: str, cache: Path) -> None:
     print(f"{kind} camera: {len(seeds)} videos x {args.frames} frames (seeds {seeds[0]}..{seeds[-1]}), objects at "
           f"least {args.min_visibility:.0%} visible; 95% intervals from 2000 resamples of the videos "
           f"({time.perf_counter() - start:.0f} s):")
-    report({name: np.array(rows) for name, rows in counts.items()}, default)
+    arrays = {name: np.array(rows) for name, rows in counts.items()}
+    if args.counts:
+        np.savez(Path(args.counts) / f"{kind}-{seeds[0]}-{seeds[-1]}.npz", **arrays)
+    report(arrays, default)
 
 
 def tracker_cost(objects: int, trackers: tuple[str, ...], frames: int = 200) -> None:
@@ -342,6 +345,7 @@ def main() -> None:
     parser.add_argument("--option", action="append", type=setting, default=[], metavar="FIELD=VALUE",
                         help="a TrackerOptions field's value for every variant but the default (repeatable; "
                              "for choosing settings on other seeds than the reported ones)")
+    parser.add_argument("--counts", help="also write each variant's per-video counts here (a folder; <set>-<seeds>.npz)")
     parser.add_argument("--cache", help="keep the MP4s and detections here (default: a temporary folder)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:

@@ -98,3 +98,31 @@ def test_an_unknown_tracker_is_a_user_error():
 
     with pytest.raises(RetinaEdgeError, match="unknown tracker 'deepsort'"):
         SceneTracker(TrackerOptions(tracker="deepsort"))
+
+
+def test_camera_motion_follows_the_moving_camera():
+    """Against the generator's true camera: each frame's shift within a pixel or two, turns included."""
+    from retina_edge.data.moving_video import MovingCameraVideo
+    from retina_edge.runtime.video.camera_motion import CameraMotion
+
+    video, camera = MovingCameraVideo(seed=3), CameraMotion()
+    errors = []
+    for index in range(80):
+        motion = camera.update(video.frame(index))
+        if index:
+            errors.append(np.abs(motion[:, 2] - (video.camera(index - 1) - video.camera(index))).max())
+    speeds = np.linalg.norm(np.diff([video.camera(i) for i in range(80)], axis=0), axis=1)
+    assert speeds.max() > 30 and np.median(errors) < 1 and max(errors) < 3
+
+
+def test_camera_motion_at_a_size_that_does_not_divide():
+    """1280x720 frames shrink 7x to 182x102: the shift comes back in the frame's pixels per axis."""
+    from retina_edge.data.moving_video import _scene_background
+    from retina_edge.runtime.video.camera_motion import CameraMotion
+
+    scene = _scene_background(np.random.default_rng(1), 800, 1500, 320 * 240)
+    camera, corners = CameraMotion(), [(0, 0), (21, 7), (70, 14)]
+    for x, y in corners:
+        motion = camera.update(np.ascontiguousarray(scene[y:y + 720, x:x + 1280]))
+    assert motion[:, 2] == pytest.approx([-49, -7], abs=2)
+    assert camera.to_scene(np.array([[0.0, 0, 10, 10]]))[0] == pytest.approx([70, 14, 80, 24], abs=3)
