@@ -207,7 +207,7 @@ def tracking(args: argparse.Namespace) -> None:
     from retina_edge.data.synth_video import SyntheticVideo
     from retina_edge.runtime import BackendOptions, Detector
     from retina_edge.runtime.video import Pipeline
-    from retina_edge.runtime.video.tracking import ByteTracker, TrackerOptions
+    from retina_edge.runtime.video.tracking import TrackerOptions, make_tracker
 
     default, motion_only = TrackerOptions(), TrackerOptions(reid_similarity=None)
     seeds = list(range(args.seed, args.seed + args.videos))
@@ -215,7 +215,7 @@ def tracking(args: argparse.Namespace) -> None:
                                             "true identities (the detector's ceiling)": []}
     with tempfile.TemporaryDirectory() as folder, Detector(args.model, options=BackendOptions(streams=1)) as detector:
         videos = make_videos(Path(folder), args.videos, args.frames, first_seed=args.seed)
-        trackers = [(ByteTracker(default), ByteTracker(motion_only)) for _ in seeds]
+        trackers = [(make_tracker(default), make_tracker(motion_only)) for _ in seeds]
         scenes = [SyntheticVideo(seed=seed) for seed in seeds]
         for lines in variants.values():
             lines.extend([] for _ in seeds)
@@ -338,7 +338,7 @@ def tracker_cost(objects: int, frames: int = 300) -> None:
     """The tracker alone: ``objects`` boxes on a grid drifting with jitter over a 1920x1080 frame, ms
     per update, with colour checks (the default) and without."""
     from retina_edge.runtime.core.results import Detections
-    from retina_edge.runtime.video.tracking import ByteTracker, TrackerOptions
+    from retina_edge.runtime.video.tracking import TrackerOptions, make_tracker
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
@@ -346,7 +346,7 @@ def tracker_cost(objects: int, frames: int = 300) -> None:
     corners = np.array([[100.0 * (k % side), 100.0 * (k // side)] for k in range(objects)])
     for name, options in (("with colour checks", TrackerOptions()),
                           ("ByteTrack alone", TrackerOptions(reid_similarity=None))):
-        tracker, times = ByteTracker(options), []
+        tracker, times = make_tracker(options), []
         for step in range(frames):
             xy = corners + 1.0 * step + rng.normal(0, 1.0, corners.shape)
             boxes = np.concatenate([xy, xy + 60], axis=1).astype(np.float32)

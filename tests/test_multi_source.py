@@ -216,9 +216,9 @@ def test_tracking_gives_stable_ids_per_source():
 
 def test_byte_tracker_ids_follow_the_detections_order():
     """The library returns detections in its own order (its tracks' order); IDs come back in ours."""
-    from retina_edge.runtime.video.tracking import ByteTracker
+    from retina_edge.runtime.video.tracking import make_tracker
 
-    tracker = ByteTracker()
+    tracker = make_tracker()
     scores, labels = np.array([0.9, 0.8], np.float32), np.zeros(2, np.int64)
     for step in range(4):
         boxes = np.array([[0, 0 + step, 20, 20 + step], [100 + step, 100, 140 + step, 140]], np.float32)
@@ -238,9 +238,9 @@ def test_byte_tracker_ids_follow_the_detections_order():
 def test_a_track_starts_at_the_higher_of_activation_and_high_score(score, starts):
     """TrackerOptions' docstring: ``trackers`` starts tracks only from detections left over by the
     high-score stage, so with the defaults (activation 0.6, high 0.7) a 0.65 object never gets an ID."""
-    from retina_edge.runtime.video.tracking import ByteTracker, TrackerOptions
+    from retina_edge.runtime.video.tracking import TrackerOptions, make_tracker
 
-    tracker = ByteTracker(TrackerOptions(reid_similarity=None))
+    tracker = make_tracker(TrackerOptions(reid_similarity=None))
     found = [tracker.update(Detections(np.array([[10 + step, 10, 50 + step, 50]], np.float32),
                                        np.array([score], np.float32), np.zeros(1, np.int64)))[0] for step in range(5)]
     assert (found[-1] >= 0) == starts

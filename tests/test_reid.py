@@ -154,9 +154,9 @@ def test_byte_tracker_keeps_the_id_of_an_object_unseen_past_its_memory(reid):
     """ByteTrack forgets a track after lost_frames (30) frames; with re-identification the object
     returning after 45 frames gets its old ID, without it a new one."""
     pytest.importorskip("trackers")
-    from retina_edge.runtime.video.tracking import ByteTracker, TrackerOptions
+    from retina_edge.runtime.video.tracking import TrackerOptions, make_tracker
 
-    tracker = ByteTracker(TrackerOptions(reid_similarity=reid))
+    tracker = make_tracker(TrackerOptions(reid_similarity=reid))
     score, label = np.array([0.9], np.float32), np.zeros(1, np.int64)
     before = [tracker.update(Detections(boxes, score, label), None, image).tolist()
               for image, boxes in (scene(((10 + 2 * step, 10), RED)) for step in range(5))]

@@ -18,6 +18,7 @@ from retina_edge.cli.args import (
     unit_interval,
 )
 from retina_edge.runtime.video.draw import DISPLAY_SCORE
+from retina_edge.runtime.video.tracking import TRACKERS, TrackerOptions
 
 NAME = "detect"
 HELP = ("detect objects with a deployed model (.onnx or .engine) in images, a folder, a video, a camera, "
@@ -87,8 +88,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="streams: write the run's statistics here (per source: frames, dropped, fps, "
                                        "latency p50/p99, status)")
     parser.add_argument("--track", action="store_true",
-                        help="streams: give each detection a track ID, stable across frames, per source (ByteTrack; "
+                        help="streams: give each detection a track ID, stable across frames, per source (--tracker; "
                              "pip install 'retina-edge[track]')")
+    parser.add_argument("--tracker", choices=TRACKERS.names(), default=TrackerOptions.tracker,
+                        help="tracking: " + "; ".join(f"{spec.name}: {spec.description}" for spec in TRACKERS.values())
+                             + f" (default {TrackerOptions.tracker})")
     parser.add_argument("--track-reid", type=unit_interval, default=0.8, metavar="SIMILARITY",
                         help="tracking: colour checks of the IDs; an object back after its track was lost keeps its ID "
                              "when its colours match a lost track's this well, and IDs swapped where objects crossed "

@@ -114,7 +114,8 @@ def pipeline_config(args: argparse.Namespace, classes):  # noqa: ANN001, ANN201
     return PipelineConfig(mode=args.mode, max_fps=args.max_fps, classes=classes,
                           reconnect=ReconnectPolicy(attempts=args.reconnect_attempts),
                           max_batch_wait_ms=args.max_batch_wait_ms,
-                          tracking=TrackerOptions(reid_similarity=args.track_reid or None) if args.track else None)
+                          tracking=TrackerOptions(tracker=args.tracker, reid_similarity=args.track_reid or None)
+                          if args.track else None)
 
 
 def run_stream(args: argparse.Namespace, detector, classes) -> int:  # noqa: ANN001
