@@ -25,7 +25,7 @@ def prepare(folder: Path, images: int, imgsz: int) -> tuple[Path, Path, Path]:
     """(checkpoint, image folder, FP32 graph) in ``folder``."""
     import torch
 
-    from retina_edge.model.archs import build_model
+    from retina_edge.model.retinanet import build_model
     from retina_edge.model.checkpoints import save_checkpoint
     from retina_edge.export.onnx_export import ExportOptions, export_onnx
     from retina_edge.imageio import write_image_rgb

@@ -75,21 +75,21 @@ def variants(trackers: tuple[str, ...], settings: dict | None = None, both_only:
 
 def own_cmc_botsort(options):  # noqa: ANN001, ANN201
     """BoT-SORT with ``trackers``' own camera-motion compensation (warping its Kalman states), given the frame."""
-    import cv2
-    import trackers
+    from retina_edge.runtime.video.library_trackers import BoTSortTracker
 
-    from retina_edge.runtime.video.library_trackers import LibraryTracker
+    class OwnCmc(BoTSortTracker):
+        def make(self, trackers, options):  # noqa: ANN001, ANN201
+            made = super().make(trackers, options)
+            made.enable_cmc, made.cmc = True, trackers.CMC(trackers.CMCConfig(method=options.motion_method))
+            return made
 
-    class OwnCmc(LibraryTracker):
-        def update(self, detections, timestamp=None, image=None) -> np.ndarray:  # noqa: ANN001
+        def _track(self, found, timestamp, image):  # noqa: ANN001, ANN202
+            import cv2
+
             frame = None if image is None else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-            return self.ids(self.tracker.update(self.found(detections), frame, timestamp), len(detections))
+            return self._tracker.update(found, frame, timestamp)
 
-    return OwnCmc(trackers.BoTSORTTracker(
-        lost_track_buffer=options.lost_frames, frame_rate=options.frame_rate,
-        track_activation_threshold=options.activation_score, minimum_consecutive_frames=options.confirm_frames,
-        minimum_iou_threshold_first_assoc=options.min_iou, high_conf_det_threshold=options.high_score,
-        enable_cmc=True, cmc_method=options.motion_method), min_score=options.min_score)
+    return OwnCmc(options)
 
 
 def detect_videos(model: str, kind: str, seeds: list[int], frames: int, cache: Path) -> dict[int, list]:
@@ -154,9 +154,9 @@ def true_identities(detections, objects: list, min_score: float) -> np.ndarray: 
 
 def track_video(frames: list, options_by_name: dict, own_cmc: bool) -> dict[str, list[str]]:
     """MOTChallenge lines per variant for one video's ``[(detections, image), ...]``."""
-    from retina_edge.runtime.video.scene_tracking import SceneTracker
+    from retina_edge.runtime.video.tracking import make_tracker
 
-    trackers = {name: SceneTracker(options) for name, options in options_by_name.items()}
+    trackers = {name: make_tracker(options) for name, options in options_by_name.items()}
     if own_cmc:
         trackers[OWN_CMC] = own_cmc_botsort(replace(next(iter(options_by_name.values())), tracker="botsort"))
     lines: dict[str, list[str]] = {name: [] for name in trackers}
@@ -297,13 +297,13 @@ def tracker_cost(objects: int, trackers: tuple[str, ...], frames: int = 200) -> 
     update, the variants interleaved frame by frame so machine noise hits all alike."""
     from retina_edge.data.moving_video import _scene_background
     from retina_edge.runtime.core.results import Detections
-    from retina_edge.runtime.video.scene_tracking import SceneTracker
+    from retina_edge.runtime.video.tracking import make_tracker
 
     rng = np.random.default_rng(0)
     scene_image = _scene_background(rng, 1080, 1920 + 3 * frames, 320 * 240)
     side = int(np.ceil(np.sqrt(objects)))
     corners = np.array([[200.0 + 150 * (k % side), 100.0 + 110 * (k // side)] for k in range(objects)])
-    chosen = {name: SceneTracker(options) for name, options in variants(trackers).items()}
+    chosen = {name: make_tracker(options) for name, options in variants(trackers).items()}
     times: dict[str, list[float]] = {name: [] for name in chosen}
     for step in range(frames):
         image = np.ascontiguousarray(scene_image[:, 3 * step:3 * step + 1920])

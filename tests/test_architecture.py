@@ -7,9 +7,11 @@ lays the package out as the wheel does, in a temporary folder, and lints that.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
+import textwrap
 import tomllib
 from pathlib import Path
 
@@ -84,3 +86,48 @@ def test_root_holds_only_the_foundation():
     contracts = PYPROJECT["tool"]["importlinter"]["contracts"]
     foundation = next(c for c in contracts if c["name"].startswith("The foundation"))
     assert modules == set(foundation["source_modules"])
+
+
+def import_cycles(dest: Path) -> list[list[str]]:
+    """Groups of retina_edge modules that import each other round in a circle (function-level imports
+    included), from the package laid out in ``dest``."""
+    code = textwrap.dedent("""
+        import grimp, json, sys
+        graph = grimp.build_graph("retina_edge")
+        edges = {m: sorted(i for i in graph.find_modules_directly_imported_by(m) if i.startswith("retina_edge"))
+                 for m in graph.modules}
+        index, low, stack, on_stack, groups = {}, {}, [], set(), []
+        def visit(node):
+            index[node] = low[node] = len(index)
+            stack.append(node); on_stack.add(node)
+            for nxt in edges.get(node, ()):
+                if nxt not in index:
+                    visit(nxt); low[node] = min(low[node], low[nxt])
+                elif nxt in on_stack:
+                    low[node] = min(low[node], index[nxt])
+            if low[node] == index[node]:
+                group = []
+                while True:
+                    top = stack.pop(); on_stack.discard(top); group.append(top)
+                    if top == node:
+                        break
+                if len(group) > 1:
+                    groups.append(sorted(group))
+        sys.setrecursionlimit(10000)
+        for module in sorted(edges):
+            if module not in index:
+                visit(module)
+        print(json.dumps(groups))
+    """)
+    result = subprocess.run([sys.executable, "-c", code], cwd=dest, env={"PYTHONPATH": str(dest), "PATH": "/usr/bin:/bin"},
+                            capture_output=True, text=True, check=True)
+    return json.loads(result.stdout)
+
+
+def test_no_module_imports_itself_round_a_circle(tmp_path):
+    """No import cycles anywhere in the package (model/archs <-> model/retinanet was the last)."""
+    dest = lay_out_package(tmp_path)
+    assert import_cycles(dest) == []
+    plant_in = dest / "retina_edge" / "model" / "archs.py"
+    plant_in.write_text(plant_in.read_text() + "\n\ndef _planted():\n    from retina_edge.model.retinanet import RetinaNet\n")
+    assert import_cycles(dest) == [["retina_edge.model.archs", "retina_edge.model.retinanet"]]

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from retina_edge.model.archs import build_model
+from retina_edge.model.retinanet import build_model
 from retina_edge.calib import build as build_module
 from retina_edge.calib.build import BuildOptions, CalibrationOptions, build_precision_graph
 from retina_edge.calib.precision import excluded_nodes, read_trt_calibration_cache, write_trt_calibration_cache

@@ -258,6 +258,21 @@ def test_the_cli_refuses_a_graph_without_the_deepstream_tail(folder, tmp_path, c
     assert "needs the 'deepstream' tail: export it with that tail" in capsys.readouterr().err
 
 
+def test_a_precision_nvinfer_cannot_run_is_refused_before_anything_is_written(folder, tmp_path):
+    """The CPU INT8 recipe's graph (U8 activations with zero points, which TensorRT does not take)
+    says so from its recipe (``nvinfer_mode=None``), before a file is written."""
+    from retina_edge.deepstream.package import DeepStreamOptions, write_deepstream
+    from retina_edge.runtime.core.model_file import embed_deployment
+
+    (graph_path,) = (folder / "ds").glob("*.onnx")
+    graph = onnx.load(str(graph_path))
+    embed_deployment(graph, read_deployment(graph_path).override(precision="int8", target="cpu"))
+    onnx.save(graph, str(tmp_path / "cpu-int8.onnx"))
+    with pytest.raises(RetinaEdgeError, match="nvinfer cannot run int8 for cpu graphs"):
+        write_deepstream(tmp_path / "cpu-int8.onnx", tmp_path / "out", DeepStreamOptions())
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.fixture(scope="module")
 def calib_dir(tmp_path_factory):
     from retina_edge.imageio import write_image_rgb

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from retina_edge.model.archs import build_model
+from retina_edge.model.retinanet import build_model
 from retina_edge.calib import activations
 from retina_edge.calib.statistics import network_subgraph
 from retina_edge.export import onnx_export

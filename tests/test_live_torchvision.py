@@ -23,7 +23,7 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7  # noqa: E402
 from torchvision.ops.misc import FrozenBatchNorm2d  # noqa: E402
 
 from retina_edge.model import boxes as torch_boxes  # noqa: E402
-from retina_edge.model.archs import build_model  # noqa: E402
+from retina_edge.model.retinanet import build_model  # noqa: E402
 from retina_edge.model.box_coder import BoxCoder  # noqa: E402
 from retina_edge.config import IMAGENET_MEAN, IMAGENET_STD, TransformConfig  # noqa: E402
 from retina_edge.metrics.matching import match_detections  # noqa: E402

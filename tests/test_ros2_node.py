@@ -185,16 +185,15 @@ def test_the_node_module_needs_neither_rclpy_nor_torch_to_import_and_says_what_i
                                                                 ({"tracker": "botsort", "fixed_camera": True}, "botsort", False)])
 def test_tracker_and_fixed_camera_parameters_choose_each_topics_tracker(monkeypatch, params, tracker, compensated):
     from retina_edge.robotics.ros2_node import DetectorNode
-    from retina_edge.runtime.video.tracking import TrackerOptions
+    from retina_edge.runtime.video.tracking import TRACKERS, TrackerOptions
 
     ros = ros2_standin.install(monkeypatch)
     ros.init(args=ros_args(model="unused.onnx", tracking=True, image_topics="['/a/image', '/b/image']", **params))
     worker = DetectorNode(ros2_standin.Node("retina_edge_detector"), detector=GatedDetector())
     try:
         first, second = worker.trackers
-        expected = {"bytetrack": "ByteTrackTracker", "botsort": "BoTSORTTracker", "sort": "SORTTracker",
-                    "ocsort": "OCSORTTracker"}[tracker or TrackerOptions().tracker]
-        assert first is not second and type(first.motion.tracker).__name__ == expected
+        expected = TRACKERS.get(tracker or TrackerOptions().tracker).factory
+        assert first is not second and type(first.motion) is expected
         assert (first.camera is not None) == compensated
     finally:
         worker.close()

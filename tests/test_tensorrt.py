@@ -52,7 +52,7 @@ def test_profile_shapes_and_versions():
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_engine_matches_onnxruntime(tmp_path, precision):
     """Build an engine from each precision graph, run it, compare with ONNX Runtime on the same graph."""
-    from retina_edge.model.archs import build_model
+    from retina_edge.model.retinanet import build_model
     from retina_edge.calib.build import BuildOptions, CalibrationOptions, build_precision_graph
     from retina_edge.export.onnx_export import ExportOptions
     from retina_edge.export.tensorrt_build import build_engine

@@ -18,6 +18,7 @@ from retina_edge.cli.args import (
     unit_interval,
 )
 from retina_edge.runtime.video.draw import DISPLAY_SCORE
+from retina_edge.runtime.video.tracking import TRACKERS, TrackerOptions
 
 NAME = "detect"
 HELP = ("detect objects with a deployed model (.onnx or .engine) in images, a folder, a video, a camera, "
@@ -89,7 +90,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--track", action="store_true",
                         help="streams: give each detection a track ID, stable across frames, per source (--tracker; "
                              "pip install 'retina-edge[track]')")
-    add_tracker_arguments(parser)
+    parser.add_argument("--tracker", choices=TRACKERS.names(), default=TrackerOptions.tracker,
+                        help="tracking: " + "; ".join(f"{spec.name}: {spec.description}" for spec in TRACKERS.values())
+                             + f" (default {TrackerOptions.tracker}, the best on moving and fixed cameras in "
+                               "bench/tracking_bench.py)")
+    parser.add_argument("--fixed-camera", action="store_true",
+                        help="tracking: the cameras never move; skip camera-motion compensation (on by default: boxes "
+                             "are tracked where they are in the scene, so a camera that pans, turns or shakes keeps "
+                             "the IDs; it costs about 2 ms a frame)")
     parser.add_argument("--track-reid", type=unit_interval, default=0.8, metavar="SIMILARITY",
                         help="tracking: colour checks of the IDs; an object back after its track was lost keeps its ID "
                              "when its colours match a lost track's this well, and IDs swapped where objects crossed "
@@ -110,22 +118,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classes", nargs="+", metavar="CLASS",
                         help="keep only these classes, by name or category id (the ids --save-json and --jsonl write)")
     robotics_options.add_arguments(parser)
-
-
-def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
-    """--tracker (the table's names and descriptions) and --fixed-camera."""
-    from retina_edge.runtime.video.scene_tracking import DESCRIPTIONS, TRACKERS
-    from retina_edge.runtime.video.tracking import TrackerOptions
-
-    default = TrackerOptions().tracker
-    parser.add_argument("--tracker", choices=sorted(TRACKERS), default=default,
-                        help="tracking: the motion tracker, from Roboflow's trackers: "
-                             + "; ".join(f"{name}: {DESCRIPTIONS[name]}" for name in sorted(TRACKERS))
-                             + f" (default {default}, the best on moving and fixed cameras in bench/tracking_bench.py)")
-    parser.add_argument("--fixed-camera", action="store_true",
-                        help="tracking: the cameras never move; skip camera-motion compensation (on by default: boxes "
-                             "are tracked where they are in the scene, so a camera that pans, turns or shakes keeps "
-                             "the IDs; it costs about 2 ms a frame)")
 
 
 def run(args: argparse.Namespace) -> int:
