@@ -64,7 +64,7 @@ class TrackerOptions:
     lost_frames: int = 30
     frame_rate: float = 30.0
     activation_score: float = 0.6
-    high_score: float = 0.7
+    high_score: float = 0.6
     min_iou: float = 0.1
     confirm_frames: int = 1
     reid_similarity: float | None = 0.8
