@@ -2,8 +2,9 @@
 
 Each is a :class:`~retina_edge.runtime.video.tracking.LibraryTracker` (the adapter ByteTrack uses:
 detections under ``min_score`` get ID -1, IDs come back in the detections' order) built from
-:class:`~retina_edge.runtime.video.tracking.TrackerOptions`, and :func:`register` adds them to
-:data:`~retina_edge.runtime.video.tracking.TRACKERS` with the built-in ``bytetrack``:
+:class:`~retina_edge.runtime.video.tracking.TrackerOptions`, and registered in
+:data:`~retina_edge.runtime.video.tracking.TRACKERS` when this module is imported (the table imports
+it with its built-in ``bytetrack``):
 
 - ``botsort``: BoT-SORT's association (ByteTrack's high- and low-score stages with IoU fused with
   the detection's score, and a stage of its own for unconfirmed tracks). Its camera-motion
@@ -56,10 +57,8 @@ class SortTracker(LibraryTracker):
             minimum_iou_threshold=options.min_iou)
 
 
-def register() -> None:
-    """Add BoT-SORT, OC-SORT and SORT to the tracker table (called with its built-ins)."""
-    for name, factory, description in (
-            ("botsort", BoTSortTracker, "BoT-SORT (trackers): ByteTrack's stages with IoU fused with the score"),
-            ("ocsort", OcSortTracker, "OC-SORT (trackers): observation-centric recovery after occlusion"),
-            ("sort", SortTracker, "SORT (trackers): one IoU association with constant-velocity boxes")):
-        register_tracker(TrackerSpec(name, factory, module="trackers", description=description))
+for _name, _factory, _description in (
+        ("botsort", BoTSortTracker, "BoT-SORT (trackers): ByteTrack's stages with IoU fused with the score"),
+        ("ocsort", OcSortTracker, "OC-SORT (trackers): observation-centric recovery after occlusion"),
+        ("sort", SortTracker, "SORT (trackers): one IoU association with constant-velocity boxes")):
+    register_tracker(TrackerSpec(_name, _factory, module="trackers", description=_description))

@@ -13,8 +13,7 @@ per source, so IDs are per source. Given the frame, a
 :class:`retina_edge.runtime.video.reid.TrackStitcher` checks any tracker's IDs against each
 object's colours (``reid_similarity``; see that module): an object back after its track was lost
 keeps its old ID, IDs swapped where two objects crossed are swapped back, and a track moved onto
-another object gives its ID back (:class:`retina_edge.runtime.video.scene_tracking.SceneTracker`
-chains the three).
+another object gives its ID back (:class:`SceneTracker` chains the three).
 
 Why ``trackers``: it is Apache-2.0 (BoxMOT is AGPL), maintained by Roboflow, and is where
 ``supervision``'s ByteTrack moved (``supervision`` 0.31 no longer ships one); it tracks by wall-clock
@@ -23,6 +22,7 @@ Why ``trackers``: it is Apache-2.0 (BoxMOT is AGPL), maintained by Roboflow, and
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -85,11 +85,10 @@ class TrackerSpec:
 
 
 def _builtin_trackers() -> None:
-    from retina_edge.runtime.video import library_trackers
-
     register_tracker(TrackerSpec("bytetrack", ByteTracker, module="trackers",
                                  description="ByteTrack (trackers): two-stage association by IoU, constant-velocity boxes"))
-    library_trackers.register()
+    # BoT-SORT, OC-SORT and SORT register themselves on import (imported by name: they import this module)
+    importlib.import_module("retina_edge.runtime.video.library_trackers")
 
 
 #: Tracker name -> :class:`TrackerSpec`; ``TrackerOptions.tracker`` and ``--tracker`` name one.
@@ -146,11 +145,48 @@ class ByteTracker(LibraryTracker):
             minimum_iou_threshold=options.min_iou, high_conf_det_threshold=options.high_score)
 
 
+class SceneTracker:
+    """``tracker`` (any :class:`Tracker`) with camera-motion compensation and colour checks as
+    ``options`` say; one per source. Per frame, :class:`~retina_edge.runtime.video.camera_motion.CameraMotion`
+    maps the detections into the scene's coordinates (``camera_motion`` on and the frame given), the
+    motion tracker gives IDs to the mapped boxes (it is given the frame only when its boxes are the
+    frame's, with compensation off: a tracker that looks into the frame must see boxes where they are
+    in it), and :class:`~retina_edge.runtime.video.reid.TrackStitcher` (``reid_similarity`` set)
+    checks the IDs against each object's colours in the frame, judging an unseen object's reach in
+    the scene."""
+
+    def __init__(self, tracker: Tracker, options: TrackerOptions) -> None:
+        self.motion, self.camera, self.stitcher = tracker, None, None
+        if options.camera_motion:
+            from retina_edge.runtime.video.camera_motion import CameraMotion
+
+            self.camera = CameraMotion(method=options.motion_method)
+        if options.reid_similarity is not None:
+            from retina_edge.runtime.video.reid import TrackStitcher
+
+            self.stitcher = TrackStitcher(min_similarity=options.reid_similarity, seconds=options.reid_seconds)
+        self._frame_rate, self._frames = options.frame_rate, 0
+
+    def update(self, detections: Detections, timestamp: float | None = None, image: np.ndarray | None = None) -> np.ndarray:
+        self._frames += 1
+        boxes = np.asarray(detections.boxes, dtype=np.float32).reshape(-1, 4)
+        places = boxes
+        if self.camera is not None:
+            if image is not None:
+                self.camera.update(image, boxes)
+            places = self.camera.to_scene(boxes).astype(np.float32)
+            detections = Detections(places, detections.scores, detections.labels, detections.class_names,
+                                    detections.category_ids)
+        ids = self.motion.update(detections, timestamp, image if self.camera is None else None)
+        if self.stitcher is None or image is None:
+            return ids
+        time = timestamp if timestamp is not None else self._frames / self._frame_rate
+        return self.stitcher.update(ids, boxes, image, time, places=places)
+
+
 def make_tracker(options: TrackerOptions | None = None) -> Tracker:
     """The tracker ``options.tracker`` names (ByteTrack by default), fed scene coordinates unless
     ``options.camera_motion`` is off, with the colour checks unless ``options.reid_similarity`` is None."""
-    from retina_edge.runtime.video.scene_tracking import SceneTracker
-
     options = options or TrackerOptions()
     tracker = TRACKERS.get(options.tracker).factory(options)
     return tracker if options.reid_similarity is None and not options.camera_motion else SceneTracker(tracker, options)
