@@ -267,6 +267,8 @@ def bench_set(args: argparse.Namespace, kind: str, cache: Path) -> None:
 
     seeds = list(range(args.seed, args.seed + args.videos))
     options = variants(tuple(args.trackers), dict(args.option), args.both_only)
+    if args.only:
+        options = {name: value for k, (name, value) in enumerate(options.items()) if k == 0 or name in args.only}
     default = variant_name(TrackerOptions())
     counts: dict[str, list] = {}
     start = time.perf_counter()
@@ -274,7 +276,7 @@ def bench_set(args: argparse.Namespace, kind: str, cache: Path) -> None:
         detected = detect_videos(args.model, kind, seeds[group:group + 8], args.frames, cache)
         for seed, frames in detected.items():
             video = scene(kind, seed)
-            lines = track_video(frames, options, own_cmc="botsort" in args.trackers and not args.both_only)
+            lines = track_video(frames, options, own_cmc="botsort" in args.trackers and not (args.both_only or args.only))
             lines[CEILING] = [mot_lines(i, d, true_identities(d, video.boxes(i), TrackerOptions().min_score))
                               for i, (d, _) in enumerate(frames)]
             with tempfile.TemporaryDirectory() as folder:
@@ -343,6 +345,8 @@ def main() -> None:
                         help="ignore objects less visible than this (MOTChallenge-style)")
     parser.add_argument("--objects", type=int, default=50, help="boxes per frame for the cost (0: no cost)")
     parser.add_argument("--both-only", action="store_true", help="only the variants with CMC and colour checks on")
+    parser.add_argument("--only", nargs="+", metavar="VARIANT", help="only these variants (names as the table shows them) "
+                                                                      "beside the default and the ceiling")
     parser.add_argument("--option", action="append", type=setting, default=[], metavar="FIELD=VALUE",
                         help="a TrackerOptions field's value for every variant but the default (repeatable; "
                              "for choosing settings on other seeds than the reported ones)")
