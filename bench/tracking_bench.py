@@ -68,7 +68,8 @@ def variants(trackers: tuple[str, ...], settings: dict | None = None, both_only:
     for tracker in trackers:
         for cmc in (True,) if both_only else (True, False):
             for colour in (default.reid_similarity or 0.8,) + (() if both_only else (None,)):
-                options = replace(default, tracker=tracker, camera_motion=cmc, reid_similarity=colour, **(settings or {}))
+                options = replace(default, **{"tracker": tracker, "camera_motion": cmc, "reid_similarity": colour,
+                                              **(settings or {})})
                 tried = " ".join(f"{name}={value}" for name, value in (settings or {}).items())
                 found.setdefault(variant_name(options) + (f" [{tried}]" if tried else ""), options)
     return found

@@ -97,7 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fixed-camera", action="store_true",
                         help="tracking: the cameras never move; skip camera-motion compensation (on by default: boxes "
                              "are tracked where they are in the scene, so a camera that pans, turns or shakes keeps "
-                             "the IDs; it costs about 2 ms a frame)")
+                             "the IDs; it costs about as much as the colour checks: bench/RESULTS.md)")
     parser.add_argument("--track-reid", type=unit_interval, default=0.8, metavar="SIMILARITY",
                         help="tracking: colour checks of the IDs; an object back after its track was lost keeps its ID "
                              "when its colours match a lost track's this well, and IDs swapped where objects crossed "
