@@ -441,6 +441,21 @@ def test_statuses_say_how_each_source_ended_and_rates_count_its_own_time():
     assert [s.status for s in pipeline.source_stats] == ["stopped", "stopped"]
 
 
+def test_submitted_frames_give_frame_results_tracked_in_order():
+    """``submit`` gives what ``run`` yields (it gave bare Detections): a FrameResult, with track IDs."""
+    from test_multi_source import MovingBoxesDetector, tagged
+
+    from retina_edge.runtime.video import FrameResult, Pipeline, PipelineConfig, TrackerOptions
+
+    with Pipeline(MovingBoxesDetector(), PipelineConfig(tracking=TrackerOptions())) as pipeline:
+        results = [future.result(timeout=30) for future in [pipeline.submit(tagged(1, i), timestamp=i / 30)
+                                                             for i in range(6)]]
+    assert all(isinstance(r, FrameResult) for r in results) and [r.index for r in results] == list(range(6))
+    assert results[3].timestamp == 0.1 and len(results[3].detections) == 2
+    ids = np.stack([r.track_ids for r in results[2:]])
+    assert (ids >= 0).all() and (ids == ids[0]).all() and len(set(ids[0])) == 2
+
+
 def test_credentials_are_replaced_in_every_name():
     from retina_edge.cli.stream import source_slug, video_paths
     from retina_edge.runtime.video.sources import open_source, redact

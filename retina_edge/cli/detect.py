@@ -49,6 +49,7 @@ def planned_outputs(args: argparse.Namespace) -> list[tuple[str, str, bool]]:
     return folder + [(f"--save (video of source {index})" if len(specs) > 1 else "--save", str(path), False)
                      for index, path in enumerate(paths)]
 
+
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     """Model and backend options shared by the commands that run deployed models."""
     parser.add_argument("--model", required=True, help="deployed model: .onnx, .engine/.plan built by retina-edge, or "
@@ -162,8 +163,9 @@ def run(args: argparse.Namespace) -> int:
     specs = source_specs(args)
     source = Path(specs[0])
     is_images = len(specs) == 1 and ((source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES) or source.is_dir())
-    check_arguments(args, specs, is_images=is_images, streamed=streamed_flags(args))  # before the model loads
-    if is_images and not streamed_flags(args):
+    streamed = streamed_flags(args)
+    check_arguments(args, specs, is_images=is_images, streamed=streamed)  # before the model loads
+    if is_images and not streamed:
         return run_images(args, source)
     # One file: frames wait for inference, and --streams auto measures whether several in flight help.
     # Several sources run one batch at a time.

@@ -226,7 +226,7 @@ def _opened(source, policy: ReconnectPolicy, stop, stats, log) -> bool:  # noqa:
     try:
         source.open()
     except DataError as error:
-        log(f"{error}; trying again (at most {policy.attempts} times)")
+        log(f"{error}; trying again (at most {policy.attempts} times)" if policy.attempts else str(error))
         if not reopen(source, policy, stop, log):
             if not stop.is_set():
                 log(f"giving up on {source.spec}: it did not open in {policy.attempts} attempts")

@@ -72,8 +72,8 @@ class Mp4Writer:
         self._writer, self._staged, self.size = writer, staged, (width, height)
 
     def _check_space(self) -> None:
-        stat = os.statvfs(self._staged.path)
-        if stat.f_bavail * stat.f_frsize < MIN_FREE_BYTES + 16 * self.frames:
+        stat = os.statvfs(self._staged.path)  # a file system of 0 blocks says nothing of its space (some FUSE)
+        if stat.f_blocks and stat.f_bavail * stat.f_frsize < MIN_FREE_BYTES + 16 * self.frames:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
 
     def close(self) -> None:
