@@ -126,3 +126,10 @@ def test_camera_motion_at_a_size_that_does_not_divide():
         motion = camera.update(np.ascontiguousarray(scene[y:y + 720, x:x + 1280]))
     assert motion[:, 2] == pytest.approx([-49, -7], abs=2)
     assert camera.to_scene(np.array([[0.0, 0, 10, 10]]))[0] == pytest.approx([70, 14, 80, 24], abs=3)
+
+
+def test_an_unknown_motion_method_is_a_user_error():
+    from retina_edge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="motion_method must be one of sparseOptFlow, orb, sift, ecc"):
+        TrackerOptions(motion_method="flow")
