@@ -123,12 +123,14 @@ def read_mcap_detections(path) -> dict[str, list[dict]]:
     return found
 
 
-def test_record_holds_what_jsonl_holds_for_every_source(assets, tmp_path):
+@pytest.mark.parametrize("tracker", [[], ["--tracker", "ocsort", "--fixed-camera"]])
+def test_record_holds_what_jsonl_holds_for_every_source(assets, tmp_path, tracker):
     """One ``detect`` run writing --record and --jsonl: per source and frame, the same detections
-    (class, score, box centre, track id) in the MCAP recording as in the JSON lines."""
+    (class, score, box centre, track id) in the MCAP recording as in the JSON lines, whichever
+    tracker gives the IDs (the default, with camera-motion compensation, or another without)."""
     out = tmp_path / "run.mcap"
     assert main(["detect", "--model", str(assets / "m.onnx"), "--source", str(assets / "a.mp4"), "--source",
-                 str(assets / "b.mp4"), "--track", "--record", str(out), "--jsonl", str(tmp_path / "d.jsonl")]) == 0
+                 str(assets / "b.mp4"), "--track", *tracker, "--record", str(out), "--jsonl", str(tmp_path / "d.jsonl")]) == 0
     recorded, records = read_mcap_detections(out), lines(tmp_path / "d.jsonl")
     assert sorted(recorded) == ["/camera_0/detections", "/camera_1/detections"]
     for source, frames in ((0, 12), (1, 8)):

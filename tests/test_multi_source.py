@@ -214,7 +214,7 @@ def test_tracking_gives_stable_ids_per_source():
     assert first_ids[0] <= first_ids[1]
 
 
-def test_byte_tracker_ids_follow_the_detections_order():
+def test_tracker_ids_follow_the_detections_order():
     """The library returns detections in its own order (its tracks' order); IDs come back in ours."""
     from retina_edge.runtime.video.tracking import make_tracker
 
@@ -237,10 +237,10 @@ def test_byte_tracker_ids_follow_the_detections_order():
 @pytest.mark.parametrize(("score", "starts"), [(0.65, False), (0.75, True)])
 def test_a_track_starts_at_the_higher_of_activation_and_high_score(score, starts):
     """TrackerOptions' docstring: ``trackers`` starts tracks only from detections left over by the
-    high-score stage, so with the defaults (activation 0.6, high 0.7) a 0.65 object never gets an ID."""
+    high-score stage, so with activation 0.6 and high 0.7 a 0.65 object never gets an ID."""
     from retina_edge.runtime.video.tracking import TrackerOptions, make_tracker
 
-    tracker = make_tracker(TrackerOptions(reid_similarity=None))
+    tracker = make_tracker(TrackerOptions(reid_similarity=None, activation_score=0.6, high_score=0.7))
     found = [tracker.update(Detections(np.array([[10 + step, 10, 50 + step, 50]], np.float32),
                                        np.array([score], np.float32), np.zeros(1, np.int64)))[0] for step in range(5)]
     assert (found[-1] >= 0) == starts

@@ -179,3 +179,21 @@ def test_the_node_module_needs_neither_rclpy_nor_torch_to_import_and_says_what_i
             "assert not {'torch', 'rclpy'} & set(sys.modules); sys.exit(n.main([]))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 2 and "rclpy is missing" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("params", "tracker", "compensated"), [({}, None, True),
+                                                                ({"tracker": "botsort", "fixed_camera": True}, "botsort", False)])
+def test_tracker_and_fixed_camera_parameters_choose_each_topics_tracker(monkeypatch, params, tracker, compensated):
+    from retina_edge.robotics.ros2_node import DetectorNode
+    from retina_edge.runtime.video.tracking import TRACKERS, TrackerOptions
+
+    ros = ros2_standin.install(monkeypatch)
+    ros.init(args=ros_args(model="unused.onnx", tracking=True, image_topics="['/a/image', '/b/image']", **params))
+    worker = DetectorNode(ros2_standin.Node("retina_edge_detector"), detector=GatedDetector())
+    try:
+        first, second = worker.trackers
+        expected = TRACKERS.get(tracker or TrackerOptions().tracker).factory
+        assert first is not second and type(first.motion) is expected
+        assert (first.camera is not None) == compensated
+    finally:
+        worker.close()

@@ -113,7 +113,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{max(TrackerOptions.activation_score, TrackerOptions.high_score)}) and is confirmed")
     parser.add_argument("--tracker", choices=TRACKERS.names(),
                         help="tracking: " + "; ".join(f"{spec.name}: {spec.description}" for spec in TRACKERS.values())
-                             + f" (default {TrackerOptions.tracker})")
+                             + f" (default {TrackerOptions.tracker}, the best on moving and fixed cameras in "
+                               "bench/tracking_bench.py)")
+    parser.add_argument("--fixed-camera", action="store_true",
+                        help="tracking: the cameras never move; skip camera-motion compensation (on by default: boxes "
+                             "are tracked where they are in the scene, so a camera that pans, turns or shakes keeps "
+                             "the IDs; it costs about as much as the colour checks: bench/RESULTS.md)")
     parser.add_argument("--track-reid", type=unit_interval, metavar="SIMILARITY",
                         help="tracking: colour checks of the IDs; an object back after its track was lost keeps its ID "
                              "when its colours match a lost track's this well, and IDs swapped where objects crossed "

@@ -146,11 +146,13 @@ def pipeline_config(args: argparse.Namespace, classes):  # noqa: ANN001, ANN201
 
 
 def tracker_options(args: argparse.Namespace):  # noqa: ANN201
-    """``--tracker`` and ``--track-reid`` (0: no colour checks) over :class:`TrackerOptions`' defaults."""
+    """``--tracker``, ``--fixed-camera`` and ``--track-reid`` (0: no colour checks) over
+    :class:`TrackerOptions`' defaults."""
     from retina_edge.runtime.video.tracking import TrackerOptions
 
     similarity = TrackerOptions.reid_similarity if args.track_reid is None else args.track_reid
-    return TrackerOptions(tracker=args.tracker or TrackerOptions.tracker, reid_similarity=similarity or None)
+    return TrackerOptions(tracker=args.tracker or TrackerOptions.tracker, reid_similarity=similarity or None,
+                          camera_motion=not getattr(args, "fixed_camera", False))
 
 
 def run_stream(args: argparse.Namespace, detector, classes) -> int:  # noqa: ANN001

@@ -19,7 +19,9 @@ Humble), decoded and encoded by :mod:`retina_edge.robotics.cdr`.
 Parameters: ``model`` (path, required), ``backend`` (auto, onnxruntime, openvino, tensorrt),
 ``device``, ``score_threshold`` (negative: the model's), ``classes`` (comma-separated names or
 category ids; empty: all), ``tracking`` (track IDs in ``Detection2D.id``), ``class_id`` (``name`` or
-``category_id``: what ``ObjectHypothesis.class_id`` holds), ``image_topics``, ``detection_topics``.
+``category_id``: what ``ObjectHypothesis.class_id`` holds), ``image_topics``, ``detection_topics``,
+``tracker`` (the motion tracker's name, as ``detect --tracker``; empty: the runtime's default) and
+``fixed_camera`` (true: no camera-motion compensation, for cameras that never move).
 
 rclpy, ``sensor_msgs`` and ``vision_msgs`` come from the ROS 2 install (source its setup script);
 they are imported only in this module.
@@ -31,7 +33,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from retina_edge.errors import DataError, RetinaEdgeError
 from retina_edge.robotics import cdr, messages, ros_images
@@ -49,6 +51,8 @@ class NodeSettings:
     score_threshold: float = -1.0
     classes: str = ""
     tracking: bool = False
+    tracker: str = ""
+    fixed_camera: bool = False
     class_id: str = "name"
     image_topics: tuple[str, ...] = ("image",)
     detection_topics: tuple[str, ...] = ()
@@ -84,8 +88,8 @@ def read_settings(node) -> NodeSettings:  # noqa: ANN001
     values = {name: node.declare_parameter(name, default).value for name, default in (
         ("model", ""), ("backend", defaults.backend), ("device", defaults.device),
         ("score_threshold", defaults.score_threshold), ("classes", defaults.classes), ("tracking", defaults.tracking),
-        ("class_id", defaults.class_id), ("image_topics", list(defaults.image_topics)),
-        ("detection_topics", [""]), ("skip_log_period", defaults.skip_log_period))}
+        ("tracker", defaults.tracker), ("fixed_camera", defaults.fixed_camera), ("class_id", defaults.class_id),
+        ("image_topics", list(defaults.image_topics)), ("detection_topics", [""]), ("skip_log_period", defaults.skip_log_period))}
     if not values["model"]:
         raise RetinaEdgeError("the model parameter is required: --ros-args -p model:=/path/to/model.onnx")
     values["image_topics"] = tuple(values["image_topics"])
@@ -137,7 +141,8 @@ class DetectorNode:
         self.detector = detector or self._open_detector()
         try:
             self.classes = self.detector.metadata.model.labels_for(_split(settings.classes)) if settings.classes else None
-            self.trackers = ([(tracker_factory or _default_tracker)() for _ in settings.image_topics]
+            factory = tracker_factory or (lambda: _default_tracker(settings))
+            self.trackers = ([factory() for _ in settings.image_topics]
                              if settings.tracking else None)
         except BaseException:
             if self._owns_detector:
@@ -219,12 +224,13 @@ def _split(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def _default_tracker():  # noqa: ANN202
-    """The runtime's tracker (ByteTrack with re-identification; ``update(detections, timestamp, image)`` -> IDs,
-    -1 while unconfirmed)."""
+def _default_tracker(settings: NodeSettings):  # noqa: ANN202
+    """The runtime's tracker named by ``settings`` (``update(detections, timestamp, image)`` -> IDs, -1
+    while unconfirmed), with camera-motion compensation unless the camera is fixed and colour checks."""
     from retina_edge.runtime.video import tracking
 
-    return tracking.make_tracker()
+    options = tracking.TrackerOptions(camera_motion=not settings.fixed_camera)
+    return tracking.make_tracker(replace(options, tracker=settings.tracker) if settings.tracker else options)
 
 
 def main(args: Sequence[str] | None = None) -> int:
