@@ -306,7 +306,8 @@ def _resolve(fake: FakeQuant, example: torch.Tensor) -> None:
     for index, (place, tensor) in enumerate(places.items()):
         fake.activation_keys[place] = f"a{index}"
         fake.modules["activations"][f"a{index}"] = fake.backend.activation(sites.activations[tensor])
-    for index, conv in enumerate(sorted({node_site(model, node)[0].module for node in sites.weights})):
+    convs = {folded: conv for conv, folded in folds.items()}
+    for index, conv in enumerate(sorted({_conv_of(model, node, convs) for node in sites.weights})):
         fake.weight_modules[conv] = f"w{index}"
         fake.modules["weights"][f"w{index}"] = fake.backend.weight()
 
@@ -317,6 +318,16 @@ def _place(model: nn.Module, producer: str, folds: dict[TorchSite, TorchSite], s
         raise RetinaEdgeError(f"the graph's node {producer} has no counterpart in a forward pass of the model "
                               f"(looked for {site})")
     return folds.get(site, site) if isinstance(module, nn.Conv2d) else site
+
+
+def _conv_of(model: nn.Module, node: str, convs: dict[TorchSite, TorchSite]) -> str:
+    """The convolution module behind a Conv node, also one the simplifier named after the norm folded into it."""
+    site, module = node_site(model, node)
+    if isinstance(module, FOLDED_NORMS) and site in convs:
+        return convs[site].module
+    if not isinstance(module, nn.Conv2d):
+        raise RetinaEdgeError(f"the graph's conv node {node} is no convolution of the model ({site.module})")
+    return site.module
 
 
 def _folds(record: list) -> dict[TorchSite, TorchSite]:
