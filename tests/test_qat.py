@@ -179,3 +179,100 @@ def test_schedule_defaults_scale_the_original_training():
     assert (fallback.iterations, fallback.lr) == (round(0.1 * 12 * 10), 1e-4)  # TrainConfig's 12 epochs of 10 batches
     with pytest.raises(RetinaEdgeError, match="fraction"):
         QatOptions(data="d", out_dir="o", fraction=0)
+
+
+@pytest.fixture(scope="module")
+def qat_data(tmp_path_factory):
+    """A tiny checkpoint of the synthetic classes and a small COCO set to fine-tune it on."""
+    from tiny import tiny_model
+
+    from retina_edge.data.synth import CLASSES, SynthConfig, write_dataset
+    from retina_edge.model.checkpoints import save_checkpoint
+
+    folder = tmp_path_factory.mktemp("qat-data")
+    write_dataset(folder / "data", SynthConfig(num_images=20, seed=3, min_side=64, max_side=96, max_object=60))
+    save_checkpoint(folder / "tiny.pth", tiny_model(CLASSES, min_size=64, max_size=96))
+    return folder
+
+
+def qdq_positions(path) -> set[tuple]:  # noqa: ANN001
+    """(node, input index, what is quantized) of every Q/DQ pair a node reads (weights by role, since
+    the initializer names of two exports differ)."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+    constants = {init.name for init in graph.initializer}
+    producer = {output: node for node in graph.node for output in node.output}
+    positions = set()
+    for node in graph.node:
+        for index, name in enumerate(node.input):
+            dequantize = producer.get(name)
+            if node.op_type not in ("QuantizeLinear", "DequantizeLinear") and dequantize is not None \
+                    and dequantize.op_type == "DequantizeLinear":
+                quantize = producer.get(dequantize.input[0])
+                source = quantize.input[0] if quantize is not None else dequantize.input[0]
+                positions.add((node.name, index, "constant" if source in constants else source))
+    return positions
+
+
+# The CPU run is slow-marked: the same build path writes both, and the CPU placement's arithmetic
+# is held to its PTQ graph by test_fake_quant_model_computes_the_ptq_graph.
+@pytest.mark.parametrize("target", ["tensorrt", pytest.param("cpu", marks=pytest.mark.slow)])
+def test_qat_writes_the_ptq_graphs_kind_node_for_node(qat_data, target, tmp_path):
+    from retina_edge.cli.main import main
+    from retina_edge.runtime import Detector
+    from retina_edge.runtime.model_file import read_deployment
+    from retina_edge.data.synth import SynthConfig, render_image
+
+    output = tmp_path / f"qat-{target}.onnx"
+    argv = ["qat", "--weights", str(qat_data / "tiny.pth"), "--data", str(qat_data / "data"), "--target", target,
+            "--iterations", "2", "--batch-size", "2", "--calib-count", "16", "-o", str(output)]
+    assert main(argv) == 0
+    ptq = tmp_path / f"qat-{target}.qat" / "ptq.onnx"
+    positions = qdq_positions(output)
+    assert positions == qdq_positions(ptq) and len(positions) > 60
+    assert read_deployment(output) == read_deployment(ptq)  # contract: int8, the target, tail, batch, classes
+    assert read_deployment(output).precision == "int8" and read_deployment(output).target == target
+    assert output.with_suffix(".calib.cache").is_file() == (target == "tensorrt")
+    images = [render_image(SynthConfig(seed=5, min_side=64, max_side=96), i)[0] for i in range(3)]
+    for backend in ("onnxruntime", "openvino"):
+        with Detector(output, backend=backend) as detector:
+            assert len(detector.detect(images)) == 3
+    first = output.read_bytes()
+    assert main([*argv, "--resume"]) == 0  # a finished run resumes to the same graph
+    assert output.read_bytes() == first
+
+
+def test_resume_with_other_settings_is_refused(qat_data, tmp_path, capsys):
+    from retina_edge.cli.main import main
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "qat.json").write_text(json.dumps({"settings": {"target": "cpu"}}))
+    argv = ["qat", "--weights", str(qat_data / "tiny.pth"), "--data", str(qat_data / "data"), "--out", str(folder),
+            "-o", str(tmp_path / "m.onnx"), "--resume"]
+    assert main(argv) == 2
+    assert "other settings" in capsys.readouterr().err and not (tmp_path / "m.onnx").exists()
+
+
+def test_dry_run_says_the_schedule_and_writes_nothing(qat_data, tmp_path, capsys):
+    from retina_edge.cli.main import main
+
+    output = tmp_path / "m.onnx"
+    assert main(["qat", "--weights", str(qat_data / "tiny.pth"), "--data", str(qat_data / "data"), "--target", "cpu",
+                 "--calib-count", "16", "--batch-size", "2", "--fraction", "0.5", "-o", str(output), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    # tiny.pth has no training options: half of TrainConfig's 12 epochs of 16 images in batches of 8, at 1% of 0.01
+    assert "schedule: 12 iterations of batch 2" in printed and "lr 0.0001" in printed and "frozen" in printed
+    assert "estimate:" in printed and "s per iteration" in printed
+    assert not output.exists() and not output.with_suffix(".qat").exists()
+
+
+def test_classes_other_than_the_datas_are_refused(qat_data, tmp_path, capsys):
+    from tiny import tiny_model
+
+    from retina_edge.cli.main import main
+    from retina_edge.model.checkpoints import save_checkpoint
+
+    save_checkpoint(tmp_path / "abc.pth", tiny_model(("a", "b", "c")))
+    assert main(["qat", "--weights", str(tmp_path / "abc.pth"), "--data", str(qat_data / "data"),
+                 "-o", str(tmp_path / "m.onnx"), "--calib-count", "16"]) == 2
+    assert "are not the data's" in capsys.readouterr().err

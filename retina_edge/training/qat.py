@@ -136,7 +136,8 @@ def _prepare(model: RetinaNet, export: ExportOptions, request: QatRequest, resum
     """The statistics and training options: made now (PTQ graph, ``qat.json``), or read back to resume."""
     out_dir = Path(request.schedule.out_dir)
     state_file = out_dir / "qat.json"
-    settings = {"target": request.target, "keep_predictors": request.keep_predictors, "export": _export_key(export)}
+    settings = json.loads(json.dumps({"target": request.target, "keep_predictors": request.keep_predictors,
+                                      "export": _export_key(export)}))  # as qat.json holds them
     if resume:
         state = _read_state(state_file)
         if state["settings"] != settings:
