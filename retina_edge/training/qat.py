@@ -263,3 +263,23 @@ def original_training(weights: str) -> dict | None:
         weights = str(preset_checkpoint_path(weights.split(":", 1)[1]))
     found = read_checkpoint(weights).get("train_config")
     return found if isinstance(found, dict) else None
+
+
+def demo_qat_graphs(setup, *, iterations: int) -> dict[str, Path]:  # noqa: ANN001 (quality.demo.DemoSetup)
+    """The demo's QAT graphs (``synth-int8-<target>-qat``), one per INT8 recipe it builds, fine-tuned
+    from the preset for ``iterations`` on the demo's train split and calibrated on its images."""
+    import copy
+
+    from retina_edge.calib.recipes import recipes
+
+    graphs = {}
+    for recipe in (r for r in recipes() if r.in_demo and r.precision == "int8"):
+        name = f"synth-{recipe.tag}-qat"
+        logger.info("quantization-aware training for the %s placement (%d iterations)", recipe.target, iterations)
+        request = QatRequest(target=recipe.target, calibration=setup.calibration, original=original_training("preset:synth"),
+                             schedule=QatOptions(data=str(setup.out / "data"), out_dir=str(setup.out / f"{name}.run"),
+                                                 iterations=iterations))
+        result = quantization_aware_training(copy.deepcopy(setup.model), setup.out / f"{name}.onnx", export=setup.export,
+                                             request=request)
+        graphs[name] = result.model_path
+    return graphs
