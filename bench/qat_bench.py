@@ -125,6 +125,38 @@ def latency(pairs: dict[str, tuple[str, str]], rounds: int) -> dict:
     return result
 
 
+def backends(ptq: str, train: Path, rounds: int) -> dict:
+    """Seconds of one training step's forward and backward (batch 8) of the preset with fake
+    quantization at ``ptq``'s sites, by ModelOpt's TensorQuantizer and by PyTorch's own, interleaved."""
+    import numpy as np
+    import torch
+
+    from retina_edge.calib.qat import attach_fake_quant
+    from retina_edge.calib.qat_sites import read_quant_sites
+    from retina_edge.data.coco_dataset import load_coco_index, resolve_split
+    from retina_edge.data.detection_data import DetectionDataset, collate
+    from retina_edge.model.checkpoints import load_model
+    from retina_edge.training.train import freeze_bn_statistics
+
+    model, sites = load_model(PRESET), read_quant_sites(ptq)
+    dataset = DetectionDataset(load_coco_index(*resolve_split(str(train), "train")), hflip_prob=0.0)
+    images, targets = collate([dataset[i] for i in range(8)])
+    times: dict[str, list[float]] = {"none": [], "modelopt": [], "torch": []}
+    for round_ in range(rounds + 1):
+        for backend in times:
+            fake = attach_fake_quant(model, sites, backend, torch.zeros(1, 3, 192, 192)) if backend != "none" else None
+            model.train()
+            freeze_bn_statistics(model)
+            start = time.perf_counter()
+            sum(model(images, targets).values()).backward()
+            if round_:
+                times[backend].append(time.perf_counter() - start)
+            model.zero_grad(set_to_none=True)
+            if fake is not None:
+                fake.remove()
+    return {backend: {"step_s_median": float(np.median(t)), "rounds": rounds} for backend, t in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out/qat-bench")
@@ -133,6 +165,9 @@ def main() -> None:
     parser.add_argument("--val-images", type=int, default=540)
     parser.add_argument("--rounds", type=int, default=200, help="latency rounds per graph")
     parser.add_argument("--qat-args", default="", help="extra arguments for retina-edge qat (e.g. '--iterations 300')")
+    parser.add_argument("--backend-rounds", type=int, default=5, help="interleaved steps per fake-quant backend")
+    parser.add_argument("--ptq-only", nargs="*", default=[], metavar="METHOD-TARGET",
+                        help="also PTQ graphs without a QAT run (build --int8, the same calibration), e.g. max-cpu")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -150,7 +185,16 @@ def main() -> None:
         timing[tag] = (run["ptq"], run["qat"])
         run["same_qdq_positions"] = qdq_positions(run["ptq"]) == qdq_positions(run["qat"])
         run["qdq_positions"] = len(qdq_positions(run["qat"]))
-    results = {"runs": runs, "accuracy": accuracy(val, graphs, pairs), "latency": latency(timing, args.rounds)}
+    for tag in args.ptq_only:
+        method, target = tag.split("-")
+        path = out / f"ptq-{tag}.onnx"
+        if not path.is_file():
+            assert cli(["build", "--int8", "--target", target, "--weights", PRESET, "--calib", str(train / "train"),
+                        "--calib-method", method, "-o", str(path)]) == 0
+        graphs[f"ptq-{tag}"] = str(path)
+        pairs.append((f"ptq-{tag}", "fp32"))
+    results = {"runs": runs, "accuracy": accuracy(val, graphs, pairs), "latency": latency(timing, args.rounds),
+               "backends": backends(runs[0]["ptq"], train, args.backend_rounds) if args.backend_rounds else {}}
     (out / "results.json").write_text(json.dumps(results, indent=1))
     print(json.dumps(results, indent=1))
 
