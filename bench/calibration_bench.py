@@ -25,7 +25,7 @@ def prepare(folder: Path, images: int, imgsz: int) -> tuple[Path, Path, Path]:
     """(checkpoint, image folder, FP32 graph) in ``folder``."""
     import torch
 
-    from retina_edge.model.archs import build_model
+    from retina_edge.model.retinanet import build_model
     from retina_edge.model.checkpoints import save_checkpoint
     from retina_edge.export.onnx_export import ExportOptions, export_onnx
     from retina_edge.imageio import write_image_rgb
@@ -94,7 +94,7 @@ def build(weights: Path, calib: Path, images: int, imgsz: int, target: str, fold
 def calibration_only(graph: Path, calib: Path, images: int, method: str = "entropy") -> tuple[float, float]:
     """(seconds, peak GB) of the statistics alone (what both placements share) in a fresh process."""
     code = ("import sys; from retina_edge.calib.sources import CalibrationReport, calibration_batches, collect_calibration_items;"
-            "from retina_edge.calib.statistics import compute_stats; from retina_edge.runtime.model_file import read_deployment;"
+            "from retina_edge.calib.statistics import compute_stats; from retina_edge.runtime.core.model_file import read_deployment;"
             "g, c, n, m = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4];"
             "items = collect_calibration_items(c, count=n, report=CalibrationReport());"
             "compute_stats(g, (b for b, _ in calibration_batches(items, read_deployment(g).preprocess, count=n, batch_size=8)),"

@@ -51,7 +51,7 @@ def make_videos(folder: Path, count: int, frames: int, first_seed: int = 10) -> 
 def worker(args: argparse.Namespace) -> None:
     """One throughput mode in this process; prints its frames, seconds and peak memory as JSON."""
     from retina_edge.runtime import BackendOptions, Detector
-    from retina_edge.runtime.pipeline import Pipeline
+    from retina_edge.runtime.video import Pipeline
 
     with Detector(args.model, options=BackendOptions(streams=1)) as detector, Pipeline(detector) as pipeline:
         start, frames = time.perf_counter(), 0
@@ -160,8 +160,8 @@ def live(args: argparse.Namespace) -> None:
 
     from retina_edge.quality.bench import process_rss_mb
     from retina_edge.runtime import BackendOptions, Detector
-    from retina_edge.runtime.pipeline import Pipeline, PipelineConfig
-    from retina_edge.runtime.sources import ReconnectPolicy
+    from retina_edge.runtime.video import Pipeline, PipelineConfig
+    from retina_edge.runtime.video.sources import ReconnectPolicy
 
     os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rw_timeout;2000000")
     cameras = [PacedMjpegServer(20 + i, args.fps) for i in range(4)]
@@ -206,8 +206,8 @@ def tracking(args: argparse.Namespace) -> None:
 
     from retina_edge.data.synth_video import SyntheticVideo
     from retina_edge.runtime import BackendOptions, Detector
-    from retina_edge.runtime.pipeline import Pipeline
-    from retina_edge.runtime.tracking import ByteTracker, TrackerOptions
+    from retina_edge.runtime.video import Pipeline
+    from retina_edge.runtime.video.tracking import TrackerOptions, make_tracker
 
     default, motion_only = TrackerOptions(), TrackerOptions(reid_similarity=None)
     seeds = list(range(args.seed, args.seed + args.videos))
@@ -215,7 +215,7 @@ def tracking(args: argparse.Namespace) -> None:
                                             "true identities (the detector's ceiling)": []}
     with tempfile.TemporaryDirectory() as folder, Detector(args.model, options=BackendOptions(streams=1)) as detector:
         videos = make_videos(Path(folder), args.videos, args.frames, first_seed=args.seed)
-        trackers = [(ByteTracker(default), ByteTracker(motion_only)) for _ in seeds]
+        trackers = [(make_tracker(default), make_tracker(motion_only)) for _ in seeds]
         scenes = [SyntheticVideo(seed=seed) for seed in seeds]
         for lines in variants.values():
             lines.extend([] for _ in seeds)
@@ -337,8 +337,8 @@ def mot_lines(index: int, detections, track_ids: np.ndarray) -> str:  # noqa: AN
 def tracker_cost(objects: int, frames: int = 300) -> None:
     """The tracker alone: ``objects`` boxes on a grid drifting with jitter over a 1920x1080 frame, ms
     per update, with colour checks (the default) and without."""
-    from retina_edge.runtime.results import Detections
-    from retina_edge.runtime.tracking import ByteTracker, TrackerOptions
+    from retina_edge.runtime.core.results import Detections
+    from retina_edge.runtime.video.tracking import TrackerOptions, make_tracker
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
@@ -346,7 +346,7 @@ def tracker_cost(objects: int, frames: int = 300) -> None:
     corners = np.array([[100.0 * (k % side), 100.0 * (k // side)] for k in range(objects)])
     for name, options in (("with colour checks", TrackerOptions()),
                           ("ByteTrack alone", TrackerOptions(reid_similarity=None))):
-        tracker, times = ByteTracker(options), []
+        tracker, times = make_tracker(options), []
         for step in range(frames):
             xy = corners + 1.0 * step + rng.normal(0, 1.0, corners.shape)
             boxes = np.concatenate([xy, xy + 60], axis=1).astype(np.float32)

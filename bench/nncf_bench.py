@@ -29,7 +29,7 @@ def nncf_worker(fp32: str, calib: str, count: int, output: str) -> None:
     import openvino as ov
 
     from retina_edge.calib.sources import CalibrationReport, calibration_batches, collect_calibration_items
-    from retina_edge.runtime.model_file import read_deployment
+    from retina_edge.runtime.core.model_file import read_deployment
 
     preprocess = read_deployment(fp32).preprocess
     items = collect_calibration_items(calib, count=count, report=CalibrationReport())

@@ -56,7 +56,7 @@ def main() -> None:
 
     from retina_edge.quality.bench import process_rss_mb
     from retina_edge.runtime import Detector
-    from retina_edge.runtime.pipeline import Pipeline
+    from retina_edge.runtime.video import Pipeline
     from retina_edge.data.synth_video import SyntheticVideo, write_video
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -114,8 +114,8 @@ def in_flight_table(args: argparse.Namespace) -> None:
 
     from retina_edge.runtime import Detector
     from retina_edge.runtime.backends import BackendOptions
-    from retina_edge.runtime.pipeline import Pipeline, PipelineConfig
-    from retina_edge.runtime.sources import ReconnectPolicy
+    from retina_edge.runtime.video import Pipeline, PipelineConfig
+    from retina_edge.runtime.video.sources import ReconnectPolicy
     from retina_edge.data.synth_video import SyntheticVideo, write_video
 
     once = ReconnectPolicy(attempts=0)  # the paced source ends after --frames; no reopening

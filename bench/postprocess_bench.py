@@ -39,8 +39,8 @@ def make_candidates(rng: np.random.Generator, per_level: int = 1000, num_classes
 
 
 def host_postprocess(deltas, anchors, scores, labels, config, size):  # noqa: ANN001, ANN201
-    from retina_edge.runtime.decode import decode_boxes
-    from retina_edge.runtime.postprocess import clip_boxes, select_detections
+    from retina_edge.runtime.core.decode import decode_boxes
+    from retina_edge.runtime.core.postprocess import clip_boxes, select_detections
 
     boxes = clip_boxes(decode_boxes(deltas, anchors), (size, size))
     return select_detections(boxes, scores, labels, config)

@@ -40,7 +40,7 @@ def frame_results(model: str, frames: int, width: int, height: int):  # noqa: AN
     """Two sources' FrameResults from a real Detector, and its median ms per image."""
     from retina_edge.data.synth_video import SyntheticVideo
     from retina_edge.runtime import Detector
-    from retina_edge.runtime.pipeline import FrameResult
+    from retina_edge.runtime.video import FrameResult
 
     videos = [SyntheticVideo(seed=seed, width=width, height=height, objects=6) for seed in (1, 2)]
     results, times = [], []

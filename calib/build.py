@@ -33,7 +33,7 @@ from retina_edge.contract import DeploymentMetadata
 from retina_edge.errors import DataError, RetinaEdgeError
 from retina_edge.export.onnx_export import ExportOptions, export_onnx
 from retina_edge.model.retinanet import RetinaNet
-from retina_edge.runtime.model_file import embed_deployment
+from retina_edge.runtime.core.model_file import embed_deployment
 
 logger = logging.getLogger(__name__)
 #: NVIDIA's advice for CNNs is about 500 calibration images; fewer works, with a warning.

@@ -10,8 +10,10 @@ table; a new precision or placement is one :func:`register_recipe` call:
     register_recipe(Recipe(precision="fp16", target="ort", convert=my_fp16, graph_target="any",
                            verify=FP16_VERIFY, description="FP16 by onnxconverter-common"))
 
-The contract's precisions (:data:`retina_edge.contract.PRECISIONS`) and graph targets
-(:data:`retina_edge.contract.TARGETS`) bound what a recipe may record, since every runtime reads them.
+The table is a :class:`retina_edge.registry.Registry` keyed by (precision, target): a package
+installed next to retina-edge adds a recipe from its ``retina_edge.plugins`` entry point, and the new
+precision is then a ``--precision`` choice of ``build``, a graph the contract records, a row of
+``verify``, and an nvinfer ``network-mode`` for DeepStream (``nvinfer_mode``): nothing else lists precisions.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from retina_edge.contract import PRECISIONS, TARGETS
+from retina_edge.contract import check_name
 from retina_edge.errors import RetinaEdgeError
+from retina_edge.registry import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -72,13 +75,11 @@ class Recipe:
     verify: Mapping[str, float] = field(default_factory=lambda: INT8_VERIFY)
     in_demo: bool = False
     description: str = ""
+    nvinfer_mode: int | None = 0
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise RetinaEdgeError(f"a recipe's precision must be one the deployment contract records {PRECISIONS}, "
-                                  f"got {self.precision!r}")
-        if self.graph_target not in TARGETS:
-            raise RetinaEdgeError(f"a recipe's graph target must be one of {TARGETS}, got {self.graph_target!r}")
+        for what, value in (("precision", self.precision), ("target", self.target), ("graph target", self.graph_target)):
+            check_name(value, f"a recipe's {what}")
 
     @property
     def key(self) -> tuple[str, str]:
@@ -90,44 +91,48 @@ class Recipe:
         return self.precision + (f"-{self.graph_target}" if self.graph_target != "any" else "")
 
 
-_RECIPES: dict[tuple[str, str], Recipe] = {}
+#: (precision, target) -> :class:`Recipe`.
+RECIPES: Registry[Recipe] = Registry("recipe")
 
 
 def register_recipe(recipe: Recipe, *, replace: bool = False) -> Recipe:
     """Add ``recipe`` to the table; a second one for the same (precision, target) needs ``replace``."""
-    if recipe.key in _RECIPES and not replace:
-        raise RetinaEdgeError(f"a recipe for {recipe.key} is already registered")
-    _RECIPES[recipe.key] = recipe
-    return recipe
+    return RECIPES.register(recipe.key, recipe, replace=replace)
 
 
 def unregister_recipe(precision: str, target: str) -> None:
-    _RECIPES.pop((precision, target), None)
+    RECIPES.unregister((precision, target))
 
 
 def recipes() -> tuple[Recipe, ...]:
-    return tuple(_RECIPES.values())
+    return RECIPES.values()
 
 
 def build_targets() -> tuple[str, ...]:
     """Every target some recipe builds for, in table order."""
-    return tuple(dict.fromkeys(recipe.target for recipe in _RECIPES.values()))
+    return tuple(dict.fromkeys(recipe.target for recipe in recipes()))
+
+
+def precisions() -> tuple[str, ...]:
+    """Every precision some recipe makes, in table order."""
+    return tuple(dict.fromkeys(recipe.precision for recipe in recipes()))
 
 
 def get_recipe(precision: str, target: str) -> Recipe:
-    if (precision, target) not in _RECIPES:
-        known = ", ".join(f"{p} for {t}" for p, t in _RECIPES)
+    if (precision, target) not in RECIPES:
+        known = ", ".join(f"{p} for {t}" for p, t in RECIPES.names())
         raise RetinaEdgeError(f"no recipe builds {precision} for {target}; the recipes are: {known}",
                               option=("precision", "target"))
-    return _RECIPES[precision, target]
+    return RECIPES.get((precision, target))
 
 
 def recipe_for_graph(precision: str, graph_target: str = "any") -> Recipe:
     """The recipe that made a graph the contract records as ``precision`` for ``graph_target``."""
-    for recipe in _RECIPES.values():
+    for recipe in recipes():
         if recipe.precision == precision and graph_target in (recipe.graph_target, "any"):
             return recipe
-    raise RetinaEdgeError(f"no recipe makes {precision} graphs for {graph_target}")
+    raise RetinaEdgeError(f"no recipe makes {precision} graphs for {graph_target} (is the package that adds "
+                          f"the {precision} recipe installed?)")
 
 
 def _copy(inputs: ConvertInputs) -> None:
@@ -162,10 +167,10 @@ def _int8_cpu(inputs: ConvertInputs) -> None:
 for _target in ("tensorrt", "cpu"):
     register_recipe(Recipe("fp32", _target, _copy, verify=FP32_VERIFY, in_demo=_target == "cpu",
                            description="the exported graph as it is"))
-    register_recipe(Recipe("fp16", _target, _fp16, verify=FP16_VERIFY, in_demo=_target == "cpu",
+    register_recipe(Recipe("fp16", _target, _fp16, verify=FP16_VERIFY, in_demo=_target == "cpu", nvinfer_mode=2,
                            description="ModelOpt AutoCast; inputs, outputs and the tail stay FP32"))
 register_recipe(Recipe("int8", "cpu", _int8_cpu, graph_target="cpu", calibrated=True, search_high="fp32", in_demo=True,
-                       description="ONNX Runtime QDQ placement: U8 activations, S8 per-channel weights"))
+                       nvinfer_mode=None, description="ONNX Runtime QDQ placement: U8 activations, S8 per-channel weights"))
 register_recipe(Recipe("int8", "tensorrt", _int8_tensorrt, graph_target="tensorrt", calibrated=True, search_high="fp16",
-                       in_demo=True, description="ModelOpt's Q/DQ placement, per-channel weights, plus a legacy "
+                       in_demo=True, nvinfer_mode=1, description="ModelOpt's Q/DQ placement, per-channel weights, plus a legacy "
                                                  "calibration cache for TensorRT <= 10 / DeepStream"))

@@ -21,11 +21,13 @@ from retina_edge.model.retinanet import RetinaNet
 class TailModule(nn.Module):
     """``forward(images)`` is the network on :meth:`network_input`, then :meth:`tail` on its head
     outputs; ``network_input`` and ``tail`` alone let a caller that runs the network itself
-    (``verify``) reuse them."""
+    (``verify``) reuse them. Built as ``Class(model, input_size, tail)``, as the tail table
+    (:data:`retina_edge.contract.TAILS`) names it."""
 
-    def __init__(self, model: RetinaNet) -> None:
+    def __init__(self, model: RetinaNet, input_size: tuple[int, int], tail: GraphTail) -> None:
         super().__init__()
         self.model = model
+        self.input_size = input_size
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         outputs, _ = self.model.head_outputs(self.network_input(images))
@@ -54,8 +56,7 @@ class DecodedCandidates(TailModule):
     """
 
     def __init__(self, model: RetinaNet, input_size: tuple[int, int], tail: GraphTail) -> None:
-        super().__init__(model)
-        self.input_size = input_size
+        super().__init__(model, input_size, tail)
         config = model.config
         levels = grid_anchors(feature_shapes_for(input_size), input_size, config.anchors)
         self.level_sizes = [len(level) for level in levels]
@@ -99,7 +100,7 @@ class NmsDetections(TailModule):
     """
 
     def __init__(self, model: RetinaNet, input_size: tuple[int, int], tail: GraphTail) -> None:
-        super().__init__(model)
+        super().__init__(model, input_size, tail)
         self.candidates = DecodedCandidates(model, input_size, tail)
         self.max_detections = min(tail.detections_per_img, self.candidates.num_candidates)
         self.score_thresh = tail.score_thresh

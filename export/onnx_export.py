@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import io
 import os
 import tempfile
@@ -20,15 +21,14 @@ import torch
 
 from retina_edge.atomic import atomic_path
 from retina_edge.config import ModelConfig
-from retina_edge.contract import INPUT_NAME, TAIL_MODES, DeploymentMetadata, GraphTail, check_batch_range, nvinfer_preprocess
+from retina_edge.contract import INPUT_NAME, TAILS, DeploymentMetadata, GraphTail, check_batch_range, nvinfer_preprocess
 from retina_edge.errors import RetinaEdgeError
-from retina_edge.export.graph_heads import DecodedCandidates, DeepStreamDetections, NmsDetections, RawOutputs
 from retina_edge.export.graph_weights import inputs_to_weights, move_weights_out, save_with_weights, weights_to_inputs
 from retina_edge.model.retinanet import RetinaNet
 from retina_edge.optional import require
 from retina_edge.preprocess import PreprocessConfig
 from retina_edge.resources import release_freed_memory
-from retina_edge.runtime.model_file import embed_deployment
+from retina_edge.runtime.core.model_file import embed_deployment
 
 MIN_OPSET = 17
 #: Newest opset the exporter of the pinned torch writes.
@@ -38,10 +38,11 @@ MAX_OPSET = 20
 @dataclass(frozen=True)
 class ExportOptions:
     """``batch`` is (min, opt, max): the ONNX batch axis is dynamic unless min == max; the triple is
-    kept in the metadata for engine profiles. ``tail``: ``none``, ``decode``, ``nms`` or ``deepstream``,
-    baking in the model's post-processing settings (:meth:`GraphTail.bake`). For ``deepstream`` the
-    preprocessing becomes nvinfer's (:func:`~retina_edge.contract.nvinfer_preprocess`: the graph
-    takes RGB in [0, 1] and normalises itself), so calibration feeds what DeepStream will."""
+    kept in the metadata for engine profiles. ``tail``: a registered graph tail (``none``, ``decode``,
+    ``nms``, ``deepstream``, or a plugin's; :data:`~retina_edge.contract.TAILS`), baking in the
+    model's post-processing settings (:meth:`GraphTail.bake`). For a tail that normalises its input
+    (``deepstream``) the preprocessing becomes nvinfer's (:func:`~retina_edge.contract.nvinfer_preprocess`:
+    the graph takes RGB in [0, 1]), so calibration feeds what DeepStream will."""
 
     preprocess: PreprocessConfig
     tail: str = "decode"
@@ -53,9 +54,7 @@ class ExportOptions:
         check_batch_range(self.batch)
         if not MIN_OPSET <= self.opset <= MAX_OPSET:
             raise RetinaEdgeError(f"opset {self.opset} is not supported: use {MIN_OPSET} to {MAX_OPSET}")
-        if self.tail not in TAIL_MODES:
-            raise RetinaEdgeError(f"unknown graph tail {self.tail!r}; expected one of {TAIL_MODES}")
-        if self.tail == "deepstream":
+        if TAILS.get(self.tail).normalises_input:
             object.__setattr__(self, "preprocess", nvinfer_preprocess(self.preprocess))
 
     @property
@@ -69,14 +68,15 @@ class ExportOptions:
 
 
 def graph_module(model: RetinaNet, metadata: DeploymentMetadata) -> torch.nn.Module:
-    """The module whose forward becomes the graph described by ``metadata`` (its tail and input size)."""
-    if metadata.tail.mode == "none":
-        return RawOutputs(model)
-    if metadata.tail.mode == "decode":
-        return DecodedCandidates(model, metadata.input_size, metadata.tail)
-    if metadata.tail.mode == "deepstream":
-        return DeepStreamDetections(model, metadata.input_size, metadata.tail)
-    return NmsDetections(model, metadata.input_size, metadata.tail)
+    """The module whose forward becomes the graph described by ``metadata`` (its tail and input
+    size): the tail's registered module (``TailSpec.module``, ``"package.module:Class"``)."""
+    path, _, name = metadata.tail.spec.module.partition(":")
+    try:
+        module_class = getattr(importlib.import_module(path), name)
+    except (ImportError, AttributeError) as error:
+        raise RetinaEdgeError(f"the {metadata.tail.mode} tail's module {metadata.tail.spec.module} cannot be "
+                              f"loaded: {error}") from None
+    return module_class(model, metadata.input_size, metadata.tail)
 
 
 def export_onnx(model: RetinaNet, path: str | os.PathLike, options: ExportOptions) -> Path:

@@ -22,8 +22,8 @@ from retina_edge.export.trt_plan import (
     trt_major_version,
 )
 from retina_edge.runtime.backends.tensorrt_backend import import_tensorrt
-from retina_edge.runtime.engine_file import current_gpu, write_engine_file
-from retina_edge.runtime.model_file import read_deployment
+from retina_edge.runtime.tensorrt.engine_file import current_gpu, write_engine_file
+from retina_edge.runtime.core.model_file import read_deployment
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from retina_edge.contract import check_batch_range
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.preprocess import PreprocessConfig
-from retina_edge.runtime.trt_releases import LEGACY_INT8_REMOVED_IN, has_dla
+from retina_edge.runtime.tensorrt.trt_releases import LEGACY_INT8_REMOVED_IN, has_dla
 
 
 @dataclass(frozen=True)

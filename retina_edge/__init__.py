@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from retina_edge._version import __version__
 
 if TYPE_CHECKING:
-    from retina_edge.model.archs import build_model
+    from retina_edge.model.retinanet import build_model
     from retina_edge.model.checkpoints import load_model
 
 __all__ = ["__version__", "build_model", "load_model"]
@@ -19,7 +19,7 @@ __all__ = ["__version__", "build_model", "load_model"]
 
 def __getattr__(name: str) -> Any:
     if name == "build_model":
-        from retina_edge.model.archs import build_model
+        from retina_edge.model.retinanet import build_model
 
         return build_model
     if name == "load_model":

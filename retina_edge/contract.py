@@ -8,7 +8,8 @@ and :meth:`DeploymentMetadata.from_props`.
 Input ``images``: ``(B, 3, H, W)`` float32, RGB, letterboxed and normalised as ``preprocess``
 says (:mod:`retina_edge.preprocess`).
 
-Outputs by graph tail, boxes always x1y1x2y2 in network-input pixels:
+Outputs by graph tail (the :data:`TAILS` table declares each; a plugin adds its own with
+:func:`register_tail`), boxes always x1y1x2y2 in network-input pixels:
 
 - ``none``: ``cls_logits`` ``(B, N, K)`` raw logits and ``bbox_regression`` ``(B, N, 4)`` raw deltas,
   N = sum over P3..P7 of H_l * W_l * A, anchors in (level, y, x, anchor) order;
@@ -20,7 +21,7 @@ Outputs by graph tail, boxes always x1y1x2y2 in network-input pixels:
   ``num_detections`` are padding (score 0);
 - ``deepstream``: the ``nms`` outputs in the types DeepStream's stock parser
   ``NvDsInferParseYoloV5CustomBatchedNMSTLT`` reads by index: ``num_detections`` int32,
-  ``det_boxes``/``det_scores`` float32, ``det_labels`` float32, D <= :data:`DEEPSTREAM_MAX_DETECTIONS`.
+  ``det_boxes``/``det_scores`` float32, ``det_labels`` float32, D <= 200 (its ``max_detections``).
   Its input is what nvinfer hands the network with ``net-scale-factor=1/255`` and zero offsets (RGB
   in [0, 1], see :func:`nvinfer_preprocess`); the graph applies the model's mean/std itself.
 """
@@ -32,6 +33,7 @@ import json
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,25 +41,15 @@ from retina_edge._version import __version__
 from retina_edge.config import ModelConfig, PostprocessConfig
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.preprocess import PreprocessConfig
+from retina_edge.registry import Registry
 
 logger = logging.getLogger(__name__)
 
 INPUT_NAME = "images"
-OUTPUTS = {
-    "none": ("cls_logits", "bbox_regression"),
-    "decode": ("boxes", "scores", "labels"),
-    "nms": ("num_detections", "det_boxes", "det_scores", "det_labels"),
-    "deepstream": ("num_detections", "det_boxes", "det_scores", "det_labels"),
-}
-TAIL_MODES = tuple(OUTPUTS)
-#: The stock DeepStream parser reads at most this many detections (its ``keep_top_k``).
-DEEPSTREAM_MAX_DETECTIONS = 200
 #: Name prefixes of the network's nodes (backbone + FPN, heads) in every exported graph; the
 #: exporter names nodes after modules. All other nodes form the post-network tail (decode, NMS).
 NETWORK_SCOPES = ("/backbone/", "/head/")
-PRECISIONS = ("fp32", "fp16", "int8")
-#: What a precision graph was placed for: ``any`` runtime, or INT8 Q/DQ for ``tensorrt`` or ``cpu``.
-TARGETS = ("any", "tensorrt", "cpu")
+_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 #: File suffixes of TensorRT engines written by retina-edge (anything else is an ONNX model).
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
@@ -100,6 +92,14 @@ def nvinfer_preprocess(preprocess: PreprocessConfig) -> PreprocessConfig:
     return dataclasses.replace(preprocess, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 
 
+def check_name(value: str, what: str) -> str:
+    """Precisions, graph targets and tail names are short lowercase names (``int8``, ``tensorrt``):
+    the recipe and tail tables say which exist, the contract only records them."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise RetinaEdgeError(f"{what} must be a short lowercase name (letters, digits, '-', '_'), got {value!r}")
+    return value
+
+
 def check_score_thresh(value: float) -> float:
     """A score threshold must be a number in [0, 1] (scores are sigmoid probabilities)."""
     if not isinstance(value, (int, float)) or math.isnan(value) or not 0.0 <= value <= 1.0:
@@ -107,15 +107,109 @@ def check_score_thresh(value: float) -> float:
     return float(value)
 
 
+#: What the host does after a tail depends only on the form of its outputs: ``raw`` head tensors
+#: (decode anchors, threshold, NMS), ``candidates`` (threshold, NMS) or final ``detections`` (read
+#: the first ``num_detections`` rows). Each form's outputs, in order, and their default types.
+FORMS: dict[str, tuple[tuple[str, str], ...]] = {
+    "raw": (("cls_logits", "float32"), ("bbox_regression", "float32")),
+    "candidates": (("boxes", "float32"), ("scores", "float32"), ("labels", "int64")),
+    "detections": (("num_detections", "int64"), ("det_boxes", "float32"), ("det_scores", "float32"),
+                   ("det_labels", "int64")),
+}
+#: The postprocessing settings each form bakes into the graph (the others the host applies).
+_BAKED = {"raw": (), "candidates": ("topk_candidates",),
+          "detections": ("topk_candidates", "score_thresh", "nms_thresh", "detections_per_img")}
+
+
+@dataclass(frozen=True)
+class TailSpec:
+    """One graph tail, declared once and read by export, the runtime, verify, Triton and DeepStream.
+
+    ``form``: one of :data:`FORMS`, which fixes the output names, what the tail bakes in and what
+    the host does after it. ``module``: ``"package.module:Class"``, the torch module export traces,
+    built as ``Class(model, input_size, tail)`` (:mod:`retina_edge.export.graph_heads` has the
+    built-in ones). ``dtypes``: the outputs' types when they differ from the form's.
+    ``max_detections``: the most detections a consumer reads (caps ``detections_per_img``).
+    ``normalises_input``: the graph takes RGB in [0, 1] and applies the model's mean/std itself
+    (nvinfer's input with ``net-scale-factor=1/255``). ``consumer``: the outside reader the outputs
+    are laid out for (``deepstream``: the stock batched-NMS parser), if any.
+    """
+
+    name: str
+    form: str
+    module: str
+    dtypes: tuple[str, ...] = ()
+    max_detections: int | None = None
+    normalises_input: bool = False
+    consumer: str | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        check_name(self.name, "a graph tail's name")
+        if self.form not in FORMS:
+            raise RetinaEdgeError(f"a graph tail's form must be one of {tuple(FORMS)}, got {self.form!r}")
+        if self.dtypes and len(self.dtypes) != len(FORMS[self.form]):
+            raise RetinaEdgeError(f"the {self.form} form has {len(FORMS[self.form])} outputs; {self.name} gives "
+                                  f"{len(self.dtypes)} types")
+
+    @property
+    def outputs(self) -> tuple[tuple[str, str], ...]:
+        """(name, NumPy type name) of each output, in order."""
+        form = FORMS[self.form]
+        return tuple(zip((name for name, _ in form), self.dtypes or (dtype for _, dtype in form)))
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.outputs)
+
+    @property
+    def compared(self) -> tuple[str, ...]:
+        """The outputs ``verify`` compares with the reference's: every raw tensor, or the
+        (boxes, scores, labels) of candidates and detections, paired box by box."""
+        return self.output_names if self.form == "raw" else self.output_names[-3:]
+
+    def bake(self, postprocess: PostprocessConfig) -> GraphTail:
+        """This tail with ``postprocess``'s settings baked where its form bakes them."""
+        baked = {name: getattr(postprocess, name) for name in _BAKED[self.form]}
+        if "detections_per_img" in baked and self.max_detections is not None:
+            baked["detections_per_img"] = min(baked["detections_per_img"], self.max_detections)
+        return GraphTail(self.name, **baked)
+
+
+def _builtin_tails() -> None:
+    heads = "retina_edge.export.graph_heads"
+    for spec in (
+        TailSpec("none", "raw", f"{heads}:RawOutputs", description="raw head tensors; the host decodes anchors and runs NMS"),
+        TailSpec("decode", "candidates", f"{heads}:DecodedCandidates",
+                 description="per-level top-k, decoded and clipped; the host runs NMS"),
+        TailSpec("nms", "detections", f"{heads}:NmsDetections", description="decode + NMS: final detections"),
+        TailSpec("deepstream", "detections", f"{heads}:DeepStreamDetections",
+                 dtypes=("int32", "float32", "float32", "float32"), max_detections=200, normalises_input=True,
+                 consumer="deepstream", description="nms for DeepStream's stock parser: its types, at most 200 "
+                                                    "detections, normalisation inside"),
+    ):
+        register_tail(spec)
+
+
+#: Tail name -> :class:`TailSpec`; a plugin adds one with :func:`register_tail`.
+TAILS: Registry[TailSpec] = Registry("graph tail", builtins=_builtin_tails)
+
+
+def register_tail(spec: TailSpec, *, replace: bool = False) -> TailSpec:
+    return TAILS.register(spec.name, spec, replace=replace)
+
+
+def unregister_tail(name: str) -> None:
+    TAILS.unregister(name)
+
+
 @dataclass(frozen=True)
 class GraphTail:
-    """What the graph computes after the network, and the post-processing settings baked into it.
-
-    ``mode``: ``none`` (raw head tensors), ``decode`` (per-level top-k + anchor decoding), ``nms``
-    (decode + NMS) or ``deepstream`` (``nms`` for DeepStream's stock parser, the normalisation
-    folded in). A setting is ``None`` when the graph does not bake it (the host applies the
-    model's): ``decode`` bakes ``topk_candidates``; ``nms`` and ``deepstream`` also
-    ``score_thresh``, ``nms_thresh`` and ``detections_per_img`` (at most 200 for ``deepstream``).
+    """What the graph computes after the network (``mode``: a registered tail's name, see
+    :class:`TailSpec`), and the post-processing settings baked into it. A setting is ``None`` when
+    the graph does not bake it (the host applies the model's): ``decode`` bakes
+    ``topk_candidates``; ``nms`` and ``deepstream`` also ``score_thresh``, ``nms_thresh`` and
+    ``detections_per_img`` (at most 200 for ``deepstream``).
     """
 
     mode: str = "decode"
@@ -125,26 +219,23 @@ class GraphTail:
     detections_per_img: int | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in TAIL_MODES:
-            raise RetinaEdgeError(f"unknown graph tail {self.mode!r}; expected one of {TAIL_MODES}")
-        if self.mode == "deepstream" and (self.detections_per_img or 0) > DEEPSTREAM_MAX_DETECTIONS:
-            raise RetinaEdgeError(f"the deepstream tail keeps at most {DEEPSTREAM_MAX_DETECTIONS} detections (what "
-                                  f"DeepStream's parser reads), got {self.detections_per_img}")
+        limit = self.spec.max_detections
+        if limit is not None and (self.detections_per_img or 0) > limit:
+            raise RetinaEdgeError(f"the {self.mode} tail keeps at most {limit} detections (what its consumer reads), "
+                                  f"got {self.detections_per_img}")
+
+    @property
+    def spec(self) -> TailSpec:
+        return TAILS.get(self.mode)
 
     @classmethod
     def bake(cls, mode: str, postprocess: PostprocessConfig) -> GraphTail:
-        """The tail of ``mode`` with ``postprocess``'s settings baked where that mode bakes them."""
-        if mode == "none":
-            return cls("none")
-        if mode == "decode":
-            return cls("decode", topk_candidates=postprocess.topk_candidates)
-        limit = DEEPSTREAM_MAX_DETECTIONS if mode == "deepstream" else postprocess.detections_per_img
-        return cls(mode, topk_candidates=postprocess.topk_candidates, score_thresh=postprocess.score_thresh,
-                   nms_thresh=postprocess.nms_thresh, detections_per_img=min(postprocess.detections_per_img, limit))
+        """The tail ``mode`` with ``postprocess``'s settings baked where that tail bakes them."""
+        return TAILS.get(mode).bake(postprocess)
 
     @property
     def output_names(self) -> tuple[str, ...]:
-        return OUTPUTS[self.mode]
+        return self.spec.output_names
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -174,10 +265,8 @@ class DeploymentMetadata:
 
     def __post_init__(self) -> None:
         check_batch_range(self.batch)
-        if self.precision not in PRECISIONS:
-            raise RetinaEdgeError(f"unknown precision {self.precision!r}; expected one of {PRECISIONS}")
-        if self.target not in TARGETS:
-            raise RetinaEdgeError(f"unknown target {self.target!r}; expected one of {TARGETS}")
+        check_name(self.precision, "the precision")
+        check_name(self.target, "the graph target")
 
     @property
     def output_names(self) -> tuple[str, ...]:

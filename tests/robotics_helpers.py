@@ -106,7 +106,7 @@ def detector_results(model: Path, frames: int, *, sources: int = 2, track: bool 
     sources (what the multi-source pipeline yields), in capture order; track IDs when ``track``."""
     from retina_edge.data.synth_video import SyntheticVideo
     from retina_edge.runtime import Detector
-    from retina_edge.runtime.pipeline import FrameResult
+    from retina_edge.runtime.video import FrameResult
 
     videos = [SyntheticVideo(seed=seed + 1, width=320 - 32 * seed, height=240) for seed in range(sources)]
     results = []

@@ -15,7 +15,7 @@ import time
 from retina_edge.cli import robotics_options
 from retina_edge.data.synth_video import SyntheticVideo
 from retina_edge.runtime import Detector
-from retina_edge.runtime.pipeline import FrameResult
+from retina_edge.runtime.video import FrameResult
 
 
 def main() -> None:

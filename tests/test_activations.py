@@ -12,7 +12,7 @@ import onnx
 import pytest
 import torch
 
-from retina_edge.model.archs import build_model
+from retina_edge.model.retinanet import build_model
 from retina_edge.calib import activations
 from retina_edge.calib.statistics import compute_stats, network_subgraph
 from retina_edge.export.onnx_export import ExportOptions, export_onnx

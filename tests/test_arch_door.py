@@ -11,7 +11,8 @@ import torch
 from retina_edge.cli.main import main
 from retina_edge.errors import ConfigError
 from retina_edge.export.onnx_export import ExportOptions, export_onnx
-from retina_edge.model.archs import ARCHS, Arch, build_model, register_arch, unregister_arch
+from retina_edge.model.archs import ARCHS, Arch, register_arch, unregister_arch
+from retina_edge.model.retinanet import build_model
 from retina_edge.model.backbone import ResNetBody, freeze_stages
 from retina_edge.model.checkpoints import load_model, save_checkpoint
 from retina_edge.model.registry import BACKBONES

@@ -14,8 +14,8 @@ from retina_edge.export.onnx_export import ExportOptions, export_onnx
 from retina_edge.preprocess import PreprocessConfig
 from retina_edge.resources import SETTLE_SECONDS
 from retina_edge.runtime import Detector
-from retina_edge.runtime import backend_choice
-from retina_edge.runtime.backend_choice import BackendChoice, choose_and_load, pick
+from retina_edge.runtime.core import backend_choice
+from retina_edge.runtime.core.backend_choice import BackendChoice, choose_and_load, pick
 from spinning import Cores
 from tiny import tiny_model
 
@@ -66,7 +66,7 @@ def test_pick_needs_a_clear_win_to_leave_onnxruntime():
 
 @pytest.mark.parametrize("fast", ["onnxruntime", "openvino"])
 def test_probe_picks_the_faster_keeps_it_loaded_and_closes_the_other(onnx_path, fresh_cache, fast):
-    from retina_edge.runtime.model_file import read_deployment
+    from retina_edge.runtime.core.model_file import read_deployment
 
     metadata = read_deployment(onnx_path)
     speeds = {"onnxruntime": 0.03, "openvino": 0.03, fast: 0.001}
@@ -100,7 +100,7 @@ class CoresBackend:
 def test_probe_does_not_charge_a_runtime_for_the_previous_ones_spinning_threads(onnx_path):
     """ONNX Runtime's workers spin on after its run (R50 INT8, 2 cores: the OpenVINO run right
     after took 9% longer); here the faster OpenVINO would have measured 75 ms against 30."""
-    from retina_edge.runtime.model_file import read_deployment
+    from retina_edge.runtime.core.model_file import read_deployment
 
     cores = Cores()
     assert SETTLE_SECONDS > 0.06  # the real spin was over within 50 ms
@@ -110,7 +110,7 @@ def test_probe_does_not_charge_a_runtime_for_the_previous_ones_spinning_threads(
 
 
 def test_cache_key_follows_the_file_and_settings(onnx_path, fresh_cache):
-    from retina_edge.runtime.model_file import read_deployment
+    from retina_edge.runtime.core.model_file import read_deployment
 
     metadata = read_deployment(onnx_path)
     loaded = []
@@ -126,7 +126,7 @@ def test_cache_key_follows_the_file_and_settings(onnx_path, fresh_cache):
 
 
 def test_damaged_or_unwritable_cache_costs_only_a_probe(onnx_path, fresh_cache, caplog, monkeypatch):
-    from retina_edge.runtime.model_file import read_deployment
+    from retina_edge.runtime.core.model_file import read_deployment
 
     fresh_cache.mkdir(parents=True)
     (fresh_cache / backend_choice.CACHE_NAME).write_text("{not json")

@@ -1,6 +1,6 @@
 """The backend door: a backend defined here, in tests/, registered without touching the library,
 runs through ``Detector``, ``retina-edge bench`` and ``retina-edge detect``; and one installed as a
-plugin (an ``retina_edge.backends`` entry point) registers itself.
+plugin (a ``retina_edge.plugins`` entry point) registers itself.
 
 The toy backend executes the ONNX graph with ``onnx.reference.ReferenceEvaluator`` (plain NumPy,
 an implementation independent of ONNX Runtime), so its detections are checked against ONNX Runtime's.
@@ -23,6 +23,7 @@ from retina_edge.imageio import write_image_rgb
 from retina_edge.preprocess import PreprocessConfig
 from retina_edge.runtime import Detector
 from retina_edge.runtime.backends import Backend, BackendOptions, backend_names, register_backend, unregister_backend
+from retina_edge import registry as plugins
 from retina_edge.runtime.backends import registry
 from tiny import tiny_model
 
@@ -117,7 +118,7 @@ def test_a_backend_refuses_files_of_another_kind_and_names_collide(numpy_backend
 
 
 def test_an_installed_plugin_registers_through_its_entry_point(tmp_path, monkeypatch):
-    """A distribution on sys.path whose entry_points.txt names a ``retina_edge.backends`` function."""
+    """A distribution on sys.path whose entry_points.txt names a ``retina_edge.plugins`` function."""
     (tmp_path / "toy_plugin.py").write_text(textwrap.dedent(f"""
         from retina_edge.runtime.backends import register_backend
 
@@ -128,10 +129,10 @@ def test_an_installed_plugin_registers_through_its_entry_point(tmp_path, monkeyp
     info = tmp_path / "toy_plugin-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-plugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[{registry.ENTRY_POINT_GROUP}]\ntoy = toy_plugin:register\n")
+    (info / "entry_points.txt").write_text(f"[{plugins.ENTRY_POINT_GROUP}]\ntoy = toy_plugin:register\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
-        registry.load_plugins()
+        plugins.load_plugins()
         assert "toy-plugin" in backend_names()
         assert registry.backend_install_hint("toy_plugin.engine") == "pip install toy-plugin"
     finally:

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from retina_edge.model.archs import build_model
+from retina_edge.model.retinanet import build_model
 from retina_edge.calib import build as build_module
 from retina_edge.calib.build import BuildOptions, CalibrationOptions, build_precision_graph
 from retina_edge.calib.precision import excluded_nodes, read_trt_calibration_cache, write_trt_calibration_cache
@@ -20,7 +20,7 @@ from retina_edge.calib.statistics import ActivationStats
 from retina_edge.cli.main import main
 from retina_edge.errors import DataError
 from retina_edge.export.onnx_export import ExportOptions
-from retina_edge.runtime.model_file import read_deployment
+from retina_edge.runtime.core.model_file import read_deployment
 from retina_edge.imageio import write_image_rgb
 from retina_edge.preprocess import PreprocessConfig, preprocess_batch
 from retina_edge.data.synth import SynthConfig, render_image

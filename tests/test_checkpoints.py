@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from retina_edge.model.archs import build_model, model_config
+from retina_edge.model.archs import model_config
+from retina_edge.model.retinanet import build_model
 from retina_edge.model.checkpoints import infer_arch, load_backbone_weights, load_model, save_checkpoint
 from retina_edge.errors import WeightsError
 from rx1 import rx1_state_dict

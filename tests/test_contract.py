@@ -15,9 +15,9 @@ from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.onnx_export import ExportOptions, export_onnx
 from retina_edge.preprocess import PreprocessConfig
 from retina_edge.runtime import Detector
-from retina_edge.runtime.engine_file import write_engine_file
-from retina_edge.runtime.model_file import onnx_metadata_props, read_deployment
-from retina_edge.runtime.pipeline import Pipeline
+from retina_edge.runtime.tensorrt.engine_file import write_engine_file
+from retina_edge.runtime.core.model_file import onnx_metadata_props, read_deployment
+from retina_edge.runtime.video import Pipeline
 from tiny import tiny_model
 
 PREPROCESS = PreprocessConfig(128, 160)

@@ -1,4 +1,4 @@
-"""CUDA buffers, streams and graphs (``runtime/cuda_memory.py``) on a real GPU through cuda-python.
+"""CUDA buffers, streams and graphs (``runtime/tensorrt/cuda_memory.py``) on a real GPU through cuda-python.
 
 The TensorRT API tier runs these calls against a stand-in of ``cuda.bindings.runtime``; here the
 driver runs them: pinned host views of every engine I/O dtype, asynchronous copies on one stream,
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retina_edge.runtime.cuda_memory import CudaStream, HostDeviceBuffer, _cudart, check
+from retina_edge.runtime.tensorrt.cuda_memory import CudaStream, HostDeviceBuffer, _cudart, check
 
 
 def _gpu_count() -> int:

@@ -24,8 +24,8 @@ from retina_edge.data.synth import SynthConfig, render_image
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.metrics.matching import MatchTolerance, match_detections
 from retina_edge.runtime import Detector
-from retina_edge.runtime.engine_file import write_engine_file
-from retina_edge.runtime.model_file import read_deployment
+from retina_edge.runtime.tensorrt.engine_file import write_engine_file
+from retina_edge.runtime.core.model_file import read_deployment
 
 #: Keys Gst-nvinfer reads: ``sources/gst-plugins/gst-nvinfer/gstnvinfer_property_parser.h`` of the DeepStream
 #: SDK sources (github.com/hiennguyen9874/deepstream-sources @ f9948312, DeepStream 6.2; the same list is
@@ -256,6 +256,21 @@ def test_an_engine_goes_to_nvinfer_as_its_bare_plan(folder, tmp_path, caplog):
 def test_the_cli_refuses_a_graph_without_the_deepstream_tail(folder, tmp_path, capsys):
     assert main(["deepstream", "--model", str(folder / "reference.onnx"), "-o", str(tmp_path / "x")]) == 2
     assert "needs the 'deepstream' tail: export it with that tail" in capsys.readouterr().err
+
+
+def test_a_precision_nvinfer_cannot_run_is_refused_before_anything_is_written(folder, tmp_path):
+    """The CPU INT8 recipe's graph (U8 activations with zero points, which TensorRT does not take)
+    says so from its recipe (``nvinfer_mode=None``), before a file is written."""
+    from retina_edge.deepstream.package import DeepStreamOptions, write_deepstream
+    from retina_edge.runtime.core.model_file import embed_deployment
+
+    (graph_path,) = (folder / "ds").glob("*.onnx")
+    graph = onnx.load(str(graph_path))
+    embed_deployment(graph, read_deployment(graph_path).override(precision="int8", target="cpu"))
+    onnx.save(graph, str(tmp_path / "cpu-int8.onnx"))
+    with pytest.raises(RetinaEdgeError, match="nvinfer cannot run int8 for cpu graphs"):
+        write_deepstream(tmp_path / "cpu-int8.onnx", tmp_path / "out", DeepStreamOptions())
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The DeepStream release guard: one table of facts (runtime/trt_releases.py, each with its source);
+"""The DeepStream release guard: one table of facts (runtime/tensorrt/trt_releases.py, each with its source);
 combinations that cannot work are refused in one line, the rest pass (sometimes with a warning)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 
 from retina_edge.deepstream.target import Deployment, Target, check_target
 from retina_edge.errors import RetinaEdgeError
-from retina_edge.runtime.trt_releases import DEEPSTREAM_RELEASES, has_dla, version_compatible_runs
+from retina_edge.runtime.tensorrt.trt_releases import DEEPSTREAM_RELEASES, has_dla, version_compatible_runs
 
 ENGINE_10_3 = {"tensorrt_version": "10.3.0.26", "build": {}}
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from retina_edge.model.archs import build_model
+from retina_edge.model.retinanet import build_model
 from retina_edge.model.checkpoints import save_checkpoint
 from retina_edge.cli.main import main
 from retina_edge.data.synth import SynthConfig, write_dataset

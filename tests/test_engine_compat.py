@@ -1,4 +1,4 @@
-"""Engine compatibility checks against NVIDIA's documented rules (runtime/trt_releases.py cites them):
+"""Engine compatibility checks against NVIDIA's documented rules (runtime/tensorrt/trt_releases.py cites them):
 version-compatible plans run on the same or a later release of their major, and across majors only
 8 -> 10 and 10 -> 11; hardware-compatible plans need Ampere+ (compute capability >= 8.0)."""
 
@@ -10,7 +10,7 @@ from retina_edge.config import ModelConfig
 from retina_edge.contract import DeploymentMetadata, GraphTail
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.preprocess import PreprocessConfig
-from retina_edge.runtime.engine_file import check_compatible, read_engine_file, write_engine_file
+from retina_edge.runtime.tensorrt.engine_file import check_compatible, read_engine_file, write_engine_file
 
 METADATA = DeploymentMetadata(model=ModelConfig(), preprocess=PreprocessConfig(64, 64), tail=GraphTail("none"))
 

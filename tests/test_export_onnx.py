@@ -7,15 +7,15 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from retina_edge.model.archs import build_model
-from retina_edge.contract import OUTPUTS
+from retina_edge.model.retinanet import build_model
+from retina_edge.contract import TAILS
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.onnx_export import ExportOptions, export_onnx
-from retina_edge.runtime.model_file import onnx_metadata_props, read_deployment
+from retina_edge.runtime.core.model_file import onnx_metadata_props, read_deployment
 from retina_edge.metrics.matching import match_detections
 from retina_edge.preprocess import PreprocessConfig, preprocess_batch
 from retina_edge.model.reference import reference_on_inputs
-from retina_edge.runtime.postprocess import select_detections
+from retina_edge.runtime.core.postprocess import select_detections
 from rx1 import rx1_state_dict
 
 TINY = dict(backbone_width=16, fpn_channels=32, head_convs=1, score_thresh=0.2)
@@ -45,14 +45,16 @@ def exported(tiny_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("onnx")
     preprocess = PreprocessConfig(128, 160)
     return {mode: export_onnx(tiny_model, out / f"{mode}.onnx", ExportOptions(preprocess=preprocess, tail=mode, batch=(1, 2, 4)))
-            for mode in OUTPUTS}
+            for mode in TAILS.names()}
 
 
 def test_contract_names_static_shapes_and_metadata(exported, tiny_model):
     for mode, path in exported.items():
         sess = session(path)
         assert [i.name for i in sess.get_inputs()] == ["images"]
-        assert tuple(o.name for o in sess.get_outputs()) == OUTPUTS[mode]
+        # names and types as the tail table declares them (Triton's configs and DeepStream read the table)
+        assert tuple((o.name, o.type) for o in sess.get_outputs()) == tuple(
+            (name, f"tensor({'float' if dtype == 'float32' else dtype})") for name, dtype in TAILS.get(mode).outputs)
         for output in sess.get_outputs():
             assert output.shape[0] == "batch" and all(isinstance(d, int) for d in output.shape[1:])
         metadata = read_deployment(path)

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from retina_edge.model.archs import build_model
+from retina_edge.model.retinanet import build_model
 from retina_edge.calib import activations
 from retina_edge.calib.statistics import network_subgraph
 from retina_edge.export import onnx_export
@@ -94,7 +94,7 @@ def test_written_model_parses_to_the_same_model(tmp_path):
     """write_model serializes one initializer at a time; the file must parse to the model that
     onnx.save would have written, metadata, opsets and all, and run the same."""
     from retina_edge.export.graph_weights import write_model
-    from retina_edge.runtime.model_file import read_deployment
+    from retina_edge.runtime.core.model_file import read_deployment
 
     path = export_onnx(tiny("resnet18_fpn"), tmp_path / "m.onnx", OPTIONS)
     model = onnx.load(str(path))

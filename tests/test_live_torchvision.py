@@ -23,11 +23,11 @@ from torchvision.ops.feature_pyramid_network import LastLevelP6P7  # noqa: E402
 from torchvision.ops.misc import FrozenBatchNorm2d  # noqa: E402
 
 from retina_edge.model import boxes as torch_boxes  # noqa: E402
-from retina_edge.model.archs import build_model  # noqa: E402
+from retina_edge.model.retinanet import build_model  # noqa: E402
 from retina_edge.model.box_coder import BoxCoder  # noqa: E402
 from retina_edge.config import IMAGENET_MEAN, IMAGENET_STD, TransformConfig  # noqa: E402
 from retina_edge.metrics.matching import match_detections  # noqa: E402
-from retina_edge.runtime.nms import batched_nms as numpy_batched_nms, nms as numpy_nms  # noqa: E402
+from retina_edge.runtime.core.nms import batched_nms as numpy_batched_nms, nms as numpy_nms  # noqa: E402
 from retina_edge.model.transform import RetinaTransform  # noqa: E402
 from rx1 import rx1_state_dict  # noqa: E402
 

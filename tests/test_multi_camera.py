@@ -63,7 +63,7 @@ def test_two_files_one_run_outputs_per_source(assets, tmp_path):
 
 def test_batched_detections_match_single_image_runs(assets):
     from retina_edge.runtime import Detector
-    from retina_edge.runtime.pipeline import Pipeline
+    from retina_edge.runtime.video import Pipeline
 
     video = SyntheticVideo(seed=1)
     with Detector(assets / "m.onnx") as detector, Pipeline(detector) as pipeline:
@@ -168,8 +168,8 @@ def test_sigint_finalizes_every_output_of_every_source(assets, tmp_path):
 
 def test_one_camera_dies_and_comes_back_while_the_other_keeps_going(assets, monkeypatch):
     from retina_edge.runtime import Detector
-    from retina_edge.runtime.pipeline import Pipeline, PipelineConfig
-    from retina_edge.runtime.sources import ReconnectPolicy
+    from retina_edge.runtime.video import Pipeline, PipelineConfig
+    from retina_edge.runtime.video.sources import ReconnectPolicy
 
     monkeypatch.setenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rw_timeout;2000000")
     servers = [MjpegServer(free_port(), seed=seed, interval=0.06) for seed in (4, 5)]

@@ -61,7 +61,7 @@ def test_true_identities_give_each_object_to_one_detection_per_frame(bench):
     from types import SimpleNamespace
 
     from retina_edge.data.synth_video import SyntheticVideo
-    from retina_edge.runtime.results import Detections
+    from retina_edge.runtime.core.results import Detections
 
     scene = SyntheticVideo(seed=1, objects=2)
     (_, _, (x, y, w, h)), _ = scene.boxes(0)

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from retina_edge.runtime.pipeline import FrameResult, Pipeline, PipelineConfig
-from retina_edge.runtime.results import Detections
-from retina_edge.runtime.sources import ReconnectPolicy
+from retina_edge.runtime.video import FrameResult, Pipeline, PipelineConfig
+from retina_edge.runtime.core.results import Detections
+from retina_edge.runtime.video.sources import ReconnectPolicy
 
 NO_RECONNECT = ReconnectPolicy(attempts=0)
 
@@ -112,8 +112,8 @@ def test_files_lose_nothing_keep_order_and_share_batches():
 
 def test_no_source_starves_another():
     """The batcher alone, over feeds filled by hand (no threads): 4 sources, 2 frames per batch."""
-    from retina_edge.runtime.multi_source import Batcher, Feed, FeedOptions
-    from retina_edge.runtime.pipeline import PipelineStats
+    from retina_edge.runtime.video.multi_source import Batcher, Feed, FeedOptions
+    from retina_edge.runtime.video.stats import PipelineStats
 
     condition, stop = threading.Condition(), threading.Event()
     feeds = [Feed(n, FileSource(n, 0), FeedOptions(latest=False), PipelineStats(), condition, stop) for n in range(4)]
@@ -200,7 +200,7 @@ class MovingBoxesDetector:
 
 
 def test_tracking_gives_stable_ids_per_source():
-    from retina_edge.runtime.tracking import TrackerOptions
+    from retina_edge.runtime.video.tracking import TrackerOptions
 
     config = PipelineConfig(tracking=TrackerOptions(), max_batch_wait_ms=1000)
     with Pipeline(MovingBoxesDetector(), config) as pipeline:
@@ -216,9 +216,9 @@ def test_tracking_gives_stable_ids_per_source():
 
 def test_byte_tracker_ids_follow_the_detections_order():
     """The library returns detections in its own order (its tracks' order); IDs come back in ours."""
-    from retina_edge.runtime.tracking import ByteTracker
+    from retina_edge.runtime.video.tracking import make_tracker
 
-    tracker = ByteTracker()
+    tracker = make_tracker()
     scores, labels = np.array([0.9, 0.8], np.float32), np.zeros(2, np.int64)
     for step in range(4):
         boxes = np.array([[0, 0 + step, 20, 20 + step], [100 + step, 100, 140 + step, 140]], np.float32)
@@ -238,16 +238,16 @@ def test_byte_tracker_ids_follow_the_detections_order():
 def test_a_track_starts_at_the_higher_of_activation_and_high_score(score, starts):
     """TrackerOptions' docstring: ``trackers`` starts tracks only from detections left over by the
     high-score stage, so with the defaults (activation 0.6, high 0.7) a 0.65 object never gets an ID."""
-    from retina_edge.runtime.tracking import ByteTracker, TrackerOptions
+    from retina_edge.runtime.video.tracking import TrackerOptions, make_tracker
 
-    tracker = ByteTracker(TrackerOptions(reid_similarity=None))
+    tracker = make_tracker(TrackerOptions(reid_similarity=None))
     found = [tracker.update(Detections(np.array([[10 + step, 10, 50 + step, 50]], np.float32),
                                        np.array([score], np.float32), np.zeros(1, np.int64)))[0] for step in range(5)]
     assert (found[-1] >= 0) == starts
 
 
 def test_boxes_are_coloured_by_track_id():
-    from retina_edge.runtime.draw import class_colour, draw_detections
+    from retina_edge.runtime.video.draw import class_colour, draw_detections
 
     boxes = np.array([[10, 10, 60, 60], [100, 10, 150, 60]], np.float32)
     detections = Detections(boxes, np.array([0.9, 0.8], np.float32), np.zeros(2, np.int64))
@@ -260,7 +260,7 @@ def test_boxes_are_coloured_by_track_id():
 def test_status_line_outline_stays_on_its_text():
     """The outline hugs the white text from the first character to the last (a thick stroke's
     outline ran 12 px past the text's end under OpenCV 5.1, whose glyphs widen with thickness)."""
-    from retina_edge.runtime.draw import draw_result
+    from retina_edge.runtime.video.draw import draw_result
 
     result = FrameResult(0, 0.0, np.full((40, 400, 3), 128, np.uint8), Detections(np.zeros((0, 4), np.float32),
                          np.zeros(0, np.float32), np.zeros(0, np.int64)), 33.0, 30.0)
@@ -271,7 +271,7 @@ def test_status_line_outline_stays_on_its_text():
 
 
 def test_jsonl_lines_name_source_frame_file_and_track(tmp_path):
-    from retina_edge.runtime.sinks import JsonlSink
+    from retina_edge.runtime.video.sinks import JsonlSink
 
     detections = Detections(np.array([[1, 2, 3, 4]], np.float32), np.array([0.5], np.float32), np.zeros(1, np.int64), ("a",))
     sink = JsonlSink(tmp_path / "new" / "folder" / "d.jsonl")  # missing folders are created
@@ -297,7 +297,7 @@ def test_video_names_per_source(tmp_path):
 def test_mp4_writer_without_a_usable_name_raises(tmp_path):
     """OpenCV picks the container by suffix: without one it wrote nothing, silently."""
     from retina_edge.errors import DataError
-    from retina_edge.runtime.video_writer import Mp4Writer
+    from retina_edge.runtime.video.video_writer import Mp4Writer
 
     writer = Mp4Writer(tmp_path / "outvid", 15)
     with pytest.raises(DataError, match="outvid"):
@@ -320,7 +320,7 @@ def test_a_silent_stream_says_it_is_waiting(monkeypatch):
     import logging
 
     from retina_edge.errors import DataError
-    from retina_edge.runtime import sources
+    from retina_edge.runtime.video import sources
 
     monkeypatch.setenv("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rw_timeout;3000000")
     monkeypatch.setattr(sources, "WAIT_NOTICE_S", 0.3)

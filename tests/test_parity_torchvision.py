@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from retina_edge.model.archs import build_model
+from retina_edge.model.retinanet import build_model
 from retina_edge.metrics.matching import match_detections
 from rx1 import FIXTURES, rx1_state_dict
 

@@ -14,8 +14,8 @@ import pytest
 
 from retina_edge.cli.main import main
 from retina_edge.runtime import Detector
-from retina_edge.runtime.pipeline import Pipeline, PipelineConfig
-from retina_edge.runtime.sources import ReconnectPolicy
+from retina_edge.runtime.video import Pipeline, PipelineConfig
+from retina_edge.runtime.video.sources import ReconnectPolicy
 from retina_edge.data.synth_video import SyntheticVideo, write_video
 from mjpeg import MjpegServer, free_port
 
@@ -148,7 +148,7 @@ class CountingDetector:
     def detect(self, images):  # noqa: ANN001, ANN201
         import numpy as np
 
-        from retina_edge.runtime.results import Detections
+        from retina_edge.runtime.core.results import Detections
 
         with self.lock:
             self.running += 1

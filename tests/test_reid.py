@@ -1,4 +1,4 @@
-"""Appearance checks on a tracker's IDs (runtime/reid.py): an object back after its track was lost
+"""Appearance checks on a tracker's IDs (runtime/video/reid.py): an object back after its track was lost
 keeps its ID when it looks the same and could have got there (look-alikes in view, other colours,
 places too far for the time gone by, and tracks older than the memory get new IDs); two tracks the
 tracker swapped where they touched get their IDs back; a track moved onto another object lets its
@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retina_edge.runtime.reid import TrackStitcher, colour_histogram, overlap_fractions
-from retina_edge.runtime.results import Detections
+from retina_edge.runtime.video.reid import TrackStitcher, colour_histogram, overlap_fractions
+from retina_edge.runtime.core.results import Detections
 
 RED, GREEN = (220, 30, 30), (30, 200, 40)
 # Two-tone objects (top 70% of the square, bottom 30%): each looks somewhat like the other (0.8),
@@ -154,9 +154,9 @@ def test_byte_tracker_keeps_the_id_of_an_object_unseen_past_its_memory(reid):
     """ByteTrack forgets a track after lost_frames (30) frames; with re-identification the object
     returning after 45 frames gets its old ID, without it a new one."""
     pytest.importorskip("trackers")
-    from retina_edge.runtime.tracking import ByteTracker, TrackerOptions
+    from retina_edge.runtime.video.tracking import TrackerOptions, make_tracker
 
-    tracker = ByteTracker(TrackerOptions(reid_similarity=reid))
+    tracker = make_tracker(TrackerOptions(reid_similarity=reid))
     score, label = np.array([0.9], np.float32), np.zeros(1, np.int64)
     before = [tracker.update(Detections(boxes, score, label), None, image).tolist()
               for image, boxes in (scene(((10 + 2 * step, 10), RED)) for step in range(5))]

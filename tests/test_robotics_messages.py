@@ -15,7 +15,7 @@ from robotics_helpers import mcap_ros2_codec, plain, rosbags_store, to_rosbags
 from retina_edge.robotics import cdr, messages, ros_images
 from retina_edge.robotics.definitions import (COMPRESSED_IMAGE, DETECTION_ARRAY, IMAGE, IMAGE_ANNOTATIONS,
                                               schema)
-from retina_edge.runtime.results import Detections
+from retina_edge.runtime.core.results import Detections
 
 NAMES = ("person", "forklift", "pallet", "café sign", "")
 

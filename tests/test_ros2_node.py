@@ -18,7 +18,7 @@ from retina_edge.robotics.definitions import COMPRESSED_IMAGE, DETECTION_ARRAY, 
 from retina_edge.robotics.messages import header
 from retina_edge.robotics.ros2_node import detections_topic
 from retina_edge.runtime import Detector
-from retina_edge.runtime.results import Detections
+from retina_edge.runtime.core.results import Detections
 
 
 @pytest.fixture(scope="module")

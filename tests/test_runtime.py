@@ -17,8 +17,8 @@ from retina_edge.preprocess import PreprocessConfig, boxes_to_source
 from retina_edge.model.preprocess_torch import preprocess_tensor_batch
 from retina_edge.model.reference import reference_on_inputs
 from retina_edge.runtime import Detector
-from retina_edge.runtime.detector import choose_backend
-from retina_edge.runtime.engine_file import check_compatible, read_engine_file, write_engine_file
+from retina_edge.runtime.core.detector import choose_backend
+from retina_edge.runtime.tensorrt.engine_file import check_compatible, read_engine_file, write_engine_file
 from tiny import tiny_model
 
 PREPROCESS = PreprocessConfig(128, 160, align="center")

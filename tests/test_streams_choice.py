@@ -15,8 +15,8 @@ from retina_edge.export.onnx_export import ExportOptions, export_onnx
 from retina_edge.preprocess import PreprocessConfig
 from retina_edge.runtime import Detector
 from retina_edge.runtime.backends import BackendOptions
-from retina_edge.runtime import streams_choice
-from retina_edge.runtime.streams_choice import choose_streams
+from retina_edge.runtime.core import streams_choice
+from retina_edge.runtime.core.streams_choice import choose_streams
 from tiny import tiny_model
 
 SETTINGS = {"device": None, "threads": None, "openvino_precision": "f32"}

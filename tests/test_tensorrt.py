@@ -52,7 +52,7 @@ def test_profile_shapes_and_versions():
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_engine_matches_onnxruntime(tmp_path, precision):
     """Build an engine from each precision graph, run it, compare with ONNX Runtime on the same graph."""
-    from retina_edge.model.archs import build_model
+    from retina_edge.model.retinanet import build_model
     from retina_edge.calib.build import BuildOptions, CalibrationOptions, build_precision_graph
     from retina_edge.export.onnx_export import ExportOptions
     from retina_edge.export.tensorrt_build import build_engine
@@ -82,7 +82,7 @@ def test_engine_matches_onnxruntime(tmp_path, precision):
 
 
 def test_missing_cuda_binding_is_a_clear_error(monkeypatch):
-    import retina_edge.runtime.cuda_memory as cuda_memory
+    import retina_edge.runtime.tensorrt.cuda_memory as cuda_memory
     from retina_edge.errors import MissingDependencyError
 
     monkeypatch.setattr(cuda_memory, "_cudart", lambda: None)  # no cuda-python
@@ -96,7 +96,7 @@ def test_missing_cuda_binding_is_a_clear_error(monkeypatch):
 def test_engine_without_tensorrt_is_a_clear_error(tmp_path):
     from retina_edge.errors import MissingDependencyError
     from retina_edge.runtime import Detector
-    from retina_edge.runtime.engine_file import write_engine_file
+    from retina_edge.runtime.tensorrt.engine_file import write_engine_file
 
     from retina_edge.config import ModelConfig
     from retina_edge.contract import DeploymentMetadata, GraphTail

@@ -18,8 +18,8 @@ from retina_edge.contract import DeploymentMetadata, GraphTail
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.trt_plan import check_dla, legacy_calibration_cache
 from retina_edge.preprocess import PreprocessConfig
-from retina_edge.runtime.cuda_memory import pinned_array
-from retina_edge.runtime.engine_file import EngineFile
+from retina_edge.runtime.tensorrt.cuda_memory import pinned_array
+from retina_edge.runtime.tensorrt.engine_file import EngineFile
 
 
 @pytest.mark.parametrize("version", ["10.8.0", "10.16.1.11", "11.0.0", "11.4.0"])

@@ -19,7 +19,7 @@ import pytest
 import torch
 from onnx import numpy_helper
 
-from retina_edge.model.archs import build_model
+from retina_edge.model.retinanet import build_model
 from retina_edge.calib.precision import excluded_nodes, write_trt_calibration_cache
 from retina_edge.calib.statistics import compute_stats
 from retina_edge.calib.tensorrt_qdq import plan_tensorrt_qdq, quantize_for_tensorrt

@@ -26,7 +26,7 @@ from assertions import same_detections
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.imageio import decode_image_bytes, encode_image_rgb
 from retina_edge.runtime import Detector, TritonDetector
-from retina_edge.runtime.triton_client import ImagesRefusedError
+from retina_edge.runtime.remote.triton_client import ImagesRefusedError
 from retina_edge.data.synth import SynthConfig, render_image
 from retina_edge.triton.repository import RepositoryOptions, write_repository
 from retina_edge.triton.server import Ports, TritonServer
@@ -88,8 +88,8 @@ def parse_config(folder: Path):  # noqa: ANN201
 
 @pytest.mark.parametrize("tail", ["none", "decode", "nms"])
 def test_generated_configs_parse_and_the_ensemble_is_wired(graphs, tmp_path, tail):
-    from retina_edge.runtime.engine_file import write_engine_file
-    from retina_edge.runtime.model_file import read_deployment
+    from retina_edge.runtime.tensorrt.engine_file import write_engine_file
+    from retina_edge.runtime.core.model_file import read_deployment
 
     engine = write_engine_file(tmp_path / f"{tail}.engine", b"plan", metadata=read_deployment(graphs[tail]),
                                tensorrt_version="10.3.0", device={"name": "Orin"}, build={})
@@ -121,7 +121,7 @@ def test_network_config_dims_and_types_are_the_exported_graphs(graphs, tail):
     int32 count and float labels once were configured as the nms tail's int64)."""
     import onnx
 
-    from retina_edge.runtime.model_file import read_deployment
+    from retina_edge.runtime.core.model_file import read_deployment
     from retina_edge.triton.configs import network_tensors
 
     graph = onnx.load(str(graphs[tail])).graph
@@ -268,7 +268,7 @@ def test_detect_cli_against_a_server(served, tmp_path, capsys):
 
 @needs_server
 def test_the_pipeline_reconnects_when_the_server_restarts(graphs, tmp_path, caplog):
-    from retina_edge.runtime.pipeline import Pipeline, PipelineConfig
+    from retina_edge.runtime.video import Pipeline, PipelineConfig
     from retina_edge.data.synth_video import SyntheticVideo, write_video
 
     video = write_video(tmp_path / "in.mp4", SyntheticVideo(width=160, height=120), frames=20)
@@ -414,7 +414,7 @@ def _cmdline(proc: Path) -> str:
 
 
 def test_no_server_is_retried_then_reported(caplog):
-    from retina_edge.runtime.triton_client import ServerLostError
+    from retina_edge.runtime.remote.triton_client import ServerLostError
 
     port = free_ports().grpc  # nothing listens there
     with caplog.at_level(logging.WARNING), pytest.raises(ServerLostError, match="did not answer after 2 retries"):

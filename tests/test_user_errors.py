@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from retina_edge.model.archs import build_model
+from retina_edge.model.retinanet import build_model
 from retina_edge.model.checkpoints import save_checkpoint
 from retina_edge.cli.main import main
 from retina_edge.export.onnx_export import ExportOptions, export_onnx

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from retina_edge.model.archs import build_model
+from retina_edge.model.retinanet import build_model
 
 
 def tiny_model(class_names: tuple[str, ...] = ("a", "b", "c"), **kwargs):  # noqa: ANN003, ANN201

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from retina_edge.cli.args import add_backend_argument, non_negative_int, positive_float, positive_int
-from retina_edge.calib.recipes import build_targets, recipes
+from retina_edge.calib.recipes import build_targets, precisions, recipes
 from retina_edge.cli.export import add_export_arguments
 from retina_edge.errors import BudgetNotMetError, RetinaEdgeError
 
@@ -24,9 +24,12 @@ OPTION_DESTS = {"calibration": "calib", "count": "calib_count", "batch_size": "c
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_export_arguments(parser)
     precision = parser.add_mutually_exclusive_group()
-    precision.add_argument("--int8", action="store_const", const="int8", dest="precision", help="INT8 Q/DQ graph (needs --calib)")
-    precision.add_argument("--fp16", action="store_const", const="fp16", dest="precision", help="FP16 graph (AutoCast)")
-    parser.set_defaults(precision="fp32")
+    precision.add_argument("--precision", choices=precisions(), default="fp32",
+                           help="the precision in the graph, one of the recipe table's (see --target); default fp32")
+    precision.add_argument("--int8", action="store_const", const="int8", dest="precision",
+                           help="same as --precision int8: INT8 Q/DQ graph (needs --calib)")
+    precision.add_argument("--fp16", action="store_const", const="fp16", dest="precision",
+                           help="same as --precision fp16: FP16 graph (AutoCast)")
     parser.add_argument("--target", choices=build_targets(), default=build_targets()[0], help="placement; the recipes: "
                         + "; ".join(f"{r.precision} for {r.target}: {r.description}" for r in recipes()))
     parser.add_argument("--calib", help="calibration images: folder, COCO json, video file (every 10th frame) or glob")

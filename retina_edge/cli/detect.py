@@ -17,7 +17,8 @@ from retina_edge.cli.args import (
     positive_int_or_auto,
     unit_interval,
 )
-from retina_edge.runtime.draw import DISPLAY_SCORE
+from retina_edge.runtime.video.draw import DISPLAY_SCORE
+from retina_edge.runtime.video.tracking import TRACKERS, TrackerOptions
 
 NAME = "detect"
 HELP = ("detect objects with a deployed model (.onnx or .engine) in images, a folder, a video, a camera, "
@@ -53,7 +54,7 @@ def make_detector(args: argparse.Namespace, *, frames_wait: bool = False, **kwar
     ``frames_wait``: the source is a file whose frames wait for inference, where ``--streams auto``
     measures whether several in flight help; elsewhere auto means one (the lowest latency)."""
     from retina_edge.runtime import Detector
-    from retina_edge.runtime.triton_client import SCHEME
+    from retina_edge.runtime.remote.triton_client import SCHEME
 
     if args.model.startswith(SCHEME):
         from retina_edge.errors import RetinaEdgeError
@@ -87,8 +88,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="streams: write the run's statistics here (per source: frames, dropped, fps, "
                                        "latency p50/p99, status)")
     parser.add_argument("--track", action="store_true",
-                        help="streams: give each detection a track ID, stable across frames, per source (ByteTrack; "
+                        help="streams: give each detection a track ID, stable across frames, per source (--tracker; "
                              "pip install 'retina-edge[track]')")
+    parser.add_argument("--tracker", choices=TRACKERS.names(), default=TrackerOptions.tracker,
+                        help="tracking: " + "; ".join(f"{spec.name}: {spec.description}" for spec in TRACKERS.values())
+                             + f" (default {TrackerOptions.tracker})")
     parser.add_argument("--track-reid", type=unit_interval, default=0.8, metavar="SIMILARITY",
                         help="tracking: colour checks of the IDs; an object back after its track was lost keeps its ID "
                              "when its colours match a lost track's this well, and IDs swapped where objects crossed "
@@ -117,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     from retina_edge.cli.stream import run_stream, source_specs
     from retina_edge.errors import RetinaEdgeError
     from retina_edge.imageio import IMAGE_SUFFIXES
-    from retina_edge.runtime.sources import is_live
+    from retina_edge.runtime.video.sources import is_live
 
     specs = source_specs(args)
     source = Path(specs[0])
@@ -179,7 +183,7 @@ def _detect_file(args: argparse.Namespace, detector, source, path, classes) -> l
 
     from retina_edge.errors import DataError
     from retina_edge.imageio import read_image_rgb, write_image_rgb
-    from retina_edge.runtime.draw import draw_detections
+    from retina_edge.runtime.video.draw import draw_detections
 
     try:
         image = read_image_rgb(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from retina_edge.cli.args import positive_int
+from retina_edge.contract import TAILS
 
 
 NAME = "export"
@@ -28,10 +29,10 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=positive_int, nargs=3, metavar=("MIN", "OPT", "MAX"), default=(1, 1, 8),
                         help="batch range; MIN == MAX exports a static batch (default 1 1 8)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    parser.add_argument("--tail", "--postprocess", dest="tail", choices=["none", "decode", "nms", "deepstream"],
-                        default="decode", help="graph tail: none (raw head tensors), decode (per-level top-k + anchor "
-                        "decoding in the graph), nms (decode + NMS, fixed-size padded outputs), deepstream (nms for "
-                        "DeepStream's stock parser, input RGB 0..1 as nvinfer gives it); default decode")
+    parser.add_argument("--tail", "--postprocess", dest="tail", choices=TAILS.names(), default="decode",
+                        help="what the graph computes after the network: "
+                             + "; ".join(f"{spec.name} ({spec.description})" for spec in TAILS.values())
+                             + "; default decode")
     parser.add_argument("--nms", dest="tail", action="store_const", const="nms", help="same as --tail nms")
     parser.add_argument("--resize", action="store_true", help="stretch to the input size instead of letterboxing")
     parser.add_argument("--align", choices=["top-left", "center"], default="top-left", help="letterbox placement")

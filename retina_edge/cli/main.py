@@ -20,6 +20,7 @@ from retina_edge.cli.args import OneLineParser
 from retina_edge._version import __version__
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.optional import install_hint
+from retina_edge.registry import load_plugins
 from retina_edge.resources import check_writable
 from retina_edge.runtime.backends.registry import backend_install_hint
 
@@ -82,6 +83,7 @@ class _Formatter(logging.Formatter):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    load_plugins()  # before the parser: a plugin's architectures, recipes, backends, tails and trackers are choices too
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as done:  # --help, --version, or a usage error already printed on one line

@@ -1,7 +1,7 @@
 """The streaming half of ``retina-edge detect``: videos, cameras, URLs, GStreamer, folders as streams,
 one source or several through one pipeline.
 
-Outputs are sinks (``write(result)``/``close()``, :mod:`retina_edge.runtime.sinks`) opened by
+Outputs are sinks (``write(result)``/``close()``, :mod:`retina_edge.runtime.video.sinks`) opened by
 :func:`open_sinks`, fed every result as it arrives, and closed in every case (end, error, SIGINT or
 SIGTERM, which only ask the pipeline to stop), so videos are finalised and nothing already processed
 is lost. This module does not import :mod:`retina_edge.cli.detect` (detect imports it).
@@ -72,7 +72,7 @@ def open_sinks(args: argparse.Namespace, specs: list[str], sources: list) -> lis
     """The per-result outputs the arguments ask for: JSON lines, one video per source, an MCAP
     recording and a live Foxglove view (one sink for both)."""
     from retina_edge.cli import robotics_options
-    from retina_edge.runtime.sinks import JsonlSink, VideoSink, close_all
+    from retina_edge.runtime.video.sinks import JsonlSink, VideoSink, close_all
 
     sinks: list = []
     try:
@@ -107,22 +107,24 @@ def stop_on_signals(pipeline):  # noqa: ANN001, ANN201
 
 
 def pipeline_config(args: argparse.Namespace, classes):  # noqa: ANN001, ANN201
-    from retina_edge.runtime.pipeline import PipelineConfig
-    from retina_edge.runtime.sources import ReconnectPolicy
-    from retina_edge.runtime.tracking import TrackerOptions
+    from retina_edge.runtime.video import PipelineConfig
+    from retina_edge.runtime.video.sources import ReconnectPolicy
+    from retina_edge.runtime.video.tracking import TrackerOptions
 
     return PipelineConfig(mode=args.mode, max_fps=args.max_fps, classes=classes,
                           reconnect=ReconnectPolicy(attempts=args.reconnect_attempts),
                           max_batch_wait_ms=args.max_batch_wait_ms,
-                          tracking=TrackerOptions(reid_similarity=args.track_reid or None) if args.track else None)
+                          tracking=TrackerOptions(tracker=args.tracker, reid_similarity=args.track_reid or None)
+                          if args.track else None)
 
 
 def run_stream(args: argparse.Namespace, detector, classes) -> int:  # noqa: ANN001
     """Run every source through one pipeline, writing each result to every sink; 0 when every
     source ended normally, :class:`SourceLostError` (exit 1) when one was lost or failed, and
     KeyboardInterrupt (exit 130) on SIGINT/SIGTERM."""
-    from retina_edge.runtime.pipeline import Pipeline, open_sources
-    from retina_edge.runtime.sinks import close_all
+    from retina_edge.runtime.video import Pipeline
+    from retina_edge.runtime.video.sources import open_sources
+    from retina_edge.runtime.video.sinks import close_all
 
     specs = source_specs(args)
     try:
@@ -183,7 +185,7 @@ def _show(result, pipeline, args: argparse.Namespace) -> None:  # noqa: ANN001
     """Show a frame (a window per source); q or Esc stops. Without GUI support say so once."""
     import cv2
 
-    from retina_edge.runtime.draw import draw_result
+    from retina_edge.runtime.video.draw import draw_result
 
     image = draw_result(result, pipeline.source_stats[result.source].fps, min_score=args.draw_thresh)
     try:

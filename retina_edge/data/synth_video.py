@@ -62,7 +62,7 @@ class SyntheticVideo:
 
 def write_video(path: str | Path, video: SyntheticVideo, frames: int, fps: float = 15.0) -> Path:
     """Encode ``frames`` frames as MP4 (OpenCV ``mp4v``)."""
-    from retina_edge.runtime.video_writer import Mp4Writer
+    from retina_edge.runtime.video.video_writer import Mp4Writer
 
     with Mp4Writer(path, fps) as writer:
         for index in range(frames):

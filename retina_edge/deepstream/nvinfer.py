@@ -13,13 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from retina_edge.contract import DeploymentMetadata
+from retina_edge.errors import RetinaEdgeError
 
 #: float32 nearest above 1/255, as NVIDIA's sample configs write it.
 NET_SCALE_FACTOR = "0.0039215697906911373"
 PARSE_BBOX_FUNC = "NvDsInferParseYoloV5CustomBatchedNMSTLT"
 CUSTOM_LIB = "/opt/nvidia/deepstream/deepstream/lib/libnvds_infercustomparser.so"
-#: nvinfer ``network-mode``: 0 FP32, 1 INT8, 2 FP16.
-NETWORK_MODES = {"fp32": 0, "int8": 1, "fp16": 2}
 #: nvinfer ``scaling-filter`` 1 = NvBufSurfTransformInter_Bilinear (the default, 6, is nearest on the
 #: GPU); bilinear is what our preprocessing does.
 SCALING_FILTER_BILINEAR = 1
@@ -46,10 +45,22 @@ class NvinferSettings:
     calibration_cache: str | None = None
 
 
+def network_mode(metadata: DeploymentMetadata, *, legacy_int8: bool = False) -> int:
+    """nvinfer's ``network-mode`` (0 FP32, 1 INT8, 2 FP16) for the graph, from the recipe that made
+    it (``Recipe.nvinfer_mode``); ``legacy_int8``: an FP32 graph run in implicit INT8 from a
+    calibration cache (TensorRT <= 10), as the ``int8`` TensorRT recipe runs."""
+    from retina_edge.calib.recipes import recipe_for_graph
+
+    recipe = recipe_for_graph("int8", "tensorrt") if legacy_int8 else recipe_for_graph(metadata.precision, metadata.target)
+    if recipe.nvinfer_mode is None:
+        raise RetinaEdgeError(f"nvinfer cannot run {metadata.label} graphs ({recipe.description}); build the graph "
+                              "for TensorRT", option="target")
+    return recipe.nvinfer_mode
+
+
 def nvinfer_sections(metadata: DeploymentMetadata, settings: NvinferSettings) -> dict[str, Section]:
     """The config as (section -> rows); :func:`render_ini` writes it."""
     engine = not settings.model_file.endswith(".onnx")
-    precision = "int8" if settings.calibration_cache else metadata.precision
     model: Section = [("model-engine-file", settings.model_file, "a TensorRT plan built by retina-edge (its header "
                        "removed): nvinfer loads it as it is; it must come from this device's TensorRT")] if engine else [
         ("onnx-file", settings.model_file, "nvinfer builds the engine at first start and saves it beside the ONNX as "
@@ -67,7 +78,7 @@ def nvinfer_sections(metadata: DeploymentMetadata, settings: NvinferSettings) ->
         *model,
         ("labelfile-path", settings.labels_file, ""),
         ("batch-size", settings.batch_size, ""),
-        ("network-mode", NETWORK_MODES[precision], mode_note),
+        ("network-mode", network_mode(metadata, legacy_int8=bool(settings.calibration_cache)), mode_note),
         *([("int8-calib-file", settings.calibration_cache, "implicit INT8 of an FP32 graph (TensorRT <= 10)")]
           if settings.calibration_cache else []),
         ("num-detected-classes", metadata.model.num_classes, ""),

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from retina_edge.atomic import write_bytes_atomic, write_text_atomic
-from retina_edge.contract import DeploymentMetadata, is_engine_path
+from retina_edge.contract import TAILS, DeploymentMetadata, is_engine_path
 from retina_edge.deepstream.app import SAMPLE_STREAM, AppSettings, app_sections
 from retina_edge.deepstream.inferserver import InferServerSettings, inferserver_config
-from retina_edge.deepstream.nvinfer import NvinferSettings, labels_text, nvinfer_sections, render_ini
+from retina_edge.deepstream.nvinfer import NvinferSettings, labels_text, network_mode, nvinfer_sections, render_ini
 from retina_edge.deepstream.target import Deployment, Target, check_target
 from retina_edge.errors import RetinaEdgeError
 
@@ -66,13 +66,15 @@ class DeepStreamOptions:
 
 def write_deepstream(model: str | os.PathLike, folder: str | os.PathLike, options: DeepStreamOptions) -> list[Path]:
     """Write the DeepStream folder for ``model`` (``deepstream`` graph or engine); returns the files."""
-    from retina_edge.runtime.model_file import read_deployment
+    from retina_edge.runtime.core.model_file import read_deployment
 
     model, folder = Path(model), Path(folder)
     metadata = read_deployment(model)
-    if metadata.tail.mode != "deepstream":
-        raise RetinaEdgeError(f"{model} has the graph tail {metadata.tail.mode!r}; DeepStream's stock parser needs the "
-                              "'deepstream' tail: export it with that tail (or give the weights)")
+    if metadata.tail.spec.consumer != "deepstream":
+        fitting = [spec.name for spec in TAILS.values() if spec.consumer == "deepstream"]
+        raise RetinaEdgeError(f"{model} has the graph tail {metadata.tail.mode!r}; DeepStream's stock parser needs "
+                              f"the {' or '.join(map(repr, fitting))} tail: export it with that tail (or give the weights)")
+    network_mode(metadata, legacy_int8=bool(options.calibration_cache))  # a precision nvinfer cannot run stops here
     header = _engine_header(model)
     deployment = Deployment(header, options.dla_core, bool(options.calibration_cache), metadata.precision)
     for warning in check_target(options.target, deployment):
@@ -105,7 +107,7 @@ def write_deepstream(model: str | os.PathLike, folder: str | os.PathLike, option
 def _engine_header(model: Path) -> dict | None:
     if not is_engine_path(model):
         return None
-    from retina_edge.runtime.engine_file import read_engine_file
+    from retina_edge.runtime.tensorrt.engine_file import read_engine_file
 
     return read_engine_file(model).header
 
@@ -125,7 +127,7 @@ def _batch_size(metadata: DeploymentMetadata, options: DeepStreamOptions) -> int
 def _write_model(model: Path, folder: Path, engine: bool) -> Path:
     """The model file nvinfer reads: the bare plan of an engine, or the ONNX graph as it is."""
     if engine:
-        from retina_edge.runtime.engine_file import read_engine_file
+        from retina_edge.runtime.tensorrt.engine_file import read_engine_file
 
         target = folder / f"{model.stem}.plan"
         write_bytes_atomic(target, read_engine_file(model).plan)

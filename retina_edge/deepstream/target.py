@@ -2,7 +2,7 @@
 
 A target names any of the DeepStream, JetPack and TensorRT releases and the Jetson module; an
 engine's header adds the TensorRT that built it and its DLA core. Every fact comes from
-:mod:`retina_edge.runtime.trt_releases` (with its sources): DeepStream runs TensorRT 10, so a plan
+:mod:`retina_edge.runtime.tensorrt.trt_releases` (with its sources): DeepStream runs TensorRT 10, so a plan
 built by TensorRT 11 cannot run there; legacy INT8 calibration is gone from TensorRT 11; DLA exists
 only on some modules and in some TensorRT releases.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from retina_edge.errors import RetinaEdgeError
-from retina_edge.runtime.trt_releases import (
+from retina_edge.runtime.tensorrt.trt_releases import (
     DEEPSTREAM_RELEASES,
     DLA_LAST_10X,
     DLA_MODULES,
@@ -35,7 +35,7 @@ def _text(version: Version) -> str:
 @dataclass(frozen=True)
 class Target:
     """Release strings as users write them (``"7.1"``, ``"6.2"``, ``"10.3"``) and a Jetson module
-    (a key of :data:`~retina_edge.runtime.trt_releases.JETSON_MODULES`); any may be ``None``."""
+    (a key of :data:`~retina_edge.runtime.tensorrt.trt_releases.JETSON_MODULES`); any may be ``None``."""
 
     deepstream: str | None = None
     jetpack: str | None = None

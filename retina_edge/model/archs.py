@@ -2,9 +2,11 @@
 -> :class:`ModelConfig` (no torch).
 
 An :class:`Arch` names its backbone, FPN and head builders (:mod:`retina_edge.model.registry`)
-and the config it starts from; :func:`register_arch` adds one, as torchvision's model builders and
-timm's ``register_model`` do. ``build_model``, ``model_config``, checkpoint loading and
-``retina-edge archs`` read this table; ``resnet50_fpn`` is torchvision's ``retinanet_resnet50_fpn``.
+and the config it starts from; :func:`register_arch` adds one to :data:`ARCHS`, as torchvision's
+model builders and timm's ``register_model`` do (a plugin package does it from its
+``retina_edge.plugins`` entry point, see :mod:`retina_edge.registry`). ``build_model``
+(:mod:`retina_edge.model.retinanet`), ``model_config``, checkpoint loading and ``retina-edge archs``
+read this table; ``resnet50_fpn`` is torchvision's ``retinanet_resnet50_fpn``.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
-from retina_edge.errors import ConfigError
 from retina_edge.config import ModelConfig, PostprocessConfig, TransformConfig
+from retina_edge.errors import ConfigError
+from retina_edge.registry import Registry
 
 DEPTHS = (18, 34, 50, 101)
 
@@ -42,26 +44,20 @@ class Arch:
         return {"frozen_bn_eps": 0.0} if self.variant == "v1" else {}
 
 
-_ARCHS: dict[str, Arch] = {}
-#: arch name -> Arch, read-only (add with :func:`register_arch`).
-ARCHS: Mapping[str, Arch] = MappingProxyType(_ARCHS)
+#: arch name -> :class:`Arch` (add with :func:`register_arch`).
+ARCHS: Registry[Arch] = Registry("arch", error=ConfigError)
 
 
 def register_arch(arch: Arch, *, replace: bool = False) -> Arch:
-    if arch.name in _ARCHS and not replace:
-        raise ConfigError(f"an architecture named {arch.name!r} is already registered")
-    _ARCHS[arch.name] = arch
-    return arch
+    return ARCHS.register(arch.name, arch, replace=replace)
 
 
 def unregister_arch(name: str) -> None:
-    _ARCHS.pop(name, None)
+    ARCHS.unregister(name)
 
 
 def get_arch(name: str) -> Arch:
-    if name not in _ARCHS:
-        raise ConfigError(f"unknown arch {name!r}; choose one of: {', '.join(_ARCHS)}")
-    return _ARCHS[name]
+    return ARCHS.get(name)
 
 
 for _depth in DEPTHS:
@@ -117,10 +113,3 @@ def apply_overrides(config: ModelConfig, **kwargs: Any) -> ModelConfig:
         )
     except TypeError as error:
         raise ConfigError(f"bad model option for {config.arch}: {error}") from None
-
-
-def build_model(arch: str, *, num_classes: int = 91, **kwargs: Any):  # noqa: ANN201 (torch type)
-    """Build an untrained :class:`retina_edge.model.retinanet.RetinaNet` (see :func:`model_config`)."""
-    from retina_edge.model.retinanet import RetinaNet
-
-    return RetinaNet(model_config(arch, num_classes=num_classes, **kwargs))

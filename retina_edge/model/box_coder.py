@@ -2,7 +2,7 @@
 
 Deltas are ``(wx*dx, wy*dy, ww*log(w/wa), wh*log(h/ha))`` with ``dx = (cx - cxa) / wa``; all boxes
 are x1y1x2y2 pixels. The NumPy twin used by the torch-free runtime lives in
-``retina_edge.runtime.decode`` and is tested against this one.
+``retina_edge.runtime.core.decode`` and is tested against this one.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ Export does not live here: ``retina_edge.export`` wraps :meth:`RetinaNet.head_ou
 from __future__ import annotations
 
 from functools import partial
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +22,7 @@ from retina_edge.model.box_coder import BoxCoder
 from retina_edge.model.boxes import box_iou
 from retina_edge.errors import ConfigError
 from retina_edge.config import ModelConfig
-from retina_edge.model.archs import Arch, get_arch
+from retina_edge.model.archs import Arch, get_arch, model_config
 from retina_edge.model.fpn import FeaturePyramid
 from retina_edge.model.head import RetinaNetHead
 from retina_edge.model.losses import box_regression_loss, classification_loss
@@ -167,3 +168,9 @@ class RetinaNet(nn.Module):
                 box_coder=self.box_coder, loss_type=config.box_loss,
             ),
         }
+
+
+def build_model(arch: str, *, num_classes: int = 91, **kwargs: Any) -> RetinaNet:
+    """An untrained :class:`RetinaNet` of a registered architecture (see
+    :func:`~retina_edge.model.archs.model_config` for the keywords)."""
+    return RetinaNet(model_config(arch, num_classes=num_classes, **kwargs))

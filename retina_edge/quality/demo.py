@@ -160,8 +160,8 @@ def _bench(setup: DemoSetup, models: dict[str, Path], images: list) -> str:
 
 
 def _annotated_video(out: Path, detector, frames: int) -> Path:  # noqa: ANN001
-    from retina_edge.runtime.draw import draw_detections
-    from retina_edge.runtime.video_writer import Mp4Writer
+    from retina_edge.runtime.video.draw import draw_detections
+    from retina_edge.runtime.video.video_writer import Mp4Writer
     from retina_edge.data.synth_video import SyntheticVideo
 
     video = SyntheticVideo(seed=3)

@@ -9,7 +9,7 @@ import numpy as np
 
 from retina_edge.atomic import write_text_atomic
 from retina_edge.imageio import write_image_rgb
-from retina_edge.runtime.results import Detections
+from retina_edge.runtime.core.results import Detections
 from retina_edge.quality.verify import VerifyReport, matched_scores
 
 

@@ -35,8 +35,8 @@ from retina_edge.model.retinanet import RetinaNet
 from retina_edge.preprocess import boxes_to_source
 from retina_edge.progress import Progress
 from retina_edge.model.reference import reference_on_inputs
-from retina_edge.runtime.detector import Detector
-from retina_edge.runtime.results import Detections
+from retina_edge.runtime.core.detector import Detector
+from retina_edge.runtime.core.results import Detections
 
 
 GATES = ("lower", "upper")
@@ -296,11 +296,11 @@ def run_verify(
             expected = reference_module.tail(head_outputs[0])
             reference = reference_on_inputs(model, inputs, head_outputs=head_outputs)
         expected = dict(zip(metadata.output_names, (v.numpy() for v in expected)))
-        if metadata.tail.mode == "none":
-            compared = [Compared(name, outputs[name], expected[name]) for name in metadata.output_names]
+        spec = metadata.tail.spec
+        if spec.form == "raw":
+            compared = [Compared(name, outputs[name], expected[name]) for name in spec.compared]
         else:
-            names = ("boxes", "scores", "labels") if metadata.tail.mode == "decode" else ("det_boxes", "det_scores", "det_labels")
-            compared = _pair_candidates(outputs, expected, names, metadata.score_thresh)
+            compared = _pair_candidates(outputs, expected, spec.compared, metadata.score_thresh)
         for part in compared:
             tensor_pairs.setdefault(part.name, []).append(part)
         progress.update(min(start + step, len(images)))

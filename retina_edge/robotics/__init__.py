@@ -1,6 +1,6 @@
 """Robotics outputs of the runtime (no torch, no ROS install needed): ROS 2 messages, MCAP, Foxglove.
 
-- :mod:`.messages`: :class:`~retina_edge.runtime.results.Detections` -> ``vision_msgs/Detection2DArray``
+- :mod:`.messages`: :class:`~retina_edge.runtime.core.results.Detections` -> ``vision_msgs/Detection2DArray``
   and ``foxglove_msgs/ImageAnnotations`` as plain Python structures (dicts named as the ``.msg`` fields).
 - :mod:`.cdr`: those structures -> ROS 2 CDR bytes, and ``sensor_msgs/Image``/``CompressedImage`` CDR
   -> RGB arrays (checked against ``rosbags`` and ``mcap-ros2-support`` in the tests).

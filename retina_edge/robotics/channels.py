@@ -20,7 +20,7 @@ from retina_edge.imageio import encode_image_rgb
 from retina_edge.robotics import cdr, messages
 from retina_edge.robotics.definitions import COMPRESSED_IMAGE, DETECTION_ARRAY, IMAGE_ANNOTATIONS
 from retina_edge.errors import RetinaEdgeError
-from retina_edge.runtime.pipeline import FrameResult
+from retina_edge.runtime.video import FrameResult
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from retina_edge.errors import RetinaEdgeError
-from retina_edge.runtime.results import Detections
+from retina_edge.runtime.core.results import Detections
 
 #: What ``ObjectHypothesis.class_id`` holds: the class name, or the dataset category id as a string.
 CLASS_ID_KINDS = ("name", "category_id")

@@ -222,7 +222,7 @@ def _split(text: str) -> list[str]:
 def _default_tracker():  # noqa: ANN202
     """The runtime's tracker (ByteTrack with re-identification; ``update(detections, timestamp, image)`` -> IDs,
     -1 while unconfirmed)."""
-    from retina_edge.runtime import tracking
+    from retina_edge.runtime.video import tracking
 
     return tracking.make_tracker()
 

@@ -6,7 +6,7 @@
         for result in pipeline.run(...):                                      # FrameResult
             sink.write(result)
 
-A :class:`FrameSink` turns a :class:`~retina_edge.runtime.pipeline.FrameResult` into its channels'
+A :class:`FrameSink` turns a :class:`~retina_edge.runtime.video.run.FrameResult` into its channels'
 messages once (:func:`~retina_edge.robotics.channels.frame_messages`) and hands them to each
 output: an MCAP recording, a live Foxglove server. ``close`` (or leaving the ``with`` block, by an
 error or KeyboardInterrupt too) closes every output, finishing the recording.
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 from retina_edge.errors import DataError, RetinaEdgeError
 from retina_edge.robotics.channels import MessageOptions, channels_for, frame_messages, topics
-from retina_edge.runtime.pipeline import FrameResult
+from retina_edge.runtime.video import FrameResult
 
 logger = logging.getLogger(__name__)
 

@@ -80,7 +80,7 @@ class TritonPythonModel:
 
             self.backend = OnnxRuntimeBackend(folder / parameters["model_file"], device="cpu", threads=None)
         elif self.role == "postprocess":
-            from retina_edge.runtime.finish import Finisher
+            from retina_edge.runtime.core.finish import Finisher
 
             self.finish = Finisher(self.metadata)
 

@@ -30,23 +30,25 @@ class Scheduling:
     max_queue_delay_us: int
 
 
+#: NumPy type name -> Triton's data type.
+TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32",
+                "uint8": "TYPE_UINT8"}
+
+
 def network_tensors(metadata: DeploymentMetadata) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-    """(inputs, outputs) of the exported graph of ``metadata``, per image, as the exporter shapes them."""
+    """(inputs, outputs) of the exported graph of ``metadata``, per image, as the exporter shapes them:
+    names and types from the tail's table entry, sizes from its form."""
     height, width = metadata.input_size
     model, tail = metadata.model, metadata.tail
     levels = [len(level) for level in grid_anchors(feature_shapes_for((height, width)), (height, width), model.anchors)]
-    classes = model.num_classes
-    if tail.mode == "none":
-        outputs = (("cls_logits", "TYPE_FP32", (sum(levels), classes)), ("bbox_regression", "TYPE_FP32", (sum(levels), 4)))
-    elif tail.mode == "decode":
-        count = sum(min(tail.topk_candidates, n * classes) for n in levels)
-        outputs = (("boxes", "TYPE_FP32", (count, 4)), ("scores", "TYPE_FP32", (count,)), ("labels", "TYPE_INT64", (count,)))
+    classes, form = model.num_classes, tail.spec.form
+    if form == "raw":
+        dims = ((sum(levels), classes), (sum(levels), 4))
     else:
-        # The deepstream tail has the types DeepStream's stock batched-NMS parser reads (contract.py).
-        count, deepstream = tail.detections_per_img, tail.mode == "deepstream"
-        outputs = (("num_detections", "TYPE_INT32" if deepstream else "TYPE_INT64", (1,)),
-                   ("det_boxes", "TYPE_FP32", (count, 4)), ("det_scores", "TYPE_FP32", (count,)),
-                   ("det_labels", "TYPE_FP32" if deepstream else "TYPE_INT64", (count,)))
+        count = (sum(min(tail.topk_candidates, n * classes) for n in levels) if form == "candidates"
+                 else tail.detections_per_img)
+        dims = ((count, 4), (count,), (count,)) if form == "candidates" else ((1,), (count, 4), (count,), (count,))
+    outputs = tuple((name, TRITON_TYPES[dtype], shape) for (name, dtype), shape in zip(tail.spec.outputs, dims))
     return (("images", "TYPE_FP32", (3, height, width)),), outputs
 
 

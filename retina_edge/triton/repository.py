@@ -62,7 +62,7 @@ class RepositoryOptions:
 def write_repository(model: str | os.PathLike, repository: str | os.PathLike, options: RepositoryOptions) -> list[Path]:
     """Write the model folders serving ``model`` (an ONNX graph or engine with our metadata) into
     ``repository``; returns them. Folders of the same names are replaced whole, each atomically."""
-    from retina_edge.runtime.model_file import read_deployment
+    from retina_edge.runtime.core.model_file import read_deployment
 
     model = Path(model)
     metadata = read_deployment(model)  # refuses files without our contract before writing anything
@@ -122,7 +122,7 @@ def _write_network(folder: Path, model: Path, metadata: DeploymentMetadata, back
                                       model_file=model.name)
         return _write_model(folder, config, {"model.py": BACKEND_MODEL, model.name: model})
     if backend == "tensorrt_plan":
-        from retina_edge.runtime.engine_file import read_engine_file
+        from retina_edge.runtime.tensorrt.engine_file import read_engine_file
 
         plan = read_engine_file(model).plan  # Triton loads the bare plan, without our header
         return _write_model(folder, configs.network_model(folder.name, backend, metadata, scheduling), {"model.plan": plan})

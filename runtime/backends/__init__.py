@@ -11,10 +11,9 @@ from retina_edge.runtime.backends.registry import (
     backend_choices,
     backend_names,
     get_backend,
-    load_plugins,
     register_backend,
     unregister_backend,
 )
 
-__all__ = ["Backend", "BackendOptions", "BackendSpec", "backend_choices", "backend_names", "get_backend", "load_plugins",
+__all__ = ["Backend", "BackendOptions", "BackendSpec", "backend_choices", "backend_names", "get_backend",
            "register_backend", "unregister_backend"]

@@ -38,7 +38,7 @@ class BackendOptions:
     ``precision_hint``: the inference precision a backend may run an FP32 graph in (OpenVINO's
     ``f32``/``bf16``/``f16``; ``f32`` matches the reference). ``cuda_graph``: replay each batch
     size's copies and inference as one captured CUDA graph (TensorRT). ``streams``: inferences that
-    can run at once, or ``"auto"`` for :class:`~retina_edge.runtime.detector.Detector` to measure.
+    can run at once, or ``"auto"`` for :class:`~retina_edge.runtime.core.detector.Detector` to measure.
     """
 
     device: str | None = None

@@ -6,30 +6,26 @@
                      module="my_engine", install_hint="pip install my-engine", devices=("cpu",))
 
 ``Detector(path, backend="mine")``, the CLI's ``--backend`` choices and help, ``backend="auto"``
-(for backends registered with ``auto=True``) and the install hints all read this registry. The
-built-in backends (onnxruntime, openvino, tensorrt) register here like any other, from their own
-modules; installed packages add theirs through the ``retina_edge.backends`` entry-point group,
-whose entries name a function that calls :func:`register_backend` (loaded on first use).
+(for backends registered with ``auto=True``) and the install hints all read this registry
+(:data:`BACKENDS`, a :class:`retina_edge.registry.Registry`). The built-in backends (onnxruntime,
+openvino, tensorrt) register here like any other, from their own modules; an installed package adds
+its own from its ``retina_edge.plugins`` entry point (:mod:`retina_edge.registry`).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from pathlib import Path
 
 from retina_edge.contract import is_engine_path
 from retina_edge.errors import RetinaEdgeError
+from retina_edge.registry import Registry
 from retina_edge.runtime.backends.base import Backend, BackendOptions
 
-logger = logging.getLogger(__name__)
-
-ENTRY_POINT_GROUP = "retina_edge.backends"
 #: The kinds of model file a backend loads: an ONNX graph, or a retina-edge TensorRT engine file.
 FILE_KINDS = ("onnx", "engine")
 #: The built-in backends, in ``auto``'s preference order (whatever order their modules were imported in).
@@ -68,9 +64,14 @@ class BackendSpec:
         return self.factory(Path(path), options, engine)
 
 
-_REGISTRY: dict[str, BackendSpec] = {}
-_loaded = False
-_plugins_called: set[str] = set()
+def _import_builtins() -> None:
+    """The built-in backends register from their own modules, in ``auto``'s preference order."""
+    for name in _BUILTINS:
+        importlib.import_module(f"retina_edge.runtime.backends.{name}_backend")
+
+
+#: Backend name -> :class:`BackendSpec`.
+BACKENDS: Registry[BackendSpec] = Registry("backend", builtins=_import_builtins)
 
 
 def register_backend(name: str, *, factory: Factory, file_kind: str = "onnx", module: str | None = None,
@@ -82,25 +83,22 @@ def register_backend(name: str, *, factory: Factory, file_kind: str = "onnx", mo
         raise RetinaEdgeError(f"a backend cannot be named {name!r}")
     if file_kind not in FILE_KINDS:
         raise RetinaEdgeError(f"unknown file kind {file_kind!r} for backend {name!r}; expected one of {FILE_KINDS}")
-    if name in _REGISTRY and not replace:
-        raise RetinaEdgeError(f"a backend named {name!r} is already registered")
     spec = BackendSpec(name=name, factory=factory, file_kind=file_kind, module=module,
                        install_hint=install_hint or _default_hint(module), devices=tuple(devices), auto=auto,
                        distributions=tuple(distributions) or ((module,) if module else ()), description=description)
-    _REGISTRY[name] = spec
-    return spec
+    return BACKENDS.register(name, spec, replace=replace)
 
 
 def unregister_backend(name: str) -> None:
     """Forget backend ``name`` (for tests and plugins that replace themselves)."""
-    _REGISTRY.pop(name, None)
+    BACKENDS.unregister(name)
 
 
 def backend_specs() -> tuple[BackendSpec, ...]:
-    """Every registered backend, built-ins first, then in registration order."""
-    _load()
-    order = [name for name in _BUILTINS if name in _REGISTRY] + [name for name in _REGISTRY if name not in _BUILTINS]
-    return tuple(_REGISTRY[name] for name in order)
+    """Every registered backend, built-ins first (in ``auto``'s preference order), then in registration order."""
+    specs = dict(BACKENDS.items())
+    order = [name for name in _BUILTINS if name in specs] + [name for name in specs if name not in _BUILTINS]
+    return tuple(specs[name] for name in order)
 
 
 def backend_names() -> tuple[str, ...]:
@@ -113,10 +111,9 @@ def backend_choices() -> tuple[str, ...]:
 
 
 def get_backend(name: str) -> BackendSpec:
-    specs = {spec.name: spec for spec in backend_specs()}
-    if name not in specs:
+    if name not in BACKENDS:
         raise RetinaEdgeError(f"unknown backend {name!r}; expected one of {backend_choices()}")
-    return specs[name]
+    return BACKENDS.get(name)
 
 
 def auto_candidates() -> tuple[BackendSpec, ...]:
@@ -141,7 +138,7 @@ def backend_install_hint(module: str) -> str | None:
 
 def choose_backend(path: str | os.PathLike, requested: str) -> str:
     """The backend for ``path``, or ``"auto"`` when an ONNX model's backend is to be measured
-    (:mod:`~retina_edge.runtime.backend_choice`). An engine file runs on the engine backend."""
+    (:mod:`~retina_edge.runtime.core.backend_choice`). An engine file runs on the engine backend."""
     kind = "engine" if is_engine_path(path) else "onnx"
     if requested == "auto":
         if kind == "onnx":
@@ -161,28 +158,3 @@ def _default_hint(module: str | None) -> str:
     from retina_edge.optional import install_hint
 
     return (install_hint(module) or f"pip install {module}") if module else ""
-
-
-def load_plugins() -> None:
-    """Call each ``retina_edge.backends`` entry point not called yet (its function registers the
-    plugin's backends). Runs on the registry's first use; call it again after installing a plugin
-    into a running process."""
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        if entry.value in _plugins_called:
-            continue
-        _plugins_called.add(entry.value)
-        try:
-            entry.load()()
-        except Exception as error:  # one broken plugin must not take the built-in backends down with it
-            logger.warning("backend plugin %s (%s) failed to register: %s", entry.name, entry.value, error)
-
-
-def _load() -> None:
-    """Register the built-in backends, then the plugins' (once)."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for name in _BUILTINS:
-        importlib.import_module(f"retina_edge.runtime.backends.{name}_backend")
-    load_plugins()

@@ -17,8 +17,8 @@ from retina_edge.errors import RetinaEdgeError
 from retina_edge.optional import require
 from retina_edge.runtime.backends.base import BackendOptions
 from retina_edge.runtime.backends.registry import register_backend
-from retina_edge.runtime.cuda_memory import make_stream_and_allocator
-from retina_edge.runtime.engine_file import EngineFile, check_compatible, current_gpu
+from retina_edge.runtime.tensorrt.cuda_memory import make_stream_and_allocator
+from retina_edge.runtime.tensorrt.engine_file import EngineFile, check_compatible, current_gpu
 
 
 def import_tensorrt():  # noqa: ANN201

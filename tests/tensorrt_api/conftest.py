@@ -33,7 +33,7 @@ def real_cudart():  # noqa: ANN201
 @pytest.fixture
 def trt_env(real_trt, real_cudart, monkeypatch):  # noqa: ANN001, ANN201
     """A fresh simulated device; ``tensorrt`` and cuda-python's runtime replaced by the stand-ins."""
-    import retina_edge.runtime.cuda_memory as cuda_memory
+    import retina_edge.runtime.tensorrt.cuda_memory as cuda_memory
     from cuda_standin import CudaModel, make_cudart
     from standin_model import Environment
     from standin_runtime import make_tensorrt

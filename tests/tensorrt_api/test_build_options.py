@@ -19,7 +19,7 @@ from retina_edge.export.tensorrt_build import build_engine
 from retina_edge.export.trt_plan import TrtBuildSettings, check_dla, trt_major_version
 from retina_edge.runtime import Detector
 from retina_edge.runtime.backends import BackendOptions
-from retina_edge.runtime.engine_file import read_engine_file, write_engine_file
+from retina_edge.runtime.tensorrt.engine_file import read_engine_file, write_engine_file
 
 
 def build(graphs, tmp_path, precision: str = "fp16", tail: str = "decode", **settings):  # noqa: ANN001, ANN003, ANN201

@@ -15,7 +15,7 @@ from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.tensorrt_build import build_engine
 from retina_edge.export.trt_plan import TrtBuildSettings, trt_major_version
 from retina_edge.runtime import Detector
-from retina_edge.runtime.engine_file import read_engine_file, write_engine_file
+from retina_edge.runtime.tensorrt.engine_file import read_engine_file, write_engine_file
 
 SHAPE = (1, 3, *INPUT)
 

@@ -177,6 +177,66 @@ class ReconnectPolicy:
             delay = min(delay * 2, self.max_delay)
 
 
+@dataclass(frozen=True)
+class CaptureOptions:
+    """How frames are read from a source: ``max_fps`` caps the rate (None: as fast as it gives
+    them); a live source that stops delivering is reopened under ``reconnect``."""
+
+    max_fps: float | None = None
+    reconnect: ReconnectPolicy = ReconnectPolicy()
+
+
+def capture_frames(source, options: CaptureOptions, stop, stats, log) -> Iterator[Frame]:  # noqa: ANN001
+    """``source``'s frames, numbered from 0 and stamped with their capture time, until it ends or
+    ``stop`` is set. A live source that stops delivering is reopened (``stats.reconnects`` counts it;
+    ``stats.gave_up`` is set when the attempts run out); each frame read adds to ``stats.captured``."""
+    interval = 1.0 / options.max_fps if options.max_fps else 0.0
+    next_time, index = time.perf_counter(), 0
+    while not stop.is_set():
+        if interval:
+            if stop.wait(max(0.0, next_time - time.perf_counter())):
+                return
+            next_time = max(next_time + interval, time.perf_counter())
+        image = source.read()
+        if image is None:
+            if _recovered(source, options.reconnect, stop, stats, log):
+                continue
+            return
+        stats.captured += 1
+        yield Frame(index, time.time(), image, getattr(source, "current_name", None))
+        index += 1
+
+
+def _recovered(source, policy: ReconnectPolicy, stop, stats, log) -> bool:  # noqa: ANN001
+    """After a failed read: reopen a live source (True when it is back); a file has ended."""
+    if not getattr(source, "live", False) or stop.is_set():
+        return False
+    log(f"source {source.spec} stopped delivering frames; reopening")
+    if reopen(source, policy, stop, log):
+        stats.reconnects += 1
+        return True
+    if not stop.is_set():
+        log(f"giving up on {source.spec} after {policy.attempts} attempts")
+        stats.gave_up = True
+    return False
+
+
+def open_sources(specs) -> list:  # noqa: ANN001
+    """Each spec opened (:func:`open_source`) or taken as a source; if one cannot open, those
+    opened already are closed and the error raised."""
+    sources = []
+    try:
+        for spec in specs:
+            sources.append(open_source(spec) if isinstance(spec, (str, int)) else spec)
+    except BaseException:
+        for source in sources:
+            source.close()
+        raise
+    if not sources:
+        raise DataError("no sources given")
+    return sources
+
+
 def reopen(source, policy: ReconnectPolicy, stop, log) -> bool:  # noqa: ANN001
     """Try to reopen ``source`` until it opens, ``policy`` runs out, or ``stop`` is set."""
     for attempt, delay in enumerate(policy.delays(), start=1):

@@ -18,7 +18,7 @@ from pathlib import Path
 from retina_edge.atomic import atomic_path
 from retina_edge.contract import DeploymentMetadata
 from retina_edge.errors import RetinaEdgeError
-from retina_edge.runtime.trt_releases import HARDWARE_COMPATIBLE_MIN_CC, parse_version, version_compatible_runs
+from retina_edge.runtime.tensorrt.trt_releases import HARDWARE_COMPATIBLE_MIN_CC, parse_version, version_compatible_runs
 
 MAGIC = b"RETINA-EDGE-ENGINE\x00\x01"
 
@@ -87,7 +87,7 @@ def check_compatible(engine: EngineFile, *, tensorrt_version: str, device_name: 
     of the same major that is not older, or a cross-major pair NVIDIA supports (10 -> 11).
     GPU: a plain plan needs the GPU model it was built on; a hardware-compatible one (Ampere+)
     needs compute capability 8.0 or newer, checked against ``compute_capability`` (``"8.7"``) when
-    the caller knows it. Facts: :mod:`retina_edge.runtime.trt_releases`.
+    the caller knows it. Facts: :mod:`retina_edge.runtime.tensorrt.trt_releases`.
     """
     build = engine.header.get("build", {})
     _check_version(engine.header.get("tensorrt_version", "?"), tensorrt_version, bool(build.get("version_compatible")), source)
@@ -142,7 +142,7 @@ def _check_ampere_plus(built: str | None, running: str | None, device_name: str,
 
 def current_gpu() -> dict[str, str]:
     """Name and compute capability (``"8.7"``) of CUDA device 0, as the engine header records them."""
-    from retina_edge.runtime.cuda_memory import _cudart, check
+    from retina_edge.runtime.tensorrt.cuda_memory import _cudart, check
 
     cudart = _cudart()
     if cudart is None:

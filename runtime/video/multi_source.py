@@ -21,27 +21,30 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-from retina_edge.runtime.sources import Frame, ReconnectPolicy, reopen
+from retina_edge.runtime.video.run import FrameResult, RunContext
+from retina_edge.runtime.video.sources import CaptureOptions, Frame, capture_frames
+from retina_edge.runtime.video.stats import PipelineStats
+from retina_edge.runtime.video.threads import END, consume, put
 
 logger = logging.getLogger("retina_edge.pipeline")
 
 
 @dataclass(frozen=True)
 class FeedOptions:
-    """How a :class:`Feed` captures: ``latest`` keeps only the newest frame (live sources);
-    otherwise up to ``capacity`` frames wait (files). ``max_fps`` caps the capture rate."""
+    """How a :class:`Feed` keeps frames: ``latest`` keeps only the newest frame (live sources);
+    otherwise up to ``capacity`` frames wait (files). ``capture``: rate cap and reconnects."""
 
     latest: bool
     capacity: int = 2
-    max_fps: float | None = None
-    reconnect: ReconnectPolicy = ReconnectPolicy()
+    capture: CaptureOptions = CaptureOptions()
 
 
 class Feed:
     """One source's capture thread and its waiting frames; ``stats`` is the source's
-    :class:`~retina_edge.runtime.pipeline.PipelineStats`. All waiting goes through the shared
+    :class:`~retina_edge.runtime.video.stats.PipelineStats`. All waiting goes through the shared
     ``condition`` so the batcher wakes as soon as any source has a frame."""
 
     def __init__(self, number: int, source, options: FeedOptions, stats, condition: threading.Condition,  # noqa: ANN001
@@ -64,37 +67,11 @@ class Feed:
                 self._condition.notify_all()
 
     def _capture(self) -> None:
-        interval = 1.0 / self.options.max_fps if self.options.max_fps else 0.0
-        next_time, index = time.perf_counter(), 0
-        while not self._stop.is_set():
-            if interval:
-                if self._stop.wait(max(0.0, next_time - time.perf_counter())):
-                    return
-                next_time = max(next_time + interval, time.perf_counter())
-            image = self.source.read()
-            if image is None:
-                if self._recovered():
-                    continue
-                return
-            self._offer(Frame(index, time.time(), image, getattr(self.source, "current_name", None)))
-            index += 1
-
-    def _recovered(self) -> bool:
-        """After a failed read: reopen a live source (True when it is back); a file has ended."""
-        if not getattr(self.source, "live", False) or self._stop.is_set():
-            return False
-        self._log(f"source {self.source.spec} stopped delivering frames; reopening")
-        if reopen(self.source, self.options.reconnect, self._stop, self._log):
-            self.stats.reconnects += 1
-            return True
-        if not self._stop.is_set():
-            self._log(f"giving up on {self.source.spec} after {self.options.reconnect.attempts} attempts")
-            self.stats.gave_up = True
-        return False
+        for frame in capture_frames(self.source, self.options.capture, self._stop, self.stats, self._log):
+            self._offer(frame)
 
     def _offer(self, frame: Frame) -> None:
         with self._condition:
-            self.stats.captured += 1
             if self.options.latest:
                 self.stats.dropped += len(self.frames)
                 self.frames.clear()
@@ -168,9 +145,63 @@ class Batcher:
         return taken
 
 
-def drain(q: queue.Queue) -> None:
-    while True:
+class BatchedRun:
+    """Iterate to run ``sources`` (opened) under ``context``, their frames batched into one detector
+    call; ``stats[i]`` collects source ``i``'s counts. Yields each batch's results in batch order."""
+
+    def __init__(self, context: RunContext, sources: list, stats: list[PipelineStats]) -> None:
+        self.context, self.sources, self.stats = context, sources, stats
+
+    def __iter__(self) -> Iterator[FrameResult]:
+        context = self.context
+        condition = threading.Condition()
+        feeds = [Feed(number, source, self._feed_options(source), self.stats[number], condition, context.stop,
+                      context.log) for number, source in enumerate(self.sources)]
+        batcher = Batcher(feeds, condition, context.stop, max_batch=context.max_batch,
+                          max_wait_s=context.config.max_batch_wait_ms / 1e3)
+        results: queue.Queue = queue.Queue(context.config.queue_size)
+        infer = threading.Thread(target=self._infer_batches, args=(batcher, results), name="retina-edge-batch",
+                                 daemon=True)
         try:
-            q.get_nowait()
-        except queue.Empty:
-            return
+            with context.threads.running([feed.thread for feed in feeds] + [infer], stop=context.stop,
+                                         queues=(results,)):
+                for batch in consume(results):
+                    yield from batch
+        finally:
+            for source, stats in zip(self.sources, self.stats):
+                source.close()
+                stats.finished = time.perf_counter()
+
+    def _feed_options(self, source) -> FeedOptions:  # noqa: ANN001
+        config = self.context.config
+        # A file keeps enough frames waiting to fill a batch on its own.
+        return FeedOptions(latest=config.latest(source), capacity=max(config.queue_size, self.context.max_batch),
+                           capture=CaptureOptions(max_fps=config.max_fps, reconnect=config.reconnect))
+
+    def _infer_batches(self, batcher: Batcher, results: queue.Queue) -> None:
+        """Batches through the detector until every source ended or stop; each batch's results go to
+        the consumer as one list. Every way out ends with the end marker the consumer waits for."""
+        stop = self.context.stop
+        try:
+            while batch := batcher.next_batch():
+                if not put(results, self._infer_batch(batcher, batch), stop):
+                    return
+        except Exception as error:  # noqa: BLE001 - surfaced to the consumer
+            put(results, error, stop, force=True)
+        finally:
+            put(results, END, stop, force=True)
+
+    def _infer_batch(self, batcher: Batcher, batch: list[tuple[int, Frame]]) -> list[FrameResult]:
+        start = time.perf_counter()
+        found = self.context.detect([frame.image for _, frame in batch])
+        inference_ms = 1e3 * (time.perf_counter() - start)
+        results = []
+        for (number, frame), detections in zip(batch, found):
+            feed = batcher.feeds[number]
+            result = FrameResult.of(frame, detections, inference_ms, source=number,
+                                    source_name=str(getattr(feed.source, "spec", number)))
+            result = self.context.track(result, feed.options.latest)
+            result.latency_ms = 1e3 * (time.time() - frame.timestamp)  # the tracker's time included
+            self.context.count(feed.stats, result)
+            results.append(result)
+        return results

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from retina_edge.runtime.nms import intersections
+from retina_edge.runtime.core.nms import intersections
 
 #: Hue x saturation bins: enough to tell colours apart, few enough for boxes of ~20 px.
 BINS = (16, 8)

@@ -29,9 +29,9 @@ from retina_edge.errors import DataError, RetinaEdgeError
 from retina_edge.preprocess import LetterboxInfo, preprocess_batch
 from retina_edge.runtime.backends.base import Backend, BackendOptions
 from retina_edge.runtime.backends.registry import choose_backend, get_backend
-from retina_edge.runtime.model_file import read_deployment
-from retina_edge.runtime.finish import Finisher
-from retina_edge.runtime.results import Detections
+from retina_edge.runtime.core.model_file import read_deployment
+from retina_edge.runtime.core.finish import Finisher
+from retina_edge.runtime.core.results import Detections
 
 
 def open_backend(name: str, path: Path, options: BackendOptions, engine: object = None) -> Backend:
@@ -79,9 +79,9 @@ class Detector:
     graph, streams). ``metadata`` supplies the contract for ONNX files made by other tools (or
     replaces the file's). ``score_thresh`` overrides the model's threshold (see
     :meth:`DeploymentMetadata.override`). ``options.streams``: inferences that can run at once, which
-    a :class:`~retina_edge.runtime.pipeline.Pipeline` over a file keeps in flight; 1 is the lowest
+    a :class:`~retina_edge.runtime.video.pipeline.Pipeline` over a file keeps in flight; 1 is the lowest
     latency per frame; ``"auto"`` measures whether several raise throughput for this model here
-    (:mod:`~retina_edge.runtime.streams_choice`; for files, not live sources). ``close()`` (or
+    (:mod:`~retina_edge.runtime.core.streams_choice`; for files, not live sources). ``close()`` (or
     ``with``) frees the backend.
     """
 
@@ -96,7 +96,7 @@ class Detector:
                                   option="cuda_graph")
         engine = None
         if is_engine_path(self.path):
-            from retina_edge.runtime.engine_file import read_engine_file
+            from retina_edge.runtime.tensorrt.engine_file import read_engine_file
 
             engine = read_engine_file(self.path)  # the header is checked before TensorRT is needed
         contract = metadata or (engine.deployment if engine else read_deployment(self.path))
@@ -110,7 +110,7 @@ class Detector:
         #: What ``backend="auto"`` picked for an ONNX model and why (None for explicit backends and engines).
         self.backend_choice = None
         if name == "auto":
-            from retina_edge.runtime.backend_choice import choose_and_load
+            from retina_edge.runtime.core.backend_choice import choose_and_load
 
             self.backend_choice, self.backend = choose_and_load(self.path, self.metadata, load, device=options.device,
                                                                 settings={**settings, "streams": self.streams})
@@ -129,8 +129,8 @@ class Detector:
 
     def _choose_streams(self, load, settings: dict) -> None:  # noqa: ANN001
         """``streams="auto"``: keep the backend loaded for one stream, or swap in one for several."""
-        from retina_edge.runtime.backend_choice import probe_image
-        from retina_edge.runtime.streams_choice import choose_streams
+        from retina_edge.runtime.core.backend_choice import probe_image
+        from retina_edge.runtime.core.streams_choice import choose_streams
 
         image = probe_image(self.metadata)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from retina_edge.runtime.results import Detections
+from retina_edge.runtime.core.results import Detections
 
 #: Drawn outputs show only detections scoring at least this. The models keep everything above 0.05
 #: (torchvision's threshold, right for COCO AP and for the data outputs), which drew 32 boxes on a

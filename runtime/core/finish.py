@@ -1,8 +1,10 @@
 """``Finisher``: what the host does after a graph of a given contract, from outputs to detections.
 
-It decodes anchors (``none`` graphs), runs class-aware NMS (``none``/``decode`` graphs), applies
-the score threshold on every tail and maps boxes to each source image's pixels. ``Detector`` uses
-it after inference; the Triton ensemble's post-processing model uses it alone.
+What it does follows the tail's form (:data:`retina_edge.contract.FORMS`): it decodes anchors
+(``raw``), runs class-aware NMS (``raw``, ``candidates``), reads the first ``num_detections`` rows
+(``detections``), applies the score threshold on every form and maps boxes to each source image's
+pixels, so a plugin's tail of a known form needs nothing here. ``Detector`` uses it after
+inference; the Triton ensemble's post-processing model uses it alone.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import numpy as np
 from retina_edge.anchors import feature_shapes_for, grid_anchors
 from retina_edge.contract import DeploymentMetadata
 from retina_edge.preprocess import LetterboxInfo, boxes_to_source
-from retina_edge.runtime.postprocess import candidates_from_raw, select_detections
-from retina_edge.runtime.results import Detections
+from retina_edge.runtime.core.postprocess import candidates_from_raw, select_detections
+from retina_edge.runtime.core.results import Detections
 
 
 class Finisher:
@@ -21,8 +23,10 @@ class Finisher:
 
     def __init__(self, metadata: DeploymentMetadata) -> None:
         self.metadata = metadata
+        self._form = metadata.tail.spec.form
+        self._names = metadata.tail.output_names
         self._level_anchors = None
-        if metadata.tail.mode == "none":
+        if self._form == "raw":
             size = metadata.input_size
             self._level_anchors = grid_anchors(feature_shapes_for(size), size, metadata.model.anchors)
 
@@ -38,17 +42,14 @@ class Finisher:
 
     def _one(self, outputs: dict[str, np.ndarray], index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         config, tail = self.metadata.model.postprocess, self.metadata.tail
-        if tail.mode in ("nms", "deepstream"):
-            count = int(outputs["num_detections"][index].reshape(-1)[0])
-            scores = outputs["det_scores"][index][:count]
+        mine = [outputs[name][index] for name in self._names]
+        if self._form == "detections":
+            count = int(mine[0].reshape(-1)[0])
+            boxes, scores, labels = (value[:count] for value in mine[1:])
             # the graph applied its baked threshold; a higher one asked of the host applies here
             keep = scores > self.metadata.score_thresh if config.score_thresh > (tail.score_thresh or 0.0) else slice(None)
-            return outputs["det_boxes"][index][:count][keep], scores[keep], outputs["det_labels"][index][:count][keep]
-        if tail.mode == "none":
-            candidates = candidates_from_raw(
-                outputs["cls_logits"][index], outputs["bbox_regression"][index], self._level_anchors,
-                config=config, box_coder=self.metadata.model.box_coder, input_size=self.metadata.input_size,
-            )
-        else:
-            candidates = (outputs["boxes"][index], outputs["scores"][index], outputs["labels"][index])
-        return select_detections(*candidates, config)
+            return boxes[keep], scores[keep], labels[keep]
+        if self._form == "raw":
+            mine = candidates_from_raw(*mine, self._level_anchors, config=config,
+                                       box_coder=self.metadata.model.box_coder, input_size=self.metadata.input_size)
+        return select_detections(*mine, config)

@@ -1,10 +1,10 @@
 """Reading and writing the deployment contract of a model file, ``.onnx`` or engine (no torch).
 
-:func:`read_deployment` is the one reader: an engine's header (:mod:`retina_edge.runtime.engine_file`)
+:func:`read_deployment` is the one reader: an engine's header (:mod:`retina_edge.runtime.tensorrt.engine_file`)
 or an ONNX file's ``metadata_props``. The ONNX side scans the file's top-level protobuf fields and
 skips the graph, so it needs neither the onnx package nor an inference session, and reads a
 multi-hundred-MB model's metadata in microseconds. :func:`embed_deployment` is the ONNX writer;
-engines get theirs from :func:`retina_edge.runtime.engine_file.write_engine_file`.
+engines get theirs from :func:`retina_edge.runtime.tensorrt.engine_file.write_engine_file`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def read_deployment(path: str | os.PathLike) -> DeploymentMetadata:
     if path.stat().st_size == 0:  # an interrupted copy or write: not "from another tool"
         raise RetinaEdgeError(f"{path} is empty (0 bytes): copy or build it again")
     if is_engine_path(path):
-        from retina_edge.runtime.engine_file import read_engine_file
+        from retina_edge.runtime.tensorrt.engine_file import read_engine_file
 
         return read_engine_file(path).deployment
     return DeploymentMetadata.from_props(onnx_metadata_props(path), source=str(path))

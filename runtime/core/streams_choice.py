@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from retina_edge.resources import let_cores_settle, usable_cores
-from retina_edge.runtime.backend_choice import cached_entry, probe_key, remember_entry
+from retina_edge.runtime.core.backend_choice import cached_entry, probe_key, remember_entry
 
 logger = logging.getLogger("retina_edge.runtime")
 

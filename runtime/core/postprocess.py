@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from retina_edge.config import BoxCoderConfig, PostprocessConfig
-from retina_edge.runtime.decode import decode_boxes
-from retina_edge.runtime.nms import batched_nms
+from retina_edge.runtime.core.decode import decode_boxes
+from retina_edge.runtime.core.nms import batched_nms
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

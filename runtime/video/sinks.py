@@ -1,6 +1,6 @@
 """Per-result outputs of a pipeline run ("sinks"): JSON lines and one annotated video per source.
 
-A sink has ``write(result)`` (a :class:`~retina_edge.runtime.pipeline.FrameResult`, called in the
+A sink has ``write(result)`` (a :class:`~retina_edge.runtime.video.run.FrameResult`, called in the
 order results come) and ``close()`` (finalises the output; called once, also after an error or a
 stop by signal). Each write leaves its output complete up to that result: a JSON line is flushed,
 a video frame is in the file's stream; ``close`` finalises the video's index.
@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from retina_edge.runtime.draw import DISPLAY_SCORE, draw_result
-from retina_edge.runtime.video_writer import Mp4Writer
+from retina_edge.runtime.video.draw import DISPLAY_SCORE, draw_result
+from retina_edge.runtime.video.video_writer import Mp4Writer
 
 
 class Sink(Protocol):

@@ -27,8 +27,8 @@ import numpy as np
 from retina_edge.contract import DeploymentMetadata, check_score_thresh
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.optional import require
-from retina_edge.runtime.detector import as_image_list
-from retina_edge.runtime.results import Detections
+from retina_edge.runtime.core.detector import as_image_list
+from retina_edge.runtime.core.results import Detections
 
 logger = logging.getLogger(__name__)
 SCHEME = "triton://"
