@@ -84,7 +84,7 @@ def accuracy(val: Path, graphs: dict[str, str], pairs: list[tuple[str, str]]) ->
     """AP of every graph on ``val`` and the paired intervals of each (deployed, reference) pair."""
     from retina_edge.calib.search import ValidationSet
     from retina_edge.metrics.bootstrap import bootstrap_intervals, paired_bootstrap
-    from retina_edge.runtime.model_file import read_deployment
+    from retina_edge.runtime.core.model_file import read_deployment
 
     validation = ValidationSet(str(val / "annotations" / "instances_val.json"))
     tables = {name: validation.matches(path, read_deployment(path)) for name, path in graphs.items()}
@@ -160,8 +160,9 @@ def backends(ptq: str, train: Path, rounds: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="out/qat-bench")
-    parser.add_argument("--methods", nargs="+", default=["max", "entropy"])
-    parser.add_argument("--targets", nargs="+", default=["tensorrt", "cpu"])
+    parser.add_argument("--runs", nargs="+", metavar="METHOD-TARGET",
+                        default=["max-tensorrt", "max-cpu", "entropy-tensorrt", "entropy-cpu"],
+                        help="QAT runs: calibration method and target")
     parser.add_argument("--val-images", type=int, default=540)
     parser.add_argument("--rounds", type=int, default=200, help="latency rounds per graph")
     parser.add_argument("--qat-args", default="", help="extra arguments for retina-edge qat (e.g. '--iterations 300')")
@@ -176,7 +177,7 @@ def main() -> None:
 
     if not (out / "fp32.onnx").is_file():
         assert cli(["export", "--weights", PRESET, "-o", str(out / "fp32.onnx")]) == 0
-    runs = [run_qat(out, train, method, target, args.qat_args.split()) for method in args.methods for target in args.targets]
+    runs = [run_qat(out, train, *tag.split("-"), args.qat_args.split()) for tag in args.runs]
     graphs, pairs, timing = {"fp32": str(out / "fp32.onnx")}, [], {}
     for run in runs:
         tag = f"{run['method']}-{run['target']}"

@@ -31,7 +31,7 @@ from retina_edge.calib.statistics import compute_stats
 from retina_edge.calib.tensorrt_qdq import plan_tensorrt_qdq, quantize_for_tensorrt
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.onnx_export import ExportOptions, export_onnx
-from retina_edge.model.archs import build_model
+from retina_edge.model.retinanet import build_model
 from retina_edge.preprocess import PreprocessConfig
 
 LAYOUTS = {
@@ -219,7 +219,7 @@ def qdq_positions(path) -> set[tuple]:  # noqa: ANN001
 def test_qat_writes_the_ptq_graphs_kind_node_for_node(qat_data, target, tmp_path):
     from retina_edge.cli.main import main
     from retina_edge.runtime import Detector
-    from retina_edge.runtime.model_file import read_deployment
+    from retina_edge.runtime.core.model_file import read_deployment
     from retina_edge.data.synth import SynthConfig, render_image
 
     output = tmp_path / f"qat-{target}.onnx"
