@@ -254,6 +254,7 @@ def test_resume_with_other_settings_is_refused(qat_data, tmp_path, capsys):
     assert "other settings" in capsys.readouterr().err and not (tmp_path / "m.onnx").exists()
 
 
+@pytest.mark.slow  # calibrates and times steps; the schedule it prints is test_schedule_defaults_scale_the_original_training's
 def test_dry_run_says_the_schedule_and_writes_nothing(qat_data, tmp_path, capsys):
     from retina_edge.cli.main import main
 
