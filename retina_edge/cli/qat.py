@@ -10,8 +10,8 @@ from retina_edge.cli.export import add_export_arguments
 NAME = "qat"
 HELP = ("quantization-aware training: fine-tune with fake quantization at the INT8 recipe's Q/DQ sites, then write "
         "the same kind of graph build --int8 writes")
-EXAMPLE = ("retina-edge qat --weights preset:synth --data data/synth --target tensorrt -o synth-int8-qat.onnx\n"
-           "  retina-edge qat --weights preset:synth --data data/synth --target cpu -o synth-int8-cpu-qat.onnx --dry-run")
+EXAMPLE = ("retina-edge qat --weights preset:synth --data data/preset-train --target tensorrt -o synth-int8-qat.onnx\n"
+           "  retina-edge qat --weights preset:synth --data data/preset-train --target cpu -o synth-int8-cpu-qat.onnx --dry-run")
 
 OUTPUT_SUFFIXES = {"output": (".onnx",)}
 OUTPUT_FILES = ("output",)
