@@ -77,6 +77,9 @@ class TrainConfig:
     log_every: int = 20
     #: last.pth is also written every this many iterations (and at each epoch's end, and on SIGINT/SIGTERM).
     checkpoint_every: int = 200
+    #: BatchNorm layers keep their running statistics (eval mode) while the rest trains: fine-tuning
+    #: (quantization-aware training) on batches too small or too few to re-estimate them.
+    freeze_bn_stats: bool = False
 
     @classmethod
     def from_json(cls, path: str | os.PathLike, **overrides: Any) -> TrainConfig:
@@ -143,14 +146,15 @@ def build_training_model(config: TrainConfig, class_names: tuple[str, ...], cate
     return model
 
 
-def train(config: TrainConfig, *, resume: bool = False) -> Path:
-    """Train per ``config``; returns the path of ``model_final.pth``."""
+def train(config: TrainConfig, *, resume: bool = False, model: RetinaNet | None = None) -> Path:
+    """Train per ``config``; returns the path of ``model_final.pth``. ``model``: fine-tune this one
+    (its classes must be the data's) instead of a fresh model of ``config``'s architecture."""
     rank, world = _distributed()
     torch.manual_seed(config.seed + rank)
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     out_dir = Path(config.out_dir)
     index = _train_index(config, rank)
-    model = build_training_model(config, index.class_names, index.category_ids).to(device)
+    model = (model if model is not None else build_training_model(config, index.class_names, index.category_ids)).to(device)
     model.transform = RetinaTransform(model.config.transform, train_min_sizes=config.train_min_sizes)
     optimizer = _make_optimizer(model, config)
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
@@ -230,6 +234,8 @@ def _loop(run: _Run) -> None:
     """Step until ``run.total``, saving ``last.pth`` periodically and when asked to stop."""
     config, per_epoch = run.config, len(run.loader)
     run.net.train()
+    if config.freeze_bn_stats:
+        freeze_bn_statistics(run.model)
     with StopRequest() as stop:
         while run.iteration < run.total:  # epochs; a resumed epoch starts where the saved run stopped
             epoch, done = divmod(run.iteration, per_epoch)
@@ -244,6 +250,13 @@ def _loop(run: _Run) -> None:
                                             f"{run.last}: continue by resuming from it")
                 if run.iteration >= run.total:
                     break
+
+
+def freeze_bn_statistics(model: torch.nn.Module) -> None:
+    """BatchNorm layers to eval mode (running statistics used, not updated); the rest as it is."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
 
 
 def _step(run: _Run, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> None:
