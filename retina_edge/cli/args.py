@@ -57,13 +57,9 @@ def positive_int(text: str) -> int:
 
 
 def thread_count(text: str) -> int:
-    """--threads: a whole number of at least 1, bounded by the cores this process may use (said on stderr)."""
-    from retina_edge.resources import bound_threads
-
-    threads, note = bound_threads(positive_int(text))
-    if note:
-        sys.stderr.write(f"retina-edge: warning: --threads: {note}\n")
-    return threads
+    """--threads: a whole number of at least 1; :class:`~retina_edge.runtime.backends.BackendOptions`
+    bounds it by the cores this process may use (and says so), for the CLI and Python callers alike."""
+    return positive_int(text)
 
 
 def port_number(text: str) -> int:
