@@ -1,0 +1,78 @@
+"""Stops and limits every entry point shares: SIGINT stops a command even where the shell started it
+with SIGINT ignored, an AP budget is never "met" on too few images for a bootstrap to be evidence,
+and a thread count beyond the cores is bounded in the library, for Python callers as for the CLI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+
+import pytest
+from tiny import tiny_model
+
+from retina_edge.cli.main import main
+from retina_edge.data.synth import SynthConfig, write_dataset
+from retina_edge.model.checkpoints import save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """A tiny checkpoint and a COCO set of 6 images (3 for validation)."""
+    root = tmp_path_factory.mktemp("stops")
+    write_dataset(root / "data", SynthConfig(num_images=6, seed=4, min_side=96, max_side=128, val_fraction=0.5))
+    save_checkpoint(root / "w.pth", tiny_model(min_size=128, max_size=128))
+    return root
+
+
+def build_command(root, out) -> list[str]:  # noqa: ANN001
+    return ["build", "--int8", "--target", "cpu", "--weights", str(root / "w.pth"), "--imgsz", "128",
+            "--calib", str(root / "data" / "train"), "--calib-count", "3", "--max-ap-drop", "0.5",
+            "--val", str(root / "data"), "-o", str(out)]
+
+
+def test_sigint_stops_a_build_in_its_sensitivity_probe_even_when_started_ignoring_it(root, tmp_path, monkeypatch,
+                                                                                      capsys):
+    """A command started in the background of a script (``cmd &``, CI runners) inherits SIGINT ignored,
+    and Python leaves it so: ``kill -INT`` during the probe let the build go on, replace -o and exit 0."""
+    import retina_edge.calib.search as search
+
+    probe = search.layer_sensitivity
+
+    def interrupted(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        os.kill(os.getpid(), signal.SIGINT)
+        return probe(*args, **kwargs)
+
+    monkeypatch.setattr(search, "layer_sensitivity", interrupted)
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"an earlier good model")
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert main(build_command(root, out)) == 130
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN  # given back as it was
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert out.read_bytes() == b"an earlier good model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]  # no .best.onnx, no staged files
+    err = capsys.readouterr().err
+    assert "retina-edge build: interrupted" in err and "Traceback" not in err
+
+
+def test_threads_beyond_the_cores_are_bounded_for_python_callers_too(caplog):
+    """The CLI bounded --threads, the library did not: BackendOptions(threads=100000) started 18.7k
+    ONNX Runtime threads (16.5 GB)."""
+    from retina_edge.errors import RetinaEdgeError
+    from retina_edge.resources import usable_cores
+    from retina_edge.runtime import BackendOptions
+
+    cores = usable_cores()
+    with caplog.at_level(logging.WARNING):
+        options = BackendOptions(threads=100000)
+    assert options.threads == cores and options.replace(streams=2).threads == cores
+    assert f"100000 threads asked for, and this process may run on {cores} cores: using {cores}" in caplog.text
+    assert BackendOptions(threads=1).threads == 1
+    for bad in (0, -3, 2.5, True, "4"):
+        with pytest.raises(RetinaEdgeError, match="threads must be a whole number of at least 1"):
+            BackendOptions(threads=bad)
+
