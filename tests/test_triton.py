@@ -207,6 +207,20 @@ def test_eight_concurrent_clients_get_the_in_process_answers_and_are_batched(ser
 
 
 @needs_server
+def test_a_server_without_a_gpu_logs_none_of_the_cuda_and_nvml_failures(served):
+    """On a CPU machine tritonserver tried pinned memory, NVML and DCGM on every start and logged each
+    failing; serve now starts it without them there."""
+    from retina_edge.triton.server import has_nvidia_gpu
+
+    if has_nvidia_gpu():
+        pytest.skip("this machine has an NVIDIA GPU")
+    log = served.log_file.read_text()
+    assert "successfully loaded 'retina_edge'" in log
+    for noise in ("Unable to allocate pinned system memory", "Failed to initialize NVML", "DCGM unable to start"):
+        assert noise not in log
+
+
+@needs_server
 def test_http_client_and_the_detector_call(served, graphs):
     scenes = images(3)
     with Detector(graphs["decode"]) as detector, TritonDetector(served.url("http"), protocol="http") as remote:

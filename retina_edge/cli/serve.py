@@ -58,11 +58,14 @@ def run(args: argparse.Namespace) -> int:
     import threading
     import time
 
-    from retina_edge.triton.server import Ports, RestartPolicy, ServerDiedError, TritonServer
+    from retina_edge.triton.server import Ports, RestartPolicy, ServerDiedError, TritonServer, has_nvidia_gpu
 
     ports, deaths = Ports(args.http_port, args.grpc_port, args.metrics_port), []
     policy = RestartPolicy(max_restarts=args.max_restarts)
     _warn_about_exposure(args)
+    if not has_nvidia_gpu():  # the one line tritonserver still prints about CUDA on such a machine, explained
+        logger.info("no NVIDIA GPU here: Triton runs the models on the CPU (its line 'CudaDriverHelper has not been "
+                    "initialized' says only that)")
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

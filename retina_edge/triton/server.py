@@ -113,6 +113,22 @@ def models_in(repository: Path) -> list[str]:
     return sorted(folder.name for folder in repository.iterdir() if (folder / "config.pbtxt").is_file())
 
 
+def has_nvidia_gpu() -> bool:
+    """Whether this machine shows an NVIDIA GPU: a driver's device node (``/dev/nvidia0``, or a
+    Jetson's ``/dev/nvhost-ctrl-gpu``); a container started without GPUs has none."""
+    dev = Path("/dev")
+    return any(dev.glob("nvidia[0-9]*")) or (dev / "nvhost-ctrl-gpu").exists()
+
+
+def cpu_only_flags(gpu: bool) -> list[str]:
+    """tritonserver flags for a machine without a GPU: no pinned or CUDA memory pools and no GPU
+    metrics, which it otherwise tries to set up and reports failing (a warning about the CUDA
+    driver, "Error: Failed to initialize NVML", "DCGM unable to start") on every start."""
+    if gpu:
+        return []
+    return ["--pinned-memory-pool-byte-size=0", "--cuda-memory-pool-byte-size=0:0", "--allow-gpu-metrics=false"]
+
+
 def check_ports_free(host: str, ports: Ports) -> None:
     """Raise if one of ``ports`` is taken on ``host`` (tritonserver would say so deep in its log and exit)."""
     import socket
@@ -155,7 +171,7 @@ class TritonServer:
         binary, backends = find_tritonserver()
         command = [str(binary), f"--model-repository={repository}", f"--http-port={ports.http}",
                    f"--grpc-port={ports.grpc}", f"--metrics-port={ports.metrics}", f"--http-address={http_host}",
-                   f"--grpc-address={host}", f"--metrics-address={http_host}"]
+                   f"--grpc-address={host}", f"--metrics-address={http_host}", *cpu_only_flags(has_nvidia_gpu())]
         if backends is not None:
             command.append(f"--backend-directory={backends}")
         site_packages = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
