@@ -59,6 +59,18 @@ def test_sigint_stops_a_build_in_its_sensitivity_probe_even_when_started_ignorin
     assert "retina-edge build: interrupted" in err and "Traceback" not in err
 
 
+def test_a_budget_on_3_validation_images_is_unresolved_not_met(root, tmp_path, capsys):
+    """The issue's case: "budget met" from a bootstrap over 3 images, on which INT8 and FP32 agreed."""
+    out = tmp_path / "m.onnx"
+    assert main(build_command(root, out)) == 1
+    err = capsys.readouterr().err
+    assert "3 validation images are too few for a bootstrap interval to be evidence (at least 20); about 20 " \
+           "validation images would" in err
+    record = json.loads((tmp_path / "m.search.json").read_text())
+    assert record["verdict"] == "unresolved" and not record["budget_met"] and record["images_needed"] == 20
+    assert not out.exists() and (tmp_path / "m.best.onnx").is_file()
+
+
 def test_threads_beyond_the_cores_are_bounded_for_python_callers_too(caplog):
     """The CLI bounded --threads, the library did not: BackendOptions(threads=100000) started 18.7k
     ONNX Runtime threads (16.5 GB)."""

@@ -93,3 +93,15 @@ def test_an_ap_gate_without_annotations_is_a_usage_error_not_a_silent_pass(flags
     assert main(["verify", "--model", str(tmp_path / "m.onnx"), "--weights", str(tmp_path / "w.pth"), "--images",
                  str(tmp_path / "images"), *flags]) == 2
     assert f"error: {flags[0]} judges the COCO AP drop against annotations: give --ann" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("gate,passed", [("lower", True), ("upper", False)])
+def test_an_ap_drop_on_too_few_images_is_unresolved_not_judged(gate, passed):
+    """On 3 images the interval of a drop is no evidence: the upper gate cannot pass, the lower one
+    cannot fail, and both say so."""
+    report = report_with_drop(0.0, 0.0, 0.0, images=3)
+    _judge(report, VerifyThresholds(max_delta_ap=1.0, min_ap_vs_reference=0.75, max_mean_score_error=0.02, gate=gate))
+    check = next(c for c in report.checks if c["name"] == "coco_ap_drop")
+    assert check["passed"] == passed == report.passed
+    assert "unresolved, 3 images are too few for the interval to be evidence (at least 20)" in check["detail"]
+    assert (report.notes if passed else report.failures) == [check["detail"]]

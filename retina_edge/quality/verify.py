@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from retina_edge.metrics.bootstrap import images_needed, paired_bootstrap
+from retina_edge.metrics.bootstrap import MIN_IMAGES, images_needed, paired_bootstrap
 from retina_edge.metrics.evaluate import coco_evaluate, to_coco_results
 from retina_edge.metrics.matching import MatchTolerance, pairwise_iou
 from retina_edge.config import ModelConfig
@@ -413,6 +413,12 @@ def _ap_drop_check(report: VerifyReport, thresholds: VerifyThresholds) -> dict:
     allowed = thresholds.max_delta_ap
     bound = low if thresholds.gate == "lower" else high
     said = f"COCO AP dropped by {drop:.2f} points (95% interval {low:.2f} to {high:.2f}, {report.images} images)"
+    if report.images < MIN_IMAGES:  # no evidence either way: the lower gate has no proven excess, the upper no proof
+        unresolved = (f"{said}: unresolved, {report.images} images are too few for the interval to be evidence (at least "
+                      f"{MIN_IMAGES}), so the {thresholds.gate} gate cannot judge it")
+        if thresholds.gate == "lower":  # passes, so the terminal would not show it otherwise
+            report.notes.append(unresolved)
+        return {"name": "coco_ap_drop", "passed": thresholds.gate == "lower", "detail": unresolved}
     if bound <= allowed:
         return {"name": "coco_ap_drop", "passed": True,
                 "detail": f"{said}: the {thresholds.gate} bound is within the {allowed} allowed"}
