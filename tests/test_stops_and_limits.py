@@ -1,6 +1,8 @@
-"""Stops and limits every entry point shares: SIGINT stops a command even where the shell started it
-with SIGINT ignored, an AP budget is never "met" on too few images for a bootstrap to be evidence,
-and a thread count beyond the cores is bounded in the library, for Python callers as for the CLI."""
+"""Stops, limits and checks every entry point shares: SIGINT stops a command even where the shell
+started it with SIGINT ignored, an AP budget is never "met" on too few images for a bootstrap to be
+evidence, a thread count beyond the cores is bounded in the library (for Python callers as for the
+CLI), a missing optional package is said before the model loads, an OpenVINO precision is not
+ignored by ``auto``, and an OpenVINO error says its reason."""
 
 from __future__ import annotations
 
@@ -88,3 +90,66 @@ def test_threads_beyond_the_cores_are_bounded_for_python_callers_too(caplog):
         with pytest.raises(RetinaEdgeError, match="threads must be a whole number of at least 1"):
             BackendOptions(threads=bad)
 
+
+
+class _NoDetector:
+    """Stands for Detector where a test shows nothing loads one (or records how it was asked for)."""
+
+    asked: list = []
+
+    def __init__(self, path, **kwargs) -> None:  # noqa: ANN001, ANN003
+        from retina_edge.errors import RetinaEdgeError
+
+        self.asked.append(kwargs)
+        raise RetinaEdgeError("no detector in this test")
+
+
+@pytest.mark.parametrize("command,said", [
+    (["detect", "--source", "{root}/data/val", "--record", "{tmp}/r.mcap"],
+     "--record needs the 'mcap' package, which is not installed; install it with: pip install 'retina-edge[robotics]'"),
+    (["detect", "--source", "{root}/data/val", "--track", "--jsonl", "{tmp}/d.jsonl"],
+     "--track needs the 'trackers' package, which is not installed; install it with: pip install 'retina-edge[track]'"),
+    (["bench", "--plot", "{tmp}/b.png"], "--plot needs the 'matplotlib' package"),
+])
+def test_a_missing_package_is_said_before_the_model_loads_and_the_backends_are_probed(command, said, root, tmp_path,
+                                                                                       monkeypatch, capsys):
+    import importlib.util
+
+    import retina_edge.runtime as runtime
+
+    missing = {"mcap", "trackers", "matplotlib"}
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in missing else find_spec(name, *a))
+    monkeypatch.setattr(runtime, "Detector", _NoDetector)
+    _NoDetector.asked = []
+    args = [part.format(root=root, tmp=tmp_path) for part in command]
+    assert main([*args[:1], "--model", str(tmp_path / "m.onnx"), *args[1:]]) == 2
+    assert said in capsys.readouterr().err and _NoDetector.asked == []
+
+
+def test_an_openvino_precision_with_backend_auto_runs_on_openvino(root, monkeypatch, capsys):
+    """auto measured ONNX Runtime too and, picking it, ignored --ov-precision bf16."""
+    import retina_edge.runtime as runtime
+
+    monkeypatch.setattr(runtime, "Detector", _NoDetector)
+    _NoDetector.asked = []
+    image = next((root / "data" / "val").iterdir())
+    assert main(["detect", "--model", str(root / "m.onnx"), "--source", str(image), "--ov-precision", "bf16"]) == 2
+    assert _NoDetector.asked[0]["backend"] == "openvino" and _NoDetector.asked[0]["options"].precision_hint == "bf16"
+    assert "--ov-precision bf16 is OpenVINO's: running on OpenVINO" in capsys.readouterr().err
+    assert main(["detect", "--model", str(root / "m.onnx"), "--source", str(image)]) == 2
+    assert _NoDetector.asked[1]["backend"] == "auto"
+
+
+def test_an_openvino_error_says_its_reason_not_where_it_was_raised(tmp_path):
+    """Its text starts with source locations: the message ended at "core.cpp:117:"."""
+    from retina_edge.errors import RetinaEdgeError
+    from retina_edge.export.onnx_export import ExportOptions, export_onnx
+    from retina_edge.preprocess import PreprocessConfig
+    from retina_edge.runtime.backends.openvino_backend import OpenVinoBackend
+
+    path = export_onnx(tiny_model(), tmp_path / "m.onnx", ExportOptions(preprocess=PreprocessConfig(64, 64)))
+    with pytest.raises(RetinaEdgeError) as raised:
+        OpenVinoBackend(path, threads=-1)  # OpenVINO itself refuses it
+    assert str(raised.value).endswith("Wrong value for property key INFERENCE_NUM_THREADS. Expected only non negative "
+                                      "integer numbers. Got: -1")

@@ -13,6 +13,8 @@ EXAMPLE = ("retina-edge bench --model synth-fp32.onnx --model synth-int8-cpu.onn
            "--images data/synth/val --batch 1 4 --json bench.json --plot bench.png")
 
 OUTPUT_FILES = ("json", "plot")
+#: Checked before any model loads (cli/packages.py).
+OPTION_PACKAGES = {"openvino": "openvino", "plot": "matplotlib", "weights": "torch"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

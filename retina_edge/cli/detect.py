@@ -9,6 +9,7 @@ from retina_edge.cli import robotics_options
 from retina_edge.cli.args import (
     add_backend_argument,
     add_backend_options_arguments,
+    backend_name,
     backend_options,
     device_help,
     non_negative_float,
@@ -30,6 +31,8 @@ EXAMPLE = ("retina-edge detect --model synth-int8-cpu.onnx --source data/synth/v
 
 OUTPUT_FILES = ("save_json", "jsonl", "json", "record")
 OUTPUT_FOLDERS = ("save_dir",)
+#: Checked before the model loads (cli/packages.py).
+OPTION_PACKAGES = {"record": "mcap", "foxglove": "foxglove", "track": lambda args: TRACKERS.get(args.tracker).module}
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     """Model and backend options shared by the commands that run deployed models."""
@@ -69,7 +72,7 @@ def make_detector(args: argparse.Namespace, *, frames_wait: bool = False, **kwar
         return TritonDetector(args.model, **kwargs)
 
     streams = 1 if args.streams == "auto" and not frames_wait else args.streams
-    return Detector(args.model, backend=args.backend, options=backend_options(args, streams=streams), **kwargs)
+    return Detector(args.model, backend=backend_name(args), options=backend_options(args, streams=streams), **kwargs)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

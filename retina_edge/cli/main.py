@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from retina_edge.cli.args import OneLineParser
+from retina_edge.cli.packages import check_packages
 from retina_edge._version import __version__
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.optional import install_hint
@@ -92,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = _handle_stop_signals() if threading.current_thread() is threading.main_thread() else {}
     try:
         check_outputs(args)
+        check_packages(args)
         return int(args.handler(args) or 0)
     except RetinaEdgeError as error:
         return _fail(args.command, with_flags(str(error), error.options, args.parser),

@@ -14,6 +14,8 @@ EXAMPLE = ("retina-edge verify --model synth-int8.onnx --weights preset:synth --
 
 OUTPUT_FILES = ("json", "junit")
 OUTPUT_FOLDERS = ("report",)
+#: Checked before any model loads (cli/packages.py).
+OPTION_PACKAGES = {"ann": "pycocotools"}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_runtime_arguments(parser)
