@@ -92,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                        "latency p50/p99, status)")
     parser.add_argument("--track", action="store_true",
                         help="streams: give each detection a track ID, stable across frames, per source (--tracker; "
-                             "pip install 'retina-edge[track]')")
+                             "pip install 'retina-edge[track]' && pip install --no-deps 'trackers>=2.6')")
     parser.add_argument("--tracker", choices=TRACKERS.names(), default=TrackerOptions.tracker,
                         help="tracking: " + "; ".join(f"{spec.name}: {spec.description}" for spec in TRACKERS.values())
                              + f" (default {TrackerOptions.tracker})")
