@@ -153,3 +153,26 @@ def test_an_openvino_error_says_its_reason_not_where_it_was_raised(tmp_path):
         OpenVinoBackend(path, threads=-1)  # OpenVINO itself refuses it
     assert str(raised.value).endswith("Wrong value for property key INFERENCE_NUM_THREADS. Expected only non negative "
                                       "integer numbers. Got: -1")
+
+
+def test_a_folder_given_as_the_model_is_called_a_folder(root, tmp_path, capsys):
+    """It said "model file not found" for a folder that is there."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "m.onnx").write_bytes(b"x")
+    image = next((root / "data" / "val").iterdir())
+    assert main(["detect", "--model", str(tmp_path / "models"), "--source", str(image)]) == 2
+    err = capsys.readouterr().err
+    assert "models is a folder; a model is one file (.onnx, or an engine retina-edge built): it holds m.onnx" in err
+    assert "not found" not in err
+
+
+def test_eval_gives_its_intervals_in_the_tables_scale(root, capsys):
+    """The table said AP=0.5760 and the intervals beside it AP 57.60 [..] (points)."""
+    import re
+
+    assert main(["eval", "--weights", str(root / "w.pth"), "--data", str(root / "data")]) == 0
+    out = capsys.readouterr().out
+    table_ap = re.search(r"^AP=(\d\.\d{4})", out, flags=re.M).group(1)
+    intervals = next(line for line in out.splitlines() if line.startswith("95% intervals"))
+    assert f"AP={table_ap} [" in intervals
+    assert all(float(v) <= 1.0 for v in re.findall(r"(\d+\.\d+)", intervals.split(":", 1)[1]))
