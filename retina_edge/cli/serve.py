@@ -63,9 +63,7 @@ def run(args: argparse.Namespace) -> int:
     ports, deaths = Ports(args.http_port, args.grpc_port, args.metrics_port), []
     policy = RestartPolicy(max_restarts=args.max_restarts)
     _warn_about_exposure(args)
-    if not has_nvidia_gpu():  # the one line tritonserver still prints about CUDA on such a machine, explained
-        logger.info("no NVIDIA GPU here: Triton runs the models on the CPU (its line 'CudaDriverHelper has not been "
-                    "initialized' says only that)")
+    cpu_note = not has_nvidia_gpu()  # said once the server runs: the line tritonserver still prints about CUDA there
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -73,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
             with TritonServer(args.repo, ports=ports, host=args.host, http_host=args.http_host) as server:
                 server.wait_ready(args.ready_timeout, stop=stop)
                 if not stop.is_set():
+                    if cpu_note:
+                        logger.info("no NVIDIA GPU here: Triton runs the models on the CPU (its line "
+                                    "'CudaDriverHelper has not been initialized' says only that)")
+                        cpu_note = False
                     print(f"serving {args.repo}: HTTP {server.url('http')}  gRPC {server.url('grpc')}  "
                           f"metrics http://{server.url('metrics')}/metrics  (Ctrl-C stops)", flush=True)
                 while not stop.wait(0.5) and server.process.poll() is None:
