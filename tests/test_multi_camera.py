@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from mjpeg import MjpegServer, free_port
+from outputs import written_lines
 from retina_edge.cli.main import main
 from retina_edge.data.synth_video import SyntheticVideo, write_video
 
@@ -154,7 +155,7 @@ def test_sigint_finalizes_every_output_of_every_source(assets, tmp_path):
                              "--jsonl", str(out), "--record", str(tmp_path / "run.mcap")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 90
-    while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 10):
+    while time.time() < deadline and written_lines(tmp_path, out.name) < 10:  # beside it until the end
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130

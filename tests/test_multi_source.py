@@ -98,7 +98,7 @@ def run_all(pipeline: Pipeline, sources) -> list[FrameResult]:  # noqa: ANN001
 def test_files_lose_nothing_keep_order_and_share_batches():
     detector = BatchDetector(4)
     counts = [7, 3, 12]
-    with Pipeline(detector, PipelineConfig(max_batch_wait_ms=5000)) as pipeline:
+    with Pipeline(detector, PipelineConfig(max_batch_wait_ms=1000)) as pipeline:
         results = run_all(pipeline, [FileSource(n, c) for n, c in enumerate(counts)])
     for number, count in enumerate(counts):
         mine = [r for r in results if r.source == number]
@@ -334,8 +334,8 @@ def test_a_silent_stream_says_it_is_waiting(monkeypatch):
     handler.emit = lambda record: messages.append(record.getMessage())
     logging.getLogger(sources.__name__).addHandler(handler)
     try:
-        with pytest.raises(DataError):
-            sources.open_source(f"http://127.0.0.1:{server.getsockname()[1]}/stream.mjpg")
+        with pytest.raises(DataError):  # a live source opens in its run: here, by hand
+            sources.open_source(f"http://127.0.0.1:{server.getsockname()[1]}/stream.mjpg").open()
     finally:
         logging.getLogger(sources.__name__).removeHandler(handler)
         server.close()

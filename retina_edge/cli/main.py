@@ -139,19 +139,40 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def check_outputs(args: argparse.Namespace) -> None:
-    """Every output a command declares (``OUTPUT_FILES``/``OUTPUT_FOLDERS``: argument names) must be
-    writable before the command starts work, and have one of the suffixes ``OUTPUT_SUFFIXES`` gives it."""
+    """Every output a command declares (``OUTPUT_FILES``/``OUTPUT_FOLDERS``: argument names; and the
+    files it names itself, from its ``planned_outputs(args)``: ``(flag, path, is_folder)`` each) must
+    be writable before the command starts work, have one of the suffixes ``OUTPUT_SUFFIXES`` gives
+    it, and not land where another output does."""
     for name, suffixes in getattr(args.module, "OUTPUT_SUFFIXES", {}).items():
         value = getattr(args, name, None)
         if value and not str(value).lower().endswith(suffixes):  # an ONNX graph written as model.txt or model.pth
             raise RetinaEdgeError(f"--{name.replace('_', '-')} {value}: this writes {' or '.join(suffixes)} files; "
                                   f"name it {Path(value).with_suffix(suffixes[0]).name}")
-    for name in getattr(args.module, "OUTPUT_FILES", ()):
-        if getattr(args, name, None):
-            check_writable(getattr(args, name))
-    for name in getattr(args.module, "OUTPUT_FOLDERS", ()):
-        if getattr(args, name, None):
-            check_writable(getattr(args, name), folder=True)
+    outputs = [(f"--{name.replace('_', '-')}", getattr(args, name), folder)
+               for folder, names in ((False, getattr(args.module, "OUTPUT_FILES", ())),
+                                     (True, getattr(args.module, "OUTPUT_FOLDERS", ())))
+               for name in names if getattr(args, name, None)]
+    planned = getattr(args.module, "planned_outputs", None)
+    outputs += planned(args) if planned else []
+    for _, path, folder in outputs:
+        check_writable(path, folder=folder)
+    check_distinct(outputs)
+
+
+def check_distinct(outputs: list[tuple[str, str, bool]]) -> None:
+    """Refuse two outputs on one path (one would silently replace the other; two folders may share
+    one), and a file where another output needs a folder (``--json out`` and ``--save out/a.mp4``).
+    ``outputs``: ``(flag, path, is_folder)``."""
+    places = [(f"{flag} {path}", folder, Path(path).expanduser().resolve()) for flag, path, folder in outputs]
+    for index, (name, folder, place) in enumerate(places):
+        for other_name, other_folder, other in places[index + 1:]:
+            if place == other and not (folder and other_folder):
+                raise RetinaEdgeError(f"{name} and {other_name} are one path: one output would replace the other; "
+                                      "give each its own")
+    for name, folder, place in places:
+        for other_name, _, other in places:
+            if not folder and place in other.parents:
+                raise RetinaEdgeError(f"{name} is a file, and {other_name} would be inside it; give each its own path")
 
 
 def with_flags(message: str, options: tuple[str, ...], parser: argparse.ArgumentParser) -> str:

@@ -25,6 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
+from retina_edge.errors import ConfigError
 from retina_edge.registry import Registry
 from retina_edge.runtime.core.results import Detections
 
@@ -61,6 +62,19 @@ class TrackerOptions:
     confirm_frames: int = 1
     reid_similarity: float | None = 0.8
     reid_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        unit = ("min_score", "activation_score", "high_score", "min_iou") + (
+            ("reid_similarity",) if self.reid_similarity is not None else ())
+        rules = [(name, "from 0 to 1", lambda v: 0 <= v <= 1) for name in unit]
+        rules += [(name, f"a whole number of at least {least}",
+                   lambda v, least=least: isinstance(v, (int, np.integer)) and v >= least)
+                  for name, least in (("lost_frames", 0), ("confirm_frames", 1))]
+        rules += [(name, "a number above 0", lambda v: 0 < v < float("inf")) for name in ("frame_rate", "reid_seconds")]
+        bad = [(name, rule) for name, rule, ok in rules if not ok(getattr(self, name))]  # nan fails every comparison
+        if bad:
+            raise ConfigError("TrackerOptions: " + "; ".join(f"{name} must be {rule}, got {getattr(self, name)!r}"
+                                                             for name, rule in bad), option=tuple(n for n, _ in bad))
 
 
 @dataclass(frozen=True)
