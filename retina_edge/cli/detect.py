@@ -33,7 +33,8 @@ EXAMPLE = ("retina-edge detect --model synth-int8-cpu.onnx --source data/synth/v
 OUTPUT_FILES = ("save_json", "jsonl", "json", "record")
 OUTPUT_FOLDERS = ("save_dir",)
 #: Checked before the model loads (cli/packages.py).
-OPTION_PACKAGES = {"record": "mcap", "foxglove": "foxglove", "track": lambda args: TRACKERS.get(args.tracker).module}
+OPTION_PACKAGES = {"record": "mcap", "foxglove": "foxglove",
+                   "track": lambda args: TRACKERS.get(args.tracker or TrackerOptions.tracker).module}
 
 
 def planned_outputs(args: argparse.Namespace) -> list[tuple[str, str, bool]]:
