@@ -96,3 +96,17 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def staging_folder(target: str | os.PathLike) -> Path:
+    """A new empty folder beside ``target``, to fill and then rename onto it (a folder swapped in
+    whole), with the mode ``mkdir`` gives under the umask: ``mkdtemp`` makes it private (0700),
+    and renamed into place it kept that, so a server running as another user (a container started
+    with ``--user``) could not read it."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(folder, 0o777 & ~umask)
+    return folder

@@ -197,3 +197,23 @@ def test_tracker_and_fixed_camera_parameters_choose_each_topics_tracker(monkeypa
         assert (first.camera is not None) == compensated
     finally:
         worker.close()
+
+
+def test_help_needs_no_ros_2_and_a_broken_rclpy_is_one_line(tmp_path):
+    """--help printed "rclpy is missing"; an rclpy that fails to import (a missing librcl, another Python's
+    build) gave a traceback."""
+    import subprocess
+    import sys
+
+    shown = subprocess.run([sys.executable, "-c", "import sys, retina_edge.robotics.ros2_node as n; sys.exit(n.main())",
+                            "--help"], capture_output=True, text=True)
+    assert shown.returncode == 0 and shown.stdout.startswith("usage: retina-edge-ros2 --ros-args -p model:=PATH")
+    assert "image_topics" in shown.stdout and shown.stderr == ""
+    (tmp_path / "rclpy").mkdir()
+    (tmp_path / "rclpy" / "__init__.py").write_text(
+        "raise ImportError('librcl.so: cannot open shared object file: No such file or directory')")
+    broken = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(tmp_path)!r}); "
+                             "import retina_edge.robotics.ros2_node as n; sys.exit(n.main([]))"],
+                            capture_output=True, text=True)
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr and broken.stderr.count("\n") == 1
+    assert "rclpy is installed but cannot be imported (ImportError: librcl.so: cannot open" in broken.stderr

@@ -9,6 +9,7 @@ from retina_edge.cli import robotics_options
 from retina_edge.cli.args import (
     add_backend_argument,
     add_backend_options_arguments,
+    backend_name,
     backend_options,
     device_help,
     non_negative_float,
@@ -31,6 +32,9 @@ EXAMPLE = ("retina-edge detect --model synth-int8-cpu.onnx --source data/synth/v
 
 OUTPUT_FILES = ("save_json", "jsonl", "json", "record")
 OUTPUT_FOLDERS = ("save_dir",)
+#: Checked before the model loads (cli/packages.py).
+OPTION_PACKAGES = {"record": "mcap", "foxglove": "foxglove",
+                   "track": lambda args: TRACKERS.get(args.tracker or TrackerOptions.tracker).module}
 
 
 def planned_outputs(args: argparse.Namespace) -> list[tuple[str, str, bool]]:
@@ -88,7 +92,7 @@ def make_detector(args: argparse.Namespace, *, frames_wait: bool = False, **kwar
         return TritonDetector(args.model, **kwargs)
 
     streams = 1 if args.streams == "auto" and not frames_wait else args.streams
-    return Detector(args.model, backend=args.backend, options=backend_options(args, streams=streams), **kwargs)
+    return Detector(args.model, backend=backend_name(args), options=backend_options(args, streams=streams), **kwargs)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,9 +112,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                        "latency p50/p99, status)")
     parser.add_argument("--track", action="store_true",
                         help="streams: give each detection a track ID, stable across frames, per source (--tracker; "
-                             "pip install 'retina-edge[track]'); -1 for one not tracked: under the tracker's minimum "
-                             f"score ({TrackerOptions.min_score}), or new until its track starts (at "
-                             f"{max(TrackerOptions.activation_score, TrackerOptions.high_score)}) and is confirmed")
+                             "pip install 'retina-edge[track]' && pip install --no-deps 'trackers>=2.6'); -1 for one "
+                             f"not tracked: under the tracker's minimum score ({TrackerOptions.min_score}), or new until "
+                             f"its track starts (at {max(TrackerOptions.activation_score, TrackerOptions.high_score)}) "
+                             "and is confirmed")
     parser.add_argument("--tracker", choices=TRACKERS.names(),
                         help="tracking: " + "; ".join(f"{spec.name}: {spec.description}" for spec in TRACKERS.values())
                              + f" (default {TrackerOptions.tracker}, the best on moving and fixed cameras in "

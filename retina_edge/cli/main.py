@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from retina_edge.cli.args import OneLineParser
+from retina_edge.cli.packages import check_packages
 from retina_edge._version import __version__
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.optional import install_hint
@@ -89,9 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version, or a usage error already printed on one line
         return int(done.code or 0)
     configure_logging(args.command)
-    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() else None
+    previous = _handle_stop_signals() if threading.current_thread() is threading.main_thread() else {}
     try:
         check_outputs(args)
+        check_packages(args)
         return int(args.handler(args) or 0)
     except RetinaEdgeError as error:
         return _fail(args.command, with_flags(str(error), error.options, args.parser),
@@ -109,20 +111,30 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{f': {interrupt}' if str(interrupt) else ''}", file=sys.stderr)
         return 130  # for SIGTERM too, as train and stream have always answered a stop by signal
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         _terminated.clear()
 
 
 _terminated = threading.Event()
 
 
+def _handle_stop_signals() -> dict[int, object]:
+    """Install :func:`_interrupt` for SIGINT and SIGTERM; returns the handlers to give back. SIGINT
+    too, because a process started in the background of a non-interactive shell (``cmd &`` in a
+    script, CI runners, ``kill -INT $!``) inherits it *ignored*, and Python then leaves it ignored:
+    a build stopped that way went on and replaced its output. Commands that stop on a signal in
+    their own way (detect, train, serve) install their handlers over these and give them back."""
+    return {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+
 def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM (systemd, Kubernetes, docker stop) ends a command as Ctrl-C does: every writer's cleanup
+    """SIGINT, and SIGTERM (systemd, Kubernetes, docker stop) as Ctrl-C: every writer's cleanup
     runs (temporary folders, half-written files), a folder run writes what it has, train saves its
-    last checkpoint; the exit code is 130, as for Ctrl-C (train's DataLoader workers ignore SIGTERM
-    and are ended by the main process)."""
-    _terminated.set()
+    last checkpoint; the exit code is 130 (train's DataLoader workers ignore SIGTERM and are ended
+    by the main process)."""
+    if signum == signal.SIGTERM:
+        _terminated.set()
     raise KeyboardInterrupt
 
 

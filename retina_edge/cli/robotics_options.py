@@ -39,19 +39,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def check(args: argparse.Namespace) -> None:
-    """Before any work: the packages the outputs need are installed, the live view can listen where
-    asked (the host is this machine's, the port free), and a host open to the network is warned
-    about, as ``serve`` warns."""
-    from retina_edge.optional import require
-
-    if args.record is not None:
-        require("mcap.writer", "MCAP recording")
+    """Before any work: the live view can listen where asked (the host is this machine's, the port
+    free), and a host open to the network is warned about, as ``serve`` warns. (The packages the
+    outputs need are checked before that, with every command's: ``OPTION_PACKAGES``, cli/packages.py.)"""
     if args.foxglove is None:
         return
     from retina_edge.robotics.foxglove_output import check_address
     from retina_edge.triton.server import is_loopback
 
-    require("foxglove", "the live Foxglove view")
     check_address(args.foxglove_host, args.foxglove)
     if not is_loopback(args.foxglove_host):
         logger.warning("the Foxglove live view listens on %s: anyone who reaches this machine can watch every "

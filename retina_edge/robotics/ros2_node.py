@@ -233,8 +233,33 @@ def _default_tracker(settings: NodeSettings):  # noqa: ANN202
     return tracking.make_tracker(replace(options, tracker=settings.tracker) if settings.tracker else options)
 
 
+USAGE = """usage: retina-edge-ros2 --ros-args -p model:=PATH [-p NAME:=VALUE ...]
+
+A ROS 2 node: camera images in, vision_msgs/Detection2DArray out, the cameras detected in one batch.
+
+parameters:
+  model             deployed model file (.onnx or .engine), required
+  image_topics      topics to subscribe to, e.g. "['/front/image_raw', '/rear/image/compressed']"
+                    (sensor_msgs/Image, or CompressedImage for a topic ending in /compressed)
+  detection_topics  where to publish (default: /front/image_raw -> /front/detections)
+  backend, device   auto, onnxruntime, openvino, tensorrt; the backend's device
+  score_threshold   negative: the model's
+  classes           comma-separated names or category ids (empty: all)
+  tracking          true: track IDs in Detection2D.id
+  class_id          name or category_id: what ObjectHypothesis.class_id holds
+
+It runs in a ROS 2 environment (Humble or newer, with vision_msgs): source /opt/ros/<distro>/setup.bash.
+example:
+  retina-edge-ros2 --ros-args -p model:=/models/m.engine -p image_topics:="['/front/image_raw']" -p tracking:=true
+"""
+
+
 def main(args: Sequence[str] | None = None) -> int:
-    """``retina-edge-ros2``: run the node until Ctrl-C or a ROS shutdown."""
+    """``retina-edge-ros2``: run the node until Ctrl-C or a ROS shutdown (``--help``: the usage, without ROS 2)."""
+    given = list(sys.argv[1:] if args is None else args)
+    if given[:1] in (["-h"], ["--help"]):
+        print(USAGE, end="")
+        return 0
     try:
         import rclpy
         from rclpy.executors import ExternalShutdownException
@@ -242,6 +267,11 @@ def main(args: Sequence[str] | None = None) -> int:
     except ModuleNotFoundError as error:
         print(f"retina-edge-ros2: {error.name} is missing: the node runs in a ROS 2 environment (Humble or newer, "
               "with vision_msgs): source /opt/ros/<distro>/setup.bash first", file=sys.stderr)
+        return 2
+    except Exception as error:  # noqa: BLE001 - a broken install (a missing librcl, another Python's build): one line
+        print(f"retina-edge-ros2: rclpy is installed but cannot be imported ({type(error).__name__}: "
+              f"{str(error).splitlines()[0] if str(error) else 'no details'}): source the setup script of a ROS 2 "
+              "built for this Python", file=sys.stderr)
         return 2
 
     rclpy.init(args=args)

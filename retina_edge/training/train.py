@@ -165,6 +165,9 @@ def train(config: TrainConfig, *, resume: bool = False, model: RetinaNet | None 
                optimizer=optimizer, scaler=scaler, sampler=sampler, loader=loader, device=device,
                autocast_dtype=_autocast_dtype(config, device), rank=rank, total=total, iteration=start_iteration,
                last=out_dir / "last.pth", progress=Progress(total, "train", enabled=rank == 0, every=config.log_every))
+    if rank == 0:  # where the run writes, before it starts: not only at its end
+        logger.info("training %d iterations into %s (last.pth on the way and on Ctrl-C, model_final.pth at the end)",
+                    total, out_dir)
     if start_iteration and rank == 0:
         logger.info("resuming at iteration %d of %d", start_iteration, total)
     _loop(run)
