@@ -23,7 +23,7 @@ from retina_edge.optional import install_hint
 from retina_edge.resources import check_writable
 from retina_edge.runtime.backends.registry import backend_install_hint
 
-COMMAND_MODULES = ("archs", "inspect", "synth", "train", "eval", "export", "build", "detect", "verify", "bench", "demo",
+COMMAND_MODULES = ("archs", "inspect", "synth", "train", "prune", "eval", "export", "build", "detect", "verify", "bench", "demo",
                    "triton", "serve", "deepstream")
 
 #: Library parameter -> argument dest, where every command spells it the same way.

@@ -121,12 +121,19 @@ class _Outputs(nn.Module):
 def _dependency_graph(tp, model: nn.Module):  # noqa: ANN001, ANN202 (torch_pruning's types)
     device = next(model.parameters()).device
     training = model.training
-    with torch.enable_grad():  # DepGraph traces through autograd
-        graph = tp.DependencyGraph().build_dependency(
-            _Outputs(model), example_inputs=torch.zeros(1, 3, TRACE_SIDE, TRACE_SIDE, device=device),
-            customized_pruners=_layer_pruners(tp), verbose=False)
-    model.train(training)
-    return graph
+    # DepGraph traces through autograd: a frozen stage (no gradient) would be invisible to it, and kept whole.
+    frozen = [parameter for parameter in model.parameters() if not parameter.requires_grad]
+    for parameter in frozen:
+        parameter.requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            return tp.DependencyGraph().build_dependency(
+                _Outputs(model), example_inputs=torch.zeros(1, 3, TRACE_SIDE, TRACE_SIDE, device=device),
+                customized_pruners=_layer_pruners(tp), verbose=False)
+    finally:
+        for parameter in frozen:
+            parameter.requires_grad_(False)
+        model.train(training)
 
 
 def _norm_group_size(group) -> int:  # noqa: ANN001
