@@ -1,12 +1,12 @@
 """Structured pruning's trade-off: MACs, parameters, ONNX Runtime latency (FP32 and INT8 for CPUs)
 as ratios to the unpruned model in one interleaved run, and the AP cost on images no model saw.
 
-    python bench/prune_bench.py --folder runs/prune-bench [--amounts 0.2 0.35 0.5] [--iters 40]
+    python bench/prune_bench.py --folder runs/prune-bench [--amount 0.5 --steps 3] [--iters 40]
     python bench/prune_bench.py --folder runs/prune-bench --r50   # ResNet-50-FPN 512x512, latency only
 
-Preset part: ``retina-edge prune`` of ``preset:synth`` at each amount with its default schedule,
-fine-tuned on the preset's own training images (``synth --seed 0``, its val split for the steps'
-reports); AP and the paired 95% interval of the difference to the unpruned preset on the val
+Preset part: ``retina-edge prune --amount 0.5 --steps 3`` of ``preset:synth`` (other settings the
+defaults): each step's fine-tuned model (amounts 1/6, 1/3, 1/2) is measured; fine-tuned on the
+preset's own training images (``synth --seed 0``, its val split for the steps' reports); AP and the paired 95% interval of the difference to the unpruned preset on the val
 split of ``synth --seed 1`` (images none of them trained on). ``--r50``: ResNet-50-FPN (v1,
 torchvision's layout, seeded random weights, 512x512) pruned at the same amounts without
 fine-tuning (latency does not depend on the weights). INT8: ``build --int8 --target cpu``
@@ -40,15 +40,17 @@ def prepare_data(folder: Path) -> tuple[Path, Path]:
     return train, unseen
 
 
-def pruned_presets(folder: Path, train: Path, amounts: list[float]) -> dict[str, str]:
-    """name -> checkpoint: the preset and its pruned, fine-tuned versions (``retina-edge prune``, defaults)."""
+def pruned_presets(folder: Path, train: Path, amount: float, steps: int) -> dict[str, str]:
+    """name -> checkpoint: the preset and its pruned, fine-tuned versions: the steps of one
+    ``retina-edge prune --amount AMOUNT --steps STEPS`` run (its other settings the defaults)."""
+    out = folder / f"prune-{amount:g}"
+    if not (out / "pruned.pth").is_file():
+        resume = ["--resume"] if (out / "prune.json").is_file() else []
+        cli("prune", "--weights", "preset:synth", "--data", str(train), "--amount", f"{amount:g}", "--steps", str(steps),
+            "--out", str(out), *resume)
     weights = {"unpruned": "preset:synth"}
-    for amount in amounts:
-        out = folder / f"prune-{amount:g}"
-        if not (out / "pruned.pth").is_file():
-            resume = ["--resume"] if (out / "prune.json").is_file() else []
-            cli("prune", "--weights", "preset:synth", "--data", str(train), "--amount", f"{amount:g}", "--out", str(out), *resume)
-        weights[f"pruned {amount:g}"] = str(out / "pruned.pth")
+    for row in json.loads((out / "report.json").read_text())["steps"][1:]:
+        weights[f"pruned {row['amount']:g}"] = row["checkpoint"]
     return weights
 
 
@@ -157,7 +159,8 @@ def r50_models(folder: Path, amounts: list[float], imgsz: int) -> tuple[dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--folder", type=Path, required=True, help="work folder (kept: a re-run resumes)")
-    parser.add_argument("--amounts", type=float, nargs="+", default=[0.2, 0.35, 0.5])
+    parser.add_argument("--amount", type=float, default=0.5, help="the last step's amount")
+    parser.add_argument("--steps", type=int, default=3, help="pruning steps, each a model to measure")
     parser.add_argument("--iters", type=int, default=40, help="timed runs per model and precision")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--r50", action="store_true", help="ResNet-50-FPN at 512x512, latency only")
@@ -165,12 +168,13 @@ def main() -> None:
     args.folder.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("RETINA_EDGE_CACHE", str(args.folder / "cache"))
     if args.r50:
-        weights, calib = r50_models(args.folder, args.amounts, 512)
+        amounts = [round(args.amount * (k + 1) / args.steps, 4) for k in range(args.steps)]
+        weights, calib = r50_models(args.folder, amounts, 512)
         report = {"costs": costs(weights), "latency": latency(graphs(weights, args.folder / "r50", calib, 512), args.iters,
                                                               args.threads)}
     else:
         train, unseen = prepare_data(args.folder)
-        weights = pruned_presets(args.folder, train, args.amounts)
+        weights = pruned_presets(args.folder, train, args.amount, args.steps)
         report = {"costs": costs(weights), "accuracy": accuracy(weights, unseen),
                   "latency": latency(graphs(weights, args.folder, train / "train", 192), args.iters, args.threads)}
     name = "r50.json" if args.r50 else "preset.json"

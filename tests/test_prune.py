@@ -26,7 +26,7 @@ from retina_edge.metrics.matching import match_detections
 from retina_edge.model.archs import build_model
 from retina_edge.model.checkpoints import load_model, save_checkpoint
 from retina_edge.model.preprocess_torch import preprocess_tensor_batch
-from retina_edge.model.pruning import PruneOptions, kept_channels, prune_model
+from retina_edge.model.pruning import PruneOptions, amount_for_macs, kept_channels, prune_model
 from retina_edge.model.reference import reference_on_inputs
 from retina_edge.model.widths import model_cost
 from retina_edge.preprocess import PreprocessConfig, boxes_to_source
@@ -39,9 +39,11 @@ pytest.importorskip("torch_pruning")
 PREPROCESS = PreprocessConfig(128, 160, align="center")
 
 
-def pruned_tiny(amount: float = 0.5, **kwargs):  # noqa: ANN003, ANN201
-    model = tiny_model(**kwargs)
-    prune_model(model, PruneOptions(amount))
+@pytest.fixture(scope="module")
+def pruned():
+    """The tiny model (v1: frozen BatchNorm, stem 16, FPN 32, one head conv) with half its channels."""
+    model = tiny_model()
+    prune_model(model, PruneOptions(0.5))
     return model.eval()
 
 
@@ -51,10 +53,10 @@ def test_kept_channels_round_to_the_step_and_keep_small_groups_whole():
     assert kept_channels(8, 0.5, 8) == 8 and kept_channels(64, 0.0, 8) == 64
 
 
-def test_groups_prune_residual_stages_fpn_and_shared_head_together():
-    model = pruned_tiny(0.5)  # v1: frozen BatchNorm, stem 16, FPN 32, one head conv
+def test_groups_prune_residual_stages_fpn_and_shared_head_together(pruned):
+    model = pruned
     body, fpn, head = model.backbone.body, model.backbone.fpn, model.head
-    # a basic-block stage without a shortcut conv shares its channels with the stem
+    # a basic-block stage without a shortcut conv shares its channels with the stem (frozen, and pruned all the same)
     assert body.conv1.out_channels == body.layer1[0].conv2.out_channels == body.layer1[1].conv2.out_channels == 8
     assert body.bn1.weight.shape[0] == 8 and body.layer2[0].conv1.in_channels == body.layer2[0].downsample[0].in_channels == 8
     for stage, lateral in zip((body.layer2, body.layer3, body.layer4), fpn.inner_blocks):  # a stage and its reader
@@ -87,9 +89,8 @@ def test_groupnorm_loses_whole_groups_and_the_kept_ones_normalise_as_before():
     torch.testing.assert_close(pruned(x[:, kept]), norm(x)[:, kept])  # torch's own GroupNorm on the full width
 
 
-def test_widths_record_round_trips_and_an_unpruned_config_reads_as_before():
-    model = pruned_tiny(0.5)
-    config = model.config
+def test_widths_record_round_trips_and_an_unpruned_config_reads_as_before(pruned):
+    config = pruned.config
     assert config.widths and str(config.widths).startswith("pruned (")
     data = json.loads(json.dumps(config.to_dict()))
     assert ModelConfig.from_dict(data) == config
@@ -110,11 +111,10 @@ def test_a_malformed_widths_record_is_refused(record, message):
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory):
+def saved(pruned, tmp_path_factory):
     folder = tmp_path_factory.mktemp("pruned")
-    model = pruned_tiny(0.5)
-    save_checkpoint(folder / "pruned.pth", model)
-    return model, folder / "pruned.pth"
+    save_checkpoint(folder / "pruned.pth", pruned)
+    return pruned, folder / "pruned.pth"
 
 
 @pytest.mark.parametrize("damage, message", [
@@ -177,6 +177,19 @@ def test_costs_count_what_the_exported_graph_computes(saved, tmp_path, monkeypat
     assert 0.2 < cost.macs / unpruned.macs < 0.4  # half the channels in and out: about a quarter of the MACs
 
 
+def test_a_macs_target_finds_the_smallest_amount_that_meets_it():
+    model = tiny_model()
+    amount = amount_for_macs(model, 0.5, PruneOptions(0.0))
+    unpruned = model_cost(model.config).macs
+
+    def macs_ratio(value: float) -> float:
+        trial = copy.deepcopy(model)
+        prune_model(trial, PruneOptions(value))
+        return model_cost(trial.config).macs / unpruned
+
+    assert macs_ratio(amount) <= 0.5 < macs_ratio(amount - 0.002)
+
+
 def test_verify_refuses_to_compare_a_pruned_graph_with_unpruned_weights(saved):
     with pytest.raises(RetinaEdgeError, match="architectures differ.*widths pruned \\(.* vs unpruned"):
         check_same_model(saved[0].config, tiny_model().config, "pruned.onnx", "tiny.pth")
@@ -224,6 +237,15 @@ def test_prune_command_schedule_report_interrupt_and_resume(run_data, tmp_path, 
     assert all(r["latency_ratio"] > 0 and r["ap"] is not None for r in rows) and rows[2]["delta_ap"] is not None
     pruned = load_model(str(tmp_path / "run" / "pruned.pth"))
     assert pruned.config.widths and pruned.backbone.fpn.layer_blocks[0][0].out_channels == 16
+
+
+def test_pruned_checkpoint_builds_an_int8_graph_for_cpus(saved, run_data, tmp_path):
+    out = tmp_path / "pruned-int8.onnx"
+    assert main(["build", "--int8", "--target", "cpu", "--weights", str(saved[1]), "--imgsz", "128", "--calib",
+                 str(run_data / "data" / "train"), "--calib-count", "4", "-o", str(out)]) == 0
+    detector = Detector(out, backend="onnxruntime")
+    assert detector.metadata.precision == "int8" and detector.metadata.model.widths == saved[0].config.widths
+    assert len(detector.detect([np.zeros((100, 120, 3), np.uint8)])) == 1
 
 
 def test_fine_tuning_refuses_data_with_other_classes(run_data, tmp_path, capsys):

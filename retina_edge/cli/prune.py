@@ -26,9 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                        "by the last step (default 0.25)")
     target.add_argument("--target-macs", type=unit_interval, metavar="FRACTION",
                         help="instead: reach this fraction of the unpruned model's MACs (the amount is searched)")
-    parser.add_argument("--steps", type=positive_int, default=2, help="prune/fine-tune rounds (default 2)")
-    parser.add_argument("--iterations", type=non_negative_int, default=200,
-                        help="fine-tuning iterations per step (default 200; 0: prune only)")
+    parser.add_argument("--steps", type=positive_int, default=3, help="prune/fine-tune rounds (default 3)")
+    parser.add_argument("--iterations", type=non_negative_int, default=150,
+                        help="fine-tuning iterations per step (default 150; 0: prune only)")
     parser.add_argument("--round-to", type=positive_int, default=8, help="kept channels are multiples of this (default 8)")
     parser.add_argument("--finetune", help='JSON of training options for the fine-tuning, e.g. \'{"lr": 0.001, '
                                            '"batch_size": 16}\' (default: the weights\' own recipe at a third of its lr)')
@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = prune(config_from_args(args), resume=args.resume)
     except KeyboardInterrupt as stop:  # the training loop says what it saved; here, how to go on
-        raise KeyboardInterrupt(f"{f'{stop} ' if str(stop) else ''}(the same command with --resume continues)") from None
+        raise KeyboardInterrupt(f"{stop} (the same command with --resume)" if str(stop) else
+                                "the same command with --resume continues") from None
     print((Path(args.out_dir) / "report.md").read_text(), end="")
     print(f"pruned checkpoint: {result}")
     return 0

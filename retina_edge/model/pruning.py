@@ -43,19 +43,16 @@ TRACE_SIDE = 64
 class PruneOptions:
     """``amount``: the fraction of each channel group's original channels to remove (0 <= amount < 1);
     ``round_to``: kept channels are a multiple of this (8: what FP16/INT8 kernels tile channels by;
-    a group with at most this many channels is kept whole); ``norm``: the magnitude's exponent (1 or 2)."""
+    a group with at most this many channels is kept whole)."""
 
     amount: float
     round_to: int = 8
-    norm: int = 2
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.amount < 1.0:
             raise ConfigError(f"the pruning amount must be in [0, 1), got {self.amount}", option="amount")
         if self.round_to < 1:
             raise ConfigError(f"round_to must be >= 1, got {self.round_to}", option="round_to")
-        if self.norm not in (1, 2):
-            raise ConfigError(f"the magnitude norm must be 1 or 2, got {self.norm}", option="norm")
 
 
 @dataclass(frozen=True)
@@ -89,7 +86,7 @@ def prune_model(model: nn.Module, options: PruneOptions) -> list[PrunedGroup]:
     originals = {name: channels[0] for name, module in architecture(model.config).named_modules()
                  if (channels := layer_channels(module)) is not None}
     names = {module: name for name, module in modules.items()}
-    importance = tp.importance.GroupMagnitudeImportance(p=options.norm)
+    importance = tp.importance.GroupMagnitudeImportance(p=2)
     plans = []
     for group in graph.get_all_groups(ignored_layers=[modules[name] for name in OUTPUT_LAYERS],
                                       root_module_types=[nn.Conv2d]):

@@ -58,9 +58,9 @@ class PruneConfig:
     out_dir: str = "runs/prune"
     amount: float | None = None
     target_macs: float | None = None
-    steps: int = 2
+    steps: int = 3
     round_to: int = 8
-    iterations: int = 200
+    iterations: int = 150
     finetune: dict[str, Any] = field(default_factory=dict)
     latency: bool = True
     latency_iters: int = 30
