@@ -6,11 +6,13 @@ as ratios to the unpruned model in one interleaved run, and the AP cost on image
 
 Preset part: ``retina-edge prune --amount 0.5 --steps 3`` of ``preset:synth`` (other settings the
 defaults): each step's fine-tuned model (amounts 1/6, 1/3, 1/2) is measured; fine-tuned on the
-preset's own training images (``synth --seed 0``, its val split for the steps' reports); AP and the paired 95% interval of the difference to the unpruned preset on the val
-split of ``synth --seed 1`` (images none of them trained on). ``--r50``: ResNet-50-FPN (v1,
+preset's own training images (``synth --seed 0``, its val split for the steps' reports); AP and
+the paired 95% interval of the difference to the unpruned preset on the val split of
+``synth --seed 1`` (images none of them trained on). ``--r50``: ResNet-50-FPN (v1,
 torchvision's layout, seeded random weights, 512x512) pruned at the same amounts without
 fine-tuning (latency does not depend on the weights). INT8: ``build --int8 --target cpu``
-(calibrated on 64 training images). Everything is kept in ``--folder``, so a re-run resumes.
+(calibrated on 64 training images; on 8 synthetic ones for ResNet-50, whose latency alone is
+measured). Everything is kept in ``--folder``, so a re-run resumes.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def accuracy(weights: dict[str, str], unseen: Path) -> dict[str, dict]:
     return results
 
 
-def graphs(weights: dict[str, str], folder: Path, calib: Path, imgsz: int) -> dict[str, dict[str, Path]]:
+def graphs(weights: dict[str, str], folder: Path, calib: Path, imgsz: int, count: int) -> dict[str, dict[str, Path]]:
     """name -> {"fp32": graph, "int8": graph for CPUs}, exported and built (kept for re-runs)."""
     out = {}
     for name, spec in weights.items():
@@ -89,7 +91,7 @@ def graphs(weights: dict[str, str], folder: Path, calib: Path, imgsz: int) -> di
         if not fp32.is_file():
             cli("export", "--weights", spec, *size, "-o", str(fp32))
         if not int8.is_file():
-            cli("build", "--int8", "--target", "cpu", "--weights", spec, *size, "--calib", str(calib), "--calib-count", "64",
+            cli("build", "--int8", "--target", "cpu", "--weights", spec, *size, "--calib", str(calib), "--calib-count", str(count),
                 "-o", str(int8))
         out[name] = {"fp32": fp32, "int8": int8}
     return out
@@ -139,7 +141,7 @@ def r50_models(folder: Path, amounts: list[float], imgsz: int) -> tuple[dict[str
     r50 = folder / "r50"
     calib = r50 / "calib"
     if not calib.is_dir():
-        for index in range(64):
+        for index in range(8):
             write_image_rgb(calib / f"{index:04d}.jpg", render_image(SynthConfig(seed=6, min_side=imgsz, max_side=imgsz), index)[0])
     weights = {"unpruned": str(r50 / "unpruned.pth")}
     for amount in amounts:
@@ -170,13 +172,13 @@ def main() -> None:
     if args.r50:
         amounts = [round(args.amount * (k + 1) / args.steps, 4) for k in range(args.steps)]
         weights, calib = r50_models(args.folder, amounts, 512)
-        report = {"costs": costs(weights), "latency": latency(graphs(weights, args.folder / "r50", calib, 512), args.iters,
+        report = {"costs": costs(weights), "latency": latency(graphs(weights, args.folder / "r50", calib, 512, 8), args.iters,
                                                               args.threads)}
     else:
         train, unseen = prepare_data(args.folder)
         weights = pruned_presets(args.folder, train, args.amount, args.steps)
         report = {"costs": costs(weights), "accuracy": accuracy(weights, unseen),
-                  "latency": latency(graphs(weights, args.folder, train / "train", 192), args.iters, args.threads)}
+                  "latency": latency(graphs(weights, args.folder, train / "train", 192, 64), args.iters, args.threads)}
     name = "r50.json" if args.r50 else "preset.json"
     (args.folder / name).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from retina_edge.atomic import write_text_atomic
+from retina_edge.atomic import atomic_path, write_text_atomic
 from retina_edge.errors import ConfigError, RetinaEdgeError
 from retina_edge.model.checkpoints import load_model, read_checkpoint, save_checkpoint
 from retina_edge.model.pruning import PruneOptions, amount_for_macs, prune_model
@@ -116,7 +116,8 @@ def prune(config: PruneConfig, *, resume: bool = False) -> Path:
             _write_report(out, rows)
             previous = str(final)
     result = out / "pruned.pth"
-    shutil.copyfile(previous, result)
+    with atomic_path(result) as tmp:
+        shutil.copyfile(previous, tmp)
     return result
 
 
@@ -161,12 +162,7 @@ def _pruned_and_finetuned(config: PruneConfig, step_dir: Path, previous: str, am
 def finetune_config(config: PruneConfig, start: Path, out_dir: Path) -> TrainConfig:
     """The fine-tuning of one step: the weights' training recipe (where the checkpoint has it) at a
     third of its learning rate, ``config.iterations`` long, then ``config.finetune``'s options."""
-    data = read_checkpoint(config.weights) if not config.weights.startswith(("preset:", "torchvision:")) else None
-    if config.weights.startswith("preset:"):
-        from retina_edge.presets import preset_checkpoint_path
-
-        data = read_checkpoint(preset_checkpoint_path(config.weights.split(":", 1)[1]))
-    recipe = (data or {}).get("train_config") or {}
+    recipe = _recipe_of(config.weights)
     options: dict[str, Any] = {key: recipe[key] for key in RECIPE_KEYS if key in recipe}
     if "train_min_sizes" in options:
         options["train_min_sizes"] = tuple(options["train_min_sizes"])
@@ -174,6 +170,17 @@ def finetune_config(config: PruneConfig, start: Path, out_dir: Path) -> TrainCon
                    schedule="cosine", eval_at_end=False, checkpoint_every=100, log_every=50)
     options.update(config.finetune)
     return TrainConfig(data=config.data, out_dir=str(out_dir), weights=str(start), **options)
+
+
+def _recipe_of(weights: str) -> dict[str, Any]:
+    """The training options a checkpoint was made with (``train`` stores them); {} when it has none."""
+    if weights.startswith("torchvision:"):
+        return {}
+    if weights.startswith("preset:"):
+        from retina_edge.presets import preset_checkpoint_path
+
+        weights = str(preset_checkpoint_path(weights.split(":", 1)[1]))
+    return read_checkpoint(weights).get("train_config") or {}
 
 
 class _Measurer:
