@@ -11,7 +11,7 @@ the paired 95% interval of the difference to the unpruned preset on the val spli
 ``synth --seed 1`` (images none of them trained on). ``--r50``: ResNet-50-FPN (v1,
 torchvision's layout, seeded random weights, 512x512) pruned at the same amounts without
 fine-tuning (latency does not depend on the weights). INT8: ``build --int8 --target cpu``
-(calibrated on 64 training images; on 8 synthetic ones for ResNet-50, whose latency alone is
+(calibrated on 64 training images; on 2 synthetic ones for ResNet-50, whose latency alone is
 measured). Everything is kept in ``--folder``, so a re-run resumes.
 """
 
@@ -42,17 +42,21 @@ def prepare_data(folder: Path) -> tuple[Path, Path]:
     return train, unseen
 
 
-def pruned_presets(folder: Path, train: Path, amount: float, steps: int) -> dict[str, str]:
+def pruned_presets(folder: Path, train: Path, amount: float, steps: int, runs: list[Path]) -> dict[str, str]:
     """name -> checkpoint: the preset and its pruned, fine-tuned versions: the steps of one
-    ``retina-edge prune --amount AMOUNT --steps STEPS`` run (its other settings the defaults)."""
-    out = folder / f"prune-{amount:g}"
-    if not (out / "pruned.pth").is_file():
-        resume = ["--resume"] if (out / "prune.json").is_file() else []
-        cli("prune", "--weights", "preset:synth", "--data", str(train), "--amount", f"{amount:g}", "--steps", str(steps),
-            "--out", str(out), *resume)
+    ``retina-edge prune --amount AMOUNT --steps STEPS`` run (its other settings the defaults), or
+    of the prune runs in ``runs`` (their report.json)."""
+    if not runs:
+        out = folder / f"prune-{amount:g}"
+        if not (out / "pruned.pth").is_file():
+            resume = ["--resume"] if (out / "prune.json").is_file() else []
+            cli("prune", "--weights", "preset:synth", "--data", str(train), "--amount", f"{amount:g}", "--steps",
+                str(steps), "--out", str(out), *resume)
+        runs = [out]
     weights = {"unpruned": "preset:synth"}
-    for row in json.loads((out / "report.json").read_text())["steps"][1:]:
-        weights[f"pruned {row['amount']:g}"] = row["checkpoint"]
+    for run in runs:
+        for row in json.loads((run / "report.json").read_text())["steps"][1:]:
+            weights[f"pruned {row['amount']:g}"] = row["checkpoint"]
     return weights
 
 
@@ -141,7 +145,7 @@ def r50_models(folder: Path, amounts: list[float], imgsz: int) -> tuple[dict[str
     r50 = folder / "r50"
     calib = r50 / "calib"
     if not calib.is_dir():
-        for index in range(8):
+        for index in range(2):
             write_image_rgb(calib / f"{index:04d}.jpg", render_image(SynthConfig(seed=6, min_side=imgsz, max_side=imgsz), index)[0])
     weights = {"unpruned": str(r50 / "unpruned.pth")}
     for amount in amounts:
@@ -166,17 +170,18 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=40, help="timed runs per model and precision")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--r50", action="store_true", help="ResNet-50-FPN at 512x512, latency only")
+    parser.add_argument("--runs", type=Path, nargs="+", default=[], help="measure the steps of these prune runs instead")
     args = parser.parse_args()
     args.folder.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("RETINA_EDGE_CACHE", str(args.folder / "cache"))
     if args.r50:
         amounts = [round(args.amount * (k + 1) / args.steps, 4) for k in range(args.steps)]
         weights, calib = r50_models(args.folder, amounts, 512)
-        report = {"costs": costs(weights), "latency": latency(graphs(weights, args.folder / "r50", calib, 512, 8), args.iters,
+        report = {"costs": costs(weights), "latency": latency(graphs(weights, args.folder / "r50", calib, 512, 2), args.iters,
                                                               args.threads)}
     else:
         train, unseen = prepare_data(args.folder)
-        weights = pruned_presets(args.folder, train, args.amount, args.steps)
+        weights = pruned_presets(args.folder, train, args.amount, args.steps, args.runs)
         report = {"costs": costs(weights), "accuracy": accuracy(weights, unseen),
                   "latency": latency(graphs(weights, args.folder, train / "train", 192, 64), args.iters, args.threads)}
     name = "r50.json" if args.r50 else "preset.json"
