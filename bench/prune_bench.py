@@ -88,9 +88,9 @@ def graphs(weights: dict[str, str], folder: Path, calib: Path, imgsz: int, count
     """name -> {"fp32": graph, "int8": graph for CPUs}, exported and built (kept for re-runs)."""
     out = {}
     for name, spec in weights.items():
-        stem = folder / "graphs" / name.replace(" ", "-")
-        fp32, int8 = stem.with_suffix(".fp32.onnx"), stem.with_suffix(".int8-cpu.onnx")
-        stem.parent.mkdir(parents=True, exist_ok=True)
+        stem = name.replace(" ", "-")  # "pruned-0.1667": with_suffix would cut at its dot
+        fp32, int8 = folder / "graphs" / f"{stem}.fp32.onnx", folder / "graphs" / f"{stem}.int8-cpu.onnx"
+        fp32.parent.mkdir(parents=True, exist_ok=True)
         size = ["--imgsz", str(imgsz), str(imgsz), "--batch", "1", "1", "1"]
         if not fp32.is_file():
             cli("export", "--weights", spec, *size, "-o", str(fp32))
@@ -171,6 +171,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--r50", action="store_true", help="ResNet-50-FPN at 512x512, latency only")
     parser.add_argument("--runs", type=Path, nargs="+", default=[], help="measure the steps of these prune runs instead")
+    parser.add_argument("--no-accuracy", action="store_true", help="costs and latency only (preset part)")
     args = parser.parse_args()
     args.folder.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("RETINA_EDGE_CACHE", str(args.folder / "cache"))
@@ -182,9 +183,9 @@ def main() -> None:
     else:
         train, unseen = prepare_data(args.folder)
         weights = pruned_presets(args.folder, train, args.amount, args.steps, args.runs)
-        report = {"costs": costs(weights), "accuracy": accuracy(weights, unseen),
+        report = {"costs": costs(weights), "accuracy": {} if args.no_accuracy else accuracy(weights, unseen),
                   "latency": latency(graphs(weights, args.folder, train / "train", 192, 64), args.iters, args.threads)}
-    name = "r50.json" if args.r50 else "preset.json"
+    name = "r50.json" if args.r50 else "preset-latency.json" if args.no_accuracy else "preset.json"
     (args.folder / name).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 
