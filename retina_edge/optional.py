@@ -20,6 +20,7 @@ INSTALL_HINTS = {
     "onnxruntime": "pip install onnxruntime (or onnxruntime-gpu for the CUDA/TensorRT providers)",
     "onnxslim": "pip install 'retina-edge[onnx]'",
     "modelopt": "pip install 'retina-edge[modelopt]'",
+    "torch_pruning": "pip install 'retina-edge[prune]'",
     "openvino": "pip install openvino",
     "tensorrt": ("pip install tensorrt (desktop GPUs, from NVIDIA's package index), or use the TensorRT "
                  "JetPack ships on Jetson"),

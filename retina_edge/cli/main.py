@@ -25,7 +25,7 @@ from retina_edge.registry import load_plugins
 from retina_edge.resources import check_writable
 from retina_edge.runtime.backends.registry import backend_install_hint
 
-COMMAND_MODULES = ("archs", "inspect", "synth", "train", "eval", "export", "build", "qat", "detect", "verify", "bench", "demo",
+COMMAND_MODULES = ("archs", "inspect", "synth", "train", "prune", "eval", "export", "build", "qat", "detect", "verify", "bench", "demo",
                    "triton", "serve", "deepstream")
 
 #: Library parameter -> argument dest, where every command spells it the same way.

@@ -267,7 +267,7 @@ def ap_against(reference: list[Detections], deployed: list[Detections]) -> float
 #: What decides a model's tensors besides its weights; the input size, thresholds and NMS settings
 #: may differ between an exported graph and its weights' defaults, so they are not compared.
 STRUCTURE_FIELDS = ("arch", "depth", "variant", "norm", "backbone_width", "fpn_channels", "head_convs", "anchors",
-                    "box_coder")
+                    "box_coder", "widths")
 
 
 def check_same_model(deployed: ModelConfig, reference: ModelConfig, deployed_name: str, reference_name: str) -> None:

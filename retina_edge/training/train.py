@@ -34,6 +34,8 @@ from retina_edge.progress import Progress
 from retina_edge.model.transform import RetinaTransform
 
 logger = logging.getLogger(__name__)
+#: The input side of a fresh model when the config gives none.
+DEFAULT_SIZE = 512
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,9 @@ class TrainConfig:
     out_dir: str = "runs/train"
     arch: str = "resnet18_fpn"
     model_options: dict[str, Any] = field(default_factory=dict)
-    min_size: int = 512
-    max_size: int = 512
+    #: The input's sides (None: 512, or the checkpoint's with ``weights``).
+    min_size: int | None = None
+    max_size: int | None = None
     train_min_sizes: tuple[int, ...] = ()
     batch_size: int = 8
     epochs: int = 12
@@ -73,6 +76,7 @@ class TrainConfig:
     hflip: float = 0.5
     seed: int = 0
     backbone_weights: str | None = None
+    weights: str | None = None
     eval_at_end: bool = True
     log_every: int = 20
     #: last.pth is also written every this many iterations (and at each epoch's end, and on SIGINT/SIGTERM).
@@ -134,16 +138,32 @@ def _distributed() -> tuple[int, int]:
 
 
 def build_training_model(config: TrainConfig, class_names: tuple[str, ...], category_ids: tuple[int, ...]) -> RetinaNet:
-    """Fresh model for the dataset's classes, with the config's input size and options."""
+    """Fresh model for the dataset's classes, with the config's input size and options (or the
+    model of ``config.weights``, which must know the dataset's classes)."""
+    if config.weights:
+        return _start_from_weights(config, class_names, category_ids)
     options = {"norm": "bn", **config.model_options}
     model_cfg = model_config(
         config.arch, num_classes=len(class_names), class_names=class_names, category_ids=category_ids,
-        min_size=config.min_size, max_size=config.max_size, trainable_layers=config.trainable_layers, **options,
+        min_size=config.min_size or DEFAULT_SIZE, max_size=config.max_size or DEFAULT_SIZE,
+        trainable_layers=config.trainable_layers, **options,
     )
     model = RetinaNet(model_cfg)
     if config.backbone_weights:
         load_backbone_weights(model, config.backbone_weights)
     return model
+
+
+def _start_from_weights(config: TrainConfig, class_names: tuple[str, ...], category_ids: tuple[int, ...]) -> RetinaNet:
+    if config.model_options or config.backbone_weights:
+        raise RetinaEdgeError("weights to start from fix the architecture and its weights: drop model_options "
+                              "and backbone_weights", option=("model_options", "backbone_weights"))
+    sizes = {key: value for key, value in (("min_size", config.min_size), ("max_size", config.max_size)) if value}
+    model = load_model(config.weights, trainable_layers=config.trainable_layers, category_ids=category_ids, **sizes)
+    if model.config.class_names != class_names:
+        raise RetinaEdgeError(f"{config.weights} detects {', '.join(model.config.class_names)}; the dataset has "
+                              f"{', '.join(class_names)}: fine-tune on data with the model's classes", option="weights")
+    return model.train()
 
 
 def train(config: TrainConfig, *, resume: bool = False, model: RetinaNet | None = None) -> Path:
