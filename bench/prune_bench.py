@@ -138,7 +138,7 @@ def r50_models(folder: Path, amounts: list[float], imgsz: int) -> tuple[dict[str
 
     from retina_edge.data.synth import SynthConfig, render_image
     from retina_edge.imageio import write_image_rgb
-    from retina_edge.model.archs import build_model
+    from retina_edge.model.retinanet import build_model
     from retina_edge.model.checkpoints import save_checkpoint
     from retina_edge.model.pruning import PruneOptions, prune_model
 

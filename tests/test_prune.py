@@ -23,7 +23,7 @@ from retina_edge.data.synth import CLASSES, SynthConfig, write_dataset
 from retina_edge.errors import ConfigError, RetinaEdgeError
 from retina_edge.export.onnx_export import ExportOptions, export_onnx
 from retina_edge.metrics.matching import match_detections
-from retina_edge.model.archs import build_model
+from retina_edge.model.retinanet import build_model
 from retina_edge.model.checkpoints import load_model, save_checkpoint
 from retina_edge.model.preprocess_torch import preprocess_tensor_batch
 from retina_edge.model.pruning import PruneOptions, amount_for_macs, kept_channels, prune_model
