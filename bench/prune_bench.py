@@ -124,7 +124,7 @@ def latency(models: dict[str, dict[str, Path]], iters: int, threads: int) -> dic
 
 def costs(weights: dict[str, str]) -> dict[str, dict[str, float]]:
     from retina_edge.model.checkpoints import load_model
-    from retina_edge.model.widths import model_cost
+    from retina_edge.model.measure import model_cost
 
     values = {name: model_cost(load_model(spec).config) for name, spec in weights.items()}
     base = values["unpruned"]

@@ -28,7 +28,7 @@ from retina_edge.model.checkpoints import load_model, save_checkpoint
 from retina_edge.model.preprocess_torch import preprocess_tensor_batch
 from retina_edge.model.pruning import PruneOptions, amount_for_macs, kept_channels, prune_model
 from retina_edge.model.reference import reference_on_inputs
-from retina_edge.model.widths import model_cost
+from retina_edge.model.measure import model_cost
 from retina_edge.preprocess import PreprocessConfig, boxes_to_source
 from retina_edge.quality.verify import check_same_model
 from retina_edge.runtime import Detector

@@ -47,7 +47,7 @@ def _print_costs(config, input_size: tuple[int, int] | None) -> None:  # noqa: A
     import dataclasses
 
     from retina_edge.config import LayerWidths
-    from retina_edge.model.widths import model_cost
+    from retina_edge.model.measure import model_cost
 
     cost = model_cost(config, input_size)
     size = "x".join(map(str, cost.input_size))
@@ -62,7 +62,7 @@ def _print_costs(config, input_size: tuple[int, int] | None) -> None:  # noqa: A
 
 
 def _print_widths(config) -> None:  # noqa: ANN001 (ModelConfig)
-    from retina_edge.model.widths import width_rows
+    from retina_edge.model.measure import width_rows
 
     if not config.widths:
         print("widths       the architecture's (not pruned)")

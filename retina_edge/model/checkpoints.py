@@ -27,7 +27,7 @@ from retina_edge.coco import COCO_91_CLASSES
 from retina_edge.config import ModelConfig
 from retina_edge.errors import WeightsError
 from retina_edge.model.retinanet import RetinaNet
-from retina_edge.model.widths import check_widths
+from retina_edge.model.measure import check_widths
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "retina-edge-checkpoint"

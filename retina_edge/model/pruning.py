@@ -30,7 +30,8 @@ from torch import Tensor, nn
 
 from retina_edge.errors import ConfigError
 from retina_edge.model.backbone import FrozenBatchNorm2d
-from retina_edge.model.widths import architecture, layer_channels, model_cost, record_widths
+from retina_edge.model.measure import architecture, model_cost, record_widths
+from retina_edge.model.widths import layer_channels
 from retina_edge.optional import require
 
 #: The head's output convs: their outputs are the contract's (anchors x classes, anchors x 4).

@@ -57,7 +57,7 @@ def model_cost_of(config, input_size: tuple[int, int]) -> tuple[int, int] | None
     """(MACs per image at ``input_size``, parameters) of the model ``config`` describes (a pruned
     one's widths included); None without torch (a runtime-only install cannot count them)."""
     try:
-        from retina_edge.model.widths import model_cost
+        from retina_edge.model.measure import model_cost
     except ModuleNotFoundError:
         return None
     cost = model_cost(config, input_size)

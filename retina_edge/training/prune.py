@@ -34,7 +34,7 @@ from retina_edge.atomic import atomic_path, write_text_atomic
 from retina_edge.errors import ConfigError, RetinaEdgeError
 from retina_edge.model.checkpoints import load_model, read_checkpoint, save_checkpoint
 from retina_edge.model.pruning import PruneOptions, amount_for_macs, prune_model
-from retina_edge.model.widths import model_cost
+from retina_edge.model.measure import model_cost
 from retina_edge.training.train import TrainConfig, train
 
 logger = logging.getLogger(__name__)
