@@ -291,3 +291,122 @@ def test_an_int8_build_leaves_the_frame_steps_in_fp32(setup, capsys):
     with Detector(out) as detector:
         report, _, _ = run_verify(detector, setup["model"], setup["frames"][:4])
     assert report.passed, report.failures
+
+
+# --- what reads the frame input ------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, said", [
+    (["--frame", "160x120", "--tail", "decode"], "needs a tail of the detections form"),
+    (["--rgb"], "--rgb sets the channel order of a frame graph's input: add --frame WxH"),
+    (["--frame", "160by120"], "must be WIDTHxHEIGHT in pixels"),
+])
+def test_export_refuses_a_frame_request_it_cannot_make_before_loading(setup, tmp_path, capsys, argv, said):
+    from retina_edge.cli.main import main
+
+    assert main(["export", "--weights", str(tmp_path / "absent.pth"), *argv, "-o", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert said in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "m.onnx").exists()
+
+
+def test_detect_and_bench_take_frames_of_the_graphs_size(setup, tmp_path, capsys):
+    """detect refuses frames of another size in one line; bench renders its synthetic images at the
+    frame size when it times a frame graph (with a plain graph beside it)."""
+    from retina_edge.cli.main import main
+    from retina_edge.imageio import write_image_rgb
+
+    write_image_rgb(tmp_path / "small" / "0.png", np.zeros((100, 200, 3), np.uint8))
+    assert main(["detect", "--model", str(setup["frame"]), "--backend", "onnxruntime", "--source", str(tmp_path / "small"),
+                 "--save-json", str(tmp_path / "d.json")]) == 2
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert "error: image 0 is 200x100; this graph takes 160x120 frames only" in error and "Traceback" not in error
+    assert main(["bench", "--model", str(setup["frame"]), "--model", str(setup["plain"]), "--backend", "onnxruntime",
+                 "--iters", "1", "--warmup", "0"]) == 0
+    assert "frame [onnxruntime]" in capsys.readouterr().out
+
+
+def test_triton_serves_a_frame_graph_as_one_network_model(setup, tmp_path):
+    """One model named as asked, the frames as a uint8 (H, W, 3) input, the contract in its parameters
+    (checked against Triton's own model_config.proto), and no ensemble around it."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    from retina_edge.triton.repository import RepositoryOptions, write_repository
+
+    (folder,) = write_repository(setup["frame"], tmp_path / "repo", RepositoryOptions(name="cam", max_batch=8))
+    config = text_format.Parse((folder / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    assert (config.name, config.platform, config.max_batch_size) == ("cam", "onnxruntime_onnx", 4)
+    (image,) = config.input
+    assert (image.name, model_config_pb2.DataType.Name(image.data_type), list(image.dims)) == ("images", "TYPE_UINT8",
+                                                                                             [120, 160, 3])
+    assert [o.name for o in config.output] == ["num_detections", "det_boxes", "det_scores", "det_labels"]
+    assert "deployment" in config.parameters and (folder / "1" / "model.onnx").is_file()
+    with pytest.raises(RetinaEdgeError, match="frame graph.*one network model"):
+        write_repository(setup["frame"], tmp_path / "repo2", RepositoryOptions(ensemble=True))
+
+
+def test_deepstream_says_why_nvinfer_keeps_its_own_preprocessing(setup, tmp_path):
+    from retina_edge.deepstream.package import DeepStreamOptions, write_deepstream
+
+    with pytest.raises(RetinaEdgeError, match="nvinfer keeps its own preprocessing") as error:
+        write_deepstream(setup["frame"], tmp_path / "ds", DeepStreamOptions())
+    assert "\n" not in str(error.value) and not (tmp_path / "ds").exists()
+
+
+def test_tensorrt_builds_frame_graphs_from_their_precision_not_legacy_flags():
+    from retina_edge.export.trt_plan import TrtBuildSettings, plan_precision, profile_shapes
+
+    with pytest.raises(RetinaEdgeError, match="frame steps") as error:
+        plan_precision(10, "fp32", TrtBuildSettings(legacy_precision="fp16"), frame_graph=True)
+    assert error.value.options == ("legacy_precision",)
+    assert plan_precision(11, "int8", TrtBuildSettings(), frame_graph=True).strongly_typed
+    metadata = frame_metadata(FRAME, PREPROCESS)
+    assert profile_shapes((1, 2, 4), metadata.input_shape) == ((1, 120, 160, 3), (2, 120, 160, 3), (4, 120, 160, 3))
+
+
+#: A ``sitecustomize`` that makes ``import retina_edge`` fail (ahead of the editable install's finder).
+BLOCK_RETINA_EDGE = """import sys
+
+
+class Blocked:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] == "retina_edge":
+            raise ImportError("the example must not need retina-edge")
+
+
+sys.meta_path.insert(0, Blocked())
+"""
+
+
+def test_readme_plain_onnxruntime_example_runs_as_written(setup, tmp_path):
+    """README's example, as written, on a frame graph of the tiny model under the name it uses and a
+    1280x720 JPEG, with retina-edge made unimportable: it prints Detector's detections."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from retina_edge.imageio import read_image_rgb, write_image_rgb
+    from retina_edge.runtime import Detector
+    from retina_edge.runtime.core.model_file import embed_deployment, read_deployment
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (snippet,) = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S) if b.startswith("# plain ONNX Runtime")]
+    graph = onnx.load(str(setup["plain"]))
+    metadata = dataclasses.replace(read_deployment(setup["plain"]), frame=FrameInput(720, 1280))
+    wrap_frame(graph, metadata)
+    embed_deployment(graph, metadata)
+    onnx.save(graph, str(tmp_path / "synth-720p.onnx"))
+    write_image_rgb(tmp_path / "frame.jpg", camera_frames(FrameInput(720, 1280), count=1, seed=4)[0])
+    (tmp_path / "blocked").mkdir()
+    (tmp_path / "blocked" / "sitecustomize.py").write_text(BLOCK_RETINA_EDGE)
+    env = {"PYTHONPATH": str(tmp_path / "blocked"), "PATH": "/usr/bin:/bin"}
+    assert subprocess.run([sys.executable, "-c", "import retina_edge"], env=env, capture_output=True).returncode != 0
+    run = subprocess.run([sys.executable, "-c", snippet], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    printed = [re.fullmatch(r"(\w+) ([\d.]+) \[(.*)\]", line).groups() for line in run.stdout.splitlines()]
+    with Detector(tmp_path / "synth-720p.onnx", backend="onnxruntime") as detector:
+        (found,) = detector.detect(read_image_rgb(tmp_path / "frame.jpg"))
+    assert len(printed) == len(found) > 0
+    for (name, score, box), want in zip(printed, found):
+        assert name == want.name and float(score) == round(want.score, 3)
+        np.testing.assert_allclose([float(v) for v in box.split(",")], want.box, atol=0.051)
