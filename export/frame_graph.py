@@ -131,8 +131,8 @@ def _preprocess_nodes(metadata: DeploymentMetadata) -> tuple[list, list]:
     chain.then("Cast", "to_float", to=TensorProto.FLOAT)
     if (height, width) != metadata.frame.size:
         batch = chain.node("Shape", "batch_size", [INPUT_NAME], start=0, end=1)
-        sizes = chain.node("Concat", "resize_sizes", [batch, chain.constant("resized_hwc", np.array([height, width, 3], np.int64))],
-                           axis=0)
+        resized = chain.constant("resized_hwc", np.array([height, width, 3], np.int64))
+        sizes = chain.node("Concat", "resize_sizes", [batch, resized], axis=0)
         chain.then("Resize", "resize", "", "", sizes, mode="linear", coordinate_transformation_mode="half_pixel")
     chain.then("Transpose", "to_nchw", perm=[0, 3, 1, 2])
     if metadata.frame.channels == "bgr":
@@ -140,7 +140,8 @@ def _preprocess_nodes(metadata: DeploymentMetadata) -> tuple[list, list]:
     chain.then("Mul", "to_unit", chain.constant("unit", np.array(1.0 / 255.0, np.float32)))
     chain.then("Sub", "minus_mean", chain.constant("mean", np.float32(preprocess.mean).reshape(1, 3, 1, 1)))
     chain.then("Div", "by_std", chain.constant("std", np.float32(preprocess.std).reshape(1, 3, 1, 1)))
-    pads = [0, 0, info.pad_y, info.pad_x, 0, 0, preprocess.height - height - info.pad_y, preprocess.width - width - info.pad_x]
+    pads = [0, 0, info.pad_y, info.pad_x,
+            0, 0, preprocess.height - height - info.pad_y, preprocess.width - width - info.pad_x]
     if any(pads):
         chain.then("Pad", "letterbox", chain.constant("pads", np.array(pads, np.int64)), mode="constant")
     return chain.ending_in(NETWORK_INPUT)

@@ -229,7 +229,7 @@ def frame_batch(images: Sequence[np.ndarray], frame: FrameInput) -> tuple[np.nda
     batch = np.empty((len(images), frame.height, frame.width, 3), dtype=np.uint8)
     for index, image in enumerate(images):
         check_frame(image, frame, index)
-        if frame.channels == "bgr":  # OpenCV's swap writes into the batch: 0.07 ms for 1280x720, NumPy's [..., ::-1] 11 ms
+        if frame.channels == "bgr":  # OpenCV swaps into the batch: 0.07 ms for 1280x720 (NumPy's [..., ::-1]: 11 ms)
             cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR, dst=batch[index])
         else:
             batch[index] = image

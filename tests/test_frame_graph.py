@@ -288,9 +288,40 @@ def test_an_int8_build_leaves_the_frame_steps_in_fp32(setup, capsys):
     readers = [n for n in int8.node if any(i.startswith(PREFIX) for i in n.input) and not n.name.startswith(PREFIX)]
     assert [(n.op_type, list(n.input)[:1]) for n in readers] == [("QuantizeLinear", [PREFIX + "network_input"])]
     assert sum(n.op_type == "QuantizeLinear" for n in int8.node) > 20
-    with Detector(out) as detector:
-        report, _, _ = run_verify(detector, setup["model"], setup["frames"][:4])
-    assert report.passed, report.failures
+    for backend in ("onnxruntime", "openvino"):
+        with Detector(out, backend=backend) as detector:
+            report, _, _ = run_verify(detector, setup["model"], setup["frames"][:4])
+        assert report.passed, (backend, report.failures)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision, target", [("fp16", "cpu"), ("int8", "cpu")])
+def test_fp16_and_cpu_int8_builds_leave_the_frame_steps_in_fp32(setup, precision, target):
+    """AutoCast and ONNX Runtime's QDQ placement: every frame step computes in float32 (shape
+    inference's types), none is a Q/DQ or a cast to float16, and verify passes on both CPU runtimes
+    (the INT8 build for TensorRT, above, covers the same wrapping unmarked)."""
+    from retina_edge.calib.build import BuildOptions, CalibrationOptions, build_precision_graph
+    from retina_edge.export.onnx_export import ExportOptions
+    from retina_edge.quality.verify import run_verify
+    from retina_edge.runtime import Detector
+
+    root = setup["root"]
+    calibration = CalibrationOptions(str(root / "frames"), count=8, min_images=8, cache_dir=root / "stats")
+    out = build_precision_graph(setup["model"], root / f"frame-{precision}-{target}.onnx",
+                                export=ExportOptions(preprocess=PREPROCESS, tail="nms", batch=(1, 2, 4), frame=FRAME),
+                                build=BuildOptions(precision, target, calibration=calibration if precision == "int8" else None)
+                                ).model_path
+    graph = onnx.shape_inference.infer_shapes(onnx.load(str(out))).graph
+    types = {v.name: v.type.tensor_type.elem_type for v in [*graph.value_info, *graph.output]}
+    steps = [n for n in graph.node if n.name.startswith(PREFIX)]
+    assert len(steps) == 14 and not [n for n in steps if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    floats = [types[o] for n in steps for o in n.output if n.op_type not in ("Shape", "Concat")]
+    assert floats and set(floats) == {TensorProto.FLOAT}
+    assert any(types.get(name) == (TensorProto.FLOAT16 if precision == "fp16" else TensorProto.UINT8) for name in types)
+    for backend in ("onnxruntime", "openvino"):
+        with Detector(out, backend=backend) as detector:
+            report, _, _ = run_verify(detector, setup["model"], setup["frames"][:4])
+        assert report.passed, (backend, report.failures)
 
 
 # --- what reads the frame input ------------------------------------------------------------------

@@ -42,8 +42,8 @@ def _frame_size(models: list[str]) -> tuple[int, int] | None:
 
     sizes = {frame.size for frame in (read_deployment(path).frame for path in models) if frame is not None}
     if len(sizes) > 1:
-        raise RetinaEdgeError(f"the frame graphs take frames of different sizes ({', '.join(f'{w}x{h}' for h, w in sizes)}): "
-                              "bench them in separate runs")
+        shown = ", ".join(f"{width}x{height}" for height, width in sorted(sizes))
+        raise RetinaEdgeError(f"the frame graphs take frames of different sizes ({shown}): bench them in separate runs")
     return sizes.pop() if sizes else None
 
 
@@ -86,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.model and not args.weights:
         raise RetinaEdgeError("give at least one --model or --weights")
-    images = _images(args.images, max(args.batch), _frame_size(args.model))  # before loading: a small pool is refused at once
+    # before loading models: a pool too small is refused at once
+    images = _images(args.images, max(args.batch), _frame_size(args.model))
     entries, preprocess = [], None
     for path in args.model:
         detector, added = measure_load(Detector, path, backend=args.backend,

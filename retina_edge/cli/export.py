@@ -48,7 +48,8 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     order = frame.add_mutually_exclusive_group()
     order.add_argument("--bgr", dest="frame_channels", action="store_const", const="bgr",
                        help="--frame: frames in BGR order, as OpenCV and most drivers give them (the default)")
-    order.add_argument("--rgb", dest="frame_channels", action="store_const", const="rgb", help="--frame: frames in RGB order")
+    order.add_argument("--rgb", dest="frame_channels", action="store_const", const="rgb",
+                       help="--frame: frames in RGB order")
 
 
 def input_size_from(args_imgsz: list[int] | None) -> tuple[int, int] | None:
@@ -79,7 +80,8 @@ def frame_from(args: argparse.Namespace):  # noqa: ANN201 (FrameInput | None)
 
     if args.frame is None:
         if args.frame_channels:
-            raise RetinaEdgeError(f"--{args.frame_channels} sets the channel order of a frame graph's input: add --frame WxH")
+            raise RetinaEdgeError(f"--{args.frame_channels} sets the channel order of a frame graph's input: "
+                                  "add --frame WxH")
         return None
     check_frame_tail(tail_from(args))
     width, height = args.frame

@@ -9,8 +9,8 @@ Preprocessing, classes, anchors, batch range and thresholds come from the model'
 :class:`~retina_edge.contract.DeploymentMetadata`; the host finishes what the graph left out
 (anchor decoding for ``none`` graphs, NMS for ``none``/``decode`` graphs) and applies the score
 threshold on every tail. A frame graph letterboxes, normalises and maps boxes back itself: the host
-only stacks the frames (in the graph's channel order) and reads the detections. The three stages are public (``preprocess``, ``infer``, ``postprocess``)
-for callers that time or reuse them.
+only stacks the frames (in the graph's channel order) and reads the detections. The three stages
+are public (``preprocess``, ``infer``, ``postprocess``) for callers that time or reuse them.
 
 Thread safety: ``detect`` may be called from several threads at once. ONNX Runtime sessions and
 OpenVINO (one infer request per call) run concurrently; the TensorRT backend serialises calls on

@@ -3,8 +3,9 @@
 What it does follows the tail's form (:data:`retina_edge.contract.FORMS`): it decodes anchors
 (``raw``), runs class-aware NMS (``raw``, ``candidates``), reads the first ``num_detections`` rows
 (``detections``), applies the score threshold on every form and maps boxes to each source image's
-pixels (a frame graph's are in them already), so a plugin's tail of a known form needs nothing here. ``Detector`` uses it after
-inference; the Triton ensemble's post-processing model uses it alone.
+pixels (a frame graph's are in them already), so a plugin's tail of a known form needs nothing
+here. ``Detector`` uses it after inference; the Triton ensemble's post-processing model uses it
+alone.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ own request, concurrently, so Triton's dynamic batcher can gather them; ``detect
 JPEG/PNG bytes as they are (what a camera client has). A served frame graph takes the frames'
 pixels instead (uint8 ``images`` of the frame size, in its channel order) and answers with final
 detections in frame pixels; encoded images are decoded here for it. The deployment contract
-(classes, score threshold, frame input) comes from the served model's config. A server that cannot be reached is retried with
-bounded exponential backoff, each retry and the recovery logged, then reported as one error.
+(classes, score threshold, frame input) comes from the served model's config. A server that
+cannot be reached is retried with bounded exponential backoff, each retry and the recovery
+logged, then reported as one error.
 Safe to call from several threads (tritonclient's clients are per thread).
 """
 
