@@ -73,6 +73,8 @@ class BuildResult:
     stats_cached: bool = False
     stats_images: int = 0
     stats_method: str = ""
+    #: The activation statistics the graph was made with (calibrated recipes).
+    stats: ActivationStats | None = None
 
 
 @dataclass(frozen=True)
@@ -87,13 +89,18 @@ class BuildOptions:
     calibration: CalibrationOptions | None = None
     keep_predictors: bool = False
     search: SearchOptions | None = None
+    #: Statistics to make the graph with instead of calibrating (QAT: the ranges it trained with).
+    stats: ActivationStats | None = None
 
     def recipe(self) -> Recipe:
         """The recipe, once the request is checked against it (before any work)."""
         recipe = get_recipe(self.precision, self.target)
-        if recipe.calibrated and self.calibration is None:
+        if recipe.calibrated and self.calibration is None and self.stats is None:
             raise RetinaEdgeError(f"{recipe.precision.upper()} needs calibration images (an image folder, COCO json, "
                                   f"video or glob) for the {recipe.target} placement", option="calibration")
+        if self.search is not None and self.stats is not None:
+            raise RetinaEdgeError("the accuracy search calibrates its own graphs; it takes no given statistics",
+                                  option=("search", "stats"))
         if self.search is not None and recipe.search_high is None:
             raise RetinaEdgeError(f"the accuracy search keeps layers of a quantized graph in higher precision; "
                                   f"{recipe.precision} has none to keep", option=("search", "precision"))
@@ -111,7 +118,7 @@ def build_precision_graph(model: RetinaNet, output: str | os.PathLike, *, export
     recipe = build.recipe()
     output = Path(output)
     report = CalibrationReport()
-    items = _calibration_items(build.calibration, report) if recipe.calibrated else []
+    items = _calibration_items(build.calibration, report) if recipe.calibrated and build.stats is None else []
     validation = ValidationSet(build.search.val) if build.search else None  # annotations checked before any work
     metadata = export.metadata_for(model.config).override(precision=recipe.precision, target=recipe.graph_target)
     result = BuildResult(output, metadata, report=report if items else None)
@@ -119,7 +126,10 @@ def build_precision_graph(model: RetinaNet, output: str | os.PathLike, *, export
         # A frame graph is the recipe's graph with the frame steps put around it at the end
         # (_finish): no recipe sees them, and calibration runs the plain graph on the host's preprocessing.
         fp32 = export_onnx(model, Path(scratch) / "fp32.onnx", dataclasses.replace(export, frame=None))
-        stats = _calibrate(fp32, export, build.calibration, recipe, items, result) if recipe.calibrated else None
+        stats = build.stats
+        if recipe.calibrated and stats is None:
+            stats = _calibrate(fp32, export, build.calibration, recipe, items, result)
+        result.stats = stats
         inputs = ConvertInputs(fp32=fp32, output=Path(scratch) / "out.onnx", stats=stats,
                                exclude=tuple(excluded_nodes(fp32, keep_predictors=build.keep_predictors)))
         staged_cache = recipe.convert(inputs)

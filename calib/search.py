@@ -16,8 +16,10 @@ bound of the 95% paired bootstrap interval of its AP drop against the FP32 graph
 validation images (:mod:`retina_edge.metrics.bootstrap`), is within the budget: the images must
 show the loss is within it, not merely fail to show it is not. Before ranking anything, the
 standard error of plain INT8's paired drop tells whether the validation set can resolve the budget
-at all (the interval's half-width, 1.96 SE, must be below the budget); if not, the search stops
-and reports about how many images would (SE scales as ``1/sqrt(n)``) instead of a verdict.
+at all (the interval's half-width, 1.96 SE, must be below the budget, and the set must hold at
+least :data:`~retina_edge.metrics.bootstrap.MIN_IMAGES` images, below which an interval is no
+evidence); if not, the search stops and reports about how many images would (SE scales as
+``1/sqrt(n)``) instead of a verdict.
 
 "High" is FP32 for the CPU placement and an FP16 island (Casts around the conv, FP16 weights)
 for the TensorRT placement, which TensorRT's strongly typed builder runs in FP16 as written.
@@ -43,14 +45,15 @@ from retina_edge.atomic import write_text_atomic
 from retina_edge.contract import NETWORK_SCOPES, DeploymentMetadata
 from retina_edge.errors import DataError, RetinaEdgeError
 from retina_edge.export.graph_weights import write_model
-from retina_edge.metrics.bootstrap import Z95, MatchTable, images_needed, paired_bootstrap
+from retina_edge.metrics.bootstrap import MIN_IMAGES, Z95, MatchTable, images_needed, paired_bootstrap
 from retina_edge.optional import require
 
 logger = logging.getLogger(__name__)
 
 DECISION_RULE = ("a candidate meets the budget when the upper bound of the 95% paired bootstrap interval of its COCO AP "
                  "drop against the FP32 graph (over the validation images, 1000 resamples) is within the budget; the "
-                 "budget is unresolvable when 1.96 standard errors of plain INT8's drop exceed it")
+                 "budget is unresolvable when 1.96 standard errors of plain INT8's drop exceed it, or on fewer than "
+                 f"{MIN_IMAGES} validation images")
 #: Resamples behind each step's interval (seeded, so a search is reproducible).
 RESAMPLES = 1000
 
@@ -421,6 +424,11 @@ def _resolvable(result: SearchResult, plain: Step, options: SearchOptions) -> bo
     records the images a budget this size needs, and says so in one line when it cannot."""
     result.int8_drop_se = plain.drop_se
     result.images_needed = images_needed(plain.drop_se, result.val_images, options.max_ap_drop)
+    if result.val_images < MIN_IMAGES:  # an interval over so few images is no evidence, however narrow
+        result.verdict = "unresolved"
+        logger.warning("search: %d validation images are too few for a bootstrap interval to be evidence (at least %d); "
+                       "no verdict, plain INT8 kept", result.val_images, MIN_IMAGES)
+        return False
     if options.within_budget(result.ap_reference, plain.conservative_ap(result.ap_reference)):
         return True  # plain INT8 is shown within it: resolved
     if Z95 * plain.drop_se < options.max_ap_drop:

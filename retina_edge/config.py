@@ -74,11 +74,64 @@ class TransformConfig:
 
 
 @dataclass(frozen=True)
+class LayerWidths:
+    """Per-layer channels of a structurally pruned model, where they differ from its architecture's.
+
+    ``layers``: (module path, channels) pairs, the channels as the layer's constructor takes them: a
+    conv ``(out, in)``, a BatchNorm ``(channels,)``, a GroupNorm ``(channels, groups)``. Empty: the
+    architecture's own widths. :mod:`retina_edge.model.widths` builds a model of these widths and
+    checks them against the architecture and the weights.
+    """
+
+    layers: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [name for name, _ in self.layers]
+        if len(set(names)) != len(names):
+            raise ConfigError("the widths record names a layer twice")
+
+    def __bool__(self) -> bool:
+        return bool(self.layers)
+
+    def __str__(self) -> str:  # configs are compared and shown in errors: a summary, not ~100 layers
+        return f"pruned ({len(self.layers)} layers narrowed)" if self.layers else "unpruned"
+
+    def get(self, name: str) -> tuple[int, ...] | None:
+        return dict(self.layers).get(name)
+
+    def to_plain(self) -> dict[str, list[int]]:
+        return {name: list(channels) for name, channels in self.layers}
+
+    @classmethod
+    def from_plain(cls, data: Any, *, source: str = "model config") -> LayerWidths:
+        """Inverse of :meth:`to_plain`; a record that is not {layer: [whole numbers >= 1]} is refused."""
+        if isinstance(data, LayerWidths):
+            return data
+        problem = _widths_problem(data)
+        if problem:
+            raise ConfigError(f"{source} has a damaged widths record: {problem}")
+        return cls(tuple((name, tuple(int(n) for n in channels)) for name, channels in data.items()))
+
+
+def _widths_problem(data: Any) -> str | None:
+    if not isinstance(data, dict):
+        return f"a {type(data).__name__}, not a mapping of layer names to channels"
+    for name, channels in data.items():
+        if not isinstance(name, str) or not name:
+            return f"layer name {name!r} is not a module path"
+        if (not isinstance(channels, (list, tuple)) or not 1 <= len(channels) <= 2
+                or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in channels)):
+            return f"{name}: {channels!r} is not one or two whole numbers >= 1"
+    return None
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild a RetinaNet's architecture and inference behaviour.
 
     ``variant`` is ``"v1"`` (P6 from P5, plain heads, L1 box loss) or ``"v2"`` (P6 from C5,
     GroupNorm heads, GIoU box loss). ``frozen_bn_eps`` is used when ``norm == "frozen_bn"``.
+    ``widths``: the per-layer channels of a pruned model (empty for the architecture's own).
     """
 
     arch: str = "resnet50_fpn"
@@ -105,6 +158,7 @@ class ModelConfig:
     box_coder: BoxCoderConfig = field(default_factory=BoxCoderConfig)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     transform: TransformConfig = field(default_factory=TransformConfig)
+    widths: LayerWidths = field(default_factory=LayerWidths)
 
     def class_name(self, label: int) -> str:
         """Display name of a contiguous label (``class_<label>`` when the model has no names)."""
@@ -138,8 +192,13 @@ class ModelConfig:
         return "giou" if self.variant == "v2" else "l1"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly nested dict (tuples become lists)."""
-        return dataclasses.asdict(self)
+        """JSON-friendly nested dict (tuples become lists). ``widths`` only where the model is pruned:
+        an unpruned model's config reads as before, also by a retina-edge that knows no widths."""
+        data = dataclasses.asdict(dataclasses.replace(self, widths=LayerWidths()))
+        data.pop("widths")
+        if self.widths:
+            data["widths"] = self.widths.to_plain()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "model config") -> ModelConfig:
@@ -163,6 +222,8 @@ class ModelConfig:
         for key, value in data.items():
             if key in nested:
                 kwargs[key] = _from_plain(nested[key], value)
+            elif key == "widths":
+                kwargs[key] = LayerWidths.from_plain(value, source=source)
             else:
                 kwargs[key] = tuple(value) if isinstance(value, list) else value
         return cls(**kwargs)

@@ -14,11 +14,35 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 MAX_IMAGE_PIXELS = 100_000_000
 
 
+#: Image formats not read here (OpenCV reads no GIF, HEIC, AVIF or SVG): a folder's files of these
+#: are named as skipped rather than passed over without a word.
+UNREAD_IMAGE_SUFFIXES = (".gif", ".heic", ".heif", ".avif", ".svg")
+
+
 def list_images(folder: str | os.PathLike, *, recursive: bool = True) -> list[Path]:
     """Image files of ``folder`` (by suffix), sorted; subfolders too unless ``recursive`` is off."""
     folder = Path(folder)
     paths = folder.rglob("*") if recursive else folder.iterdir()
     return sorted(p for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def skipped_files(folder: str | os.PathLike, *, recursive: bool = True) -> list[str]:
+    """What :func:`list_images` leaves out of ``folder`` that looks meant as an image, as ``name
+    (why)``: a format not read here, or an image's name that is no file (a broken or looping link)."""
+    import errno
+
+    folder, found = Path(folder), []
+    for path in sorted(folder.rglob("*") if recursive else folder.iterdir()):
+        suffix, name = path.suffix.lower(), path.relative_to(folder)
+        if suffix in UNREAD_IMAGE_SUFFIXES:
+            found.append(f"{name} ({suffix[1:].upper()} is not read; convert it to PNG or JPEG)")
+        elif suffix in IMAGE_SUFFIXES and path.is_symlink() and not path.is_file():
+            try:
+                path.stat()
+                continue  # a link to a folder
+            except OSError as error:
+                found.append(f"{name} ({'a link that loops' if error.errno == errno.ELOOP else 'a broken link'})")
+    return found
 
 
 def read_image_rgb(path: str | os.PathLike) -> np.ndarray:

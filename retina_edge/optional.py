@@ -20,6 +20,7 @@ INSTALL_HINTS = {
     "onnxruntime": "pip install onnxruntime (or onnxruntime-gpu for the CUDA/TensorRT providers)",
     "onnxslim": "pip install 'retina-edge[onnx]'",
     "modelopt": "pip install 'retina-edge[modelopt]'",
+    "torch_pruning": "pip install 'retina-edge[prune]'",
     "openvino": "pip install openvino",
     "tensorrt": ("pip install tensorrt (desktop GPUs, from NVIDIA's package index), or use the TensorRT "
                  "JetPack ships on Jetson"),
@@ -28,8 +29,9 @@ INSTALL_HINTS = {
     "pycocotools": "pip install pycocotools",
     "matplotlib": "pip install matplotlib",
     "tritonclient": "pip install 'retina-edge[serve]'",
-    "trackers": "pip install 'retina-edge[track]'",
-    "supervision": "pip install 'retina-edge[track]'",
+    # trackers asks for opencv-python, a second OpenCV beside retina-edge's headless one: --no-deps.
+    "trackers": "pip install 'retina-edge[track]' && pip install --no-deps 'trackers>=2.6'",
+    "supervision": "pip install 'retina-edge[track]' && pip install --no-deps 'trackers>=2.6'",
     "mcap": "pip install 'retina-edge[robotics]'",
     "foxglove": "pip install 'retina-edge[robotics]'",
     # nvidia-pytriton pins numpy<2 though its tritonserver binary does not need it, hence --no-deps.

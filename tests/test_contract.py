@@ -171,7 +171,7 @@ def test_detector_and_pipeline_free_what_they_opened(graphs, images):
     assert detector.backend is None
     detector.close()  # idempotent
     with Pipeline(str(graphs["decode"])) as pipeline:
-        assert len(pipeline.submit(images[0]).result(timeout=30)) >= 0
+        assert len(pipeline.submit(images[0]).result(timeout=30).detections) >= 0
     assert pipeline.detector.backend is None
     mine = Detector(graphs["decode"])
     with Pipeline(mine) as pipeline:

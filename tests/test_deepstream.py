@@ -310,3 +310,44 @@ def test_int8_and_fp16_graphs_build_like_the_other_tails(calib_dir, tmp_path):
         config = read_config(tmp_path / path.stem / "config_infer_primary.txt")["property"]
         assert config["network-mode"] == mode and "int8-calib-file" not in config
     assert "no int8-calib-file is needed" in (tmp_path / "int8" / "config_infer_primary.txt").read_text()
+
+
+def test_the_release_check_comes_before_the_export_of_weights(tmp_path, monkeypatch, capsys):
+    """A target that cannot work was refused only after a 5 s export."""
+    import retina_edge.export.onnx_export as onnx_export
+
+    def no_export(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("exported before checking the target")
+
+    monkeypatch.setattr(onnx_export, "export_onnx", no_export)
+    assert main(["deepstream", "--model", "preset:synth", "-o", str(tmp_path / "ds"), "--tensorrt", "11.4.1"]) == 2
+    assert "no DeepStream release runs TensorRT 11" in capsys.readouterr().err
+    assert not (tmp_path / "ds").exists()
+
+
+@pytest.mark.parametrize("flags,said", [
+    (["--uri", "not a uri"], "'not a uri' is not a URI DeepStream can open: give one such as file:///videos/front.mp4"),
+    (["--uri", "file:///a.mp4", "--uri", "rtsp://cam/s\n[sink0]"], "is not a URI DeepStream can open"),
+    (["--sources", "1000"], "1000 sources: one deepstream-app config runs on one GPU"),
+])
+def test_sources_deepstream_could_not_open_are_refused_before_any_work(flags, said, tmp_path, capsys):
+    assert main(["deepstream", "--model", "preset:synth", "-o", str(tmp_path / "ds"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert said in err and err.count("\n") == 1 and not (tmp_path / "ds").exists()
+
+
+def test_a_config_edited_by_hand_is_not_replaced_unasked(folder, tmp_path, capsys):
+    from retina_edge.deepstream.package import INFER_CONFIG, DeepStreamOptions, write_deepstream
+
+    model, out = folder / "ds" / "model.onnx", tmp_path / "ds"
+    write_deepstream(model, out, DeepStreamOptions(sources=2))
+    write_deepstream(model, out, DeepStreamOptions(sources=3))  # its own files are rewritten freely
+    edited = (out / INFER_CONFIG).read_text() + "# tuned by hand\n"
+    (out / INFER_CONFIG).write_text(edited)
+    with pytest.raises(RetinaEdgeError, match=f"holds {INFER_CONFIG}, changed since retina-edge wrote it"):
+        write_deepstream(model, out, DeepStreamOptions(sources=2))
+    assert (out / INFER_CONFIG).read_text() == edited
+    assert main(["deepstream", "--model", str(model), "-o", str(out)]) == 2
+    assert "(see --replace-edited)" in capsys.readouterr().err and (out / INFER_CONFIG).read_text() == edited
+    assert main(["deepstream", "--model", str(model), "-o", str(out), "--replace-edited"]) == 0
+    assert "tuned by hand" not in (out / INFER_CONFIG).read_text()

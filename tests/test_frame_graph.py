@@ -441,3 +441,27 @@ def test_readme_plain_onnxruntime_example_runs_as_written(setup, tmp_path):
     for (name, score, box), want in zip(printed, found):
         assert name == want.name and float(score) == round(want.score, 3)
         np.testing.assert_allclose([float(v) for v in box.split(",")], want.box, atol=0.051)
+
+
+@pytest.mark.slow  # fine-tunes; the wrapping after a recipe is test_an_int8_build_leaves_the_frame_steps_in_fp32's
+def test_qat_writes_a_frame_graph_around_the_fine_tuned_network(tmp_path):
+    """``qat --frame``: the PTQ graph it starts from (and reads its sites from) is the plain one; the
+    graph it writes has the frame steps around the fine-tuned network, and detects frames."""
+    from tiny import tiny_model
+
+    from retina_edge.cli.main import main
+    from retina_edge.data.synth import CLASSES, SynthConfig, write_dataset
+    from retina_edge.model.checkpoints import save_checkpoint
+    from retina_edge.runtime import Detector
+    from retina_edge.runtime.core.model_file import read_deployment
+
+    write_dataset(tmp_path / "data", SynthConfig(num_images=12, seed=3, min_side=64, max_side=96, max_object=60))
+    save_checkpoint(tmp_path / "tiny.pth", tiny_model(CLASSES, min_size=64, max_size=96))
+    output = tmp_path / "qat-frame.onnx"
+    assert main(["qat", "--weights", str(tmp_path / "tiny.pth"), "--data", str(tmp_path / "data"), "--frame", "160x120",
+                 "--iterations", "1", "--batch-size", "2", "--calib-count", "8", "-o", str(output)]) == 0
+    assert read_deployment(tmp_path / "qat-frame.qat" / "ptq.onnx").frame is None
+    assert read_deployment(output).frame == FRAME and read_deployment(output).precision == "int8"
+    assert sum(n.name.startswith(PREFIX) for n in onnx.load(str(output)).graph.node) == 14
+    with Detector(output, backend="onnxruntime") as detector:
+        assert len(detector.detect(camera_frames(FRAME, count=2))) == 2

@@ -98,7 +98,7 @@ def run_all(pipeline: Pipeline, sources) -> list[FrameResult]:  # noqa: ANN001
 def test_files_lose_nothing_keep_order_and_share_batches():
     detector = BatchDetector(4)
     counts = [7, 3, 12]
-    with Pipeline(detector, PipelineConfig(max_batch_wait_ms=5000)) as pipeline:
+    with Pipeline(detector, PipelineConfig(max_batch_wait_ms=1000)) as pipeline:
         results = run_all(pipeline, [FileSource(n, c) for n, c in enumerate(counts)])
     for number, count in enumerate(counts):
         mine = [r for r in results if r.source == number]
@@ -214,7 +214,7 @@ def test_tracking_gives_stable_ids_per_source():
     assert first_ids[0] <= first_ids[1]
 
 
-def test_byte_tracker_ids_follow_the_detections_order():
+def test_tracker_ids_follow_the_detections_order():
     """The library returns detections in its own order (its tracks' order); IDs come back in ours."""
     from retina_edge.runtime.video.tracking import make_tracker
 
@@ -237,10 +237,10 @@ def test_byte_tracker_ids_follow_the_detections_order():
 @pytest.mark.parametrize(("score", "starts"), [(0.65, False), (0.75, True)])
 def test_a_track_starts_at_the_higher_of_activation_and_high_score(score, starts):
     """TrackerOptions' docstring: ``trackers`` starts tracks only from detections left over by the
-    high-score stage, so with the defaults (activation 0.6, high 0.7) a 0.65 object never gets an ID."""
+    high-score stage, so with activation 0.6 and high 0.7 a 0.65 object never gets an ID."""
     from retina_edge.runtime.video.tracking import TrackerOptions, make_tracker
 
-    tracker = make_tracker(TrackerOptions(reid_similarity=None))
+    tracker = make_tracker(TrackerOptions(reid_similarity=None, activation_score=0.6, high_score=0.7))
     found = [tracker.update(Detections(np.array([[10 + step, 10, 50 + step, 50]], np.float32),
                                        np.array([score], np.float32), np.zeros(1, np.int64)))[0] for step in range(5)]
     assert (found[-1] >= 0) == starts
@@ -334,8 +334,8 @@ def test_a_silent_stream_says_it_is_waiting(monkeypatch):
     handler.emit = lambda record: messages.append(record.getMessage())
     logging.getLogger(sources.__name__).addHandler(handler)
     try:
-        with pytest.raises(DataError):
-            sources.open_source(f"http://127.0.0.1:{server.getsockname()[1]}/stream.mjpg")
+        with pytest.raises(DataError):  # a live source opens in its run: here, by hand
+            sources.open_source(f"http://127.0.0.1:{server.getsockname()[1]}/stream.mjpg").open()
     finally:
         logging.getLogger(sources.__name__).removeHandler(handler)
         server.close()

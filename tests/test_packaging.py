@@ -57,3 +57,45 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path, capsys):
 def test_console_script_runs():
     result = subprocess.run(["retina-edge", "archs"], capture_output=True, text=True, check=True)
     assert "resnet50_fpn_v2" in result.stdout
+
+
+def test_no_extra_brings_a_second_opencv():
+    """trackers (the track extra, in dev) asked for opencv-python beside our opencv-python-headless: two
+    packages writing one cv2. Every requirement reachable from the extras, through the installed
+    packages' own metadata, must leave the headless OpenCV the only one."""
+    import re
+    import tomllib
+    from importlib.metadata import PackageNotFoundError, distribution
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    pending = list(project["dependencies"]) + [r for extra in project["optional-dependencies"].values() for r in extra]
+    seen, opencv = set(), set()
+    while pending:
+        requirement = pending.pop()
+        if ";" in requirement and "extra ==" in requirement:
+            continue  # an optional extra of a dependency: not installed by ours
+        name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].strip().lower().replace("_", "-")
+        if name.startswith("opencv"):
+            opencv.add(name)
+        if name in seen or name == "retina-edge":
+            continue
+        seen.add(name)
+        try:
+            pending += distribution(name).requires or []
+        except PackageNotFoundError:
+            pass
+    assert opencv == {"opencv-python-headless"}
+
+
+def test_readme_says_what_build_does_with_an_engine_name_without_tensorrt(tmp_path, capsys):
+    from pathlib import Path
+
+    from retina_edge.export.tensorrt_build import tensorrt_available
+
+    if tensorrt_available():
+        pytest.skip("TensorRT is installed here")
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    assert "Without TensorRT, `-o model.engine` is refused before any work" in readme
+    assert main(["build", "--weights", "preset:synth", "-o", str(tmp_path / "model.engine")]) == 2
+    assert "write an ONNX model (-o model.onnx)" in capsys.readouterr().err and not list(tmp_path.iterdir())

@@ -18,6 +18,7 @@ from retina_edge.runtime.video import Pipeline, PipelineConfig
 from retina_edge.runtime.video.sources import ReconnectPolicy
 from retina_edge.data.synth_video import SyntheticVideo, write_video
 from mjpeg import MjpegServer, free_port
+from outputs import written_lines
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +66,10 @@ def test_iterator_and_submit_apis_leave_no_threads(assets):
         submitted = [f.result(timeout=30) for f in futures]
     assert done.is_set() and [r.index for r in results] == list(range(40))
     assert pipeline.stats.dropped == 0  # a file: every frame
-    for detections, frame in zip(submitted, inputs):
-        assert detections.to_json() == detector.detect(frame)[0].to_json()
+    assert [r.index for r in submitted] == list(range(5))  # a FrameResult, as run yields
+    for result, frame in zip(submitted, inputs):
+        assert result.image is frame and result.latency_ms >= result.inference_ms > 0
+        assert result.detections.to_json() == detector.detect(frame)[0].to_json()
     assert not [t for t in threading.enumerate() if t.name.startswith("retina-edge")]
 
 
@@ -87,7 +90,7 @@ def test_sigint_leaves_a_playable_video_matching_the_jsonl(assets, tmp_path):
                              "--source", str(long_video), "--save", str(out), "--jsonl", str(lines)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 60
-    while time.time() < deadline and (not lines.exists() or len(lines.read_text().splitlines()) < 10):
+    while time.time() < deadline and written_lines(tmp_path, lines.name) < 10:  # beside it until the end
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=60) == 130  # supervisors see a stopped run as one

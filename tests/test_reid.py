@@ -150,7 +150,7 @@ def test_a_revived_track_never_shows_an_id_already_in_view():
 
 
 @pytest.mark.parametrize("reid", [0.8, None])
-def test_byte_tracker_keeps_the_id_of_an_object_unseen_past_its_memory(reid):
+def test_tracker_keeps_the_id_of_an_object_unseen_past_its_memory(reid):
     """ByteTrack forgets a track after lost_frames (30) frames; with re-identification the object
     returning after 45 frames gets its old ID, without it a new one."""
     pytest.importorskip("trackers")

@@ -179,3 +179,41 @@ def test_the_node_module_needs_neither_rclpy_nor_torch_to_import_and_says_what_i
             "assert not {'torch', 'rclpy'} & set(sys.modules); sys.exit(n.main([]))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 2 and "rclpy is missing" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("params", "tracker", "compensated"), [({}, None, True),
+                                                                ({"tracker": "botsort", "fixed_camera": True}, "botsort", False)])
+def test_tracker_and_fixed_camera_parameters_choose_each_topics_tracker(monkeypatch, params, tracker, compensated):
+    from retina_edge.robotics.ros2_node import DetectorNode
+    from retina_edge.runtime.video.tracking import TRACKERS, TrackerOptions
+
+    ros = ros2_standin.install(monkeypatch)
+    ros.init(args=ros_args(model="unused.onnx", tracking=True, image_topics="['/a/image', '/b/image']", **params))
+    worker = DetectorNode(ros2_standin.Node("retina_edge_detector"), detector=GatedDetector())
+    try:
+        first, second = worker.trackers
+        expected = TRACKERS.get(tracker or TrackerOptions().tracker).factory
+        assert first is not second and type(first.motion) is expected
+        assert (first.camera is not None) == compensated
+    finally:
+        worker.close()
+
+
+def test_help_needs_no_ros_2_and_a_broken_rclpy_is_one_line(tmp_path):
+    """--help printed "rclpy is missing"; an rclpy that fails to import (a missing librcl, another Python's
+    build) gave a traceback."""
+    import subprocess
+    import sys
+
+    shown = subprocess.run([sys.executable, "-c", "import sys, retina_edge.robotics.ros2_node as n; sys.exit(n.main())",
+                            "--help"], capture_output=True, text=True)
+    assert shown.returncode == 0 and shown.stdout.startswith("usage: retina-edge-ros2 --ros-args -p model:=PATH")
+    assert "image_topics" in shown.stdout and shown.stderr == ""
+    (tmp_path / "rclpy").mkdir()
+    (tmp_path / "rclpy" / "__init__.py").write_text(
+        "raise ImportError('librcl.so: cannot open shared object file: No such file or directory')")
+    broken = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(tmp_path)!r}); "
+                             "import retina_edge.robotics.ros2_node as n; sys.exit(n.main([]))"],
+                            capture_output=True, text=True)
+    assert broken.returncode == 2 and "Traceback" not in broken.stderr and broken.stderr.count("\n") == 1
+    assert "rclpy is installed but cannot be imported (ImportError: librcl.so: cannot open" in broken.stderr

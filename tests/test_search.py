@@ -166,3 +166,15 @@ def test_the_decision_rule_is_the_upper_bound():
     options = SearchOptions(max_ap_drop=1.0, val="v")
     assert not options.within_budget(60.0, step(0.6, 0.6 / 1.96).conservative_ap(60.0))
     assert options.within_budget(60.0, step(0.6, 0.3 / 1.96).conservative_ap(60.0))
+
+
+def test_a_budget_is_never_met_on_too_few_images_for_a_bootstrap(caplog):
+    """3 images on which INT8 and FP32 agree give a zero-width interval: "met" said nothing."""
+    from retina_edge.metrics.bootstrap import MIN_IMAGES
+
+    result = SearchResult(0.5, 60.0, 0.0, 80, [], "fp32", False, val_images=3)
+    assert not _resolvable(result, step(0.0, 0.0), SearchOptions(max_ap_drop=0.5, val="v"))
+    assert result.verdict == "unresolved" and result.images_needed == MIN_IMAGES == 20
+    assert "3 validation images are too few for a bootstrap interval to be evidence (at least 20)" in caplog.text
+    enough = SearchResult(0.5, 60.0, 0.0, 80, [], "fp32", False, val_images=MIN_IMAGES)
+    assert _resolvable(enough, step(0.0, 0.0), SearchOptions(max_ap_drop=0.5, val="v"))

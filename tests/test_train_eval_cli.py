@@ -173,3 +173,14 @@ def test_flags_override_the_config_file_both_ways():
     assert config_from_args(parse(["train", "--config", preset, "--data", "d"])).amp is True
     config = config_from_args(parse(["train", "--config", preset, "--data", "d", "--no-amp", "--no-half-weights"]))
     assert config.amp is False and config.half_weights is False and config.iterations == 1850
+
+
+def test_train_names_its_output_folder_before_it_starts(synth_dir, tmp_path, monkeypatch, capsys):
+    """The folder showed only at the end ("checkpoint: ..."), so an interrupted or long run hid where it wrote."""
+    import retina_edge.training.train
+
+    said = []
+    monkeypatch.setattr(retina_edge.training.train, "_loop", lambda run: said.append(capsys.readouterr().err))
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(synth_dir), "--out", str(out), "--iterations", "2", "--no-eval", *TINY]) == 0
+    assert f"training 2 iterations into {out} (last.pth on the way and on Ctrl-C" in said[0]

@@ -226,6 +226,20 @@ def test_eight_concurrent_clients_get_the_in_process_answers_and_are_batched(ser
 
 
 @needs_server
+def test_a_server_without_a_gpu_logs_none_of_the_cuda_and_nvml_failures(served):
+    """On a CPU machine tritonserver tried pinned memory, NVML and DCGM on every start and logged each
+    failing; serve now starts it without them there."""
+    from retina_edge.triton.server import has_nvidia_gpu
+
+    if has_nvidia_gpu():
+        pytest.skip("this machine has an NVIDIA GPU")
+    log = served.log_file.read_text()
+    assert "successfully loaded 'retina_edge'" in log
+    for noise in ("Unable to allocate pinned system memory", "Failed to initialize NVML", "DCGM unable to start"):
+        assert noise not in log
+
+
+@needs_server
 def test_http_client_and_the_detector_call(served, graphs):
     scenes = images(3)
     with Detector(graphs["decode"]) as detector, TritonDetector(served.url("http"), protocol="http") as remote:
@@ -381,26 +395,40 @@ def _abort_with_a_huge_declared_input(ports: Ports) -> None:
 
 
 @needs_server
-def test_serve_restarts_a_server_a_request_aborted_a_bounded_number_of_times(graphs, tmp_path):
+def test_serve_keeps_restarting_a_server_requests_abort_with_growing_waits(graphs, tmp_path):
+    """Each crafted request aborts Triton 2.51; serve brings it back every time (1 s, then 2 s: the
+    backoff of RestartPolicy), where a bound of five restarts in ten minutes once ended the service."""
     repository = tmp_path / "repository"
     write_repository(graphs["decode"], repository, RepositoryOptions())
     ports = free_ports()
-    process = _serve(repository, ports, "--max-restarts", "1")
+    process = _serve(repository, ports)
     try:
         _read_until(process, "serving")
-        _abort_with_a_huge_declared_input(ports)
-        assert "restarting it (1 of at most 1" in _read_until(process, "restarting it")
-        _read_until(process, "serving")
+        for deaths, wait in ((1, 1), (2, 2)):
+            _abort_with_a_huge_declared_input(ports)
+            assert f"{deaths} time(s) in 10 minutes; restarting it in {wait} s" in _read_until(process, "restarting it")
+            _read_until(process, "serving")
         with TritonDetector(f"triton://127.0.0.1:{ports.grpc}/retina_edge") as remote:
             assert len(remote.detect(images(1))[0].boxes)
-        _abort_with_a_huge_declared_input(ports)
-        assert process.wait(60) == 1  # the bound: a second death within ten minutes is the end
-        assert "2 times in 10 minutes: not restarting it again" in process.stdout.read()
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 130
     finally:
         if process.poll() is None:
             process.kill()
     leftovers = [p for p in Path("/proc").glob("[0-9]*") if _cmdline(p).count(str(repository))]
     assert not leftovers  # the aborted servers' Python stubs were reaped too
+
+
+def test_the_restart_policy_never_gives_up_by_default_and_waits_at_most_30_s():
+    from retina_edge.triton.server import RestartPolicy
+
+    policy = RestartPolicy()
+    assert [policy.delay(n) for n in (1, 2, 3, 6, 7, 100)] == [1, 2, 4, 30, 30, 30]  # six deaths ended serve before
+    assert policy.recent([0.0, 100.0, 650.0], now=700.0) == [650.0]  # ten quiet minutes: back to 1 s
+    bounded = RestartPolicy(max_restarts=1)
+    assert bounded.delay(1) == 1 and bounded.delay(2) is None
+    with pytest.raises(RetinaEdgeError, match="max_restarts must be at least 0"):
+        RestartPolicy(max_restarts=-1)
 
 
 def test_serve_on_all_interfaces_warns_and_a_taken_port_is_one_line(graphs, tmp_path, capsys):
@@ -418,6 +446,36 @@ def test_serve_on_all_interfaces_warns_and_a_taken_port_is_one_line(graphs, tmp_
     assert "gRPC listens on 0.0.0.0: anyone who reaches this machine can send requests" in err
     assert "HTTP stays on 127.0.0.1" in err
     assert f"error: the gRPC port {ports.grpc} on 0.0.0.0 is taken" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_model_folders_get_the_umasks_mode_so_a_server_of_another_user_reads_them(graphs, tmp_path, umask):
+    """A folder built aside and renamed into place was 0700 (mkdtemp's), so tritonserver running as
+    another user (a container with --user) could not read the model."""
+    import os
+    import stat
+
+    previous = os.umask(umask)
+    try:
+        folders = write_repository(graphs["decode"], tmp_path / "repo", RepositoryOptions(ensemble=True,
+                                                                                          network_backend="python"))
+    finally:
+        os.umask(previous)
+    assert len(folders) == 4
+    for path in [*folders, *(p for folder in folders for p in folder.rglob("*"))]:
+        wanted = (0o777 if path.is_dir() else 0o666) & ~umask
+        assert stat.S_IMODE(path.stat().st_mode) == wanted, path
+
+
+def test_equal_ports_are_one_line_before_any_server_starts(graphs, tmp_path, capsys):
+    from retina_edge.cli.main import main
+
+    repository = tmp_path / "repository"
+    write_repository(graphs["decode"], repository, RepositoryOptions())
+    assert main(["serve", "--repo", str(repository), "--http-port", "8123", "--grpc-port", "8123"]) == 2
+    err = capsys.readouterr().err
+    assert "error: the HTTP and gRPC ports are both 8123: each endpoint needs its own port (see --http-port, " \
+           "--grpc-port)" in err and err.count("\n") == 1
 
 
 def test_two_writers_of_one_repository_at_once_both_succeed(graphs, tmp_path):

@@ -242,7 +242,7 @@ CASES = {
     "build -o model.pth": (["build", "--weights", "{root}/w.pth", "-o", "{root}/model.pth"], "this writes .onnx or .engine"),
     "an empty ONNX file": (["detect", "--model", "{root}/empty.onnx", "--source", "{root}/three"], "is empty (0 bytes)"),
     "budget on an FP32 build": (["build", "--weights", "{root}/w.pth", "--max-ap-drop", "0.1", "--val", "{root}/data",
-                                 "-o", "{root}/q.onnx"], "fp32 has none to keep (see --max-ap-drop, --int8)"),
+                                 "-o", "{root}/q.onnx"], "fp32 has none to keep (see --max-ap-drop, --precision)"),
 }
 
 

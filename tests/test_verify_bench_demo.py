@@ -80,9 +80,11 @@ def test_corrupted_qdq_scale_fails_and_says_why(workspace, capsys):
 
 def test_bench_runs_models_side_by_side(workspace, capsys):
     out = workspace / "bench.json"
+    # --backend fixed: auto measures ONNX Runtime against OpenVINO and may pick either (tested in
+    # test_backend_choice.py); the names below are ONNX Runtime's.
     assert main(["bench", "--model", str(workspace / "fp32.onnx"), "--model", str(workspace / "int8.onnx"),
-                 "--weights", "preset:synth", "--iters", "3", "--warmup", "1", "--batch", "1", "2",
-                 "--json", str(out), "--plot", str(workspace / "bench.png")]) == 0
+                 "--backend", "onnxruntime", "--weights", "preset:synth", "--iters", "3", "--warmup", "1", "--batch",
+                 "1", "2", "--json", str(out), "--plot", str(workspace / "bench.png")]) == 0
     rows = json.loads(out.read_text())
     assert [r["name"] for r in rows[:3]] == ["pytorch fp32 eager", "fp32 [onnxruntime]", "int8 [onnxruntime]"]
     assert rows[0]["ratio_to_first"] == 1.0 and {r["batch"] for r in rows} == {1, 2}

@@ -39,6 +39,17 @@ def add_backend_options_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TensorRT: replay copies and inference as one captured CUDA graph per batch size")
 
 
+def backend_name(args: argparse.Namespace) -> str:
+    """``--backend``, where ``auto`` on an ONNX model with an OpenVINO precision other than f32
+    (``--ov-precision bf16``) means OpenVINO: auto measured ONNX Runtime too and, picking it, ran
+    without the precision asked for (said on stderr)."""
+    precision = getattr(args, "ov_precision", "f32")
+    if args.backend == "auto" and precision != "f32" and str(getattr(args, "model", "")).lower().endswith(".onnx"):
+        sys.stderr.write(f"retina-edge: --ov-precision {precision} is OpenVINO's: running on OpenVINO\n")
+        return "openvino"
+    return args.backend
+
+
 def backend_options(args: argparse.Namespace, **changes: object):  # noqa: ANN201 (BackendOptions; runtime imported lazily)
     """The :class:`~retina_edge.runtime.backends.BackendOptions` the parsed flags ask for."""
     from retina_edge.runtime.backends.base import BackendOptions
@@ -57,13 +68,9 @@ def positive_int(text: str) -> int:
 
 
 def thread_count(text: str) -> int:
-    """--threads: a whole number of at least 1, bounded by the cores this process may use (said on stderr)."""
-    from retina_edge.resources import bound_threads
-
-    threads, note = bound_threads(positive_int(text))
-    if note:
-        sys.stderr.write(f"retina-edge: warning: --threads: {note}\n")
-    return threads
+    """--threads: a whole number of at least 1; :class:`~retina_edge.runtime.backends.BackendOptions`
+    bounds it by the cores this process may use (and says so), for the CLI and Python callers alike."""
+    return positive_int(text)
 
 
 def port_number(text: str) -> int:

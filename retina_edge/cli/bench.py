@@ -13,6 +13,8 @@ EXAMPLE = ("retina-edge bench --model synth-fp32.onnx --model synth-int8-cpu.onn
            "--images data/synth/val --batch 1 4 --json bench.json --plot bench.png")
 
 OUTPUT_FILES = ("json", "plot")
+#: Checked before any model loads (cli/packages.py).
+OPTION_PACKAGES = {"openvino": "openvino", "plot": "matplotlib", "weights": "torch"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,16 +91,16 @@ def run(args: argparse.Namespace) -> int:
     # before loading models: a pool too small is refused at once
     images = _images(args.images, max(args.batch), _frame_size(args.model))
     entries, preprocess = [], None
+    options = backend_options(args, streams=1)  # once: threads bounded by the cores, said once
     for path in args.model:
         detector, added = measure_load(Detector, path, backend=args.backend,
-                                       options=backend_options(args, precision_hint="f32", streams=1,
+                                       options=options.replace(precision_hint="f32",
                                                                cuda_graph=args.cuda_graph and is_engine_path(path)))
         entries.append(detector_entry(f"{Path(path).stem} [{detector.backend_name}]", detector, rss_mb=added))
         preprocess = preprocess or detector.metadata.preprocess
         same_row = (detector.backend_name, args.ov_precision) == ("openvino", "f32")  # auto already chose it
         if args.openvino and Path(path).suffix == ".onnx" and not same_row:
-            ov, added = measure_load(Detector, path, backend="openvino",
-                                     options=backend_options(args, streams=1, cuda_graph=False))
+            ov, added = measure_load(Detector, path, backend="openvino", options=options.replace(cuda_graph=False))
             entries.append(detector_entry(f"{Path(path).stem} [openvino {args.ov_precision}]", ov, rss_mb=added))
     if args.weights:
         import torch
@@ -107,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         from retina_edge.preprocess import preprocess_for
 
         if args.threads:
-            torch.set_num_threads(args.threads)
+            torch.set_num_threads(options.threads)  # bounded by the cores, as the backends' are
         model, added = measure_load(load_model, args.weights)
         preprocess = preprocess or preprocess_for(model.config)
         entries.insert(0, pytorch_entry("pytorch fp32 eager", model, preprocess, rss_mb=added))

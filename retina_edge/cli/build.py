@@ -116,12 +116,16 @@ def _report_search(found, onnx_path, model_path) -> None:  # noqa: ANN001 (Searc
     if plot:
         print(f"wrote {plot} (per-layer sensitivity and AP along the search)")
     if found.verdict == "unresolved":
+        from retina_edge.metrics.bootstrap import MIN_IMAGES
+
         needed = (f"about {found.images_needed} validation images would" if found.images_needed
                   else "no number of images can")
-        raise BudgetNotMetError(f"{found.val_images} validation images cannot resolve a budget of {found.max_ap_drop} AP "
-                                f"points (plain INT8's drop has a standard error of {found.int8_drop_se:.2f}); {needed}. "
-                                f"So no model met the budget of {found.max_ap_drop} AP points; the best found is written "
-                                f"as {model_path} (plain INT8, no verdict)")
+        why = (f"{found.val_images} validation images are too few for a bootstrap interval to be evidence (at least "
+               f"{MIN_IMAGES})" if found.val_images < MIN_IMAGES else
+               f"{found.val_images} validation images cannot resolve a budget of {found.max_ap_drop} AP points (plain "
+               f"INT8's drop has a standard error of {found.int8_drop_se:.2f})")
+        raise BudgetNotMetError(f"{why}; {needed}. So no model met the budget of {found.max_ap_drop} AP points; the best "
+                                f"found is written as {model_path} (plain INT8, no verdict)")
     if not found.budget_met:
         raise BudgetNotMetError(f"no model met the budget of {found.max_ap_drop} AP points; the best found is "
                                 f"written as {model_path}")

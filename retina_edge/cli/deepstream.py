@@ -12,6 +12,7 @@ HELP = "write a DeepStream folder: the graph for the stock parser, nvinfer/nvinf
 EXAMPLE = ("retina-edge deepstream --model preset:synth -o ds --sources 4 --deepstream 7.1\n"
            "  retina-edge deepstream --model synth-int8.engine -o ds --uri rtsp://cam1/stream --uri rtsp://cam2/stream")
 OUTPUT_FOLDERS = ("output",)
+OPTION_DESTS = {"uris": "uri"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--name given to 'retina-edge triton --ensemble' (the nvinferserver config serves NAME_network)")
     parser.add_argument("--triton-repo", default="model_repository",
                         help="that Triton repository's folder, relative to -o or absolute (default model_repository)")
+    parser.add_argument("--replace-edited", action="store_true",
+                        help="replace config files changed since retina-edge wrote them into -o (refused otherwise)")
     export = parser.add_argument_group("exporting weights")
     export.add_argument("--imgsz", type=positive_int, nargs="+", metavar="N", help="input H W (or one N); multiples of 32")
     export.add_argument("--align", choices=["top-left", "center"], default="top-left",
@@ -56,9 +59,10 @@ def run(args: argparse.Namespace) -> int:
         gie_unique_id=args.gie_id, dla_core=args.dla_core, calibration_cache=args.calibration_cache,
         triton_repository=args.triton_repo, triton_model=args.triton_name,
         target=Target(deepstream=args.deepstream, jetpack=args.jetpack, tensorrt=args.tensorrt, module=args.jetson_module),
+        replace_edited=args.replace_edited,
     )
     output = Path(args.output)
-    model = _model_file(args, output, options.batch_size or sources)
+    model = _model_file(args, output, options)
     for path in write_deepstream(model, output, options):
         print(f"wrote {path}")
     print(f"run it: cd {output} && deepstream-app -c deepstream_app_config.txt   (nvinfer: {INFER_CONFIG}; "
@@ -67,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_file(args: argparse.Namespace, output, batch: int):  # noqa: ANN001, ANN202
+def _model_file(args: argparse.Namespace, output, options):  # noqa: ANN001, ANN202
     """``--model`` when it is a deployed model file, else the weights exported with the deepstream tail."""
     from pathlib import Path
 
@@ -78,11 +82,14 @@ def _model_file(args: argparse.Namespace, output, batch: int):  # noqa: ANN001, 
         return given
     from retina_edge.cli.export import input_size_from
     from retina_edge.export.onnx_export import ExportOptions, export_onnx
+    from retina_edge.deepstream.package import check_before_export
     from retina_edge.model.checkpoints import load_model
     from retina_edge.preprocess import preprocess_for
 
+    check_before_export(output, options)  # the releases and edited configs first, not after a 5 s export
     model = load_model(args.model)
     preprocess = preprocess_for(model.config, input_size_from(args.imgsz), align=args.align)
+    batch = options.batch_size or options.sources
     output.mkdir(parents=True, exist_ok=True)
     path = output / "model.onnx"
     export_onnx(model, path, ExportOptions(preprocess=preprocess, tail="deepstream", batch=(1, batch, batch)))

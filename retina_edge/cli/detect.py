@@ -9,6 +9,7 @@ from retina_edge.cli import robotics_options
 from retina_edge.cli.args import (
     add_backend_argument,
     add_backend_options_arguments,
+    backend_name,
     backend_options,
     device_help,
     non_negative_float,
@@ -18,6 +19,7 @@ from retina_edge.cli.args import (
     unit_interval,
 )
 from retina_edge.runtime.video.draw import DISPLAY_SCORE
+from retina_edge.runtime.video.run import MAX_BATCH_WAIT_MS
 from retina_edge.runtime.video.tracking import TRACKERS, TrackerOptions
 
 NAME = "detect"
@@ -30,6 +32,27 @@ EXAMPLE = ("retina-edge detect --model synth-int8-cpu.onnx --source data/synth/v
 
 OUTPUT_FILES = ("save_json", "jsonl", "json", "record")
 OUTPUT_FOLDERS = ("save_dir",)
+#: Checked before the model loads (cli/packages.py).
+OPTION_PACKAGES = {"record": "mcap", "foxglove": "foxglove",
+                   "track": lambda args: TRACKERS.get(args.tracker or TrackerOptions.tracker).module}
+
+
+def planned_outputs(args: argparse.Namespace) -> list[tuple[str, str, bool]]:
+    """The videos ``--save`` writes, named per source (and its folder): checked with the declared
+    outputs before work (writable, no two on one path)."""
+    if not args.save:
+        return []
+    from pathlib import Path
+
+    from retina_edge.cli.stream import source_specs, video_paths
+    from retina_edge.runtime.video.sources import redact
+
+    specs = source_specs(args)
+    paths = video_paths(args.save, [redact(spec) for spec in specs])
+    folder = [] if Path(args.save).suffix.lower() == ".mp4" else [("--save", args.save, True)]
+    return folder + [(f"--save (video of source {index})" if len(specs) > 1 else "--save", str(path), False)
+                     for index, path in enumerate(paths)]
+
 
 def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     """Model and backend options shared by the commands that run deployed models."""
@@ -69,7 +92,7 @@ def make_detector(args: argparse.Namespace, *, frames_wait: bool = False, **kwar
         return TritonDetector(args.model, **kwargs)
 
     streams = 1 if args.streams == "auto" and not frames_wait else args.streams
-    return Detector(args.model, backend=args.backend, options=backend_options(args, streams=streams), **kwargs)
+    return Detector(args.model, backend=backend_name(args), options=backend_options(args, streams=streams), **kwargs)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,22 +107,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save", help="streams: write the annotated video here: OUT.mp4 (several sources: "
                                        "OUT-<index>-<name>.mp4), or a folder of <name>.mp4")
     parser.add_argument("--jsonl", help="streams: one JSON line per frame (source, spec, frame, file, timestamp, "
-                                        "detections with track_id when tracking)")
+                                        "detections with track_id when tracking; -1: not tracked)")
     parser.add_argument("--json", help="streams: write the run's statistics here (per source: frames, dropped, fps, "
                                        "latency p50/p99, status)")
     parser.add_argument("--track", action="store_true",
                         help="streams: give each detection a track ID, stable across frames, per source (--tracker; "
-                             "pip install 'retina-edge[track]')")
-    parser.add_argument("--tracker", choices=TRACKERS.names(), default=TrackerOptions.tracker,
+                             "pip install 'retina-edge[track]' && pip install --no-deps 'trackers>=2.6'); -1 for one "
+                             f"not tracked: under the tracker's minimum score ({TrackerOptions.min_score}), or new until "
+                             f"its track starts (at {max(TrackerOptions.activation_score, TrackerOptions.high_score)}) "
+                             "and is confirmed")
+    parser.add_argument("--tracker", choices=TRACKERS.names(),
                         help="tracking: " + "; ".join(f"{spec.name}: {spec.description}" for spec in TRACKERS.values())
-                             + f" (default {TrackerOptions.tracker})")
-    parser.add_argument("--track-reid", type=unit_interval, default=0.8, metavar="SIMILARITY",
+                             + f" (default {TrackerOptions.tracker}, the best on moving and fixed cameras in "
+                               "bench/tracking_bench.py)")
+    parser.add_argument("--fixed-camera", action="store_true",
+                        help="tracking: the cameras never move; skip camera-motion compensation (on by default: boxes "
+                             "are tracked where they are in the scene, so a camera that pans, turns or shakes keeps "
+                             "the IDs; it costs about as much as the colour checks: bench/RESULTS.md)")
+    parser.add_argument("--track-reid", type=unit_interval, metavar="SIMILARITY",
                         help="tracking: colour checks of the IDs; an object back after its track was lost keeps its ID "
                              "when its colours match a lost track's this well, and IDs swapped where objects crossed "
                              "or taken from another object go back, 0..1 (default 0.8; 0: off, for scenes of "
                              "look-alike objects)")
-    parser.add_argument("--max-batch-wait-ms", type=non_negative_float, default=10.0,
-                        help="several sources: how long a batch waits for the other sources' frames (default 10)")
+    parser.add_argument("--max-batch-wait-ms", type=batch_wait_ms, default=10.0,
+                        help=f"several sources: how long a batch waits for the other sources' frames, at most "
+                             f"{MAX_BATCH_WAIT_MS:.0f} (default 10)")
     parser.add_argument("--show", action="store_true", help="streams: show a window (needs a display)")
     parser.add_argument("--max-fps", type=positive_float, help="streams: cap the capture rate")
     parser.add_argument("--reconnect-attempts", type=non_negative_int, default=10,
@@ -115,23 +147,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     robotics_options.add_arguments(parser)
 
 
+def batch_wait_ms(text: str) -> float:
+    value = non_negative_float(text)
+    if value > MAX_BATCH_WAIT_MS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_BATCH_WAIT_MS:.0f} (a batch waiting longer for one "
+                                         f"source holds up the others), got {text}")
+    return value
+
+
+def streamed_flags(args: argparse.Namespace) -> list[str]:
+    """The flags given that run the sources as a stream (a folder too), whose outputs are per frame."""
+    return [flag for flag, given in (("--save", args.save), ("--jsonl", args.jsonl), ("--json", args.json),
+                                     ("--show", args.show), ("--track", args.track), ("--record", args.record),
+                                     ("--foxglove", args.foxglove is not None)) if given]
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from retina_edge.cli.detect_checks import check_arguments
     from retina_edge.cli.stream import run_stream, source_specs
-    from retina_edge.errors import RetinaEdgeError
     from retina_edge.imageio import IMAGE_SUFFIXES
     from retina_edge.runtime.video.sources import is_live
 
     specs = source_specs(args)
     source = Path(specs[0])
     is_images = len(specs) == 1 and ((source.is_file() and source.suffix.lower() in IMAGE_SUFFIXES) or source.is_dir())
-    streamed = args.save or args.jsonl or args.show or args.json or args.track or args.record or args.foxglove is not None
+    streamed = streamed_flags(args)
+    check_arguments(args, specs, is_images=is_images, streamed=streamed)  # before the model loads
     if is_images and not streamed:
         return run_images(args, source)
-    if args.save_dir or args.save_json:
-        raise RetinaEdgeError("--save-dir and --save-json are for images and image folders; for a video, camera, "
-                              "stream or several sources write --save OUT.mp4 and --jsonl OUT.jsonl")
     # One file: frames wait for inference, and --streams auto measures whether several in flight help.
     # Several sources run one batch at a time.
     frames_wait = len(specs) == 1 and not is_live(specs[0]) and args.mode != "latest"
@@ -151,11 +196,15 @@ def class_filter(args: argparse.Namespace, detector) -> tuple[int, ...] | None: 
 
 def run_images(args: argparse.Namespace, source) -> int:  # noqa: ANN001
     from retina_edge.errors import DataError
-    from retina_edge.imageio import list_images
+    from retina_edge.imageio import list_images, skipped_files
 
     files = list_images(source) if source.is_dir() else [source]
+    passed_over = skipped_files(source) if source.is_dir() else []
     if not files:
-        raise DataError(f"no images in {source}")
+        raise DataError(f"no images in {source}" + (f" (skipped {len(passed_over)}: {passed_over[0]}, ...)"
+                                                     if passed_over else ""))
+    for note in passed_over:
+        print(f"skipped: {note}")
     with make_detector(args, score_thresh=args.score_thresh) as detector:
         classes = class_filter(args, detector)
         records, done, skipped = [], 0, 0
@@ -173,7 +222,8 @@ def run_images(args: argparse.Namespace, source) -> int:  # noqa: ANN001
     if skipped == len(files):
         raise DataError(f"none of the {len(files)} images in {source} could be read")
     saved = _save_records(args, records)
-    print(f"{len(files) - skipped} images, {len(records)} detections, {skipped} unreadable skipped{saved}")
+    print(f"{len(files) - skipped} images, {len(records)} detections, {skipped + len(passed_over)} unreadable "
+          f"skipped{saved}")
     return 0
 
 

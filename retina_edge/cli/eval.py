@@ -68,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
     metrics = coco_evaluate(ann_file, results, image_ids=[img.image_id for img in index.images])
     print(metrics.table())
     intervals = bootstrap_intervals(metrics.matches)
-    print(f"95% intervals (bootstrap over the {len(index.images)} images, 1000 resamples; points): "
-          + "  ".join(f"{name} {value}" for name, value in intervals.items()))
+    # In the table's scale (AP as a fraction), not in points beside it; --metrics-json keeps points, named so.
+    print(f"95% intervals (bootstrap over the {len(index.images)} images, 1000 resamples): " + "  ".join(
+        f"{name}={value.point / 100:.4f} [{value.low / 100:.4f}, {value.high / 100:.4f}]" for name, value in intervals.items()))
     if args.metrics_json:
         record = {**metrics.to_dict(), "ci95_points": {name: value.pair() for name, value in intervals.items()},
                   "images": len(index.images)}

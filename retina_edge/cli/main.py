@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from retina_edge.cli.args import OneLineParser
+from retina_edge.cli.packages import check_packages
 from retina_edge._version import __version__
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.optional import install_hint
@@ -24,7 +25,7 @@ from retina_edge.registry import load_plugins
 from retina_edge.resources import check_writable
 from retina_edge.runtime.backends.registry import backend_install_hint
 
-COMMAND_MODULES = ("archs", "inspect", "synth", "train", "eval", "export", "build", "detect", "verify", "bench", "demo",
+COMMAND_MODULES = ("archs", "inspect", "synth", "train", "prune", "eval", "export", "build", "qat", "detect", "verify", "bench", "demo",
                    "triton", "serve", "deepstream")
 
 #: Library parameter -> argument dest, where every command spells it the same way.
@@ -89,9 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as done:  # --help, --version, or a usage error already printed on one line
         return int(done.code or 0)
     configure_logging(args.command)
-    previous = signal.signal(signal.SIGTERM, _interrupt) if threading.current_thread() is threading.main_thread() else None
+    previous = _handle_stop_signals() if threading.current_thread() is threading.main_thread() else {}
     try:
         check_outputs(args)
+        check_packages(args)
         return int(args.handler(args) or 0)
     except RetinaEdgeError as error:
         return _fail(args.command, with_flags(str(error), error.options, args.parser),
@@ -109,37 +111,68 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{f': {interrupt}' if str(interrupt) else ''}", file=sys.stderr)
         return 130  # for SIGTERM too, as train and stream have always answered a stop by signal
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         _terminated.clear()
 
 
 _terminated = threading.Event()
 
 
+def _handle_stop_signals() -> dict[int, object]:
+    """Install :func:`_interrupt` for SIGINT and SIGTERM; returns the handlers to give back. SIGINT
+    too, because a process started in the background of a non-interactive shell (``cmd &`` in a
+    script, CI runners, ``kill -INT $!``) inherits it *ignored*, and Python then leaves it ignored:
+    a build stopped that way went on and replaced its output. Commands that stop on a signal in
+    their own way (detect, train, serve) install their handlers over these and give them back."""
+    return {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+
 def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM (systemd, Kubernetes, docker stop) ends a command as Ctrl-C does: every writer's cleanup
+    """SIGINT, and SIGTERM (systemd, Kubernetes, docker stop) as Ctrl-C: every writer's cleanup
     runs (temporary folders, half-written files), a folder run writes what it has, train saves its
-    last checkpoint; the exit code is 130, as for Ctrl-C (train's DataLoader workers ignore SIGTERM
-    and are ended by the main process)."""
-    _terminated.set()
+    last checkpoint; the exit code is 130 (train's DataLoader workers ignore SIGTERM and are ended
+    by the main process)."""
+    if signum == signal.SIGTERM:
+        _terminated.set()
     raise KeyboardInterrupt
 
 
 def check_outputs(args: argparse.Namespace) -> None:
-    """Every output a command declares (``OUTPUT_FILES``/``OUTPUT_FOLDERS``: argument names) must be
-    writable before the command starts work, and have one of the suffixes ``OUTPUT_SUFFIXES`` gives it."""
+    """Every output a command declares (``OUTPUT_FILES``/``OUTPUT_FOLDERS``: argument names; and the
+    files it names itself, from its ``planned_outputs(args)``: ``(flag, path, is_folder)`` each) must
+    be writable before the command starts work, have one of the suffixes ``OUTPUT_SUFFIXES`` gives
+    it, and not land where another output does."""
     for name, suffixes in getattr(args.module, "OUTPUT_SUFFIXES", {}).items():
         value = getattr(args, name, None)
         if value and not str(value).lower().endswith(suffixes):  # an ONNX graph written as model.txt or model.pth
             raise RetinaEdgeError(f"--{name.replace('_', '-')} {value}: this writes {' or '.join(suffixes)} files; "
                                   f"name it {Path(value).with_suffix(suffixes[0]).name}")
-    for name in getattr(args.module, "OUTPUT_FILES", ()):
-        if getattr(args, name, None):
-            check_writable(getattr(args, name))
-    for name in getattr(args.module, "OUTPUT_FOLDERS", ()):
-        if getattr(args, name, None):
-            check_writable(getattr(args, name), folder=True)
+    outputs = [(f"--{name.replace('_', '-')}", getattr(args, name), folder)
+               for folder, names in ((False, getattr(args.module, "OUTPUT_FILES", ())),
+                                     (True, getattr(args.module, "OUTPUT_FOLDERS", ())))
+               for name in names if getattr(args, name, None)]
+    planned = getattr(args.module, "planned_outputs", None)
+    outputs += planned(args) if planned else []
+    for _, path, folder in outputs:
+        check_writable(path, folder=folder)
+    check_distinct(outputs)
+
+
+def check_distinct(outputs: list[tuple[str, str, bool]]) -> None:
+    """Refuse two outputs on one path (one would silently replace the other; two folders may share
+    one), and a file where another output needs a folder (``--json out`` and ``--save out/a.mp4``).
+    ``outputs``: ``(flag, path, is_folder)``."""
+    places = [(f"{flag} {path}", folder, Path(path).expanduser().resolve()) for flag, path, folder in outputs]
+    for index, (name, folder, place) in enumerate(places):
+        for other_name, other_folder, other in places[index + 1:]:
+            if place == other and not (folder and other_folder):
+                raise RetinaEdgeError(f"{name} and {other_name} are one path: one output would replace the other; "
+                                      "give each its own")
+    for name, folder, place in places:
+        for other_name, _, other in places:
+            if not folder and place in other.parents:
+                raise RetinaEdgeError(f"{name} is a file, and {other_name} would be inside it; give each its own path")
 
 
 def with_flags(message: str, options: tuple[str, ...], parser: argparse.ArgumentParser) -> str:

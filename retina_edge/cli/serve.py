@@ -4,7 +4,11 @@ How it protects its users: Triton 2.51 aborts (``std::bad_alloc``, signal 6) on 
 declaring a huge input (shape ``[1, 99999999999]`` with JSON data), before any model sees it; its
 gRPC endpoint refuses the same request. So the HTTP and metrics endpoints stay on loopback unless
 ``--http-host`` says otherwise (with a warning), a non-loopback ``--host`` (gRPC) is said aloud, and
-a server that dies is restarted, at most ``--max-restarts`` times in ten minutes.
+a server that dies while serving is restarted for as long as ``serve`` runs, with backoff
+(:class:`~retina_edge.triton.server.RestartPolicy`: 1 s, doubling per death in ten minutes, at most
+30 s): a bound on restarts let six crafted requests end the service. Such requests are not
+filtered before Triton (that takes a proxy that limits request sizes, in front of a non-loopback
+HTTP endpoint); ``--max-restarts N`` gives up after N restarts in ten minutes instead.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ from retina_edge.cli.args import non_negative_int, port_number, positive_float
 NAME = "serve"
 HELP = "start tritonserver on a model repository ('retina-edge triton' writes one), print its endpoints, stop on Ctrl-C"
 EXAMPLE = "retina-edge serve --repo model_repository --host 0.0.0.0"
-RESTART_WINDOW_S = 600.0
 logger = logging.getLogger(__name__)
 
 
@@ -34,8 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=port_number, default=8002)
     parser.add_argument("--ready-timeout", type=positive_float, default=300.0,
                         help="seconds to wait for the models to load (default 300)")
-    parser.add_argument("--max-restarts", type=non_negative_int, default=5,
-                        help="restart a tritonserver that died, at most this often in ten minutes (default 5)")
+    parser.add_argument("--max-restarts", type=non_negative_int,
+                        help="give up after this many restarts of a tritonserver that died within ten minutes (default: "
+                             "restart it for as long as serve runs, waiting 1 s, doubling per recent death, at most 30 s)")
 
 
 def _warn_about_exposure(args: argparse.Namespace) -> None:
@@ -46,7 +50,7 @@ def _warn_about_exposure(args: argparse.Namespace) -> None:
                        "HTTP stays on %s", args.host, args.http_host)
     if not is_loopback(args.http_host):
         logger.warning("HTTP listens on %s: one malformed request (a huge declared input) aborts Triton 2.51; serve "
-                       "restarts it (--max-restarts), but put a proxy that limits request sizes in front", args.http_host)
+                       "restarts it (with backoff), but put a proxy that limits request sizes in front", args.http_host)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,17 +58,23 @@ def run(args: argparse.Namespace) -> int:
     import threading
     import time
 
-    from retina_edge.triton.server import Ports, ServerDiedError, TritonServer
+    from retina_edge.triton.server import Ports, RestartPolicy, ServerDiedError, TritonServer, has_nvidia_gpu
 
+    ports, deaths = Ports(args.http_port, args.grpc_port, args.metrics_port), []
+    policy = RestartPolicy(max_restarts=args.max_restarts)
     _warn_about_exposure(args)
+    cpu_note = not has_nvidia_gpu()  # said once the server runs: the line tritonserver still prints about CUDA there
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    ports, deaths = Ports(args.http_port, args.grpc_port, args.metrics_port), []
     try:
         while not stop.is_set():
             with TritonServer(args.repo, ports=ports, host=args.host, http_host=args.http_host) as server:
                 server.wait_ready(args.ready_timeout, stop=stop)
                 if not stop.is_set():
+                    if cpu_note:
+                        logger.info("no NVIDIA GPU here: Triton runs the models on the CPU (its line "
+                                    "'CudaDriverHelper has not been initialized' says only that)")
+                        cpu_note = False
                     print(f"serving {args.repo}: HTTP {server.url('http')}  gRPC {server.url('grpc')}  "
                           f"metrics http://{server.url('metrics')}/metrics  (Ctrl-C stops)", flush=True)
                 while not stop.wait(0.5) and server.process.poll() is None:
@@ -72,13 +82,14 @@ def run(args: argparse.Namespace) -> int:
             if stop.is_set():
                 break
             now = time.monotonic()
-            deaths = [t for t in deaths if now - t < RESTART_WINDOW_S] + [now]
-            code = server.process.returncode
-            if len(deaths) > args.max_restarts:
+            deaths = policy.recent(deaths, now) + [now]
+            delay, code = policy.delay(len(deaths)), server.process.returncode
+            if delay is None:
                 raise ServerDiedError(f"tritonserver exited with code {code} (its log is above), {len(deaths)} times "
-                                      f"in {RESTART_WINDOW_S / 60:.0f} minutes: not restarting it again")
-            logger.warning("tritonserver exited with code %s (its log is above); restarting it (%d of at most %d in "
-                           "%.0f minutes)", code, len(deaths), args.max_restarts, RESTART_WINDOW_S / 60)
+                                      f"in {policy.window / 60:.0f} minutes: not restarting it again (--max-restarts)")
+            logger.warning("tritonserver exited with code %s (its log is above), %d time(s) in %.0f minutes; restarting "
+                           "it in %.0f s", code, len(deaths), policy.window / 60, delay)
+            stop.wait(delay)
         print("tritonserver stopped", flush=True)
     finally:
         for sig, handler in previous.items():

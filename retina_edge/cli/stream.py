@@ -18,30 +18,58 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+#: A source list is a short text file: larger (``/dev/zero``, a video given by mistake) is refused
+#: before it is read whole; more sources than this would not share one model usefully.
+MAX_SOURCES_BYTES = 1 << 20
+MAX_SOURCES = 256
+
+
 def source_specs(args: argparse.Namespace) -> list[str]:
-    """``--source`` values, then the lines of ``--sources FILE`` (blank lines and ``#`` comments skipped)."""
+    """``--source`` values, then the lines of ``--sources FILE`` (blank lines and ``#`` comments
+    skipped: a line starting with ``#``, or the rest of a line from a ``#`` after a space)."""
     from retina_edge.errors import DataError
 
     specs = list(args.source or [])
     if args.sources:
-        try:
-            lines = Path(args.sources).read_text(encoding="utf-8").splitlines()
-        except OSError as error:
-            raise DataError(f"cannot read the source list {args.sources}: {error.strerror or error}") from None
-        specs += [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+        specs += [spec for line in _source_lines(args.sources) if (spec := re.sub(r"(^|\s)#.*", "", line).strip())]
     if not specs:
         raise DataError("no source given: --source SPEC (repeatable) or --sources FILE (one per line)")
+    if len(specs) > MAX_SOURCES:
+        raise DataError(f"{len(specs)} sources; one run takes at most {MAX_SOURCES}")
     return specs
+
+
+def _source_lines(path: str) -> list[str]:
+    """The lines of a source list: UTF-8 text of at most :data:`MAX_SOURCES_BYTES`."""
+    from retina_edge.errors import DataError
+
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_SOURCES_BYTES + 1)
+    except OSError as error:
+        raise DataError(f"cannot read the source list {path}: {error.strerror or error}") from None
+    if len(data) > MAX_SOURCES_BYTES:
+        raise DataError(f"the source list {path} is over {MAX_SOURCES_BYTES >> 20} MiB; it should be a text file "
+                        "of sources, one per line")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = "\0"
+    if "\0" in text:
+        raise DataError(f"the source list {path} is not a text file (not UTF-8 text); it should hold sources, one per line")
+    return text.splitlines()
 
 
 def source_slug(spec: str) -> str:
     """A file-name-safe short name for a source: a file's stem, a URL's host and path, ``video0``,
     ``camera0``, or a GStreamer pipeline's first element."""
+    from retina_edge.runtime.video.sources import redact
+
     text = spec.strip()
     if "!" in text:
         text = text.split("!")[0].split()[0] if text.split("!")[0].split() else "gstreamer"
     elif "://" in text:
-        text = text.split("://", 1)[1]
+        text = redact(text).split("://", 1)[1].removeprefix("***@")  # a password never names a file
     elif text.isdigit():
         text = f"camera{text}"
     else:
@@ -68,9 +96,10 @@ def video_paths(save: str, specs: list[str]) -> list[Path]:
     return [target / f"{name}.mp4" for name in names]
 
 
-def open_sinks(args: argparse.Namespace, specs: list[str], sources: list) -> list:
+def open_sinks(args: argparse.Namespace, names: list[str], sources: list) -> list:
     """The per-result outputs the arguments ask for: JSON lines, one video per source, an MCAP
-    recording and a live Foxglove view (one sink for both)."""
+    recording and a live Foxglove view (one sink for both). ``names``: the sources' specs as shown
+    (credentials replaced)."""
     from retina_edge.cli import robotics_options
     from retina_edge.runtime.video.sinks import JsonlSink, VideoSink, close_all
 
@@ -78,10 +107,10 @@ def open_sinks(args: argparse.Namespace, specs: list[str], sources: list) -> lis
     try:
         if args.jsonl:
             sinks.append(JsonlSink(args.jsonl))
-        if args.save:
-            rates = [min(source.fps, args.max_fps or source.fps) for source in sources]
-            sinks.append(VideoSink(video_paths(args.save, specs), rates, min_score=args.draw_thresh))
-        sinks += robotics_options.open_sinks(args, specs)
+        if args.save:  # a camera's rate is known once it is open: asked at its first frame
+            rates = [lambda source=source: min(source.fps, args.max_fps or source.fps) for source in sources]
+            sinks.append(VideoSink(video_paths(args.save, names), rates, min_score=args.draw_thresh))
+        sinks += robotics_options.open_sinks(args, names)
     except BaseException:
         close_all(sinks)
         raise
@@ -109,24 +138,33 @@ def stop_on_signals(pipeline):  # noqa: ANN001, ANN201
 def pipeline_config(args: argparse.Namespace, classes):  # noqa: ANN001, ANN201
     from retina_edge.runtime.video import PipelineConfig
     from retina_edge.runtime.video.sources import ReconnectPolicy
-    from retina_edge.runtime.video.tracking import TrackerOptions
 
     return PipelineConfig(mode=args.mode, max_fps=args.max_fps, classes=classes,
                           reconnect=ReconnectPolicy(attempts=args.reconnect_attempts),
                           max_batch_wait_ms=args.max_batch_wait_ms,
-                          tracking=TrackerOptions(tracker=args.tracker, reid_similarity=args.track_reid or None)
-                          if args.track else None)
+                          tracking=tracker_options(args) if args.track else None)
+
+
+def tracker_options(args: argparse.Namespace):  # noqa: ANN201
+    """``--tracker``, ``--fixed-camera`` and ``--track-reid`` (0: no colour checks) over
+    :class:`TrackerOptions`' defaults."""
+    from retina_edge.runtime.video.tracking import TrackerOptions
+
+    similarity = TrackerOptions.reid_similarity if args.track_reid is None else args.track_reid
+    return TrackerOptions(tracker=args.tracker or TrackerOptions.tracker, reid_similarity=similarity or None,
+                          camera_motion=not getattr(args, "fixed_camera", False))
 
 
 def run_stream(args: argparse.Namespace, detector, classes) -> int:  # noqa: ANN001
     """Run every source through one pipeline, writing each result to every sink; 0 when every
-    source ended normally, :class:`SourceLostError` (exit 1) when one was lost or failed, and
-    KeyboardInterrupt (exit 130) on SIGINT/SIGTERM."""
+    source ended normally, :class:`SourceLostError` (exit 1) when one was lost, failed or never
+    opened, and KeyboardInterrupt (exit 130) on SIGINT/SIGTERM. An error while writing (a full
+    disk) ends the run; it is the one reported, whatever closing the outputs says after it."""
     from retina_edge.runtime.video import Pipeline
-    from retina_edge.runtime.video.sources import open_sources
-    from retina_edge.runtime.video.sinks import close_all
+    from retina_edge.runtime.video.sources import open_sources, redact
 
     specs = source_specs(args)
+    names = [redact(spec) for spec in specs]
     try:
         sources = open_sources(specs)
     except BaseException:
@@ -136,7 +174,7 @@ def run_stream(args: argparse.Namespace, detector, classes) -> int:  # noqa: ANN
     sinks: list = []
     with stop_on_signals(pipeline) as received:
         try:
-            sinks = open_sinks(args, specs, sources)
+            sinks = open_sinks(args, names, sources)
             run = pipeline.run(sources if len(sources) > 1 else sources[0],
                                log=lambda message: print(message, file=sys.stderr))
             for result in run:
@@ -144,29 +182,45 @@ def run_stream(args: argparse.Namespace, detector, classes) -> int:  # noqa: ANN
                     sink.write(result)
                 if args.show:
                     _show(result, pipeline, args)
-        finally:
-            pipeline.close()
-            detector.close()
-            for source in sources:
-                source.close()
-            close_all(sinks)
-    return _report(args, pipeline, specs, received)
+        except BaseException:
+            _close(pipeline, detector, sources, sinks, failed=True)
+            raise
+        _close(pipeline, detector, sources, sinks, failed=False)
+    return _report(args, pipeline, names, sinks, received)
 
 
-def _report(args: argparse.Namespace, pipeline, specs: list[str], received: list[str]) -> int:  # noqa: ANN001
-    """Print the summary (one line per source when several), write ``--json``, choose the outcome."""
+def _close(pipeline, detector, sources: list, sinks: list, *, failed: bool) -> None:  # noqa: ANN001
+    """End the run and finish every output; when the run ``failed``, a failure to close is not raised
+    over the error that ended it (the first is the one to tell)."""
+    from retina_edge.runtime.video.sinks import close_all
+
+    pipeline.close()
+    detector.close()
+    for source in sources:
+        source.close()
+    try:
+        close_all(sinks)
+    except Exception:
+        if not failed:
+            raise
+
+
+def _report(args: argparse.Namespace, pipeline, names: list[str], sinks: list, received: list[str]) -> int:  # noqa: ANN001
+    """Print the summary (one line per source when several) and what each video holds, write
+    ``--json``, choose the outcome."""
     from retina_edge.errors import SourceLostError
 
     stats = pipeline.stats
     print(f"{stats.processed} frames processed, {stats.dropped} dropped (stale), {stats.reconnects} reconnects, "
           f"{stats.fps:.1f} FPS, mean inference {stats.inference_ms_total / max(1, stats.processed):.1f} ms")
-    per_source = [{"source": index, "spec": spec, **part.summary()}
-                  for index, (spec, part) in enumerate(zip(specs, pipeline.source_stats))]
-    if len(specs) > 1:
+    per_source = [{"source": index, "spec": name, **part.summary()}
+                  for index, (name, part) in enumerate(zip(names, pipeline.source_stats))]
+    if len(names) > 1:
         for row in per_source:
             print(f"  [{row['source']}] {row['spec']}: {row['frames']} frames, {row['dropped']} dropped, "
                   f"{row['fps']:.1f} FPS, latency p50 {row['latency_p50_ms']} ms p99 {row['latency_p99_ms']} ms, "
                   f"{row['status']}")
+    _report_videos(sinks)
     if args.json:
         from retina_edge.atomic import write_text_atomic
 
@@ -174,11 +228,21 @@ def _report(args: argparse.Namespace, pipeline, specs: list[str], received: list
     # Supervisors (systemd, Kubernetes) restart on a non-zero exit: a stop by signal is 130, a lost source 1.
     if received:
         raise KeyboardInterrupt(f"{received[0]} after {stats.processed} frames; every output written so far is complete")
-    lost = [row["spec"] for row in per_source if row["status"] != "ok"]
+    lost = [f"{row['spec']} ({row['status']})" for row in per_source if row["status"] in ("lost", "unreachable", "failed")]
     if lost:
         raise SourceLostError(f"gave up on {', '.join(lost)} after {pipeline.config.reconnect.attempts} reconnect "
                               f"attempts or a read error ({stats.processed} frames processed)")
     return 0
+
+
+def _report_videos(sinks: list) -> None:
+    """One line per video written: its frames, and how many of another size were letterboxed."""
+    from retina_edge.runtime.video.sinks import VideoSink
+
+    for writer in (writer for sink in sinks if isinstance(sink, VideoSink) for writer in sink.writers if writer.frames):
+        width, height = writer.size
+        print(f"wrote {writer.path}: {writer.frames} frames"
+              + (f" ({writer.letterboxed} of another size letterboxed into {width}x{height})" if writer.letterboxed else ""))
 
 
 def _show(result, pipeline, args: argparse.Namespace) -> None:  # noqa: ANN001

@@ -17,7 +17,7 @@ EXAMPLE = ("retina-edge train --data data/synth --arch resnet18_fpn --imgsz 512 
 # flag -> TrainConfig field, for flags whose value passes straight through.
 _DIRECT = ("data", "arch", "batch_size", "epochs", "iterations", "optimizer", "lr", "momentum", "weight_decay",
            "warmup_iters", "schedule", "trainable_layers", "grad_clip", "amp", "half_weights", "workers",
-           "seed", "backbone_weights", "checkpoint_every")
+           "seed", "backbone_weights", "weights", "checkpoint_every")
 
 OUTPUT_FOLDERS = ("out_dir",)
 
@@ -47,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=non_negative_int, help="data-loading processes")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--backbone-weights", help="ImageNet ResNet weights: torchvision:resnet50 or a path")
+    parser.add_argument("--weights", help="fine-tune: start from this checkpoint (its architecture, widths if pruned, "
+                                          "classes and weights; the data must have its classes)")
     parser.add_argument("--model-options", help='JSON of model keywords, e.g. \'{"fpn_channels": 128}\'')
     parser.add_argument("--no-eval", dest="eval_at_end", action="store_false", default=None, help="skip the final evaluation")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pth")

@@ -14,6 +14,8 @@ EXAMPLE = ("retina-edge verify --model synth-int8.onnx --weights preset:synth --
 
 OUTPUT_FILES = ("json", "junit")
 OUTPUT_FOLDERS = ("report",)
+#: Checked before any model loads (cli/packages.py).
+OPTION_PACKAGES = {"ann": "pycocotools"}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_runtime_arguments(parser)
@@ -25,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", help="write the report as JSON here")
     parser.add_argument("--junit", help="write the checks as JUnit XML here (one testcase per check), for CI pipelines")
     parser.add_argument("--max-delta-ap", type=float, help="allowed COCO AP drop in points (default by precision)")
-    parser.add_argument("--gate", choices=["lower", "upper"], default="lower",
+    parser.add_argument("--gate", choices=["lower", "upper"],
                         help="which bound of the AP drop's 95%% interval must be within --max-delta-ap: lower (default: "
                              "fail when the images prove a larger drop) or upper (stricter: fail unless they prove the "
                              "drop is within it; needs enough images, the report says how many)")
@@ -55,14 +57,20 @@ def run(args: argparse.Namespace) -> int:
     from retina_edge.quality.report import terminal_table, write_report
     from retina_edge.quality.verify import VerifyThresholds, check_same_model, run_verify
 
+    overrides = {k: v for k, v in (("max_delta_ap", args.max_delta_ap), ("min_ap_vs_reference", args.min_ap_vs_reference),
+                                   ("max_mean_score_error", args.max_mean_score_error),
+                                   ("max_score_error", args.max_score_error), ("gate", args.gate)) if v is not None}
+    VerifyThresholds.check(**overrides)  # a limit no model could be judged by is a usage error, before any work
+    if not args.ann and (args.gate or args.max_delta_ap is not None):  # else a gate asked for passed, skipped unsaid
+        from retina_edge.errors import RetinaEdgeError
+
+        raise RetinaEdgeError(f"{'--gate' if args.gate else '--max-delta-ap'} judges the COCO AP drop against "
+                              "annotations: give --ann (the COCO instances json of --images)")
     detector = make_detector(args)
     model = load_model(args.weights)
     check_same_model(detector.metadata.model, model.config, args.model, args.weights)
     images, image_ids = load_images(args.images, args.count, args.ann)
     thresholds = VerifyThresholds.for_precision(detector.metadata.precision, detector.metadata.target)
-    overrides = {k: v for k, v in (("max_delta_ap", args.max_delta_ap), ("min_ap_vs_reference", args.min_ap_vs_reference),
-                                   ("max_mean_score_error", args.max_mean_score_error),
-                                   ("max_score_error", args.max_score_error), ("gate", args.gate)) if v is not None}
     thresholds = dataclasses.replace(thresholds, **overrides)
     report, reference, deployed = run_verify(detector, model, images, thresholds=thresholds,
                                              annotations=(args.ann, image_ids) if args.ann else None)

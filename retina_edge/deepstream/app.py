@@ -13,11 +13,23 @@ import math
 from dataclasses import dataclass
 
 from retina_edge.deepstream.nvinfer import Section
+from retina_edge.errors import RetinaEdgeError
 
 DS_ROOT = "/opt/nvidia/deepstream/deepstream"
 SAMPLE_STREAM = f"file://{DS_ROOT}/samples/streams/sample_1080p_h264.mp4"
 TRACKER_LIB = f"{DS_ROOT}/lib/libnvds_nvmultiobjecttracker.so"
 TRACKER_CONFIG = f"{DS_ROOT}/samples/configs/deepstream-app/config_tracker_NvDCF_perf.yml"
+
+
+def check_uri(uri: str) -> None:
+    """Raise unless ``uri`` is one a URI source (uridecodebin) can open: ``scheme://...`` without spaces
+    or control characters (a line break would also end the config's ``uri=`` row)."""
+    from urllib.parse import urlsplit
+
+    scheme = urlsplit(uri).scheme
+    if not scheme or "://" not in uri or any(c.isspace() or ord(c) < 32 for c in uri):
+        raise RetinaEdgeError(f"{uri!r} is not a URI DeepStream can open: give one such as "
+                              "file:///videos/front.mp4 or rtsp://camera/stream (spaces written as %20)", option="uris")
 
 
 @dataclass(frozen=True)

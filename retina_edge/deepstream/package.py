@@ -16,9 +16,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from retina_edge.atomic import write_bytes_atomic, write_text_atomic
+from retina_edge.atomic import write_bytes_atomic
 from retina_edge.contract import TAILS, DeploymentMetadata, is_engine_path
-from retina_edge.deepstream.app import SAMPLE_STREAM, AppSettings, app_sections
+from retina_edge.deepstream.app import SAMPLE_STREAM, AppSettings, app_sections, check_uri
+from retina_edge.deepstream.folder import check_unedited, write_texts
 from retina_edge.deepstream.inferserver import InferServerSettings, inferserver_config
 from retina_edge.deepstream.nvinfer import NvinferSettings, labels_text, network_mode, nvinfer_sections, render_ini
 from retina_edge.deepstream.target import Deployment, Target, check_target
@@ -30,6 +31,11 @@ INFER_CONFIG = "config_infer_primary.txt"
 APP_CONFIG = "deepstream_app_config.txt"
 INFERSERVER_CONFIG = "config_inferserver_primary.txt"
 LABELS = "labels.txt"
+#: The config files a write replaces; an edit made to one since is never replaced unasked (.folder).
+CONFIG_FILES = (LABELS, INFER_CONFIG, APP_CONFIG, INFERSERVER_CONFIG)
+#: Sources one deepstream-app config may name: NVIDIA's performance guide needs driver registry keys
+#: for more than 200 streams on one GPU (Hopper, Ampere, Ada), and the app runs on one GPU.
+MAX_SOURCES = 256
 #: Why DeepStream keeps nvinfer's own preprocessing (Gst-nvinfer docs): nvinfer scales every frame
 #: (NV12/RGBA in GPU memory) to the network's input size on the GPU or VIC and normalises it into
 #: the engine's float input, and it scales the parser's boxes from that size back to the frame
@@ -62,12 +68,20 @@ class DeepStreamOptions:
     triton_repository: str = "model_repository"
     triton_model: str = "retina_edge"
     target: Target = field(default_factory=Target)
+    #: Replace config files edited since retina-edge wrote them (else refused, before any work).
+    replace_edited: bool = False
 
     def __post_init__(self) -> None:
         if self.sources < 1 or (self.batch_size is not None and self.batch_size < 1):
             raise RetinaEdgeError(f"the source count and batch size must be at least 1, got {self.sources} and {self.batch_size}")
+        if self.sources > MAX_SOURCES:
+            raise RetinaEdgeError(f"{self.sources} sources: one deepstream-app config runs on one GPU, and above 200 "
+                                  f"streams NVIDIA's guide needs driver changes; at most {MAX_SOURCES} here, split the "
+                                  "rest over several apps (or GPUs)", option="sources")
         if self.uris and len(self.uris) != self.sources:
             raise RetinaEdgeError(f"{len(self.uris)} source URIs given for {self.sources} sources")
+        for uri in self.uris:
+            check_uri(uri)
 
     @property
     def source_uris(self) -> tuple[str, ...]:
@@ -92,6 +106,7 @@ def write_deepstream(model: str | os.PathLike, folder: str | os.PathLike, option
     for warning in check_target(options.target, deployment):
         logger.warning("%s", warning)
     batch = _batch_size(metadata, options)
+    check_unedited(folder, CONFIG_FILES, replace_edited=options.replace_edited)
     folder.mkdir(parents=True, exist_ok=True)
     model_file = _write_model(model, folder, header is not None)
     score = metadata.score_thresh if options.score_thresh is None else options.score_thresh
@@ -111,9 +126,14 @@ def write_deepstream(model: str | os.PathLike, folder: str | os.PathLike, option
                                f"source(s), tracker on\nrun: deepstream-app -c {APP_CONFIG}"),
         INFERSERVER_CONFIG: inferserver_config(metadata, server),
     }
-    for name, text in texts.items():
-        write_text_atomic(folder / name, text)
-    return [model_file, *(folder / name for name in texts)]
+    return [model_file, *write_texts(folder, texts)]
+
+
+def check_before_export(folder: str | os.PathLike, options: DeepStreamOptions) -> None:
+    """What :func:`write_deepstream` would refuse of the FP32 graph exported from weights, checked
+    before that export: the target's releases, and config files edited since they were written."""
+    check_target(options.target, Deployment(None, options.dla_core, bool(options.calibration_cache), "fp32"))
+    check_unedited(folder, CONFIG_FILES, replace_edited=options.replace_edited)
 
 
 def _engine_header(model: Path) -> dict | None:

@@ -254,12 +254,19 @@ def interval(point: float, sample: np.ndarray) -> Interval:
 
 #: Two-sided 95%: the half-width of an interval is about this many standard errors.
 Z95 = 1.959964
+#: Fewest images whose bootstrap interval is evidence. On fewer, the 95% interval of an AP difference
+#: covered the true difference far less often than 95% (simulated val sets drawn from a population,
+#: bench/bootstrap_bench.py, bench/RESULTS.md 2026-12-07: 71.5% on 3 images, 81.5% on 5, 88.0% on
+#: 10, 95.0% on 20, 94.5% on 30), and models that agree on every image give a zero-width interval
+#: whatever they do elsewhere: a "budget met" on 3 images said nothing.
+MIN_IMAGES = 20
 
 
 def images_needed(se: float, images: int, margin: float) -> int | None:
     """Images for a 95% bound to lie within ``margin`` points of the estimate, from the standard
-    error ``se`` measured on ``images`` (it scales as ``1/sqrt(n)``); None when ``margin <= 0``
-    (no number of images shows what the estimate itself contradicts)."""
+    error ``se`` measured on ``images`` (it scales as ``1/sqrt(n)``), and at least
+    :data:`MIN_IMAGES`; None when ``margin <= 0`` (no number of images shows what the estimate
+    itself contradicts)."""
     if margin <= 0:
         return None
-    return int(np.ceil(images * (Z95 * se / margin) ** 2))
+    return max(MIN_IMAGES, int(np.ceil(images * (Z95 * se / margin) ** 2)))

@@ -27,6 +27,7 @@ from retina_edge.coco import COCO_91_CLASSES
 from retina_edge.config import ModelConfig
 from retina_edge.errors import WeightsError
 from retina_edge.model.retinanet import RetinaNet
+from retina_edge.model.widths import check_widths
 
 logger = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "retina-edge-checkpoint"
@@ -198,6 +199,8 @@ def infer_widths(state_dict: dict[str, Tensor]) -> dict[str, int]:
 
 
 def _build_and_load(config: ModelConfig, state_dict: dict[str, Tensor], *, source: str) -> RetinaNet:
+    if config.widths:  # a pruned model: its record is checked before it shapes the model
+        check_widths(config, state_dict, source=source)
     model = RetinaNet(config)
     load_state_dict_checked(model, state_dict, source=source)
     return model.eval()

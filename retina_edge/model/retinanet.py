@@ -30,6 +30,7 @@ from retina_edge.model.matcher import Matcher
 from retina_edge.model.postprocess import postprocess_image
 from retina_edge.model.registry import BACKBONES, FPNS, HEADS
 from retina_edge.model.transform import RetinaTransform, scale_boxes
+from retina_edge.model.widths import narrow
 
 
 def norm_factory(config: ModelConfig):  # noqa: ANN201 (a callable making a norm layer)
@@ -92,6 +93,8 @@ class RetinaNet(nn.Module):
             allow_low_quality_matches=config.allow_low_quality_matches,
         )
         self._anchor_cache: dict[tuple, list[Tensor]] = {}
+        if config.widths:  # a pruned model: its architecture with the recorded layers narrowed
+            narrow(self, config.widths)
 
     def head_outputs(self, batch: Tensor) -> tuple[dict[str, Tensor], list[tuple[int, int]]]:
         """Raw outputs for a normalised, padded ``(B, 3, H, W)`` batch.

@@ -27,11 +27,13 @@ T = TypeVar("T")
 
 @dataclass
 class BenchEntry:
-    """One thing to time: ``run(images) -> {stage: seconds}``; ``rss_mb``: memory its model added, if measured."""
+    """One thing to time: ``run(images) -> {stage: seconds}``; ``rss_mb``: memory its model added, if
+    measured; ``cost``: its model's (MACs per image, parameters), if known."""
 
     name: str
     run: Callable[[list[np.ndarray]], dict[str, float]]
     rss_mb: float | None = None
+    cost: tuple[int, int] | None = None
     samples: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in (*STAGES, "total")})
 
 
@@ -51,6 +53,17 @@ def measure_load(load: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[T, 
     return loaded, process_rss_mb() - before
 
 
+def model_cost_of(config, input_size: tuple[int, int]) -> tuple[int, int] | None:  # noqa: ANN001 (ModelConfig)
+    """(MACs per image at ``input_size``, parameters) of the model ``config`` describes (a pruned
+    one's widths included); None without torch (a runtime-only install cannot count them)."""
+    try:
+        from retina_edge.model.widths import model_cost
+    except ModuleNotFoundError:
+        return None
+    cost = model_cost(config, input_size)
+    return cost.macs, cost.params
+
+
 def detector_entry(name: str, detector, *, rss_mb: float | None = None) -> BenchEntry:  # noqa: ANN001
     def run(images: list[np.ndarray]) -> dict[str, float]:
         t0 = time.perf_counter()
@@ -62,7 +75,8 @@ def detector_entry(name: str, detector, *, rss_mb: float | None = None) -> Bench
         t3 = time.perf_counter()
         return {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2}
 
-    return BenchEntry(name, run, rss_mb)
+    metadata = detector.metadata
+    return BenchEntry(name, run, rss_mb, model_cost_of(metadata.model, metadata.input_size))
 
 
 def backend_entry(name: str, backend, batch: np.ndarray) -> BenchEntry:  # noqa: ANN001
@@ -97,7 +111,7 @@ def pytorch_entry(name: str, model, preprocess: PreprocessConfig, *,  # noqa: AN
         t3 = time.perf_counter()
         return {"preprocess": t1 - t0, "inference": t2 - t1, "postprocess": t3 - t2}
 
-    return BenchEntry(name, run, rss_mb)
+    return BenchEntry(name, run, rss_mb, model_cost_of(model.config, (preprocess.height, preprocess.width)))
 
 
 def run_bench(entries: list[BenchEntry], images: list[np.ndarray], *, batch: int, iterations: int, warmup: int) -> list[dict]:
@@ -125,6 +139,8 @@ def run_bench(entries: list[BenchEntry], images: list[np.ndarray], *, batch: int
             **{f"{stage}_ms": 1e3 * float(np.median(entry.samples[stage])) for stage in STAGES},
             "images_per_s": batch / float(np.median(total)), "ratio_to_first": float(np.median(total) / base),
             "rss_mb": entry.rss_mb,
+            "gmacs": None if entry.cost is None else entry.cost[0] / 1e9,
+            "mparams": None if entry.cost is None else entry.cost[1] / 1e6,
         })
     return summaries
 
@@ -133,17 +149,19 @@ def format_table(summaries: list[dict]) -> str:
     """The summaries as a text table; the model column is as wide as the longest name (a cut name
     hid which backend ``auto`` picked, or which of two long paths a row was)."""
     width = max([len("model"), *(len(s["name"]) for s in summaries)])
-    head = f"{'model':<{width}} {'batch':>5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'pre':>6} {'infer':>8} {'post':>6} {'img/s':>7} {'ratio':>6} {'+RSS MB':>7}"
+    head = (f"{'model':<{width}} {'batch':>5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'pre':>6} {'infer':>8} {'post':>6} "
+            f"{'img/s':>7} {'ratio':>6} {'+RSS MB':>7} {'GMACs':>7} {'Mparams':>7}")
     rows = [head]
     for s in summaries:
         rows.append(f"{s['name']:<{width}} {s['batch']:>5} {s['p50_ms']:>8.1f} {s['p90_ms']:>8.1f} {s['p99_ms']:>8.1f} "
                     f"{s['preprocess_ms']:>6.1f} {s['inference_ms']:>8.1f} {s['postprocess_ms']:>6.1f} "
-                    f"{s['images_per_s']:>7.2f} {s['ratio_to_first']:>6.2f} {_rss_cell(s['rss_mb']):>7}")
+                    f"{s['images_per_s']:>7.2f} {s['ratio_to_first']:>6.2f} {_cell(s['rss_mb'], '.0f'):>7} "
+                    f"{_cell(s.get('gmacs'), '.3f'):>7} {_cell(s.get('mparams'), '.2f'):>7}")
     return "\n".join(rows)
 
 
-def _rss_cell(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
+def _cell(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def plot(summaries: list[dict], path: str) -> None:

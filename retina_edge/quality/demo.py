@@ -39,8 +39,10 @@ class DemoSetup:
     val_dir: Path
 
 
-def run_demo(out_dir: str | Path, *, val_images: int = 100, video_frames: int = 90) -> Path:
-    """Run everything into ``out_dir``, logging each step; returns the summary Markdown file."""
+def run_demo(out_dir: str | Path, *, val_images: int = 100, video_frames: int = 90, qat=None) -> Path:  # noqa: ANN001
+    """Run everything into ``out_dir``, logging each step; returns the summary Markdown file.
+    ``qat``: called with the :class:`DemoSetup`, returns more graphs (name -> path) to verify and bench
+    beside the others (the CLI passes quantization-aware training's, which lives in a layer above)."""
     from retina_edge.data.coco_dataset import load_images
     from retina_edge.quality.report import search_summary
     from retina_edge.runtime import Detector
@@ -48,6 +50,8 @@ def run_demo(out_dir: str | Path, *, val_images: int = 100, video_frames: int = 
     start = time.perf_counter()
     setup = _setup(Path(out_dir), val_images)
     models, search = _build_graphs(setup)
+    if qat is not None:
+        models.update(qat(setup))
     logger.info("3/5 verify every graph against the PyTorch reference")
     images, image_ids = load_images(str(setup.val_dir), val_images, str(setup.ann_file))
     summary_rows = [_verify(setup, name, path, images, image_ids, search) for name, path in models.items()]
@@ -141,8 +145,9 @@ def _bench(setup: DemoSetup, models: dict[str, Path], images: list) -> str:
     from retina_edge.runtime import Detector
 
     entries = [pytorch_entry("pytorch fp32 eager", setup.model, setup.export.preprocess)]
-    for name, backend in (("synth-fp32", "onnxruntime"), ("synth-int8-cpu", "onnxruntime"),
-                          ("synth-int8-cpu-search", "onnxruntime"), ("synth-fp32", "openvino")):
+    rows = [("synth-fp32", "onnxruntime"), ("synth-int8-cpu", "onnxruntime"), ("synth-int8-cpu-search", "onnxruntime"),
+            *(((name, "onnxruntime"),) if (name := "synth-int8-cpu-qat") in models else ()), ("synth-fp32", "openvino")]
+    for name, backend in rows:
         detector, added = measure_load(Detector, models[name], backend=backend)
         label = f"{name} [{backend}{' f32' if backend == 'openvino' else ''}]"
         entries.append(detector_entry(label, detector, rss_mb=added))

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from retina_edge.metrics.bootstrap import images_needed, paired_bootstrap
+from retina_edge.metrics.bootstrap import MIN_IMAGES, images_needed, paired_bootstrap
 from retina_edge.metrics.evaluate import coco_evaluate, to_coco_results
 from retina_edge.metrics.matching import MatchTolerance, pairwise_iou
 from retina_edge.config import ModelConfig
@@ -42,6 +42,11 @@ from retina_edge.runtime.core.results import Detections
 
 
 GATES = ("lower", "upper")
+#: Each limit's range, inclusive (a NaN is in none): AP points, AP as a fraction, score differences.
+LIMITS = {"max_delta_ap": (0.0, 100.0, "an AP drop in points"), "min_ap_vs_reference": (0.0, 1.0, "a fraction of AP"),
+          "max_mean_score_error": (0.0, 1.0, "a score difference"), "max_score_error": (0.0, 1.0, "a score difference"),
+          "exact_tensor_tol": (0.0, 1.0, "a relative tolerance")}
+OPTIONAL_LIMITS = ("max_score_error", "exact_tensor_tol")
 #: Resamples of the paired bootstrap behind every AP interval (seeded: a report is reproducible).
 BOOTSTRAP_RESAMPLES = 1000
 
@@ -68,8 +73,22 @@ class VerifyThresholds:
     gate: str = "lower"
 
     def __post_init__(self) -> None:
-        if self.gate not in GATES:
-            raise RetinaEdgeError(f"unknown AP gate {self.gate!r}; expected one of {GATES}")
+        self.check(**asdict(self))
+
+    @staticmethod
+    def check(**limits: object) -> None:
+        """Raise for a limit no model could be judged by (NaN, negative, infinite, beyond its scale):
+        ``nan`` failed every model and ``-1``/``inf`` passed every one. Callers may check the limits
+        they override before any work (the CLI does)."""
+        for name, value in limits.items():
+            low, high, scale = LIMITS.get(name, (None, None, ""))
+            if low is None or (value is None and name in OPTIONAL_LIMITS):
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise RetinaEdgeError(f"the verify limit {name} is {scale} ({low} to {high}), got {value!r}", option=name)
+        gate = limits.get("gate", GATES[0])
+        if gate not in GATES:
+            raise RetinaEdgeError(f"unknown AP gate {gate!r}; expected one of {GATES}", option="gate")
 
     @classmethod
     def for_precision(cls, precision: str, target: str = "any") -> VerifyThresholds:
@@ -250,7 +269,7 @@ def ap_against(reference: list[Detections], deployed: list[Detections]) -> float
 #: What decides a model's tensors besides its weights; the input size, thresholds and NMS settings
 #: may differ between an exported graph and its weights' defaults, so they are not compared.
 STRUCTURE_FIELDS = ("arch", "depth", "variant", "norm", "backbone_width", "fpn_channels", "head_convs", "anchors",
-                    "box_coder")
+                    "box_coder", "widths")
 
 
 def check_same_model(deployed: ModelConfig, reference: ModelConfig, deployed_name: str, reference_name: str) -> None:
@@ -399,6 +418,12 @@ def _ap_drop_check(report: VerifyReport, thresholds: VerifyThresholds) -> dict:
     allowed = thresholds.max_delta_ap
     bound = low if thresholds.gate == "lower" else high
     said = f"COCO AP dropped by {drop:.2f} points (95% interval {low:.2f} to {high:.2f}, {report.images} images)"
+    if report.images < MIN_IMAGES:  # no evidence either way: the lower gate has no proven excess, the upper no proof
+        unresolved = (f"{said}: unresolved, {report.images} images are too few for the interval to be evidence (at least "
+                      f"{MIN_IMAGES}), so the {thresholds.gate} gate cannot judge it")
+        if thresholds.gate == "lower":  # passes, so the terminal would not show it otherwise
+            report.notes.append(unresolved)
+        return {"name": "coco_ap_drop", "passed": thresholds.gate == "lower", "detail": unresolved}
     if bound <= allowed:
         return {"name": "coco_ap_drop", "passed": True,
                 "detail": f"{said}: the {thresholds.gate} bound is within the {allowed} allowed"}

@@ -10,9 +10,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from retina_edge.errors import RetinaEdgeError
 from retina_edge.optional import require
 from retina_edge.robotics.channels import Channel, Message
 from retina_edge.robotics.definitions import schema
+
+
+def address(host: str, port: int) -> str:
+    """``host:port``, an IPv6 host in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def check_address(host: str, port: int) -> None:
+    """Raise unless a server can listen on ``host:port`` now (``host`` names an address of this
+    machine, the port is free): before a run loads its model, not after."""
+    import socket
+
+    try:
+        family, kind, protocol, _, bound = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, protocol) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is fine, as for the server
+            probe.bind(bound)
+    except (OSError, UnicodeError) as error:  # socket.gaierror is an OSError
+        raise RetinaEdgeError(f"the Foxglove live view cannot listen on {address(host, port)}: "
+                              f"{getattr(error, 'strerror', None) or error}") from None
 
 
 class FoxgloveOutput:
@@ -28,8 +49,14 @@ class FoxgloveOutput:
                                                   data=schema(channel.schema).encode()),
             message_encoding="cdr", context=self._context, metadata={"source": channel.source_name})
             for channel in channels}
-        self._server = foxglove.start_server(name="retina-edge", host=host, port=port, context=self._context,
-                                             message_backlog_size=backlog)
+        try:
+            self._server = foxglove.start_server(name="retina-edge", host=host, port=port, context=self._context,
+                                                 message_backlog_size=backlog)
+        except RuntimeError as error:  # the SDK's FoxgloveError: a port taken, an address not of this machine
+            for channel in self._channels.values():
+                channel.close()
+            raise RetinaEdgeError(f"the Foxglove live view cannot listen on {address(host, port)}: "
+                                  f"{str(error).split('Failed to bind port: ')[-1]}") from None
         self.host = host
         self._closed = False
 

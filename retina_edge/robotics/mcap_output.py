@@ -12,11 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 from collections.abc import Sequence
 
 from retina_edge._version import __version__
-from retina_edge.atomic import atomic_path
+from retina_edge.atomic import StagedFile
 from retina_edge.optional import require
 from retina_edge.robotics.channels import Channel, Message
 from retina_edge.robotics.definitions import schema
@@ -28,9 +27,8 @@ class McapOutput:
     def __init__(self, path: str | os.PathLike, channels: Sequence[Channel]) -> None:
         writer_module = require("mcap.writer", "MCAP recording")
         self.path = path
-        self._stack = contextlib.ExitStack()
-        temporary = self._stack.enter_context(atomic_path(path))
-        self._stream = self._stack.enter_context(open(temporary, "wb"))  # noqa: SIM115 - closed by close()
+        self._staged = StagedFile(path)
+        self._stream = open(self._staged.path, "wb")  # noqa: SIM115 - closed by close()
         # Chunks stay uncompressed: JPEG frames make up the bulk and do not compress further.
         self._writer = writer_module.Writer(self._stream, compression=writer_module.CompressionType.NONE)
         self._writer.start(profile="ros2", library=f"retina-edge {__version__}")
@@ -47,19 +45,28 @@ class McapOutput:
         return topic in self._channel_ids
 
     def write(self, frame: Sequence[Message]) -> None:
-        for message in frame:
-            self._sequence += 1
-            self._writer.add_message(self._channel_ids[message.topic], message.log_time, message.data,
-                                     message.log_time, self._sequence)
+        try:
+            for message in frame:
+                self._sequence += 1
+                self._writer.add_message(self._channel_ids[message.topic], message.log_time, message.data,
+                                         message.log_time, self._sequence)
+        except OSError as error:  # a full disk: name the recording, not the temporary file
+            raise OSError(error.errno, error.strerror or str(error), str(self.path)) from None
 
     def close(self) -> None:
-        """Finish the file and move it onto ``path`` (once; later calls do nothing)."""
+        """Finish the file and move it onto ``path`` (once; later calls do nothing). If it cannot be
+        finished (a full disk), the temporary file goes and nothing replaces ``path``."""
         if self._closed:
             return
         self._closed = True
         try:
             self._writer.finish()
-        except BaseException:
-            self._stack.__exit__(*sys.exc_info())  # the temporary file goes; nothing replaces path
+            self._stream.close()
+        except BaseException as error:
+            with contextlib.suppress(OSError):  # its buffer cannot be written either; the descriptor closes
+                self._stream.close()
+            self._staged.discard()
+            if isinstance(error, OSError):
+                raise OSError(error.errno, error.strerror or str(error), str(self.path)) from None
             raise
-        self._stack.close()
+        self._staged.commit()

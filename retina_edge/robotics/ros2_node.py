@@ -19,7 +19,9 @@ Humble), decoded and encoded by :mod:`retina_edge.robotics.cdr`.
 Parameters: ``model`` (path, required), ``backend`` (auto, onnxruntime, openvino, tensorrt),
 ``device``, ``score_threshold`` (negative: the model's), ``classes`` (comma-separated names or
 category ids; empty: all), ``tracking`` (track IDs in ``Detection2D.id``), ``class_id`` (``name`` or
-``category_id``: what ``ObjectHypothesis.class_id`` holds), ``image_topics``, ``detection_topics``.
+``category_id``: what ``ObjectHypothesis.class_id`` holds), ``image_topics``, ``detection_topics``,
+``tracker`` (the motion tracker's name, as ``detect --tracker``; empty: the runtime's default) and
+``fixed_camera`` (true: no camera-motion compensation, for cameras that never move).
 
 rclpy, ``sensor_msgs`` and ``vision_msgs`` come from the ROS 2 install (source its setup script);
 they are imported only in this module.
@@ -31,7 +33,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from retina_edge.errors import DataError, RetinaEdgeError
 from retina_edge.robotics import cdr, messages, ros_images
@@ -49,6 +51,8 @@ class NodeSettings:
     score_threshold: float = -1.0
     classes: str = ""
     tracking: bool = False
+    tracker: str = ""
+    fixed_camera: bool = False
     class_id: str = "name"
     image_topics: tuple[str, ...] = ("image",)
     detection_topics: tuple[str, ...] = ()
@@ -84,8 +88,8 @@ def read_settings(node) -> NodeSettings:  # noqa: ANN001
     values = {name: node.declare_parameter(name, default).value for name, default in (
         ("model", ""), ("backend", defaults.backend), ("device", defaults.device),
         ("score_threshold", defaults.score_threshold), ("classes", defaults.classes), ("tracking", defaults.tracking),
-        ("class_id", defaults.class_id), ("image_topics", list(defaults.image_topics)),
-        ("detection_topics", [""]), ("skip_log_period", defaults.skip_log_period))}
+        ("tracker", defaults.tracker), ("fixed_camera", defaults.fixed_camera), ("class_id", defaults.class_id),
+        ("image_topics", list(defaults.image_topics)), ("detection_topics", [""]), ("skip_log_period", defaults.skip_log_period))}
     if not values["model"]:
         raise RetinaEdgeError("the model parameter is required: --ros-args -p model:=/path/to/model.onnx")
     values["image_topics"] = tuple(values["image_topics"])
@@ -137,7 +141,8 @@ class DetectorNode:
         self.detector = detector or self._open_detector()
         try:
             self.classes = self.detector.metadata.model.labels_for(_split(settings.classes)) if settings.classes else None
-            self.trackers = ([(tracker_factory or _default_tracker)() for _ in settings.image_topics]
+            factory = tracker_factory or (lambda: _default_tracker(settings))
+            self.trackers = ([factory() for _ in settings.image_topics]
                              if settings.tracking else None)
         except BaseException:
             if self._owns_detector:
@@ -219,16 +224,42 @@ def _split(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def _default_tracker():  # noqa: ANN202
-    """The runtime's tracker (ByteTrack with re-identification; ``update(detections, timestamp, image)`` -> IDs,
-    -1 while unconfirmed)."""
+def _default_tracker(settings: NodeSettings):  # noqa: ANN202
+    """The runtime's tracker named by ``settings`` (``update(detections, timestamp, image)`` -> IDs, -1
+    while unconfirmed), with camera-motion compensation unless the camera is fixed and colour checks."""
     from retina_edge.runtime.video import tracking
 
-    return tracking.make_tracker()
+    options = tracking.TrackerOptions(camera_motion=not settings.fixed_camera)
+    return tracking.make_tracker(replace(options, tracker=settings.tracker) if settings.tracker else options)
+
+
+USAGE = """usage: retina-edge-ros2 --ros-args -p model:=PATH [-p NAME:=VALUE ...]
+
+A ROS 2 node: camera images in, vision_msgs/Detection2DArray out, the cameras detected in one batch.
+
+parameters:
+  model             deployed model file (.onnx or .engine), required
+  image_topics      topics to subscribe to, e.g. "['/front/image_raw', '/rear/image/compressed']"
+                    (sensor_msgs/Image, or CompressedImage for a topic ending in /compressed)
+  detection_topics  where to publish (default: /front/image_raw -> /front/detections)
+  backend, device   auto, onnxruntime, openvino, tensorrt; the backend's device
+  score_threshold   negative: the model's
+  classes           comma-separated names or category ids (empty: all)
+  tracking          true: track IDs in Detection2D.id
+  class_id          name or category_id: what ObjectHypothesis.class_id holds
+
+It runs in a ROS 2 environment (Humble or newer, with vision_msgs): source /opt/ros/<distro>/setup.bash.
+example:
+  retina-edge-ros2 --ros-args -p model:=/models/m.engine -p image_topics:="['/front/image_raw']" -p tracking:=true
+"""
 
 
 def main(args: Sequence[str] | None = None) -> int:
-    """``retina-edge-ros2``: run the node until Ctrl-C or a ROS shutdown."""
+    """``retina-edge-ros2``: run the node until Ctrl-C or a ROS shutdown (``--help``: the usage, without ROS 2)."""
+    given = list(sys.argv[1:] if args is None else args)
+    if given[:1] in (["-h"], ["--help"]):
+        print(USAGE, end="")
+        return 0
     try:
         import rclpy
         from rclpy.executors import ExternalShutdownException
@@ -236,6 +267,11 @@ def main(args: Sequence[str] | None = None) -> int:
     except ModuleNotFoundError as error:
         print(f"retina-edge-ros2: {error.name} is missing: the node runs in a ROS 2 environment (Humble or newer, "
               "with vision_msgs): source /opt/ros/<distro>/setup.bash first", file=sys.stderr)
+        return 2
+    except Exception as error:  # noqa: BLE001 - a broken install (a missing librcl, another Python's build): one line
+        print(f"retina-edge-ros2: rclpy is installed but cannot be imported ({type(error).__name__}: "
+              f"{str(error).splitlines()[0] if str(error) else 'no details'}): source the setup script of a ROS 2 "
+              "built for this Python", file=sys.stderr)
         return 2
 
     rclpy.init(args=args)

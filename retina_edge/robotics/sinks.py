@@ -56,13 +56,15 @@ class FrameSink:
         self.frames[result.source] += 1
 
     def close(self) -> None:
-        """Close every output, even when one fails (the first failure is raised afterwards)."""
+        """Close every output, even when one fails: the first failure is raised afterwards (said
+        once, by whoever catches it), any further one logged."""
         failure = None
         for output in self.outputs:
             try:
                 output.close()
             except Exception as error:  # noqa: BLE001 - the other outputs still close
-                logger.error("closing %s failed: %s", type(output).__name__, error)
+                if failure is not None:
+                    logger.error("closing %s failed too: %s", type(output).__name__, error)
                 failure = failure or error
         if failure is not None:
             raise failure

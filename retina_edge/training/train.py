@@ -34,6 +34,8 @@ from retina_edge.progress import Progress
 from retina_edge.model.transform import RetinaTransform
 
 logger = logging.getLogger(__name__)
+#: The input side of a fresh model when the config gives none.
+DEFAULT_SIZE = 512
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,9 @@ class TrainConfig:
     out_dir: str = "runs/train"
     arch: str = "resnet18_fpn"
     model_options: dict[str, Any] = field(default_factory=dict)
-    min_size: int = 512
-    max_size: int = 512
+    #: The input's sides (None: 512, or the checkpoint's with ``weights``).
+    min_size: int | None = None
+    max_size: int | None = None
     train_min_sizes: tuple[int, ...] = ()
     batch_size: int = 8
     epochs: int = 12
@@ -73,10 +76,14 @@ class TrainConfig:
     hflip: float = 0.5
     seed: int = 0
     backbone_weights: str | None = None
+    weights: str | None = None
     eval_at_end: bool = True
     log_every: int = 20
     #: last.pth is also written every this many iterations (and at each epoch's end, and on SIGINT/SIGTERM).
     checkpoint_every: int = 200
+    #: BatchNorm layers keep their running statistics (eval mode) while the rest trains: fine-tuning
+    #: (quantization-aware training) on batches too small or too few to re-estimate them.
+    freeze_bn_stats: bool = False
 
     @classmethod
     def from_json(cls, path: str | os.PathLike, **overrides: Any) -> TrainConfig:
@@ -131,11 +138,15 @@ def _distributed() -> tuple[int, int]:
 
 
 def build_training_model(config: TrainConfig, class_names: tuple[str, ...], category_ids: tuple[int, ...]) -> RetinaNet:
-    """Fresh model for the dataset's classes, with the config's input size and options."""
+    """Fresh model for the dataset's classes, with the config's input size and options (or the
+    model of ``config.weights``, which must know the dataset's classes)."""
+    if config.weights:
+        return _start_from_weights(config, class_names, category_ids)
     options = {"norm": "bn", **config.model_options}
     model_cfg = model_config(
         config.arch, num_classes=len(class_names), class_names=class_names, category_ids=category_ids,
-        min_size=config.min_size, max_size=config.max_size, trainable_layers=config.trainable_layers, **options,
+        min_size=config.min_size or DEFAULT_SIZE, max_size=config.max_size or DEFAULT_SIZE,
+        trainable_layers=config.trainable_layers, **options,
     )
     model = RetinaNet(model_cfg)
     if config.backbone_weights:
@@ -143,14 +154,27 @@ def build_training_model(config: TrainConfig, class_names: tuple[str, ...], cate
     return model
 
 
-def train(config: TrainConfig, *, resume: bool = False) -> Path:
-    """Train per ``config``; returns the path of ``model_final.pth``."""
+def _start_from_weights(config: TrainConfig, class_names: tuple[str, ...], category_ids: tuple[int, ...]) -> RetinaNet:
+    if config.model_options or config.backbone_weights:
+        raise RetinaEdgeError("weights to start from fix the architecture and its weights: drop model_options "
+                              "and backbone_weights", option=("model_options", "backbone_weights"))
+    sizes = {key: value for key, value in (("min_size", config.min_size), ("max_size", config.max_size)) if value}
+    model = load_model(config.weights, trainable_layers=config.trainable_layers, category_ids=category_ids, **sizes)
+    if model.config.class_names != class_names:
+        raise RetinaEdgeError(f"{config.weights} detects {', '.join(model.config.class_names)}; the dataset has "
+                              f"{', '.join(class_names)}: fine-tune on data with the model's classes", option="weights")
+    return model.train()
+
+
+def train(config: TrainConfig, *, resume: bool = False, model: RetinaNet | None = None) -> Path:
+    """Train per ``config``; returns the path of ``model_final.pth``. ``model``: fine-tune this one
+    (its classes must be the data's) instead of a fresh model of ``config``'s architecture."""
     rank, world = _distributed()
     torch.manual_seed(config.seed + rank)
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     out_dir = Path(config.out_dir)
     index = _train_index(config, rank)
-    model = build_training_model(config, index.class_names, index.category_ids).to(device)
+    model = (model if model is not None else build_training_model(config, index.class_names, index.category_ids)).to(device)
     model.transform = RetinaTransform(model.config.transform, train_min_sizes=config.train_min_sizes)
     optimizer = _make_optimizer(model, config)
     scaler = torch.amp.GradScaler("cuda", enabled=config.amp and device.type == "cuda")
@@ -161,6 +185,9 @@ def train(config: TrainConfig, *, resume: bool = False) -> Path:
                optimizer=optimizer, scaler=scaler, sampler=sampler, loader=loader, device=device,
                autocast_dtype=_autocast_dtype(config, device), rank=rank, total=total, iteration=start_iteration,
                last=out_dir / "last.pth", progress=Progress(total, "train", enabled=rank == 0, every=config.log_every))
+    if rank == 0:  # where the run writes, before it starts: not only at its end
+        logger.info("training %d iterations into %s (last.pth on the way and on Ctrl-C, model_final.pth at the end)",
+                    total, out_dir)
     if start_iteration and rank == 0:
         logger.info("resuming at iteration %d of %d", start_iteration, total)
     _loop(run)
@@ -230,6 +257,8 @@ def _loop(run: _Run) -> None:
     """Step until ``run.total``, saving ``last.pth`` periodically and when asked to stop."""
     config, per_epoch = run.config, len(run.loader)
     run.net.train()
+    if config.freeze_bn_stats:
+        freeze_bn_statistics(run.model)
     with StopRequest() as stop:
         while run.iteration < run.total:  # epochs; a resumed epoch starts where the saved run stopped
             epoch, done = divmod(run.iteration, per_epoch)
@@ -244,6 +273,13 @@ def _loop(run: _Run) -> None:
                                             f"{run.last}: continue by resuming from it")
                 if run.iteration >= run.total:
                     break
+
+
+def freeze_bn_statistics(model: torch.nn.Module) -> None:
+    """BatchNorm layers to eval mode (running statistics used, not updated); the rest as it is."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
 
 
 def _step(run: _Run, images: list[torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> None:

@@ -21,10 +21,10 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from retina_edge.atomic import staging_folder
 from retina_edge.contract import DeploymentMetadata, is_engine_path
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.triton import configs
@@ -163,8 +163,7 @@ def _write_network(folder: Path, model: Path, metadata: DeploymentMetadata, back
 def _write_model(folder: Path, config: str, files: dict[str, Path | bytes]) -> Path:
     """``folder/config.pbtxt`` and ``folder/1/<files>`` (paths copied, bytes written), swapped in whole;
     two writers of one folder at once each stage in their own place, the last one wins."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    staging = staging_folder(folder)  # with the umask's mode, as every other output
     try:
         _stage(staging, config, files)
         for _ in range(10):  # another writer may put its folder in place between our removal and rename

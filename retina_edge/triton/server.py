@@ -70,6 +70,40 @@ class ServerDiedError(RetinaEdgeError):
     exit_code = 1
 
 
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When to start a ``tritonserver`` again that died while serving. One HTTP request can abort
+    Triton 2.51 (a huge declared input, see :mod:`retina_edge.cli.serve`), so a bound on restarts let
+    six such requests in ten minutes end the service: by default it is restarted for as long as it
+    runs, after a wait that doubles with each death in the last ``window`` seconds (``first_delay``,
+    2x, 4x, ... at most ``max_delay``), so a server that keeps dying costs little and one that died
+    once in a while comes back at once. ``max_restarts``: give up (None: never) after that many
+    restarts within ``window``."""
+
+    first_delay: float = 1.0
+    max_delay: float = 30.0
+    window: float = 600.0
+    max_restarts: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.first_delay <= self.max_delay or not self.window > 0:
+            raise RetinaEdgeError(f"a restart policy needs 0 <= first_delay <= max_delay and a window above 0, got "
+                                  f"{self.first_delay}, {self.max_delay} and {self.window}")
+        if self.max_restarts is not None and self.max_restarts < 0:
+            raise RetinaEdgeError(f"max_restarts must be at least 0, got {self.max_restarts}", option="max_restarts")
+
+    def recent(self, deaths: list[float], now: float) -> list[float]:
+        """The deaths (monotonic seconds) within the window before ``now``."""
+        return [t for t in deaths if now - t < self.window]
+
+    def delay(self, recent_deaths: int) -> float | None:
+        """Seconds to wait before the next start after ``recent_deaths`` deaths within the window
+        (the last one included), or None to give up."""
+        if self.max_restarts is not None and recent_deaths > self.max_restarts:
+            return None
+        return min(self.max_delay, self.first_delay * 2.0 ** min(recent_deaths - 1, 30))
+
+
 def is_loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
@@ -79,11 +113,33 @@ def models_in(repository: Path) -> list[str]:
     return sorted(folder.name for folder in repository.iterdir() if (folder / "config.pbtxt").is_file())
 
 
+def has_nvidia_gpu() -> bool:
+    """Whether this machine shows an NVIDIA GPU: a driver's device node (``/dev/nvidia0``, or a
+    Jetson's ``/dev/nvhost-ctrl-gpu``); a container started without GPUs has none."""
+    dev = Path("/dev")
+    return any(dev.glob("nvidia[0-9]*")) or (dev / "nvhost-ctrl-gpu").exists()
+
+
+def cpu_only_flags(gpu: bool) -> list[str]:
+    """tritonserver flags for a machine without a GPU: no pinned or CUDA memory pools and no GPU
+    metrics, which it otherwise tries to set up and reports failing (a warning about the CUDA
+    driver, "Error: Failed to initialize NVML", "DCGM unable to start") on every start."""
+    if gpu:
+        return []
+    return ["--pinned-memory-pool-byte-size=0", "--cuda-memory-pool-byte-size=0:0", "--allow-gpu-metrics=false"]
+
+
 def check_ports_free(host: str, ports: Ports) -> None:
     """Raise if one of ``ports`` is taken on ``host`` (tritonserver would say so deep in its log and exit)."""
     import socket
 
-    for kind, port in (("HTTP", ports.http), ("gRPC", ports.grpc), ("metrics", ports.metrics)):
+    named = (("HTTP", ports.http), ("gRPC", ports.grpc), ("metrics", ports.metrics))
+    for index, (kind, port) in enumerate(named):
+        same = [other for other, value in named[index + 1:] if value == port]
+        if same:  # tritonserver would fail to bind the second one, deep in its log
+            raise RetinaEdgeError(f"the {kind} and {same[0]} ports are both {port}: each endpoint needs its own port",
+                                  option=(f"{kind.lower()}_port", f"{same[0].lower()}_port"))
+    for kind, port in named:
         if not 0 < port < 65536:
             raise RetinaEdgeError(f"the {kind} port must be between 1 and 65535, got {port}")
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
@@ -115,7 +171,7 @@ class TritonServer:
         binary, backends = find_tritonserver()
         command = [str(binary), f"--model-repository={repository}", f"--http-port={ports.http}",
                    f"--grpc-port={ports.grpc}", f"--metrics-port={ports.metrics}", f"--http-address={http_host}",
-                   f"--grpc-address={host}", f"--metrics-address={http_host}"]
+                   f"--grpc-address={host}", f"--metrics-address={http_host}", *cpu_only_flags(has_nvidia_gpu())]
         if backends is not None:
             command.append(f"--backend-directory={backends}")
         site_packages = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]

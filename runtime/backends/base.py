@@ -8,12 +8,16 @@ by name; ``close()`` frees what it holds and is idempotent.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from retina_edge.errors import RetinaEdgeError
+from retina_edge.resources import bound_threads
+
+logger = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -34,7 +38,8 @@ class BackendOptions:
     """How to load a backend; each backend reads the fields that apply to it.
 
     ``device``: the backend's own device name (ONNX Runtime ``cpu``/``cuda``/``tensorrt``, OpenVINO
-    ``CPU``/``GPU``; None: its default). ``threads``: CPU threads (None: the backend's default).
+    ``CPU``/``GPU``; None: its default). ``threads``: CPU threads (None: the backend's default; more
+    than the process's usable cores are bounded to them, with a warning, for every caller alike).
     ``precision_hint``: the inference precision a backend may run an FP32 graph in (OpenVINO's
     ``f32``/``bf16``/``f16``; ``f32`` matches the reference). ``cuda_graph``: replay each batch
     size's copies and inference as one captured CUDA graph (TensorRT). ``streams``: inferences that
@@ -50,8 +55,14 @@ class BackendOptions:
     def __post_init__(self) -> None:
         if self.streams != "auto" and (not isinstance(self.streams, int) or self.streams < 1):
             raise RetinaEdgeError(f"streams must be 'auto' or at least 1, got {self.streams!r}")
-        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
-            raise RetinaEdgeError(f"threads must be at least 1, got {self.threads!r}")
+        if self.threads is not None:
+            if not isinstance(self.threads, int) or isinstance(self.threads, bool) or self.threads < 1:
+                raise RetinaEdgeError(f"threads must be a whole number of at least 1, got {self.threads!r}",
+                                      option="threads")
+            threads, note = bound_threads(self.threads)
+            if note:  # a thread pool larger than the cores only contends: 100000 asked of ONNX Runtime
+                logger.warning("threads: %s", note)  # started 18.7k threads and took 16.5 GB before it failed
+            object.__setattr__(self, "threads", threads)
 
     def replace(self, **changes: object) -> BackendOptions:
         return dataclasses.replace(self, **changes)
@@ -59,3 +70,4 @@ class BackendOptions:
     def speed_settings(self) -> dict:
         """The settings that change a backend's speed, as the measured choices' cache keys name them."""
         return {"device": self.device, "threads": self.threads, "openvino_precision": self.precision_hint}
+

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import os
 import queue
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,7 +47,7 @@ class OpenVinoBackend:
             with _signal_stack_kept():
                 self.compiled = core.compile_model(core.read_model(str(path)), device.upper(), config)
         except Exception as error:  # OpenVINO raises RuntimeError subclasses with long texts
-            raise RetinaEdgeError(f"OpenVINO cannot load {path} on {device}: {str(error).splitlines()[0]}") from None
+            raise RetinaEdgeError(f"OpenVINO cannot load {path} on {device}: {openvino_reason(error)}") from None
         # A tensor may have several names (a Cast right after the input, as an FP16 stem has, adds one):
         # look ours up among all of them.
         if INPUT_NAME not in self.compiled.inputs[0].get_names():
@@ -78,6 +79,15 @@ class OpenVinoBackend:
     def close(self) -> None:
         self._idle = queue.SimpleQueue()
         self.compiled = None
+
+
+def openvino_reason(error: BaseException) -> str:
+    """The line of an OpenVINO error that says what went wrong: its text starts with a line per source
+    location it passed (``Exception from src/inference/src/cpp/core.cpp:117:``, ``Check 'val_i >= 0'
+    failed at src/.../istreams_executor.cpp:58:``), and the first of those alone said nothing."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reasons = [line for line in lines if not re.search(r"\.(?:cpp|hpp|cc|h):\d+:$", line)]
+    return (reasons or lines or [type(error).__name__])[0]
 
 
 def _open(path: Path, options: BackendOptions, engine: object) -> OpenVinoBackend:

@@ -20,7 +20,7 @@ its one execution context. Pre- and post-processing hold no shared mutable state
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +68,14 @@ def as_image_list(images: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]
             return list(images)
         raise DataError(f"expected an (H, W, 3) RGB image, an (N, H, W, 3) stack or a list of images; "
                         f"got an array of shape {images.shape}")
-    return list(images)
+    listed = list(images) if isinstance(images, Iterable) else None
+    if listed is None or not all(isinstance(image, np.ndarray) for image in listed):
+        # None from a failed cv2.imread, mostly: said here, not as a TypeError deep in preprocessing
+        wrong = images if listed is None else next(image for image in listed if not isinstance(image, np.ndarray))
+        raise DataError(f"expected an (H, W, 3) RGB image, an (N, H, W, 3) stack or a list of images; got "
+                        f"{'' if listed is None else 'a list holding '}"
+                        f"{'None (did reading the image fail?)' if wrong is None else type(wrong).__name__}")
+    return listed
 
 
 class Detector:

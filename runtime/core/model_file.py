@@ -25,6 +25,10 @@ def read_deployment(path: str | os.PathLike) -> DeploymentMetadata:
     """The typed contract of a deployed model file (engine or ONNX); clear errors for missing,
     damaged, foreign or newer files."""
     path = Path(path)
+    if path.is_dir():  # "not found" for a folder that is there sent users looking for the wrong problem
+        inside = sorted(p.name for p in path.iterdir() if p.suffix.lower() == ".onnx" or is_engine_path(p))[:3]
+        raise RetinaEdgeError(f"{path} is a folder; a model is one file (.onnx, or an engine retina-edge built)"
+                              + (f": it holds {', '.join(inside)}" if inside else ""))
     if not path.is_file():
         raise RetinaEdgeError(f"model file not found: {path}")
     if path.stat().st_size == 0:  # an interrupted copy or write: not "from another tool"

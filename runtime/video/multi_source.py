@@ -168,9 +168,8 @@ class BatchedRun:
                 for batch in consume(results):
                     yield from batch
         finally:
-            for source, stats in zip(self.sources, self.stats):
+            for source in self.sources:
                 source.close()
-                stats.finished = time.perf_counter()
 
     def _feed_options(self, source) -> FeedOptions:  # noqa: ANN001
         config = self.context.config

@@ -8,7 +8,7 @@
             robot.act(result.detections)               # boxes in frame pixels, class names, scores
 
     future = pipeline.submit(rgb_frame)                # or: your loop owns capture
-    future.add_done_callback(lambda f: publish(f.result()))
+    future.add_done_callback(lambda f: publish(f.result().detections))   # a FrameResult, as run yields
 
 Live sources run in "latest frame" mode: when inference falls behind, the oldest waiting frame is
 dropped (and counted), so latency never grows into a backlog; a live source that fails is
@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -46,7 +47,7 @@ from retina_edge.runtime.core.results import Detections
 from retina_edge.runtime.video.multi_source import BatchedRun
 from retina_edge.runtime.video.run import FrameResult, PipelineConfig, RunContext
 from retina_edge.runtime.video.single_source import SingleSourceRun
-from retina_edge.runtime.video.sources import open_source, open_sources
+from retina_edge.runtime.video.sources import Frame, open_source, open_sources
 from retina_edge.runtime.video.stats import PipelineStats
 from retina_edge.runtime.video.threads import ThreadGroup
 from retina_edge.runtime.video.tracking import Tracker, make_tracker
@@ -73,6 +74,8 @@ class Pipeline:
         self._executor: ThreadPoolExecutor | None = None
         self._slots = threading.BoundedSemaphore(self.config.queue_size + 1)
         self._lock = threading.Lock()
+        self._submitted = 0
+        self._submit_tracker: Tracker | None = None
 
     def __enter__(self) -> Pipeline:
         return self
@@ -120,8 +123,12 @@ class Pipeline:
         yield from (BatchedRun(context, sources, self.source_stats) if many
                     else SingleSourceRun(context, sources[0], self.source_stats[0]))
 
-    def submit(self, image: np.ndarray) -> Future:
-        """Detect in a background thread; returns a Future of :class:`Detections`.
+    def submit(self, image: np.ndarray, timestamp: float | None = None) -> Future:
+        """Detect ``image`` (``(H, W, 3)`` uint8 RGB, a frame you captured) in a background thread;
+        returns a Future of its :class:`FrameResult`, as :meth:`run` yields them: ``index`` counts the
+        frames submitted from 0, ``timestamp`` is the capture time given (default: the call's),
+        ``latency_ms`` runs from it to the result, and with tracking on, ``track_ids`` come from one
+        tracker fed the submitted frames in the order submitted.
 
         Blocks while ``queue_size + 1`` frames are already pending, so a fast caller cannot build
         a backlog. ``future.add_done_callback(fn)`` gives the callback form. Thread-safe.
@@ -129,11 +136,22 @@ class Pipeline:
         with self._lock:
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retina-edge-submit")
-            executor = self._executor
+            executor, index = self._executor, self._submitted
+            self._submitted += 1
+        frame = Frame(index, time.time() if timestamp is None else timestamp, image)
         self._slots.acquire()
-        future = executor.submit(lambda: self._detect_many([image])[0])
+        future = executor.submit(self._detect_submitted, frame)  # one worker: frames are detected in order
         future.add_done_callback(lambda _: self._slots.release())
         return future
+
+    def _detect_submitted(self, frame: Frame) -> FrameResult:
+        start = time.perf_counter()
+        result = FrameResult.of(frame, self._detect_many([frame.image])[0], 1e3 * (time.perf_counter() - start))
+        if self.config.tracking is not None:
+            self._submit_tracker = self._submit_tracker or make_tracker(self.config.tracking)
+            result.track_ids = self._submit_tracker.update(result.detections, frame.timestamp, frame.image)
+        result.latency_ms = 1e3 * (time.time() - frame.timestamp)
+        return result
 
     def close(self) -> None:
         """Stop everything and join all threads this pipeline started."""

@@ -62,13 +62,15 @@ class _Seen:
 @dataclass
 class _Frame:
     """One update's tracked boxes: ``tracks`` (tracker IDs), ``boxes`` ``(T, 4)``, their looks
-    (None: too small), which are clear of other tracks' boxes, and ``overlap`` ``(T, T)``."""
+    (None: too small), which are clear of other tracks' boxes, ``overlap`` ``(T, T)``, and
+    ``places``: the boxes in the scene's coordinates."""
 
     tracks: list[int]
     boxes: np.ndarray
     looks: list[np.ndarray | None]
     clear: np.ndarray
     overlap: np.ndarray
+    places: np.ndarray
 
 
 def _place(box: np.ndarray) -> tuple[np.ndarray, float]:
@@ -116,11 +118,16 @@ class TrackStitcher:
         self._contacts: dict[tuple[int, int], float] = {}  # two tracker IDs whose boxes touched -> when
         self._next = 1
 
-    def update(self, ids: np.ndarray, boxes: np.ndarray, image: np.ndarray, time: float) -> np.ndarray:
-        """Stitched IDs for the tracker's ``ids`` (``-1`` stays ``-1``) of ``boxes`` in ``image`` at ``time`` (s)."""
+    def update(self, ids: np.ndarray, boxes: np.ndarray, image: np.ndarray, time: float,
+               places: np.ndarray | None = None) -> np.ndarray:
+        """Stitched IDs for the tracker's ``ids`` (``-1`` stays ``-1``) of ``boxes`` in ``image`` at ``time`` (s).
+        ``places``: the same boxes in the scene's coordinates when the camera moves (see
+        :mod:`retina_edge.runtime.video.camera_motion`), where an unseen object's reach is judged; None: ``boxes``."""
         ids = np.asarray(ids, dtype=np.int64)
         rows = np.flatnonzero(ids >= 0)
-        frame = _frame(ids[rows].tolist(), np.asarray(boxes, dtype=np.float64).reshape(-1, 4)[rows], image)
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        places = boxes if places is None else np.asarray(places, dtype=np.float64).reshape(-1, 4)
+        frame = _frame(ids[rows].tolist(), boxes[rows], image, places[rows])
         self._forget(time, keep=set(frame.tracks))
         known = [k for k, track in enumerate(frame.tracks) if track in self._stitched]
         in_view = {self._stitched[frame.tracks[k]] for k in known}
@@ -133,23 +140,24 @@ class TrackStitcher:
         out = np.full(len(ids), -1, dtype=np.int64)
         for k, (row, track) in enumerate(zip(rows, frame.tracks)):
             out[row] = self._stitched[track]
-            self._remember(self._stitched[track], frame.looks[k] if frame.clear[k] else None, frame.boxes[k], time)
+            self._remember(self._stitched[track], frame.looks[k] if frame.clear[k] else None, frame.places[k], time)
         return out
 
     def _stitch(self, frame: _Frame, k: int, time: float, in_view: set[int]) -> None:
         """Track ``k`` takes the lost ID it looks like; a new track that does not (or is not clear
         enough to judge) gets a new ID, which it can still trade for a lost one once clear."""
         track = frame.tracks[k]
-        found = self._match(frame.looks[k] if frame.clear[k] else None, frame.boxes[k], time, in_view)
+        found = self._match(frame.looks[k] if frame.clear[k] else None, frame.places[k], time, in_view)
         if found is None and track in self._stitched:
             return
         self._assign(track, found if found is not None else self._fresh())
         in_view.add(self._stitched[track])
 
-    def _match(self, histogram: np.ndarray | None, box: np.ndarray, time: float, in_view: set[int]) -> int | None:
-        """The most similar ID not in view that could have got to ``box`` by ``time``, if any is similar enough."""
+    def _match(self, histogram: np.ndarray | None, place: np.ndarray, time: float, in_view: set[int]) -> int | None:
+        """The most similar ID not in view that could have got to ``place`` (a box in the scene) by
+        ``time``, if any is similar enough."""
         best, best_similarity = None, self.min_similarity
-        centre, size = _place(box)
+        centre, size = _place(place)
         for stitched, seen in self._seen.items() if histogram is not None else ():
             reach = max(seen.size, size) * (1 + MAX_SPEED * (time - seen.time))
             if stitched in in_view or np.linalg.norm(centre - seen.centre) > reach:
@@ -202,12 +210,12 @@ class TrackStitcher:
             seen = self._seen.get(old)
             if seen is None or look is None or not frame.clear[k] or _similarity(look, seen.histogram) >= RELEASE_BELOW:
                 continue
-            found = self._match(look, frame.boxes[k], time, in_view)
+            found = self._match(look, frame.places[k], time, in_view)
             self._assign(track, found if found is not None else self._fresh())
             in_view.discard(old)
             in_view.add(self._stitched[track])
 
-    def _remember(self, stitched: int, histogram: np.ndarray | None, box: np.ndarray, time: float) -> None:
+    def _remember(self, stitched: int, histogram: np.ndarray | None, place: np.ndarray, time: float) -> None:
         seen = self._seen.get(stitched)
         if histogram is None:
             if seen is None:
@@ -215,7 +223,7 @@ class TrackStitcher:
             histogram = seen.histogram
         elif seen is not None:
             histogram = (1 - UPDATE) * seen.histogram + UPDATE * histogram
-        self._seen[stitched] = _Seen(histogram, time, *_place(box))
+        self._seen[stitched] = _Seen(histogram, time, *_place(place))
 
     def _forget(self, time: float, keep: set[int]) -> None:
         """Bounded memory on runs of any length: IDs unseen for longer than ``seconds`` go, and
@@ -227,7 +235,7 @@ class TrackStitcher:
             self._stitched = {t: s for t, s in self._stitched.items() if s in live or t in keep}
 
 
-def _frame(tracks: list[int], boxes: np.ndarray, image: np.ndarray) -> _Frame:
+def _frame(tracks: list[int], boxes: np.ndarray, image: np.ndarray, places: np.ndarray) -> _Frame:
     overlap = overlap_fractions(boxes)
     looks = [colour_histogram(image, box) for box in boxes]
-    return _Frame(tracks, boxes, looks, overlap.max(axis=1, initial=0.0) <= CLEAR, overlap)
+    return _Frame(tracks, boxes, looks, overlap.max(axis=1, initial=0.0) <= CLEAR, overlap, places)

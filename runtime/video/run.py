@@ -19,6 +19,9 @@ from retina_edge.runtime.video.threads import ThreadGroup
 from retina_edge.runtime.video.tracking import TrackerOptions
 
 MODES = ("auto", "latest", "every")
+#: The longest a batch may wait for the other sources' frames: waiting longer for a stalled camera
+#: would stall every other source with it (a file waited 30 s at 1e9).
+MAX_BATCH_WAIT_MS = 1000.0
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,12 @@ class PipelineConfig:
             raise RetinaEdgeError("queue_size must be at least 1")
         if self.in_flight is not None and self.in_flight < 1:
             raise RetinaEdgeError("in_flight must be at least 1")
-        if (self.max_batch is not None and self.max_batch < 1) or self.max_batch_wait_ms < 0:
-            raise RetinaEdgeError("max_batch must be at least 1 and max_batch_wait_ms at least 0")
+        if self.max_batch is not None and self.max_batch < 1:
+            raise RetinaEdgeError("max_batch must be at least 1")
+        if not 0 <= self.max_batch_wait_ms <= MAX_BATCH_WAIT_MS:
+            raise RetinaEdgeError(f"max_batch_wait_ms must be from 0 to {MAX_BATCH_WAIT_MS:.0f} (a batch waiting longer "
+                                  f"for one source holds up the others), got {self.max_batch_wait_ms}",
+                                  option="max_batch_wait_ms")
 
     def frames_in_flight(self, detector, *, latest: bool) -> int:  # noqa: ANN001
         """How many frames to infer at once for this detector and source kind."""
@@ -113,6 +120,7 @@ class RunContext:
             stats.processed += 1
             stats.inference_ms_total += result.inference_ms
             stats.latencies_ms.append(result.latency_ms)
+            stats.finished = time.perf_counter()
 
     @property
     def max_batch(self) -> int:

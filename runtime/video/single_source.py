@@ -49,7 +49,6 @@ class SingleSourceRun:
         finally:
             workers.shutdown(wait=True, cancel_futures=True)
             self.source.close()
-            self.stats.finished = time.perf_counter()
 
     def _capture(self, frames: queue.Queue) -> None:
         stop, config = self.context.stop, self.context.config

@@ -11,12 +11,17 @@ pipelines and image folders, all yielding ``(H, W, 3)`` uint8 RGB frames (no tor
 - a folder: its images in name order (not live);
 - anything else: a video file (not live).
 
-Live sources can drop and be reopened; files end.
+Live sources can drop and be reopened; files end. A live source opens in its capture thread, under
+the same reconnect policy as a reopening (:func:`capture_frames`), so one camera that is down at the
+start (or a server that accepts and stays silent) holds up no other source. Credentials in a URL
+(``rtsp://user:password@host/...``) are used to open it and appear nowhere else: a source's
+``spec`` (its name in results, logs and outputs) has them replaced (:func:`redact`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from retina_edge.errors import DataError
-from retina_edge.imageio import bgr_to_rgb, list_images, read_image_rgb
+from retina_edge.imageio import bgr_to_rgb, list_images, read_image_rgb, skipped_files
 
 logger = logging.getLogger(__name__)
 #: While opening a live source blocks (a stream that accepts but sends nothing blocks up to the
@@ -46,28 +51,39 @@ class Frame:
     name: str | None = None
 
 
+#: ``scheme://user:password@`` (or ``scheme://token@``) in a source spec or a message.
+_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it replaced: ``rtsp://***@host/path``."""
+    return _CREDENTIALS.sub(r"\1***@", text)
+
+
 class VideoCaptureSource:
-    """An OpenCV ``VideoCapture`` (camera, file, URL or GStreamer pipeline)."""
+    """An OpenCV ``VideoCapture`` (camera, file, URL or GStreamer pipeline). ``spec`` is the name to
+    show (:func:`redact`'s); ``connect=False`` leaves opening to the first :meth:`open` (``pending``
+    until then)."""
 
-    def __init__(self, spec: str, *, live: bool, backend: int | None = None) -> None:
-        self.spec, self.live, self._backend = spec, live, backend
+    def __init__(self, spec: str, *, live: bool, backend: int | None = None, connect: bool = True) -> None:
+        self.spec, self.live, self._backend = redact(spec), live, backend
+        self._target = int(spec) if spec.isdigit() else spec
         self._capture = None
-        self.open()
-
-    def _target(self):  # noqa: ANN202
-        return int(self.spec) if self.spec.isdigit() else self.spec
+        self.pending = True
+        if connect:
+            self.open()
 
     def open(self) -> None:
         import cv2
 
         self.close()
         with _waiting_notice(self.spec) if self.live else nullcontext():
-            capture = (cv2.VideoCapture(self._target(), self._backend) if self._backend is not None
-                       else cv2.VideoCapture(self._target()))
+            capture = (cv2.VideoCapture(self._target, self._backend) if self._backend is not None
+                       else cv2.VideoCapture(self._target))
         if not capture.isOpened():
             capture.release()
             raise DataError(f"cannot open video source {self.spec}")
-        self._capture = capture
+        self._capture, self.pending = capture, False
 
     @property
     def fps(self) -> float:
@@ -118,8 +134,11 @@ class ImageFolderSource:
     def __init__(self, folder: str) -> None:
         self.spec = folder
         self.files = list_images(folder, recursive=False)
+        passed_over = skipped_files(folder, recursive=False)
         if not self.files:
-            raise DataError(f"no images in {folder}")
+            raise DataError(f"no images in {folder}" + (f" (skipped: {', '.join(passed_over)})" if passed_over else ""))
+        if passed_over:
+            logger.warning(f"skipped {len(passed_over)} files of {folder}: {', '.join(passed_over)}")
         self.position = 0
         self.skipped = 0
         self.current_name: str | None = None
@@ -149,17 +168,19 @@ def is_live(spec: str) -> bool:
 
 
 def open_source(spec: str | int):  # noqa: ANN201
-    """A frame source for ``spec`` (see the module docstring); :class:`DataError` if it cannot open."""
+    """A frame source for ``spec`` (see the module docstring); :class:`DataError` if a file or folder
+    cannot open. A live source is opened by the run that reads it (:func:`capture_frames`)."""
     spec = str(spec)
     if Path(spec).is_dir():
         return ImageFolderSource(spec)
     if "!" in spec:
         import cv2
 
-        return VideoCaptureSource(spec, live=True, backend=cv2.CAP_GSTREAMER)
+        return VideoCaptureSource(spec, live=True, backend=cv2.CAP_GSTREAMER, connect=False)
     if not is_live(spec) and not Path(spec).is_file():
-        raise DataError(f"source not found: {spec} (a camera index, /dev/videoN, video file, URL, GStreamer pipeline or folder)")
-    return VideoCaptureSource(spec, live=is_live(spec))
+        raise DataError(f"source not found: {redact(spec)} (a camera index, /dev/videoN, video file, URL, GStreamer "
+                        "pipeline or folder)")
+    return VideoCaptureSource(spec, live=is_live(spec), connect=not is_live(spec))
 
 
 @dataclass(frozen=True)
@@ -188,8 +209,34 @@ class CaptureOptions:
 
 def capture_frames(source, options: CaptureOptions, stop, stats, log) -> Iterator[Frame]:  # noqa: ANN001
     """``source``'s frames, numbered from 0 and stamped with their capture time, until it ends or
-    ``stop`` is set. A live source that stops delivering is reopened (``stats.reconnects`` counts it;
-    ``stats.gave_up`` is set when the attempts run out); each frame read adds to ``stats.captured``."""
+    ``stop`` is set (``stats.stopped``). A live source not open yet (``pending``) is opened first and
+    one that stops delivering is reopened, both under ``options.reconnect`` (``stats.reconnects``
+    counts reopenings; ``stats.gave_up`` is set when the attempts run out); each frame read adds to
+    ``stats.captured``."""
+    try:
+        if getattr(source, "pending", False) and not _opened(source, options.reconnect, stop, stats, log):
+            return
+        yield from _frames(source, options, stop, stats, log)
+    finally:
+        stats.stopped = stop.is_set() and not stats.gave_up
+
+
+def _opened(source, policy: ReconnectPolicy, stop, stats, log) -> bool:  # noqa: ANN001
+    """Open a live source that was not open yet: at once, then as a reopening is tried."""
+    try:
+        source.open()
+    except DataError as error:
+        log(f"{error}; trying again (at most {policy.attempts} times)" if policy.attempts else str(error))
+        if not reopen(source, policy, stop, log):
+            if not stop.is_set():
+                log(f"giving up on {source.spec}: it did not open in {policy.attempts} attempts")
+                stats.gave_up = True
+            return False
+    stats.started = time.perf_counter()  # its rate counts from here
+    return True
+
+
+def _frames(source, options: CaptureOptions, stop, stats, log) -> Iterator[Frame]:  # noqa: ANN001
     interval = 1.0 / options.max_fps if options.max_fps else 0.0
     next_time, index = time.perf_counter(), 0
     while not stop.is_set():
