@@ -9,6 +9,7 @@ export options, and carried into the written file with its precision.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -122,7 +123,9 @@ def build_precision_graph(model: RetinaNet, output: str | os.PathLike, *, export
     metadata = export.metadata_for(model.config).override(precision=recipe.precision, target=recipe.graph_target)
     result = BuildResult(output, metadata, report=report if items else None)
     with tempfile.TemporaryDirectory(prefix="retina-edge-build-") as scratch:
-        fp32 = export_onnx(model, Path(scratch) / "fp32.onnx", export)
+        # A frame graph is the recipe's graph with the frame steps put around it at the end
+        # (_finish): no recipe sees them, and calibration runs the plain graph on the host's preprocessing.
+        fp32 = export_onnx(model, Path(scratch) / "fp32.onnx", dataclasses.replace(export, frame=None))
         stats = build.stats
         if recipe.calibrated and stats is None:
             stats = _calibrate(fp32, export, build.calibration, recipe, items, result)
@@ -130,6 +133,9 @@ def build_precision_graph(model: RetinaNet, output: str | os.PathLike, *, export
         inputs = ConvertInputs(fp32=fp32, output=Path(scratch) / "out.onnx", stats=stats,
                                exclude=tuple(excluded_nodes(fp32, keep_predictors=build.keep_predictors)))
         staged_cache = recipe.convert(inputs)
+        if staged_cache and metadata.frame is not None:  # its tensor names are the plain graph's
+            logger.info("no legacy calibration cache for a frame graph: TensorRT builds it from its Q/DQ nodes")
+            staged_cache = None
         result.calibration_cache = output.with_suffix(".calib.cache") if staged_cache else None
         if build.search is not None:
             output = _search(Path(scratch), fp32, output, recipe, build.search, validation, items, export, result)
@@ -147,7 +153,7 @@ def _search(scratch: Path, fp32: Path, output: Path, recipe: Recipe, options: Se
     searched = scratch / "searched.onnx"
     result.search = run_search(scratch / "out.onnx", fp32, searched, options=options, probe=probe,
                                high=recipe.search_high, validation=validation,
-                               metadata=result.metadata)
+                               metadata=result.metadata.without_frame())
     searched.replace(scratch / "out.onnx")
     result.search.write(output.with_suffix(".search.json"))
     return output if result.search.budget_met else output.with_name(f"{output.stem}.best{output.suffix}")
@@ -192,8 +198,8 @@ def _calibrate(fp32: Path, export: ExportOptions, options: CalibrationOptions, r
 
 
 def _finish(converted: Path, output: Path, metadata: DeploymentMetadata, companions: dict[Path, Path]) -> None:
-    """Write the converted graph with the build's contract embedded and its ``companions`` (target:
-    staged file), all or nothing."""
+    """Write the converted graph (in its frame steps, for a frame graph) with the build's contract
+    embedded and its ``companions`` (target: staged file), all or nothing."""
     import onnx
 
     from retina_edge.atomic import atomic_paths
@@ -204,6 +210,10 @@ def _finish(converted: Path, output: Path, metadata: DeploymentMetadata, compani
     merged = share_identical_initializers(graph)
     if merged:
         logger.info("merged %d duplicate initializers (weights shared by the pyramid levels)", merged)
+    if metadata.frame is not None:
+        from retina_edge.export.frame_graph import wrap_frame
+
+        wrap_frame(graph, metadata)
     embed_deployment(graph, metadata)
     with atomic_paths(output, *companions) as (tmp, *others):
         write_model(graph, tmp)

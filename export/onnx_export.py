@@ -21,12 +21,13 @@ import torch
 
 from retina_edge.atomic import atomic_path
 from retina_edge.config import ModelConfig
-from retina_edge.contract import INPUT_NAME, TAILS, DeploymentMetadata, GraphTail, check_batch_range, nvinfer_preprocess
+from retina_edge.contract import (INPUT_NAME, TAILS, DeploymentMetadata, GraphTail, check_batch_range, check_frame_tail,
+                                  nvinfer_preprocess)
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.graph_weights import inputs_to_weights, move_weights_out, save_with_weights, weights_to_inputs
 from retina_edge.model.retinanet import RetinaNet
 from retina_edge.optional import require
-from retina_edge.preprocess import PreprocessConfig
+from retina_edge.preprocess import FrameInput, PreprocessConfig
 from retina_edge.resources import release_freed_memory
 from retina_edge.runtime.core.model_file import embed_deployment
 
@@ -42,13 +43,16 @@ class ExportOptions:
     ``nms``, ``deepstream``, or a plugin's; :data:`~retina_edge.contract.TAILS`), baking in the
     model's post-processing settings (:meth:`GraphTail.bake`). For a tail that normalises its input
     (``deepstream``) the preprocessing becomes nvinfer's (:func:`~retina_edge.contract.nvinfer_preprocess`:
-    the graph takes RGB in [0, 1]), so calibration feeds what DeepStream will."""
+    the graph takes RGB in [0, 1]), so calibration feeds what DeepStream will. ``frame``: make a
+    frame graph (:mod:`~retina_edge.export.frame_graph`), which takes these camera frames and does
+    ``preprocess`` inside; its tail must give final detections (``nms``, ``deepstream``)."""
 
     preprocess: PreprocessConfig
     tail: str = "decode"
     batch: tuple[int, int, int] = (1, 1, 8)
     opset: int = 17
     simplify: bool = True
+    frame: FrameInput | None = None
 
     def __post_init__(self) -> None:
         check_batch_range(self.batch)
@@ -56,6 +60,8 @@ class ExportOptions:
             raise RetinaEdgeError(f"opset {self.opset} is not supported: use {MIN_OPSET} to {MAX_OPSET}")
         if TAILS.get(self.tail).normalises_input:
             object.__setattr__(self, "preprocess", nvinfer_preprocess(self.preprocess))
+        if self.frame is not None:
+            check_frame_tail(self.tail)
 
     @property
     def dynamic_batch(self) -> bool:
@@ -64,26 +70,34 @@ class ExportOptions:
     def metadata_for(self, model_config: ModelConfig) -> DeploymentMetadata:
         """The contract of the FP32 graph these options export from a model of ``model_config``."""
         return DeploymentMetadata(model=model_config, preprocess=self.preprocess,
-                                  tail=GraphTail.bake(self.tail, model_config.postprocess), batch=self.batch)
+                                  tail=GraphTail.bake(self.tail, model_config.postprocess), batch=self.batch,
+                                  frame=self.frame)
 
 
 def graph_module(model: RetinaNet, metadata: DeploymentMetadata) -> torch.nn.Module:
     """The module whose forward becomes the graph described by ``metadata`` (its tail and input
-    size): the tail's registered module (``TailSpec.module``, ``"package.module:Class"``)."""
+    size): the tail's registered module (``TailSpec.module``, ``"package.module:Class"``), and for
+    a frame graph its box steps around it (:class:`~retina_edge.export.frame_graph.FrameTail`)."""
     path, _, name = metadata.tail.spec.module.partition(":")
     try:
         module_class = getattr(importlib.import_module(path), name)
     except (ImportError, AttributeError) as error:
         raise RetinaEdgeError(f"the {metadata.tail.mode} tail's module {metadata.tail.spec.module} cannot be "
                               f"loaded: {error}") from None
-    return module_class(model, metadata.input_size, metadata.tail)
+    module = module_class(model, metadata.input_size, metadata.tail)
+    if metadata.frame is None:
+        return module
+    from retina_edge.export.frame_graph import FrameTail
+
+    return FrameTail(module, metadata)
 
 
 def export_onnx(model: RetinaNet, path: str | os.PathLike, options: ExportOptions) -> Path:
-    """Export ``model`` to ``path``; the file appears only once it is complete and valid."""
+    """Export ``model`` to ``path``; the file appears only once it is complete and valid. A frame
+    graph is the plain graph traced, then wrapped in its frame steps."""
     onnx = require("onnx", "ONNX export")
     metadata = options.metadata_for(model.config)
-    module = graph_module(model.eval().cpu(), metadata).eval()
+    module = graph_module(model.eval().cpu(), metadata.without_frame()).eval()
     output_names = list(metadata.output_names)
     example = torch.zeros((options.batch[1], 3, options.preprocess.height, options.preprocess.width))
     dynamic_axes = {name: {0: "batch"} for name in [INPUT_NAME, *output_names]} if options.dynamic_batch else None
@@ -104,6 +118,10 @@ def export_onnx(model: RetinaNet, path: str | os.PathLike, options: ExportOption
         if options.simplify:
             graph = simplify(graph, Path(scratch))
         _fix_output_shapes(graph, module, example)
+        if metadata.frame is not None:
+            from retina_edge.export.frame_graph import wrap_frame
+
+            wrap_frame(graph, metadata)
         embed_deployment(graph, metadata)
         save_with_weights(graph, Path(scratch), tmp)
         del graph

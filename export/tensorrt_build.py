@@ -56,11 +56,12 @@ def _cache_calibrator(trt, cache_path: str):  # noqa: ANN001, ANN202
     return CacheCalibrator()
 
 
-def check_build_request(settings: TrtBuildSettings, graph_precision: str):  # noqa: ANN201
-    """Refuse what this TensorRT cannot build (legacy flags on 11, DLA where there is none, a missing
-    calibration cache) before any export or calibration; returns the precision plan and ``tensorrt``."""
+def check_build_request(settings: TrtBuildSettings, graph_precision: str, *, frame_graph: bool = False):  # noqa: ANN201
+    """Refuse what this TensorRT cannot build (legacy flags on 11 or on a frame graph, DLA where there
+    is none, a missing calibration cache) before any export or calibration; returns the precision
+    plan and ``tensorrt``."""
     trt = import_tensorrt()
-    plan = plan_precision(trt_major_version(trt.__version__), graph_precision, settings)
+    plan = plan_precision(trt_major_version(trt.__version__), graph_precision, settings, frame_graph=frame_graph)
     if settings.dla_core is not None:
         check_dla(trt.__version__, graph_precision, settings.legacy_precision)
     if plan.use_calibration_cache and not Path(settings.calibration_cache).is_file():
@@ -74,7 +75,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, s
     contract (``metadata``, read from the file when the caller does not have it) updated to the
     engine's batch range and precision."""
     metadata = metadata or read_deployment(onnx_path)
-    plan, trt = check_build_request(settings, metadata.precision)
+    plan, trt = check_build_request(settings, metadata.precision, frame_graph=metadata.frame is not None)
     trt_logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(trt_logger)
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan.strongly_typed else 0
@@ -104,7 +105,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, s
         config.DLA_core = settings.dla_core
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
     profile = builder.create_optimization_profile()
-    profile.set_shape(INPUT_NAME, *profile_shapes(settings.batch, metadata.preprocess))
+    profile.set_shape(INPUT_NAME, *profile_shapes(settings.batch, metadata.input_shape))
     if config.add_optimization_profile(profile) < 0:  # -1 on failure, no exception
         raise RetinaEdgeError(f"TensorRT refused the optimization profile for batch {settings.batch}")
     timing_cache = _load_timing_cache(config, settings.timing_cache)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from retina_edge.contract import check_batch_range
 from retina_edge.errors import RetinaEdgeError
-from retina_edge.preprocess import PreprocessConfig
 from retina_edge.runtime.tensorrt.trt_releases import LEGACY_INT8_REMOVED_IN, has_dla
 
 
@@ -39,11 +38,17 @@ class PrecisionPlan:
     use_calibration_cache: bool
 
 
-def plan_precision(trt_major: int, graph_precision: str, settings: TrtBuildSettings) -> PrecisionPlan:
-    """How to get the requested precision out of this TensorRT version for this graph."""
+def plan_precision(trt_major: int, graph_precision: str, settings: TrtBuildSettings, *,
+                   frame_graph: bool = False) -> PrecisionPlan:
+    """How to get the requested precision out of this TensorRT version for this graph (``frame_graph``:
+    one with the frame steps inside, :mod:`~retina_edge.export.frame_graph`)."""
     legacy = settings.legacy_precision
     if legacy not in (None, "fp16", "int8"):
         raise RetinaEdgeError(f"unknown legacy precision {legacy!r}; expected fp16 or int8")
+    if legacy and frame_graph:
+        raise RetinaEdgeError(f"the legacy {legacy} builder flag lets TensorRT pick any layer's precision, the frame "
+                              f"steps' letterbox and normalisation included: build an {legacy.upper()} graph instead "
+                              "(its frame steps stay FP32)", option="legacy_precision")
     if graph_precision != "fp32":
         if legacy:
             raise RetinaEdgeError(f"the graph is already {graph_precision}: build it as it is, without the legacy {legacy} "
@@ -63,10 +68,11 @@ def plan_precision(trt_major: int, graph_precision: str, settings: TrtBuildSetti
                          use_calibration_cache=legacy == "int8")
 
 
-def profile_shapes(batch: tuple[int, int, int], preprocess: PreprocessConfig) -> tuple[tuple[int, ...], ...]:
-    """(min, opt, max) shapes of the ``images`` input for the optimization profile."""
+def profile_shapes(batch: tuple[int, int, int], image_shape: tuple[int, int, int]) -> tuple[tuple[int, ...], ...]:
+    """(min, opt, max) shapes of the ``images`` input for the optimization profile; ``image_shape``:
+    one image's (``DeploymentMetadata.input_shape``: ``(3, H, W)``, or a frame graph's ``(H, W, 3)``)."""
     check_batch_range(batch)
-    return tuple((b, 3, preprocess.height, preprocess.width) for b in batch)
+    return tuple((b, *image_shape) for b in batch)
 
 
 def trt_major_version(version: str) -> int:

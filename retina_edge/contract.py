@@ -6,7 +6,9 @@ stage reads or writes the raw ``metadata_props`` strings except :meth:`Deploymen
 and :meth:`DeploymentMetadata.from_props`.
 
 Input ``images``: ``(B, 3, H, W)`` float32, RGB, letterboxed and normalised as ``preprocess``
-says (:mod:`retina_edge.preprocess`).
+says (:mod:`retina_edge.preprocess`); or, in a frame graph (``frame``, a
+:class:`~retina_edge.preprocess.FrameInput`), ``(B, H_f, W_f, 3)`` uint8 camera frames, which the
+graph letterboxes and normalises itself, its boxes then in the frames' pixels, clipped to them.
 
 Outputs by graph tail (the :data:`TAILS` table declares each; a plugin adds its own with
 :func:`register_tail`), boxes always x1y1x2y2 in network-input pixels:
@@ -40,7 +42,7 @@ from pathlib import Path
 from retina_edge._version import __version__
 from retina_edge.config import ModelConfig, PostprocessConfig
 from retina_edge.errors import RetinaEdgeError
-from retina_edge.preprocess import PreprocessConfig
+from retina_edge.preprocess import FrameInput, PreprocessConfig
 from retina_edge.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -53,7 +55,11 @@ _NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 #: File suffixes of TensorRT engines written by retina-edge (anything else is an ONNX model).
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
-FORMAT_VERSION = 2
+#: Files are written in the lowest format that describes them: 3 for frame graphs (an older reader,
+#: which knows up to 2, refuses them instead of feeding them normalised float batches), else 2.
+FORMAT_VERSION = 3
+FRAME_FORMAT_VERSION = 3
+PLAIN_FORMAT_VERSION = 2
 KEY_PREFIX = "retina_edge."
 KEY_FORMAT = KEY_PREFIX + "format_version"
 KEY_MODEL = KEY_PREFIX + "model"
@@ -64,6 +70,7 @@ KEY_TARGET = KEY_PREFIX + "target"
 KEY_BATCH = KEY_PREFIX + "batch"
 KEY_VERSION = KEY_PREFIX + "toolkit_version"
 KEY_OUTPUTS = KEY_PREFIX + "outputs"
+KEY_FRAME = KEY_PREFIX + "frame"
 #: Format 1 wrote the tail's mode alone under this key (its baked settings were the model's).
 KEY_POSTPROCESS_V1 = KEY_PREFIX + "postprocess"
 # Plain keys for other tools (Netron, ONNX Runtime users) that do not parse our JSON.
@@ -195,6 +202,14 @@ def _builtin_tails() -> None:
 TAILS: Registry[TailSpec] = Registry("graph tail", builtins=_builtin_tails)
 
 
+def check_frame_tail(tail: str) -> None:
+    """A frame graph returns final detections in frame pixels: its tail must be of that form."""
+    if TAILS.get(tail).form != "detections":
+        fitting = [spec.name for spec in TAILS.values() if spec.form == "detections"]
+        raise RetinaEdgeError(f"a frame graph returns final detections in frame pixels: it needs a tail of the "
+                              f"detections form ({', '.join(fitting)}), not {tail}", option="tail")
+
+
 def register_tail(spec: TailSpec, *, replace: bool = False) -> TailSpec:
     return TAILS.register(spec.name, spec, replace=replace)
 
@@ -252,7 +267,10 @@ class DeploymentMetadata:
     ``model``: architecture, classes, anchors, box coding and the post-processing the host applies
     (``model.postprocess``); ``preprocess``: input size, resize and normalisation; ``tail``: what the
     graph computes after the network and what it bakes in; ``batch``: (min, opt, max) batch range
-    the graph or engine takes; ``precision`` (fp32, fp16, int8) and ``target`` (any, tensorrt, cpu).
+    the graph or engine takes; ``precision`` (fp32, fp16, int8) and ``target`` (any, tensorrt, cpu);
+    ``frame``: the camera frames a frame graph takes (None: the graph takes the normalised batch
+    ``preprocess`` makes on the host). A frame graph's tail is of the ``detections`` form, its
+    boxes already in frame pixels; ``preprocess`` still says what the graph does inside.
     """
 
     model: ModelConfig
@@ -262,11 +280,31 @@ class DeploymentMetadata:
     precision: str = "fp32"
     target: str = "any"
     toolkit_version: str = __version__
+    frame: FrameInput | None = None
 
     def __post_init__(self) -> None:
         check_batch_range(self.batch)
         check_name(self.precision, "the precision")
         check_name(self.target, "the graph target")
+        if self.frame is not None:
+            check_frame_tail(self.tail.mode)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """Shape of one image of the graph's input: ``(H_f, W_f, 3)`` frames, or ``(3, H, W)``."""
+        if self.frame is not None:
+            return (*self.frame.size, 3)
+        return (3, *self.input_size)
+
+    @property
+    def input_dtype(self) -> str:
+        """NumPy type name of the graph's input: ``uint8`` frames, or the ``float32`` normalised batch."""
+        return "uint8" if self.frame is not None else "float32"
+
+    def without_frame(self) -> DeploymentMetadata:
+        """The contract of the same network taking the host's normalised batch: what calibration and
+        the accuracy search run (a frame graph is that graph with its frame steps around it)."""
+        return dataclasses.replace(self, frame=None)
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -310,8 +348,9 @@ class DeploymentMetadata:
 
     def to_props(self) -> dict[str, str]:
         """String key/values for ONNX ``metadata_props`` and the engine header."""
+        frame = {KEY_FRAME: json.dumps(self.frame.to_dict())} if self.frame is not None else {}
         return {
-            KEY_FORMAT: str(FORMAT_VERSION),
+            KEY_FORMAT: str(FRAME_FORMAT_VERSION if self.frame is not None else PLAIN_FORMAT_VERSION),
             KEY_MODEL: json.dumps(self.model.to_dict()),
             KEY_PREPROCESS: json.dumps(self.preprocess.to_dict()),
             KEY_TAIL: json.dumps(self.tail.to_dict()),
@@ -322,6 +361,7 @@ class DeploymentMetadata:
             KEY_OUTPUTS: json.dumps(list(self.output_names)),
             KEY_NAMES: json.dumps(dict(enumerate(self.model.class_names))),
             KEY_IMGSZ: json.dumps(list(self.input_size)),
+            **frame,
         }
 
     @classmethod
@@ -345,7 +385,8 @@ class DeploymentMetadata:
                        tail=GraphTail.from_dict(json.loads(props[KEY_TAIL])),
                        batch=tuple(int(b) for b in props[KEY_BATCH].split(",")),
                        precision=props[KEY_PRECISION], target=props[KEY_TARGET],
-                       toolkit_version=props.get(KEY_VERSION, "unknown"))
+                       toolkit_version=props.get(KEY_VERSION, "unknown"),
+                       frame=FrameInput.from_dict(json.loads(props[KEY_FRAME])) if KEY_FRAME in props else None)
         except RetinaEdgeError:
             raise
         except (KeyError, ValueError, TypeError) as error:  # damaged or hand-edited metadata

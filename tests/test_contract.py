@@ -10,7 +10,7 @@ import logging
 import numpy as np
 import pytest
 
-from retina_edge.contract import KEY_FORMAT, DeploymentMetadata, GraphTail, is_engine_path
+from retina_edge.contract import FORMAT_VERSION, KEY_FORMAT, DeploymentMetadata, GraphTail, is_engine_path
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.onnx_export import ExportOptions, export_onnx
 from retina_edge.preprocess import PreprocessConfig
@@ -107,7 +107,7 @@ def test_format1_files_keep_loading(model, graphs, images, tmp_path):
 def test_files_from_a_newer_retina_edge_say_so(model):
     props = ExportOptions(preprocess=PREPROCESS).metadata_for(model.config).to_props()
     with pytest.raises(RetinaEdgeError, match="written by a newer retina-edge"):
-        DeploymentMetadata.from_props({**props, KEY_FORMAT: "3"})
+        DeploymentMetadata.from_props({**props, KEY_FORMAT: str(FORMAT_VERSION + 1)})
     newer_model = props["retina_edge.model"].replace('"arch"', '"attention": true, "arch"')
     with pytest.raises(RetinaEdgeError, match=r"does not know \(attention\).*written by a newer retina-edge"):
         DeploymentMetadata.from_props({**props, "retina_edge.model": newer_model})

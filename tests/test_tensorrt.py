@@ -40,9 +40,10 @@ def test_legacy_flags_on_10_and_refused_on_11():
 
 
 def test_profile_shapes_and_versions():
-    assert profile_shapes((1, 4, 8), PreprocessConfig(256, 320)) == ((1, 3, 256, 320), (4, 3, 256, 320), (8, 3, 256, 320))
+    assert profile_shapes((1, 4, 8), (3, 256, 320)) == ((1, 3, 256, 320), (4, 3, 256, 320), (8, 3, 256, 320))
+    assert profile_shapes((1, 1, 2), (720, 1280, 3)) == ((1, 720, 1280, 3), (1, 720, 1280, 3), (2, 720, 1280, 3))
     with pytest.raises(RetinaEdgeError):
-        profile_shapes((4, 1, 8), PreprocessConfig(256, 320))
+        profile_shapes((4, 1, 8), (3, 256, 320))
     assert trt_major_version("10.3.0.26") == 10 and trt_major_version("11.0.0") == 11
 
 

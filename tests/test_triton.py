@@ -63,7 +63,24 @@ def graphs(tmp_path_factory) -> dict[str, Path]:  # noqa: ANN001
     for tail in TAILS:
         export = ExportOptions(preprocess=PreprocessConfig(64, 96), tail=tail, batch=(1, 2, 4))
         build_precision_graph(model, folder / f"{tail}.onnx", export=export, build=BuildOptions(precision="fp32"))
-    return {tail: folder / f"{tail}.onnx" for tail in TAILS}
+    return {**{tail: folder / f"{tail}.onnx" for tail in TAILS}, "frame": frame_graph(folder / "nms.onnx", folder / "frame.onnx")}
+
+
+def frame_graph(plain: Path, output: Path) -> Path:
+    """``plain`` (an nms graph) in the frame steps for 90x70 BGR frames, as export writes one."""
+    import dataclasses
+
+    import onnx
+
+    from retina_edge.export.frame_graph import wrap_frame
+    from retina_edge.preprocess import FrameInput
+    from retina_edge.runtime.core.model_file import embed_deployment, read_deployment
+
+    graph, metadata = onnx.load(str(plain)), dataclasses.replace(read_deployment(plain), frame=FrameInput(70, 90))
+    wrap_frame(graph, metadata)
+    embed_deployment(graph, metadata)
+    onnx.save(graph, str(output))
+    return output
 
 
 TAILS = ("none", "decode", "nms", "deepstream")
@@ -115,10 +132,10 @@ def test_generated_configs_parse_and_the_ensemble_is_wired(graphs, tmp_path, tai
         assert {"boxes", "scores", "labels"} <= produced
 
 
-@pytest.mark.parametrize("tail", TAILS)
+@pytest.mark.parametrize("tail", [*TAILS, "frame"])
 def test_network_config_dims_and_types_are_the_exported_graphs(graphs, tail):
     """Triton refuses a model whose config disagrees with the graph in a type (the deepstream tail's
-    int32 count and float labels once were configured as the nms tail's int64)."""
+    int32 count and float labels once were configured as the nms tail's int64; a frame graph takes uint8)."""
     import onnx
 
     from retina_edge.runtime.core.model_file import read_deployment
@@ -126,7 +143,7 @@ def test_network_config_dims_and_types_are_the_exported_graphs(graphs, tail):
 
     graph = onnx.load(str(graphs[tail])).graph
     triton_type = {onnx.TensorProto.FLOAT: "TYPE_FP32", onnx.TensorProto.INT64: "TYPE_INT64",
-                   onnx.TensorProto.INT32: "TYPE_INT32"}
+                   onnx.TensorProto.INT32: "TYPE_INT32", onnx.TensorProto.UINT8: "TYPE_UINT8"}
     exported = {v.name: (triton_type[v.type.tensor_type.elem_type], tuple(d.dim_value for d in v.type.tensor_type.shape.dim[1:]))
                 for v in [*graph.input, *graph.output]}
     inputs, outputs = network_tensors(read_deployment(graphs[tail]))
@@ -154,8 +171,10 @@ def served(graphs, tmp_path_factory):  # noqa: ANN001, ANN201
         pytest.skip("no tritonserver (pip install --no-deps nvidia-pytriton)")
     repository = tmp_path_factory.mktemp("repository")
     write_repository(graphs["decode"], repository, RepositoryOptions(max_batch=4, max_queue_delay_us=20000))
-    for tail, graph in graphs.items():
-        write_repository(graph, repository, RepositoryOptions(name=f"ensemble_{tail}", ensemble=True, network_backend="python"))
+    for tail in TAILS:
+        write_repository(graphs[tail], repository, RepositoryOptions(name=f"ensemble_{tail}", ensemble=True,
+                                                                      network_backend="python"))
+    write_repository(graphs["frame"], repository, RepositoryOptions(name="frame", network_backend="python"))
     ports = free_ports()
     with TritonServer(repository, ports=ports, log_file=repository.parent / "tritonserver.log") as server:
         server.wait_ready(120)
@@ -252,6 +271,21 @@ def test_the_ensemble_of_every_tail_loads_and_runs_on_the_real_server(served, gr
     with Detector(graphs[tail]) as detector, TritonDetector(served.url("grpc"), f"ensemble_{tail}") as remote:
         same_detections(detector.detect(scenes), remote.detect(scenes))
     assert int(model_stats(served, f"ensemble_{tail}_network")["inference_count"]) >= 6
+
+
+@needs_server
+def test_a_frame_graph_is_served_as_one_network_model_taking_frames(served, graphs):
+    """Frames in (uint8 pixels, no encoding), final detections out, as the in-process Detector gives
+    them; a frame of another size is refused before anything is sent. (The network model runs through
+    the runtime here: the CPU build has no ONNX Runtime backend; onnxruntime_onnx serves the same graph.)"""
+    frames = [cv2.resize(scene, (90, 70)) for scene in images(6, empty_every=3)]
+    with Detector(graphs["frame"]) as detector, TritonDetector(served.url("grpc"), "frame") as remote:
+        assert remote.metadata == detector.metadata and remote.metadata.frame is not None
+        same_detections(detector.detect(frames), remote.detect(frames))
+        same_detections(detector.detect(frames[:2]), remote.detect_encoded([encode_image_rgb(f, ".png") for f in frames[:2]]))
+        with pytest.raises(RetinaEdgeError, match="image 0 is 96x70; this graph takes 90x70 frames only"):
+            remote.detect(np.zeros((70, 96, 3), np.uint8))
+    assert int(model_stats(served, "frame")["inference_count"]) >= 8
 
 
 @needs_server

@@ -37,8 +37,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 MAX_SYNTHETIC = 256
 
 
-def _images(folder: str | None, batch: int):  # noqa: ANN202
-    """The image pool: at least 16 images and one batch of the largest size, every timed batch distinct images."""
+def _frame_size(models: list[str]) -> tuple[int, int] | None:
+    """(H, W) of the frames the models' frame graphs take (None: no frame graph); one size for all."""
+    from retina_edge.errors import RetinaEdgeError
+    from retina_edge.runtime.core.model_file import read_deployment
+
+    sizes = {frame.size for frame in (read_deployment(path).frame for path in models) if frame is not None}
+    if len(sizes) > 1:
+        shown = ", ".join(f"{width}x{height}" for height, width in sorted(sizes))
+        raise RetinaEdgeError(f"the frame graphs take frames of different sizes ({shown}): bench them in separate runs")
+    return sizes.pop() if sizes else None
+
+
+def _images(folder: str | None, batch: int, frame: tuple[int, int] | None = None):  # noqa: ANN202
+    """The image pool: at least 16 images and one batch of the largest size, every timed batch distinct
+    images; synthetic ones are scaled to ``frame`` (H, W) when a frame graph is timed."""
     from retina_edge.errors import RetinaEdgeError
 
     count = max(16, batch)
@@ -47,9 +60,13 @@ def _images(folder: str | None, batch: int):  # noqa: ANN202
 
         images = load_images(folder, count, None)[0]
     elif count <= MAX_SYNTHETIC:
+        import cv2
+
         from retina_edge.data.synth import SynthConfig, render_image
 
         images = [render_image(SynthConfig(seed=123), i)[0] for i in range(count)]
+        if frame is not None:
+            images = [cv2.resize(image, frame[::-1], interpolation=cv2.INTER_LINEAR) for image in images]
     else:
         images = []
     if len(images) < batch:
@@ -71,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.model and not args.weights:
         raise RetinaEdgeError("give at least one --model or --weights")
-    images = _images(args.images, max(args.batch))  # before loading models: a pool too small is refused at once
+    # before loading models: a pool too small is refused at once
+    images = _images(args.images, max(args.batch), _frame_size(args.model))
     entries, preprocess = [], None
     options = backend_options(args, streams=1)  # once: threads bounded by the cores, said once
     for path in args.model:

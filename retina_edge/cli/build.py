@@ -143,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
     if settings is not None:
         from retina_edge.export.tensorrt_build import check_build_request
 
-        check_build_request(settings, args.precision)  # before export and calibration, not after
+        # before export and calibration, not after
+        check_build_request(settings, args.precision, frame_graph=args.frame is not None)
     output = Path(args.output)
     onnx_path = output.with_suffix(".onnx") if is_engine_path(output) else output
     search = None

@@ -36,6 +36,16 @@ CONFIG_FILES = (LABELS, INFER_CONFIG, APP_CONFIG, INFERSERVER_CONFIG)
 #: Sources one deepstream-app config may name: NVIDIA's performance guide needs driver registry keys
 #: for more than 200 streams on one GPU (Hopper, Ampere, Ada), and the app runs on one GPU.
 MAX_SOURCES = 256
+#: Why DeepStream keeps nvinfer's own preprocessing (Gst-nvinfer docs): nvinfer scales every frame
+#: (NV12/RGBA in GPU memory) to the network's input size on the GPU or VIC and normalises it into
+#: the engine's float input, and it scales the parser's boxes from that size back to the frame
+#: itself; only tensors prepared by Gst-nvdspreprocess (a C++ library) skip that. A frame graph's
+#: camera-size uint8 input is not a tensor nvinfer makes, its frame-pixel boxes would be scaled a
+#: second time, and the work it moves off the host is work DeepStream already does on the device.
+FRAME_GRAPH_REFUSED = ("{model} is a frame graph (camera frames in, boxes in frame pixels): nvinfer keeps its own "
+                       "preprocessing (it scales and normalises frames on the GPU into the network's float input and maps "
+                       "the parser's boxes back to the frame itself), so DeepStream takes the graph without a frame input: "
+                       "export the deepstream tail without a frame size")
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,8 @@ def write_deepstream(model: str | os.PathLike, folder: str | os.PathLike, option
 
     model, folder = Path(model), Path(folder)
     metadata = read_deployment(model)
+    if metadata.frame is not None:
+        raise RetinaEdgeError(FRAME_GRAPH_REFUSED.format(model=model.name))
     if metadata.tail.spec.consumer != "deepstream":
         fitting = [spec.name for spec in TAILS.values() if spec.consumer == "deepstream"]
         raise RetinaEdgeError(f"{model} has the graph tail {metadata.tail.mode!r}; DeepStream's stock parser needs "

@@ -1,6 +1,8 @@
 """``verify``: the deployed model against the PyTorch reference on the same preprocessed inputs.
 
-Both see the exact batch :func:`retina_edge.preprocess.preprocess_batch` makes. Reported:
+Both see the exact batch :func:`retina_edge.preprocess.preprocess_batch` makes; a frame graph sees
+the frames and preprocesses them itself, the reference that batch (so the graph's frame steps are
+checked with the rest). Reported:
 
 - tensors: the deployed graph's outputs against the same graph computed in PyTorch
   (:func:`retina_edge.export.onnx_export.graph_module`): max/mean absolute error, cosine similarity;
@@ -32,7 +34,7 @@ from retina_edge.metrics.matching import MatchTolerance, pairwise_iou
 from retina_edge.config import ModelConfig
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.model.retinanet import RetinaNet
-from retina_edge.preprocess import boxes_to_source
+from retina_edge.preprocess import boxes_to_source, preprocess_batch
 from retina_edge.progress import Progress
 from retina_edge.model.reference import reference_on_inputs
 from retina_edge.runtime.core.detector import Detector
@@ -306,9 +308,12 @@ def run_verify(
     step = max(1, min(batch_size, detector.max_batch))
     progress = Progress(len(images), "verify")
     for start in range(0, len(images), step):
-        batch, infos = detector.preprocess(images[start : start + step])
+        chunk = images[start : start + step]
+        batch, infos = detector.preprocess(chunk)
         outputs = detector.infer(batch)
         deployed_dets.extend(detector.postprocess(outputs, infos))
+        if metadata.frame is not None:  # the reference sees the host's preprocessing of the frames
+            batch, infos = preprocess_batch(chunk, metadata.preprocess)
         with torch.no_grad():
             inputs = reference_module.network_input(torch.from_numpy(batch))  # deepstream graphs normalise inside
             head_outputs = model.head_outputs(inputs)  # once, for both the graph's tail and the detections

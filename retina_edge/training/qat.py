@@ -148,11 +148,17 @@ def _prepare(model: RetinaNet, export: ExportOptions, request: QatRequest, resum
     config = request.schedule.train_config(request.original, _train_images(request.schedule.data))
     _check_classes(model, config.data)
     logger.info("PTQ graph and calibration for the %s recipe (what QAT starts from)", request.target)
-    ptq = build_precision_graph(model, out_dir / "ptq.onnx", export=export, build=BuildOptions(
+    ptq = build_precision_graph(model, out_dir / "ptq.onnx", export=_plain(export), build=BuildOptions(
         precision="int8", target=request.target, calibration=request.calibration, keep_predictors=request.keep_predictors))
     state = {"settings": settings, "stats": ptq.stats.to_json(), "config": json.loads(json.dumps(dataclasses.asdict(config)))}
     write_text_atomic(state_file, json.dumps(state, indent=1))
     return ptq.stats, config
+
+
+def _plain(export: ExportOptions) -> ExportOptions:
+    """The PTQ graph QAT reads its sites from is the plain one: a frame graph's frame steps (which
+    the QAT graph gets around it when written) are no part of the network being fine-tuned."""
+    return dataclasses.replace(export, frame=None)
 
 
 def _read_state(path: Path) -> dict:
@@ -217,7 +223,7 @@ def plan_qat(model: RetinaNet, *, export: ExportOptions, request: QatRequest, st
     config = request.schedule.train_config(request.original, _train_images(request.schedule.data))
     _check_classes(model, config.data)
     with tempfile.TemporaryDirectory(prefix="retina-edge-qat-") as scratch:
-        build_precision_graph(model, Path(scratch) / "ptq.onnx", export=export, build=BuildOptions(
+        build_precision_graph(model, Path(scratch) / "ptq.onnx", export=_plain(export), build=BuildOptions(
             precision="int8", target=request.target, calibration=request.calibration,
             keep_predictors=request.keep_predictors))
         sites = read_quant_sites(Path(scratch) / "ptq.onnx")

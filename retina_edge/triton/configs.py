@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 
 from retina_edge.anchors import feature_shapes_for, grid_anchors
-from retina_edge.contract import DeploymentMetadata
+from retina_edge.contract import INPUT_NAME, DeploymentMetadata
 from retina_edge.errors import RetinaEdgeError
 
 Tensor = tuple[str, str, tuple[int, ...]]
@@ -37,7 +37,8 @@ TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_I
 
 def network_tensors(metadata: DeploymentMetadata) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
     """(inputs, outputs) of the exported graph of ``metadata``, per image, as the exporter shapes them:
-    names and types from the tail's table entry, sizes from its form."""
+    the input as the contract says (a frame graph's uint8 frames), output names and types from the
+    tail's table entry, sizes from its form."""
     height, width = metadata.input_size
     model, tail = metadata.model, metadata.tail
     levels = [len(level) for level in grid_anchors(feature_shapes_for((height, width)), (height, width), model.anchors)]
@@ -49,7 +50,7 @@ def network_tensors(metadata: DeploymentMetadata) -> tuple[tuple[Tensor, ...], t
                  else tail.detections_per_img)
         dims = ((count, 4), (count,), (count,)) if form == "candidates" else ((1,), (count, 4), (count,), (count,))
     outputs = tuple((name, TRITON_TYPES[dtype], shape) for (name, dtype), shape in zip(tail.spec.outputs, dims))
-    return (("images", "TYPE_FP32", (3, height, width)),), outputs
+    return ((INPUT_NAME, TRITON_TYPES[metadata.input_dtype], metadata.input_shape),), outputs
 
 
 def _tensors(kind: str, tensors: tuple[Tensor, ...], *, ragged: bool = False) -> str:
@@ -86,11 +87,14 @@ def python_model(name: str, role: str, metadata: DeploymentMetadata, scheduling:
                       _parameters(contract_parameters(metadata, **extra))]) + "\n"
 
 
-def network_model(name: str, platform: str, metadata: DeploymentMetadata, scheduling: Scheduling) -> str:
-    """The graph itself for Triton's ``tensorrt_plan`` or ``onnxruntime_onnx`` backend."""
+def network_model(name: str, platform: str, metadata: DeploymentMetadata, scheduling: Scheduling, *,
+                  contract: bool = False) -> str:
+    """The graph itself for Triton's ``tensorrt_plan`` or ``onnxruntime_onnx`` backend; ``contract``:
+    with the deployment contract in its parameters (a model clients call directly)."""
     inputs, outputs = network_tensors(metadata)
+    parameters = [_parameters(contract_parameters(metadata))] if contract else []
     return "\n".join([_header(name, f'platform: "{platform}"', scheduling), _tensors("input", inputs),
-                      _tensors("output", outputs)]) + "\n"
+                      _tensors("output", outputs), *parameters]) + "\n"
 
 
 def ensemble_model(name: str, metadata: DeploymentMetadata, scheduling: Scheduling, steps: list[tuple[str, dict, dict]]) -> str:

@@ -6,8 +6,14 @@ one runtime call. ``ensemble=True``: the network as its own model (``tensorrt_pl
 ``onnxruntime_onnx`` for ONNX, or ``python`` for Triton builds without those backends) between a
 preprocessing and a postprocessing Python model, tied by an ensemble named ``<name>``.
 
+A frame graph (camera frames in, detections in frame pixels out) needs neither: it is served as
+one network model ``<name>`` (``tensorrt_plan`` or ``onnxruntime_onnx``; ``python`` for Triton
+builds without those) taking ``images`` uint8 ``(H, W, 3)`` frames per request and giving the
+detections form's outputs, its contract in the config's parameters for :class:`TritonDetector`.
+
 Each model folder holds ``config.pbtxt`` and ``1/`` (``model.py`` and/or the model file); the
-repository is what a GPU server needs, with retina-edge installed in its Python.
+repository is what a GPU server needs, with retina-edge installed in its Python (a frame graph
+served by ``tensorrt_plan`` or ``onnxruntime_onnx`` needs no Python at all).
 """
 
 from __future__ import annotations
@@ -67,6 +73,8 @@ def write_repository(model: str | os.PathLike, repository: str | os.PathLike, op
     model = Path(model)
     metadata = read_deployment(model)  # refuses files without our contract before writing anything
     repository = Path(repository)
+    if metadata.frame is not None:
+        return [_write_frame_model(model, metadata, repository, options)]
     if not options.ensemble:
         kind = "KIND_GPU" if is_engine_path(model) else "KIND_AUTO"
         scheduling = Scheduling(options.max_batch, options.instances, kind, options.max_queue_delay_us)
@@ -76,16 +84,35 @@ def write_repository(model: str | os.PathLike, repository: str | os.PathLike, op
     return _write_ensemble(model, metadata, repository, options)
 
 
-def _write_ensemble(model: Path, metadata: DeploymentMetadata, repository: Path, options: RepositoryOptions) -> list[Path]:
-    low, _, high = metadata.batch
+def _network_backend(model: Path, metadata: DeploymentMetadata, options: RepositoryOptions) -> str:
+    """The backend serving the graph itself (auto: ``tensorrt_plan`` for engines, ``onnxruntime_onnx``
+    for ONNX), checked against the file and the graph's batch range."""
+    low = metadata.batch[0]
     if low > 1:
         raise RetinaEdgeError(f"the graph's smallest batch is {low}; Triton sends the network model batches from 1 "
-                              "up: export it with a batch range starting at 1 for an ensemble", option="batch")
+                              "up: export it with a batch range starting at 1", option="batch")
     backend = options.network_backend
     if backend == "auto":
         backend = "tensorrt_plan" if is_engine_path(model) else "onnxruntime_onnx"
     if (backend == "tensorrt_plan") != is_engine_path(model):
         raise RetinaEdgeError(f"the {backend} network backend needs a {'TensorRT engine' if backend == 'tensorrt_plan' else 'ONNX model'}, not {model.name}")
+    return backend
+
+
+def _write_frame_model(model: Path, metadata: DeploymentMetadata, repository: Path, options: RepositoryOptions) -> Path:
+    """A frame graph as one network model named ``options.name``: frames in, detections out, no Python stage."""
+    if options.ensemble:
+        raise RetinaEdgeError(f"{model.name} is a frame graph: its preprocessing and box mapping are inside, so Triton "
+                              "serves it as one network model, with no ensemble around it", option="ensemble")
+    backend = _network_backend(model, metadata, options)
+    kind = "KIND_GPU" if backend == "tensorrt_plan" else "KIND_AUTO"
+    scheduling = Scheduling(min(options.max_batch, metadata.batch[2]), options.instances, kind, options.max_queue_delay_us)
+    return _write_network(repository / options.name, model, metadata, backend, scheduling, contract=True)
+
+
+def _write_ensemble(model: Path, metadata: DeploymentMetadata, repository: Path, options: RepositoryOptions) -> list[Path]:
+    backend = _network_backend(model, metadata, options)
+    high = metadata.batch[2]
     name = options.name
     batch = min(options.max_batch, high)
     scheduling = Scheduling(batch, options.instances, "KIND_AUTO", options.max_queue_delay_us)
@@ -115,18 +142,22 @@ def _write_ensemble(model: Path, metadata: DeploymentMetadata, repository: Path,
     return [*folders, _write_model(repository / name, ensemble, {})]  # an ensemble still needs its version folder
 
 
-def _write_network(folder: Path, model: Path, metadata: DeploymentMetadata, backend: str, scheduling: Scheduling) -> Path:
+def _write_network(folder: Path, model: Path, metadata: DeploymentMetadata, backend: str, scheduling: Scheduling, *,
+                   contract: bool = False) -> Path:
+    """The graph as a network model; ``contract``: its config carries the deployment contract (the
+    python backend's always does)."""
     if backend == "python":
         inputs, outputs = configs.network_tensors(metadata)
         config = configs.python_model(folder.name, "network", metadata, scheduling, inputs=inputs, outputs=outputs,
                                       model_file=model.name)
         return _write_model(folder, config, {"model.py": BACKEND_MODEL, model.name: model})
+    config = configs.network_model(folder.name, backend, metadata, scheduling, contract=contract)
     if backend == "tensorrt_plan":
         from retina_edge.runtime.tensorrt.engine_file import read_engine_file
 
         plan = read_engine_file(model).plan  # Triton loads the bare plan, without our header
-        return _write_model(folder, configs.network_model(folder.name, backend, metadata, scheduling), {"model.plan": plan})
-    return _write_model(folder, configs.network_model(folder.name, backend, metadata, scheduling), {"model.onnx": model})
+        return _write_model(folder, config, {"model.plan": plan})
+    return _write_model(folder, config, {"model.onnx": model})
 
 
 def _write_model(folder: Path, config: str, files: dict[str, Path | bytes]) -> Path:

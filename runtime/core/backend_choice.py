@@ -33,7 +33,7 @@ from retina_edge.atomic import write_text_atomic
 from retina_edge.cache import cache_root
 from retina_edge.contract import DeploymentMetadata
 from retina_edge.errors import RetinaEdgeError
-from retina_edge.preprocess import preprocess_batch
+from retina_edge.preprocess import input_batch
 from retina_edge.resources import let_cores_settle, usable_cores
 from retina_edge.runtime.backends.registry import auto_candidates
 
@@ -146,17 +146,17 @@ def pick(median_ms: dict[str, float]) -> str:
 
 
 def probe_image(metadata: DeploymentMetadata) -> np.ndarray:
-    """An ``(H, W, 3)`` uint8 image of the model's input size: a smooth ramp with noise, so that
-    score-dependent tails (top-k, NMS) do about the work they do on photographs."""
-    height, width = metadata.input_size
+    """An ``(H, W, 3)`` uint8 image of the model's input size (a frame graph's frame size): a smooth
+    ramp with noise, so that score-dependent tails (top-k, NMS) do about the work they do on photographs."""
+    height, width = metadata.frame.size if metadata.frame is not None else metadata.input_size
     rng = np.random.default_rng(0)
     ramp = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
     return np.clip(ramp + rng.normal(0, 40, (height, width, 3)), 0, 255).astype(np.uint8)
 
 
 def probe_batch(metadata: DeploymentMetadata) -> np.ndarray:
-    """:func:`probe_image`, preprocessed, as a batch of the model's smallest batch size."""
-    return preprocess_batch([probe_image(metadata)] * max(1, metadata.batch[0]), metadata.preprocess)[0]
+    """:func:`probe_image` as the graph's input, a batch of the model's smallest batch size."""
+    return input_batch([probe_image(metadata)] * max(1, metadata.batch[0]), metadata.preprocess, metadata.frame)[0]
 
 
 def choose_and_load(path: Path, metadata: DeploymentMetadata, load: Callable[[str], object], *, device: str | None,

@@ -8,8 +8,9 @@
 Preprocessing, classes, anchors, batch range and thresholds come from the model's
 :class:`~retina_edge.contract.DeploymentMetadata`; the host finishes what the graph left out
 (anchor decoding for ``none`` graphs, NMS for ``none``/``decode`` graphs) and applies the score
-threshold on every tail. The three stages are public (``preprocess``, ``infer``, ``postprocess``)
-for callers that time or reuse them.
+threshold on every tail. A frame graph letterboxes, normalises and maps boxes back itself: the host
+only stacks the frames (in the graph's channel order) and reads the detections. The three stages
+are public (``preprocess``, ``infer``, ``postprocess``) for callers that time or reuse them.
 
 Thread safety: ``detect`` may be called from several threads at once. ONNX Runtime sessions and
 OpenVINO (one infer request per call) run concurrently; the TensorRT backend serialises calls on
@@ -26,7 +27,7 @@ import numpy as np
 
 from retina_edge.contract import DeploymentMetadata, is_engine_path
 from retina_edge.errors import DataError, RetinaEdgeError
-from retina_edge.preprocess import LetterboxInfo, preprocess_batch
+from retina_edge.preprocess import LetterboxInfo, input_batch
 from retina_edge.runtime.backends.base import Backend, BackendOptions
 from retina_edge.runtime.backends.registry import choose_backend, get_backend
 from retina_edge.runtime.core.model_file import read_deployment
@@ -177,11 +178,13 @@ class Detector:
     __call__ = detect
 
     def preprocess(self, images: Sequence[np.ndarray]) -> tuple[np.ndarray, list[LetterboxInfo]]:
-        """``(B, 3, H, W)`` float32 network input of the images and where each landed in it."""
-        return preprocess_batch(images, self.metadata.preprocess)
+        """The graph's input for the images and where each landed in it: the ``(B, 3, H, W)`` float32
+        normalised batch, or for a frame graph the ``(B, H_f, W_f, 3)`` uint8 frames themselves
+        (channels in the graph's order), which the graph letterboxes and normalises itself."""
+        return input_batch(images, self.metadata.preprocess, self.metadata.frame)
 
     def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """The graph's outputs for a ``(B, 3, H, W)`` batch of any size B: run in chunks of the
+        """The graph's outputs for a batch (:meth:`preprocess`'s) of any size B: run in chunks of the
         graph's largest batch, and a chunk below its smallest (a static batch, or a TensorRT
         profile's minimum) padded with blank images whose outputs are dropped."""
         if self.backend is None:

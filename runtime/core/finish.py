@@ -3,8 +3,9 @@
 What it does follows the tail's form (:data:`retina_edge.contract.FORMS`): it decodes anchors
 (``raw``), runs class-aware NMS (``raw``, ``candidates``), reads the first ``num_detections`` rows
 (``detections``), applies the score threshold on every form and maps boxes to each source image's
-pixels, so a plugin's tail of a known form needs nothing here. ``Detector`` uses it after
-inference; the Triton ensemble's post-processing model uses it alone.
+pixels (a frame graph's are in them already), so a plugin's tail of a known form needs nothing
+here. ``Detector`` uses it after inference; the Triton ensemble's post-processing model uses it
+alone.
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ class Finisher:
     def __call__(self, outputs: dict[str, np.ndarray], infos: list[LetterboxInfo]) -> list[Detections]:
         """``outputs``: the graph's outputs by name, batch first; ``infos``: where each image landed."""
         model = self.metadata.model
+        in_frame = self.metadata.frame is not None
         detections = []
         for index, info in enumerate(infos):
             boxes, scores, labels = self._one(outputs, index)
-            detections.append(Detections(boxes_to_source(boxes, info), scores.astype(np.float32), labels.astype(np.int64),
+            boxes = boxes.astype(np.float32) if in_frame else boxes_to_source(boxes, info)
+            detections.append(Detections(boxes, scores.astype(np.float32), labels.astype(np.int64),
                                          model.class_names, model.category_ids))
         return detections
 

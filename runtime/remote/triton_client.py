@@ -6,9 +6,12 @@
 
 ``detect(images)`` sends each image as PNG bytes (lossless: the server sees the same pixels) in its
 own request, concurrently, so Triton's dynamic batcher can gather them; ``detect_encoded`` sends
-JPEG/PNG bytes as they are (what a camera client has). The deployment contract (classes, score
-threshold) comes from the served model's config. A server that cannot be reached is retried with
-bounded exponential backoff, each retry and the recovery logged, then reported as one error.
+JPEG/PNG bytes as they are (what a camera client has). A served frame graph takes the frames'
+pixels instead (uint8 ``images`` of the frame size, in its channel order) and answers with final
+detections in frame pixels; encoded images are decoded here for it. The deployment contract
+(classes, score threshold, frame input) comes from the served model's config. A server that
+cannot be reached is retried with bounded exponential backoff, each retry and the recovery
+logged, then reported as one error.
 Safe to call from several threads (tritonclient's clients are per thread).
 """
 
@@ -24,7 +27,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from retina_edge.contract import DeploymentMetadata, check_score_thresh
+from retina_edge.contract import INPUT_NAME, DeploymentMetadata, check_score_thresh
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.optional import require
 from retina_edge.runtime.core.detector import as_image_list
@@ -157,10 +160,29 @@ class TritonDetector:
                            result.as_numpy("labels")[0].astype(np.int64), self.class_names, self.metadata.model.category_ids)
         return found if self.score_thresh is None else found.filter(score_thresh=self.score_thresh)
 
+    def _infer_frame(self, image: np.ndarray) -> Detections:
+        """One frame through a served frame graph: its pixels in, final detections out."""
+        from retina_edge.preprocess import frame_batch
+        from retina_edge.runtime.core.finish import Finisher
+
+        batch, infos = frame_batch([image], self.metadata.frame)
+        tensor = self._api.InferInput(INPUT_NAME, list(batch.shape), "UINT8")
+        tensor.set_data_from_numpy(batch)
+        result = self._call(lambda: self._client().infer(self.model, [tensor]))
+        found = Finisher(self.metadata)({name: result.as_numpy(name) for name in self.metadata.output_names}, infos)[0]
+        return found if self.score_thresh is None else found.filter(score_thresh=self.score_thresh)
+
     def detect_encoded(self, encoded: Sequence[bytes]) -> list[Detections]:
         """Detections for JPEG/PNG bytes, one request each, sent concurrently. Images the server
         refuses raise :class:`ImagesRefusedError` once all are answered, carrying the others' answers."""
-        futures = [self._pool.submit(self._infer, data) for data in encoded]
+        if self.metadata.frame is not None:
+            from retina_edge.imageio import decode_image_bytes
+
+            return self.detect([decode_image_bytes(data, source=f"image {index}") for index, data in enumerate(encoded)])
+        return self._gather([self._pool.submit(self._infer, data) for data in encoded])
+
+    def _gather(self, futures: list) -> list[Detections]:
+        """Every request's answer, in order; refused ones raise :class:`ImagesRefusedError` at the end."""
         answers: list[Detections | None] = []
         refused: list[tuple[int, RetinaEdgeError]] = []
         for index, future in enumerate(futures):
@@ -173,15 +195,22 @@ class TritonDetector:
                 refused.append((index, error))
         if refused:
             index, first = refused[0]
-            raise ImagesRefusedError(f"{len(refused)} of {len(encoded)} images refused; image {index}: {first}", answers)
+            raise ImagesRefusedError(f"{len(refused)} of {len(futures)} images refused; image {index}: {first}", answers)
         return answers
 
     def detect(self, images: Sequence[np.ndarray] | np.ndarray) -> list[Detections]:
         """The :class:`Detector` call: ``(H, W, 3)`` uint8 RGB images -> detections in their pixels."""
         from retina_edge.imageio import encode_image_rgb
 
+        images = as_image_list(images)
+        if self.metadata.frame is not None:
+            from retina_edge.preprocess import check_frame
+
+            for index, image in enumerate(images):  # a frame of another size is refused before anything is sent
+                check_frame(image, self.metadata.frame, index)
+            return self._gather([self._pool.submit(self._infer_frame, image) for image in images])
         return self.detect_encoded([encode_image_rgb(image, ".png", target=f"an image of shape {image.shape}")
-                                    for image in as_image_list(images)])
+                                    for image in images])
 
     __call__ = detect
 

@@ -1,7 +1,8 @@
 """The graphs the TensorRT API tier builds engines from: FP32, FP16 and INT8 (TensorRT placement)
 graphs of a tiny RetinaNet with none/decode/nms tails, made once per test session (they do not
-depend on the TensorRT version), with the INT8 build's legacy calibration cache; and one INT8
-graph made by quantization-aware training (``retina-edge qat``, one iteration)."""
+depend on the TensorRT version), with the INT8 build's legacy calibration cache; one INT8 graph
+made by quantization-aware training (``retina-edge qat``, one iteration); and each precision's nms
+graph as a frame graph (uint8 90x70 BGR frames in), wrapped as ``build`` wraps it."""
 
 from __future__ import annotations
 
@@ -15,8 +16,32 @@ INPUT = (64, 96)
 BATCH = (1, 2, 4)
 
 
+#: (H, W) of the frame graphs' frames.
+FRAME = (70, 90)
+
+
 def graph_path(folder: Path, precision: str, tail: str) -> Path:
     return folder / f"{precision}-{tail}.onnx"
+
+
+def frame_graph_path(folder: Path, precision: str) -> Path:
+    return folder / f"{precision}-frame.onnx"
+
+
+def wrap_in_frame_steps(plain: Path, output: Path) -> None:
+    """What ``build --frame`` writes: the recipe's graph in the frame steps, the contract with the frame."""
+    import dataclasses
+
+    import onnx
+
+    from retina_edge.export.frame_graph import wrap_frame
+    from retina_edge.preprocess import FrameInput
+    from retina_edge.runtime.core.model_file import embed_deployment, read_deployment
+
+    graph, metadata = onnx.load(str(plain)), dataclasses.replace(read_deployment(plain), frame=FrameInput(*FRAME))
+    wrap_frame(graph, metadata)
+    embed_deployment(graph, metadata)
+    onnx.save(graph, str(output))
 
 
 def qat_graph_path(folder: Path) -> Path:
@@ -24,8 +49,11 @@ def qat_graph_path(folder: Path) -> Path:
 
 
 def make_graphs(folder: Path) -> Path:
-    """Write the nine graphs (and ``int8-*.calib.cache``) and the QAT graph into ``folder``; reused when complete."""
-    if all(graph_path(folder, p, t).is_file() for p in PRECISIONS for t in TAILS) and qat_graph_path(folder).is_file():
+    """Write the nine graphs (and ``int8-*.calib.cache``), the QAT graph and the three frame graphs into
+    ``folder``; reused when complete."""
+    wanted = [*(graph_path(folder, p, t) for p in PRECISIONS for t in TAILS), qat_graph_path(folder),
+              *(frame_graph_path(folder, p) for p in PRECISIONS)]
+    if all(path.is_file() for path in wanted):
         return folder
     from tiny import tiny_model
 
@@ -43,6 +71,7 @@ def make_graphs(folder: Path) -> Path:
             if precision == "int8" else None
         for tail in TAILS:
             build_precision_graph(model, graph_path(folder, precision, tail), export=ExportOptions(preprocess=PreprocessConfig(*INPUT), tail=tail, batch=BATCH), build=BuildOptions(precision=precision, target="tensorrt", calibration=calibration))
+        wrap_in_frame_steps(graph_path(folder, precision, "nms"), frame_graph_path(folder, precision))
     _make_qat_graph(folder)
     return folder
 
