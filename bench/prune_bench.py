@@ -13,6 +13,11 @@ torchvision's layout, seeded random weights, 512x512) pruned at the same amounts
 fine-tuning (latency does not depend on the weights). INT8: ``build --int8 --target cpu``
 (calibrated on 64 training images; on 2 synthetic ones for ResNet-50, whose latency alone is
 measured). Everything is kept in ``--folder``, so a re-run resumes.
+
+``--control RUN``: a ``retina-edge prune --amount 0`` run with the pruned run's steps and
+iterations (the unpruned model fine-tuned on the same schedule). Fine-tuning alone can move AP (a
+model trained on few iterations gains from more), so each pruned step's AP is also compared,
+paired, with the control's step of the same number: the part of the difference pruning causes.
 """
 
 from __future__ import annotations
@@ -60,8 +65,15 @@ def pruned_presets(folder: Path, train: Path, amount: float, steps: int, runs: l
     return weights
 
 
-def accuracy(weights: dict[str, str], unseen: Path) -> dict[str, dict]:
-    """AP (points) of each model and its paired difference to the unpruned one, on the unseen images."""
+def control_steps(run: Path) -> dict[str, str]:
+    """"control N" -> the checkpoint of step N of an ``--amount 0`` prune run."""
+    rows = json.loads((run / "report.json").read_text())["steps"][1:]
+    return {f"control {row['step']}": row["checkpoint"] for row in rows}
+
+
+def accuracy(weights: dict[str, str], unseen: Path, controls: dict[str, str]) -> dict[str, dict]:
+    """AP (points) of each model and its paired difference to the unpruned one, on the unseen images;
+    a pruned model of step N is also compared with ``control N`` where there is one."""
     from retina_edge.data.coco_dataset import load_coco_index, resolve_split
     from retina_edge.metrics.bootstrap import paired_bootstrap
     from retina_edge.metrics.evaluate import coco_evaluate, predict_coco
@@ -71,7 +83,7 @@ def accuracy(weights: dict[str, str], unseen: Path) -> dict[str, dict]:
     ann_file, image_dir = resolve_split(str(unseen), "val")
     index = load_coco_index(ann_file, image_dir)
     tables, results = {}, {}
-    for name, spec in weights.items():
+    for name, spec in {**weights, **controls}.items():
         model = load_model(spec)
         detections = predict_coco(reference_detector(model), index, category_ids=model.config.category_ids)
         metrics = coco_evaluate(ann_file, detections, image_ids=[img.image_id for img in index.images])
@@ -81,6 +93,10 @@ def accuracy(weights: dict[str, str], unseen: Path) -> dict[str, dict]:
         if name != "unpruned":
             delta = paired_bootstrap(tables["unpruned"], table).delta["AP"]
             results[name]["delta_AP"] = [delta.point, delta.low, delta.high]
+    for step, name in enumerate([n for n in weights if n != "unpruned"], start=1):
+        if f"control {step}" in tables:
+            delta = paired_bootstrap(tables[f"control {step}"], tables[name]).delta["AP"]
+            results[name]["delta_AP_vs_control"] = [delta.point, delta.low, delta.high]
     return results
 
 
@@ -171,6 +187,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--r50", action="store_true", help="ResNet-50-FPN at 512x512, latency only")
     parser.add_argument("--runs", type=Path, nargs="+", default=[], help="measure the steps of these prune runs instead")
+    parser.add_argument("--control", type=Path, help="an --amount 0 prune run on the same schedule, compared step by step")
     parser.add_argument("--no-accuracy", action="store_true", help="costs and latency only (preset part)")
     args = parser.parse_args()
     args.folder.mkdir(parents=True, exist_ok=True)
@@ -183,7 +200,8 @@ def main() -> None:
     else:
         train, unseen = prepare_data(args.folder)
         weights = pruned_presets(args.folder, train, args.amount, args.steps, args.runs)
-        report = {"costs": costs(weights), "accuracy": {} if args.no_accuracy else accuracy(weights, unseen),
+        controls = control_steps(args.control) if args.control else {}
+        report = {"costs": costs(weights), "accuracy": {} if args.no_accuracy else accuracy(weights, unseen, controls),
                   "latency": latency(graphs(weights, args.folder, train / "train", 192, 64), args.iters, args.threads)}
     name = "r50.json" if args.r50 else "preset-latency.json" if args.no_accuracy else "preset.json"
     (args.folder / name).write_text(json.dumps(report, indent=2))

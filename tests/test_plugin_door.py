@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,8 +24,11 @@ PACKAGE = Path(__file__).resolve().parent / "plugin_package"
 def installed(tmp_path_factory):
     """The plugin package pip-installed (a real wheel build, dist-info and all) into its own folder."""
     target = tmp_path_factory.mktemp("site")
+    # Built from a copy: pip's in-tree build would leave build/ and *.egg-info in the source tree.
+    source = shutil.copytree(PACKAGE, tmp_path_factory.mktemp("source") / "plugin_package",
+                             ignore=shutil.ignore_patterns("build", "*.egg-info"))
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(PACKAGE)], check=True, capture_output=True)
+                    "--target", str(target), str(source)], check=True, capture_output=True)
     assert (target / "retina_edge_toys-0.1.dist-info" / "entry_points.txt").is_file()
     return target
 

@@ -416,6 +416,10 @@ def test_a_live_source_opens_under_the_reconnect_policy():
         got = list(capture_frames(LateCamera(fails), policy, threading.Event(), stats, said.append))
         assert (len(got), stats.status, stats.reconnects) == (frames, status, 0), said
     assert "giving up on cam: it did not open in 2 attempts" in said[-1]
+    said = []  # before: "at most 1 times", "in 1 attempts"
+    once = CaptureOptions(reconnect=ReconnectPolicy(attempts=1, initial_delay=0.01))
+    assert not list(capture_frames(LateCamera(3), once, threading.Event(), PipelineStats(), said.append))
+    assert "(1 attempt at most)" in said[0] and said[-1].endswith("it did not open in 1 attempt")
 
 
 def test_statuses_say_how_each_source_ended_and_rates_count_its_own_time():
@@ -464,6 +468,10 @@ def test_credentials_are_replaced_in_every_name():
     assert redact(url) == "rtsp://***@cam1:554/live" and redact("rtsp://cam1/live") == "rtsp://cam1/live"
     assert redact(f"rtspsrc location={url} ! appsink") == "rtspsrc location=rtsp://***@cam1:554/live ! appsink"
     assert open_source(url).spec == "rtsp://***@cam1:554/live"  # opened by its run: nothing connects here
+    # Before: hidden up to the first "@" only, while FFmpeg splits at the last ("http://***@ss3cret@...").
+    for secret in ("p@ss3cret", "pa/ss3cret", "p@ss/3cret@"):
+        shown = redact(f"opening 'http://user:{secret}@127.0.0.1:8554/x.mjpg' again")
+        assert shown == "opening 'http://***@127.0.0.1:8554/x.mjpg' again" and "3cret" not in shown
     assert source_slug(url) == "cam1_554_live" and video_paths("o.mp4", [url, "x.mp4"])[0].name == "o-0-cam1_554_live.mp4"
 
 

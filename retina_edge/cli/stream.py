@@ -230,8 +230,9 @@ def _report(args: argparse.Namespace, pipeline, names: list[str], sinks: list, r
         raise KeyboardInterrupt(f"{received[0]} after {stats.processed} frames; every output written so far is complete")
     lost = [f"{row['spec']} ({row['status']})" for row in per_source if row["status"] in ("lost", "unreachable", "failed")]
     if lost:
-        raise SourceLostError(f"gave up on {', '.join(lost)} after {pipeline.config.reconnect.attempts} reconnect "
-                              f"attempts or a read error ({stats.processed} frames processed)")
+        attempts = pipeline.config.reconnect.attempts
+        raise SourceLostError(f"gave up on {', '.join(lost)} ({attempts} reconnect attempt{'s' * (attempts != 1)} "
+                              f"allowed each; {stats.processed} frames processed)")
     return 0
 
 

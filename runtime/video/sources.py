@@ -51,8 +51,11 @@ class Frame:
     name: str | None = None
 
 
-#: ``scheme://user:password@`` (or ``scheme://token@``) in a source spec or a message.
-_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@")
+#: ``scheme://user:password@`` (or ``scheme://token@``) in a source spec or a message, up to the
+#: *last* ``@`` of the word: FFmpeg splits user from host at the last one, so an unencoded ``@`` or
+#: ``/`` in a password is still part of what is hidden (an ``@`` later in a path hides a little more
+#: than needed, never less).
+_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s\"']*@")
 
 
 def redact(text: str) -> str:
@@ -221,15 +224,19 @@ def capture_frames(source, options: CaptureOptions, stop, stats, log) -> Iterato
         stats.stopped = stop.is_set() and not stats.gave_up
 
 
+def _attempts(count: int) -> str:
+    return f"{count} attempt{'s' * (count != 1)}"
+
+
 def _opened(source, policy: ReconnectPolicy, stop, stats, log) -> bool:  # noqa: ANN001
     """Open a live source that was not open yet: at once, then as a reopening is tried."""
     try:
         source.open()
     except DataError as error:
-        log(f"{error}; trying again (at most {policy.attempts} times)" if policy.attempts else str(error))
+        log(f"{error}; trying again ({_attempts(policy.attempts)} at most)" if policy.attempts else str(error))
         if not reopen(source, policy, stop, log):
             if not stop.is_set():
-                log(f"giving up on {source.spec}: it did not open in {policy.attempts} attempts")
+                log(f"giving up on {source.spec}: it did not open in {_attempts(policy.attempts)}")
                 stats.gave_up = True
             return False
     stats.started = time.perf_counter()  # its rate counts from here
@@ -263,7 +270,7 @@ def _recovered(source, policy: ReconnectPolicy, stop, stats, log) -> bool:  # no
         stats.reconnects += 1
         return True
     if not stop.is_set():
-        log(f"giving up on {source.spec} after {policy.attempts} attempts")
+        log(f"giving up on {source.spec} after {_attempts(policy.attempts)}")
         stats.gave_up = True
     return False
 
