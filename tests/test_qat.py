@@ -90,6 +90,54 @@ def test_fake_quant_model_computes_the_ptq_graph(layout, target, tmp_path):
         np.testing.assert_array_equal(plain, float_output)  # removed: the plain model again
 
 
+def test_quantizers_follow_the_model_to_the_batchs_device(layout, tmp_path, monkeypatch):
+    """``train`` moves the model to its device (CUDA where there is one), but the quantizers are no
+    part of the model: they must follow the batch there, or the CUDA kernel is handed CPU scales.
+    ``meta`` stands in for CUDA; it has no fake-quant kernel, so the ops are replaced by ones that
+    record the devices they are given."""
+    import copy
+
+    model, graph, stats = layout
+    model = copy.deepcopy(model)
+    ptq = quantize_for_cpu(graph, stats, tmp_path / "ptq.onnx", exclude=excluded_nodes(graph, keep_predictors=False))
+    fake = attach_fake_quant(model, read_quant_sites(ptq), "torch", torch.from_numpy(batch(0)))
+    given = []
+
+    def per_tensor(x, scale, zero_point, *_range):  # noqa: ANN001, ANN202
+        given.append((x.device, scale.device, zero_point.device))
+        return x
+
+    def per_channel(x, scale, zero_point, *_axis_and_range):  # noqa: ANN001, ANN202
+        given.append((x.device, scale.device, zero_point.device))
+        return x
+
+    monkeypatch.setattr(torch, "fake_quantize_per_tensor_affine", per_tensor)
+    monkeypatch.setattr(torch, "fake_quantize_per_channel_affine", per_channel)
+    meta = torch.device("meta")
+    try:
+        model.to(meta)
+        with torch.no_grad():
+            model.head_outputs(torch.zeros(1, 3, *SIZE, device=meta))
+    finally:
+        fake.remove()
+    assert len(given) >= len(fake.activation_keys) + len(fake.weight_modules) > 20
+    assert set(given) == {(meta, meta, meta)}
+    assert {buffer.device for buffer in fake.modules.buffers()} == {meta}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible to torch")
+def test_qat_for_cpus_fine_tunes_on_a_cuda_gpu(qat_data, tmp_path):
+    """The CPU placement's fake quantization (PyTorch's) on the GPU ``train`` moves the model to."""
+    from retina_edge.cli.main import main
+    from retina_edge.runtime.core.model_file import read_deployment
+
+    output = tmp_path / "qat-cpu.onnx"
+    assert main(["qat", "--weights", str(qat_data / "tiny.pth"), "--data", str(qat_data / "data"), "--target", "cpu",
+                 "--iterations", "2", "--batch-size", "2", "--calib-count", "16", "-o", str(output)]) == 0
+    assert read_deployment(output).precision == "int8" and read_deployment(output).target == "cpu"
+
+
 def test_weight_sites_are_the_convolutions_under_a_renamed_fold(layout):
     """v1 layouts fold FrozenBatchNorm's Mul/Add into the conv, and the simplifier names the fused
     node after the norm: the weight site must still be the convolution module."""
