@@ -35,6 +35,7 @@ from retina_edge.errors import ConfigError, RetinaEdgeError
 from retina_edge.model.checkpoints import load_model, read_checkpoint, save_checkpoint
 from retina_edge.model.pruning import PruneOptions, amount_for_macs, prune_model
 from retina_edge.model.measure import model_cost
+from retina_edge.training.finetune import check_classes
 from retina_edge.training.train import TrainConfig, train
 
 logger = logging.getLogger(__name__)
@@ -97,12 +98,18 @@ class StepRow:
 def prune(config: PruneConfig, *, resume: bool = False) -> Path:
     """Run (or, with ``resume``, continue) the schedule; returns the path of the pruned checkpoint."""
     out = Path(config.out_dir)
-    _claim(out, config, resume=resume)
+    settings = _claim(out, config, resume=resume)
+    # Weights, data and MACs target are checked before the folder is claimed: a run refused for a
+    # typo must leave nothing that refuses the corrected command.
     base = load_model(config.weights)
+    if config.iterations:  # the fine-tuning's data
+        check_classes(base, config.data)
     amount = config.amount if config.amount is not None else DEFAULT_AMOUNT
     if config.target_macs is not None:
         amount = amount_for_macs(base, config.target_macs, PruneOptions(0.0, round_to=config.round_to))
         logger.info("pruning %.1f%% of the channels reaches %.0f%% of the MACs", 100 * amount, 100 * config.target_macs)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "prune.json", settings)
     with _Measurer(config, base) as measure:
         rows = _finished_rows(out) if resume else []
         if not rows:
@@ -121,8 +128,9 @@ def prune(config: PruneConfig, *, resume: bool = False) -> Path:
     return result
 
 
-def _claim(out: Path, config: PruneConfig, *, resume: bool) -> None:
-    """``out`` holds one run: a new run refuses a used folder, a resumed one its settings changed."""
+def _claim(out: Path, config: PruneConfig, *, resume: bool) -> str:
+    """``out`` holds one run: a new run refuses a used folder, a resumed one its settings changed.
+    Returns the settings (``prune.json``'s text) to write once the run is known to start."""
     settings = out / "prune.json"
     plain = json.loads(json.dumps(dataclasses.asdict(config)))
     if settings.is_file():
@@ -133,8 +141,7 @@ def _claim(out: Path, config: PruneConfig, *, resume: bool) -> None:
             raise RetinaEdgeError(f"{out} was pruned with other settings ({settings}): resume it with the same ones")
     elif resume:
         raise RetinaEdgeError(f"nothing to resume: {settings} does not exist")
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(settings, json.dumps(plain, indent=2))
+    return json.dumps(plain, indent=2)
 
 
 def _finished_rows(out: Path) -> list[StepRow]:

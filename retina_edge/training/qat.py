@@ -36,6 +36,7 @@ from retina_edge.calib.statistics import ActivationStats
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.onnx_export import ExportOptions
 from retina_edge.model.retinanet import RetinaNet
+from retina_edge.training.finetune import check_classes
 from retina_edge.training.train import TrainConfig, freeze_bn_statistics, train
 
 logger = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ def _prepare(model: RetinaNet, export: ExportOptions, request: QatRequest, resum
         return ActivationStats.from_json(state["stats"]), TrainConfig(**{**state["config"], "train_min_sizes": tuple(
             state["config"]["train_min_sizes"])})
     config = request.schedule.train_config(request.original, _train_images(request.schedule.data))
-    _check_classes(model, config.data)
+    check_classes(model, config.data)
     logger.info("PTQ graph and calibration for the %s recipe (what QAT starts from)", request.target)
     ptq = build_precision_graph(model, out_dir / "ptq.onnx", export=_plain(export), build=BuildOptions(
         precision="int8", target=request.target, calibration=request.calibration, keep_predictors=request.keep_predictors))
@@ -177,15 +178,6 @@ def _train_images(data: str) -> int:
     from retina_edge.data.coco_dataset import load_coco_index, resolve_split
 
     return len(load_coco_index(*resolve_split(data, "train")).images)
-
-
-def _check_classes(model: RetinaNet, data: str) -> None:
-    from retina_edge.data.coco_dataset import load_coco_index, resolve_split
-
-    index = load_coco_index(*resolve_split(data, "train"))
-    if tuple(index.class_names) != tuple(model.config.class_names):
-        raise RetinaEdgeError(f"the model's classes {list(model.config.class_names)} are not the data's "
-                              f"{list(index.class_names)}: QAT fine-tunes on the data the model was trained for")
 
 
 def _attach(model: RetinaNet, sites: QuantSites, graph_target: str, export: ExportOptions) -> FakeQuant:
@@ -221,7 +213,7 @@ def plan_qat(model: RetinaNet, *, export: ExportOptions, request: QatRequest, st
     import tempfile
 
     config = request.schedule.train_config(request.original, _train_images(request.schedule.data))
-    _check_classes(model, config.data)
+    check_classes(model, config.data)
     with tempfile.TemporaryDirectory(prefix="retina-edge-qat-") as scratch:
         build_precision_graph(model, Path(scratch) / "ptq.onnx", export=_plain(export), build=BuildOptions(
             precision="int8", target=request.target, calibration=request.calibration,
