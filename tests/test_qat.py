@@ -229,6 +229,17 @@ def test_schedule_defaults_scale_the_original_training():
         QatOptions(data="d", out_dir="o", fraction=0)
 
 
+def test_the_schedule_claims_no_frozen_stages_it_does_not_freeze():
+    """train() does not build the model QAT gives it, so a trainable_layers taken from the original
+    training would be recorded (qat.json, the checkpoint) and never applied: the model's own config
+    freezes its stages."""
+    from retina_edge.training.qat import QatOptions
+    from retina_edge.training.train import TrainConfig
+
+    config = QatOptions(data="d", out_dir="o").train_config({"trainable_layers": 2, "lr": 0.02}, train_images=80)
+    assert config.lr == pytest.approx(2e-4) and config.trainable_layers == TrainConfig(data="d").trainable_layers
+
+
 @pytest.fixture(scope="module")
 def qat_data(tmp_path_factory):
     """A tiny checkpoint of the synthetic classes and a small COCO set to fine-tune it on."""

@@ -73,8 +73,10 @@ class QatOptions:
     def train_config(self, original: dict | None, train_images: int) -> TrainConfig:
         """The training options of the fine-tune: the original run's, scaled down (see the class docstring)."""
         base = TrainConfig(data=self.data)
-        keep = {"optimizer", "momentum", "weight_decay", "hflip", "trainable_layers", "grad_clip", "batch_size",
-                "train_min_sizes", "lr", "iterations", "epochs"}
+        # Not trainable_layers: train() does not build the model it is given, and the checkpoint's
+        # model already freezes the stages its training froze (its config records them).
+        keep = {"optimizer", "momentum", "weight_decay", "hflip", "grad_clip", "batch_size", "train_min_sizes", "lr",
+                "iterations", "epochs"}
         known = {f.name for f in dataclasses.fields(TrainConfig)}
         values = {k: v for k, v in (original or {}).items() if k in keep & known}
         if "train_min_sizes" in values:
