@@ -57,7 +57,8 @@ def _request(args: argparse.Namespace):  # noqa: ANN202
 
     from retina_edge.calib.build import CalibrationOptions
     from retina_edge.data.coco_dataset import resolve_split
-    from retina_edge.training.qat import QatOptions, QatRequest, original_training
+    from retina_edge.training.finetune import checkpoint_training_options
+    from retina_edge.training.qat import QatOptions, QatRequest
 
     out_dir = args.out_dir or str(Path(args.output).with_suffix(".qat"))
     calib = args.calib or str(resolve_split(args.data, "train")[1])
@@ -67,7 +68,8 @@ def _request(args: argparse.Namespace):  # noqa: ANN202
                           checkpoint_every=args.checkpoint_every)
     return QatRequest(target=args.target, calibration=CalibrationOptions(source=calib, count=args.calib_count,
                                                                          method=args.calib_method),
-                      schedule=schedule, keep_predictors=args.keep_predictors, original=original_training(args.weights))
+                      schedule=schedule, keep_predictors=args.keep_predictors,
+                      original=checkpoint_training_options(args.weights))
 
 
 def _print_plan(plan) -> None:  # noqa: ANN001 (QatPlan)

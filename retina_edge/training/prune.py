@@ -32,17 +32,14 @@ import numpy as np
 
 from retina_edge.atomic import atomic_path, write_text_atomic
 from retina_edge.errors import ConfigError, RetinaEdgeError
-from retina_edge.model.checkpoints import load_model, read_checkpoint, save_checkpoint
+from retina_edge.model.checkpoints import load_model, save_checkpoint
 from retina_edge.model.pruning import PruneOptions, amount_for_macs, prune_model
 from retina_edge.model.measure import model_cost
-from retina_edge.training.finetune import check_classes
+from retina_edge.training.finetune import check_classes, checkpoint_training_options, original_config
 from retina_edge.training.train import TrainConfig, train
 
 logger = logging.getLogger(__name__)
 
-#: Training options a fine-tuning step takes over from the recipe the weights were trained with.
-RECIPE_KEYS = ("optimizer", "momentum", "weight_decay", "batch_size", "amp", "hflip", "train_min_sizes", "grad_clip",
-               "workers", "seed")
 DEFAULT_AMOUNT = 0.25
 
 
@@ -169,25 +166,10 @@ def _pruned_and_finetuned(config: PruneConfig, step_dir: Path, previous: str, am
 def finetune_config(config: PruneConfig, start: Path, out_dir: Path) -> TrainConfig:
     """The fine-tuning of one step: the weights' training recipe (where the checkpoint has it) at a
     third of its learning rate, ``config.iterations`` long, then ``config.finetune``'s options."""
-    recipe = _recipe_of(config.weights)
-    options: dict[str, Any] = {key: recipe[key] for key in RECIPE_KEYS if key in recipe}
-    if "train_min_sizes" in options:
-        options["train_min_sizes"] = tuple(options["train_min_sizes"])
-    options.update(lr=recipe.get("lr", 0.01) / 3, iterations=config.iterations, warmup_iters=min(50, config.iterations // 10),
-                   schedule="cosine", eval_at_end=False, checkpoint_every=100, log_every=50)
-    options.update(config.finetune)
-    return TrainConfig(data=config.data, out_dir=str(out_dir), weights=str(start), **options)
-
-
-def _recipe_of(weights: str) -> dict[str, Any]:
-    """The training options a checkpoint was made with (``train`` stores them); {} when it has none."""
-    if weights.startswith("torchvision:"):
-        return {}
-    if weights.startswith("preset:"):
-        from retina_edge.presets import preset_checkpoint_path
-
-        weights = str(preset_checkpoint_path(weights.split(":", 1)[1]))
-    return read_checkpoint(weights).get("train_config") or {}
+    base = original_config(checkpoint_training_options(config.weights), config.data)
+    schedule = {"lr": base.lr / 3, "iterations": config.iterations, "warmup_iters": min(50, config.iterations // 10),
+                "schedule": "cosine", "eval_at_end": False, "checkpoint_every": 100, "log_every": 50}
+    return dataclasses.replace(base, out_dir=str(out_dir), weights=str(start), **{**schedule, **config.finetune})
 
 
 class _Measurer:

@@ -36,7 +36,7 @@ from retina_edge.calib.statistics import ActivationStats
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.onnx_export import ExportOptions
 from retina_edge.model.retinanet import RetinaNet
-from retina_edge.training.finetune import check_classes
+from retina_edge.training.finetune import check_classes, checkpoint_training_options, original_config
 from retina_edge.training.train import TrainConfig, freeze_bn_statistics, train
 
 logger = logging.getLogger(__name__)
@@ -72,16 +72,7 @@ class QatOptions:
 
     def train_config(self, original: dict | None, train_images: int) -> TrainConfig:
         """The training options of the fine-tune: the original run's, scaled down (see the class docstring)."""
-        base = TrainConfig(data=self.data)
-        # Not trainable_layers: train() does not build the model it is given, and the checkpoint's
-        # model already freezes the stages its training froze (its config records them).
-        keep = {"optimizer", "momentum", "weight_decay", "hflip", "grad_clip", "batch_size", "train_min_sizes", "lr",
-                "iterations", "epochs"}
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        values = {k: v for k, v in (original or {}).items() if k in keep & known}
-        if "train_min_sizes" in values:
-            values["train_min_sizes"] = tuple(values["train_min_sizes"])
-        base = dataclasses.replace(base, **values)
+        base = original_config(original, self.data)
         batch = self.batch_size or base.batch_size
         original_iterations = base.iterations or base.epochs * max(1, train_images // base.batch_size)
         iterations = self.iterations or max(1, round(self.fraction * original_iterations))
@@ -251,20 +242,6 @@ def _time_steps(model: RetinaNet, config: TrainConfig, steps: int) -> float:
     return sorted(times[1:])[len(times[1:]) // 2] if steps else math.nan
 
 
-def original_training(weights: str) -> dict | None:
-    """The training options a retina-edge checkpoint (or preset) was trained with, None if it has none."""
-    from retina_edge.model.checkpoints import read_checkpoint
-
-    if weights.startswith("torchvision:"):
-        return None
-    if weights.startswith("preset:"):
-        from retina_edge.presets import preset_checkpoint_path
-
-        weights = str(preset_checkpoint_path(weights.split(":", 1)[1]))
-    found = read_checkpoint(weights).get("train_config")
-    return found if isinstance(found, dict) else None
-
-
 def demo_qat_graphs(setup, *, iterations: int) -> dict[str, Path]:  # noqa: ANN001 (quality.demo.DemoSetup)
     """The demo's QAT graphs (``synth-int8-<target>-qat``), one per INT8 recipe it builds, fine-tuned
     from the preset for ``iterations`` on the demo's train split and calibrated on its images."""
@@ -276,9 +253,9 @@ def demo_qat_graphs(setup, *, iterations: int) -> dict[str, Path]:  # noqa: ANN0
     for recipe in (r for r in recipes() if r.in_demo and r.precision == "int8"):
         name = f"synth-{recipe.tag}-qat"
         logger.info("quantization-aware training for the %s placement (%d iterations)", recipe.target, iterations)
-        request = QatRequest(target=recipe.target, calibration=setup.calibration, original=original_training("preset:synth"),
-                             schedule=QatOptions(data=str(setup.out / "data"), out_dir=str(setup.out / f"{name}.run"),
-                                                 iterations=iterations))
+        schedule = QatOptions(data=str(setup.out / "data"), out_dir=str(setup.out / f"{name}.run"), iterations=iterations)
+        request = QatRequest(target=recipe.target, calibration=setup.calibration, schedule=schedule,
+                             original=checkpoint_training_options("preset:synth"))
         result = quantization_aware_training(copy.deepcopy(setup.model), setup.out / f"{name}.onnx", export=setup.export,
                                              request=request)
         graphs[name] = result.model_path
