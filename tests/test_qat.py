@@ -10,7 +10,8 @@ and a QAT graph that is the PTQ graph's kind, node for node.
   codes of the trained model, negative BN scales included;
 - ``retina-edge qat`` end to end for each target: the Q/DQ positions of its graph equal the PTQ
   graph's, the contract is ``build --int8``'s, and it runs on ONNX Runtime and OpenVINO; a finished
-  run resumes to the same graph; the dry run writes nothing and says the schedule.
+  run resumes to the same graph, and refuses a resume with other flags; the dry run writes nothing
+  and says the schedule.
 """
 
 from __future__ import annotations
@@ -275,7 +276,7 @@ def qdq_positions(path) -> set[tuple]:  # noqa: ANN001
 # The CPU run (and its resume) is slow-marked: the same build path writes both, and the CPU
 # placement's arithmetic is held to its PTQ graph by test_fake_quant_model_computes_the_ptq_graph.
 @pytest.mark.parametrize("target", ["tensorrt", pytest.param("cpu", marks=pytest.mark.slow)])
-def test_qat_writes_the_ptq_graphs_kind_node_for_node(qat_data, target, tmp_path):
+def test_qat_writes_the_ptq_graphs_kind_node_for_node(qat_data, target, tmp_path, capsys):
     from retina_edge.cli.main import main
     from retina_edge.runtime import Detector
     from retina_edge.runtime.core.model_file import read_deployment
@@ -291,6 +292,13 @@ def test_qat_writes_the_ptq_graphs_kind_node_for_node(qat_data, target, tmp_path
     assert read_deployment(output) == read_deployment(ptq)  # contract: int8, the target, tail, batch, classes
     assert read_deployment(output).precision == "int8" and read_deployment(output).target == target
     assert output.with_suffix(".calib.cache").is_file() == (target == "tensorrt")
+    # A resume reads its schedule back from qat.json: a changed flag is refused, not ignored.
+    written = output.read_bytes()
+    capsys.readouterr()
+    assert main([*argv, "--resume", "--iterations", "5", "--lr", "0.001"]) == 2
+    err = capsys.readouterr().err
+    assert "schedule.iterations 2 there, 5 here" in err and "schedule.lr None there, 0.001 here" in err, err
+    assert err.count("\n") == 1 and output.read_bytes() == written
     images = [render_image(SynthConfig(seed=5, min_side=64, max_side=96), i)[0] for i in range(3)]
     for backend in ("onnxruntime", "openvino"):
         with Detector(output, backend=backend) as detector:

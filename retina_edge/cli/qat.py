@@ -46,7 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     schedule.add_argument("--checkpoint-every", type=positive_int, default=50, help="write OUT/last.pth every N iterations")
     parser.add_argument("--out", dest="out_dir", help="run folder: PTQ graph, statistics, checkpoints "
                                                       "(default: the output's name with .qat)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pth")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pth (with the same flags: "
+                                                              "a changed one is refused)")
     parser.add_argument("--dry-run", action="store_true", help="calibrate, print the schedule and the time estimate, "
                                                                "write nothing else")
     parser.add_argument("-o", "--output", required=True, help="the INT8 graph to write (.onnx)")

@@ -130,13 +130,12 @@ def _prepare(model: RetinaNet, export: ExportOptions, request: QatRequest, resum
     """The statistics and training options: made now (PTQ graph, ``qat.json``), or read back to resume."""
     out_dir = Path(request.schedule.out_dir)
     state_file = out_dir / "qat.json"
-    settings = json.loads(json.dumps({"target": request.target, "keep_predictors": request.keep_predictors,
-                                      "export": _export_key(export)}))  # as qat.json holds them
+    settings = _settings(request, export)
     if resume:
         state = _read_state(state_file)
         if state["settings"] != settings:
-            raise RetinaEdgeError(f"{out_dir} holds a QAT run of other settings ({state['settings']}); resume it with "
-                                  "those, or start a new run in another folder")
+            raise RetinaEdgeError(f"{out_dir} holds a QAT run of other settings ({_differences(state['settings'], settings)})"
+                                  "; resume it with those, or start a new run in another folder")
         return ActivationStats.from_json(state["stats"]), TrainConfig(**{**state["config"], "train_min_sizes": tuple(
             state["config"]["train_min_sizes"])})
     config = request.schedule.train_config(request.original, _train_images(request.schedule.data))
@@ -153,6 +152,31 @@ def _plain(export: ExportOptions) -> ExportOptions:
     """The PTQ graph QAT reads its sites from is the plain one: a frame graph's frame steps (which
     the QAT graph gets around it when written) are no part of the network being fine-tuned."""
     return dataclasses.replace(export, frame=None)
+
+
+def _settings(request: QatRequest, export: ExportOptions) -> dict:
+    """What a resumed run must be given again, as ``qat.json`` holds it: all but the run folder (a
+    resume reads the statistics and training options back, so a changed flag would be ignored)."""
+    schedule = dataclasses.asdict(request.schedule)
+    del schedule["out_dir"]
+    calibration = request.calibration
+    return json.loads(json.dumps({
+        "target": request.target, "keep_predictors": request.keep_predictors, "export": _export_key(export),
+        "schedule": schedule, "calibration": {"source": str(calibration.source), "count": calibration.count,
+                                              "method": calibration.method}}))
+
+
+def _differences(there: dict, here: dict) -> str:
+    """``schedule.iterations 2 there, 5 here; ...``: the settings that differ, one level into each part."""
+    found = []
+    for key in sorted(set(there) | set(here)):
+        old, new = there.get(key), here.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            found += [f"{key}.{name} {old.get(name)!r} there, {new.get(name)!r} here"
+                      for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)]
+        elif old != new:
+            found.append(f"{key} {old!r} there, {new!r} here")
+    return "; ".join(found)
 
 
 def _read_state(path: Path) -> dict:
