@@ -119,8 +119,6 @@ FAKE_QUANT_BACKENDS = {
     "torch": FakeQuantBackend("torch", _TorchActivation, _TorchWeight,
                               "PyTorch's fake_quantize_per_tensor/per_channel_affine (any zero point)"),
 }
-#: The backend QAT uses for each INT8 recipe's graph target (bench/RESULTS.md, issue 39, says why).
-BACKEND_FOR_TARGET = {"tensorrt": "modelopt", "cpu": "torch"}
 
 
 def fake_quant_backend(name: str) -> FakeQuantBackend:

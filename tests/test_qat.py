@@ -216,6 +216,30 @@ def test_modelopt_refuses_zero_points():
         FAKE_QUANT_BACKENDS["modelopt"].activation(ActivationQuant(0.1, 12, 0, 255, "x"))
 
 
+def test_qat_offers_the_int8_recipes_it_can_mirror_and_refuses_others_in_one_line(capsys):
+    """``--target``: every INT8 recipe whose graph target has a fake-quant backend (a registered one
+    placed for CPUs too); a recipe placed for a target without one is refused before any work."""
+    from retina_edge.calib.build import CalibrationOptions
+    from retina_edge.calib.recipes import Recipe, register_recipe, unregister_recipe
+    from retina_edge.cli.main import build_parser
+    from retina_edge.training.qat import QatOptions, QatRequest
+
+    register_recipe(Recipe("int8", "cpu-s8", lambda inputs: None, graph_target="cpu", calibrated=True))
+    register_recipe(Recipe("int8", "npu", lambda inputs: None, graph_target="npu", calibrated=True))
+    argv = ["qat", "--weights", "w.pth", "--data", "d", "-o", "m.onnx", "--target"]
+    try:
+        assert build_parser().parse_args([*argv, "cpu-s8"]).target == "cpu-s8"
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*argv, "npu"])
+        assert "invalid choice: 'npu' (choose from" in capsys.readouterr().err
+        with pytest.raises(RetinaEdgeError, match="no fake quantization for the int8 recipe for npu .*placed for npu.*"
+                                                  "mirrors the int8 recipes for cpu, tensorrt, cpu-s8$"):
+            QatRequest(target="npu", calibration=CalibrationOptions(source="c"), schedule=QatOptions(data="d", out_dir="o"))
+    finally:
+        unregister_recipe("int8", "cpu-s8")
+        unregister_recipe("int8", "npu")
+
+
 def test_schedule_defaults_scale_the_original_training():
     from retina_edge.training.qat import QatOptions
 

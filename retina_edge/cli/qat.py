@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from retina_edge.calib.qat_targets import qat_targets
 from retina_edge.cli.args import non_negative_int, positive_float, positive_int, unit_interval
 from retina_edge.cli.export import add_export_arguments
 
@@ -23,9 +24,10 @@ OPTION_DESTS = {"calibration": "calib", "count": "calib_count", "lr_factor": "lr
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_export_arguments(parser)
     parser.add_argument("--data", required=True, help="COCO dataset folder (its train split) the model was trained on")
-    parser.add_argument("--target", choices=["tensorrt", "cpu"], default="tensorrt",
+    parser.add_argument("--target", choices=qat_targets(), default="tensorrt",
                         help="the INT8 recipe whose placement QAT mirrors: tensorrt (ModelOpt's Q/DQ placement, "
-                             "fake quantization by ModelOpt) or cpu (ONNX Runtime's QDQ, by PyTorch's fake quantization)")
+                             "fake quantization by ModelOpt), cpu (ONNX Runtime's QDQ, by PyTorch's fake quantization), "
+                             "or another INT8 recipe placed for one of those")
     parser.add_argument("--calib", help="calibration images (default: the data's train images)")
     parser.add_argument("--calib-count", type=positive_int, default=512, help="calibration images to use (default 512)")
     parser.add_argument("--calib-method", choices=["entropy", "max"], help="activation ranges (default: the recipe's, max)")

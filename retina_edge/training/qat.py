@@ -29,9 +29,9 @@ import torch
 
 from retina_edge.atomic import write_text_atomic
 from retina_edge.calib.build import BuildOptions, BuildResult, CalibrationOptions, build_precision_graph
-from retina_edge.calib.qat import BACKEND_FOR_TARGET, FakeQuant, attach_fake_quant, snap_weights
+from retina_edge.calib.qat import FakeQuant, attach_fake_quant, snap_weights
 from retina_edge.calib.qat_sites import QuantSites, read_quant_sites
-from retina_edge.calib.recipes import get_recipe
+from retina_edge.calib.qat_targets import qat_backend, qat_targets
 from retina_edge.calib.statistics import ActivationStats
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.onnx_export import ExportOptions
@@ -94,6 +94,9 @@ class QatRequest:
     #: The model's own training options (its checkpoint's train_config), the defaults' base.
     original: dict | None = None
 
+    def __post_init__(self) -> None:
+        qat_backend(self.target)  # a recipe QAT cannot mirror is refused before any work
+
 
 @dataclass
 class QatResult:
@@ -110,17 +113,16 @@ def quantization_aware_training(model: RetinaNet, output: str | Path, *, export:
     """Fine-tune ``model`` (in place) with fake quantization at the INT8 recipe's sites and write the
     graph to ``output``; ``resume`` continues a stopped run from ``schedule.out_dir``."""
     start = time.perf_counter()
-    recipe = get_recipe("int8", request.target)
     out_dir = Path(request.schedule.out_dir)
     stats, config = _prepare(model, export, request, resume)
     sites = read_quant_sites(out_dir / "ptq.onnx")
-    fake = _attach(model, sites, recipe.graph_target, export)
+    fake = _attach(model, sites, qat_backend(request.target), export)
     try:
         final = train(config, resume=resume, model=model)
     finally:
         fake.remove()
     snap_weights(model, fake)
-    logger.info("writing the QAT graph: the %s recipe's placement on the fine-tuned weights", recipe.target)
+    logger.info("writing the QAT graph: the %s recipe's placement on the fine-tuned weights", request.target)
     built = build_precision_graph(model.eval(), output, export=export, build=BuildOptions(
         precision="int8", target=request.target, keep_predictors=request.keep_predictors, stats=stats))
     return QatResult(Path(built.model_path), out_dir / "ptq.onnx", built, config, time.perf_counter() - start, final)
@@ -197,8 +199,7 @@ def _train_images(data: str) -> int:
     return len(load_coco_index(*resolve_split(data, "train")).images)
 
 
-def _attach(model: RetinaNet, sites: QuantSites, graph_target: str, export: ExportOptions) -> FakeQuant:
-    backend = BACKEND_FOR_TARGET[graph_target]
+def _attach(model: RetinaNet, sites: QuantSites, backend: str, export: ExportOptions) -> FakeQuant:
     example = torch.zeros(1, 3, export.preprocess.height, export.preprocess.width)
     fake = attach_fake_quant(model, sites, backend, example)
     logger.info("fake quantization (%s) at the graph's %d activation and %d weight sites", backend,
@@ -236,7 +237,7 @@ def plan_qat(model: RetinaNet, *, export: ExportOptions, request: QatRequest, st
             precision="int8", target=request.target, calibration=request.calibration,
             keep_predictors=request.keep_predictors))
         sites = read_quant_sites(Path(scratch) / "ptq.onnx")
-    fake = _attach(model, sites, get_recipe("int8", request.target).graph_target, export)
+    fake = _attach(model, sites, qat_backend(request.target), export)
     try:
         step = _time_steps(model, config, steps)
     finally:
@@ -267,14 +268,14 @@ def _time_steps(model: RetinaNet, config: TrainConfig, steps: int) -> float:
 
 
 def demo_qat_graphs(setup, *, iterations: int) -> dict[str, Path]:  # noqa: ANN001 (quality.demo.DemoSetup)
-    """The demo's QAT graphs (``synth-int8-<target>-qat``), one per INT8 recipe it builds, fine-tuned
+    """The demo's QAT graphs (``synth-int8-<target>-qat``), one per INT8 recipe it builds that QAT mirrors, fine-tuned
     from the preset for ``iterations`` on the demo's train split and calibrated on its images."""
     import copy
 
     from retina_edge.calib.recipes import recipes
 
     graphs = {}
-    for recipe in (r for r in recipes() if r.in_demo and r.precision == "int8"):
+    for recipe in (r for r in recipes() if r.in_demo and r.precision == "int8" and r.target in qat_targets()):
         name = f"synth-{recipe.tag}-qat"
         logger.info("quantization-aware training for the %s placement (%d iterations)", recipe.target, iterations)
         schedule = QatOptions(data=str(setup.out / "data"), out_dir=str(setup.out / f"{name}.run"), iterations=iterations)
