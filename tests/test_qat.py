@@ -359,6 +359,19 @@ def test_dry_run_says_the_schedule_and_writes_nothing(qat_data, tmp_path, capsys
     assert not output.exists() and not output.with_suffix(".qat").exists()
 
 
+def test_the_dry_runs_steps_take_a_train_split_smaller_than_a_batch(tmp_path):
+    """The real run's loader keeps a short last batch; the dry run's timed batches wrap round."""
+    from tiny import tiny_model
+
+    from retina_edge.data.synth import CLASSES, SynthConfig, write_dataset
+    from retina_edge.training.qat import QatOptions, _time_steps
+
+    write_dataset(tmp_path / "data", SynthConfig(num_images=4, seed=3, min_side=64, max_side=96, max_object=60))
+    config = QatOptions(data=str(tmp_path / "data"), out_dir=str(tmp_path / "o"), batch_size=4).train_config(None, 3)
+    seconds = _time_steps(tiny_model(CLASSES, min_size=64, max_size=96), config, steps=1)
+    assert config.batch_size == 4 and seconds > 0
+
+
 def test_classes_other_than_the_datas_are_refused(qat_data, tmp_path, capsys):
     from tiny import tiny_model
 

@@ -256,8 +256,8 @@ def _time_steps(model: RetinaNet, config: TrainConfig, steps: int) -> float:
         freeze_bn_statistics(model)
     times = []
     for step in range(steps + 1):
-        first = step * config.batch_size % max(1, len(dataset) - config.batch_size)
-        images, targets = collate([dataset[i] for i in range(first, first + config.batch_size)])
+        first = step * config.batch_size  # wrapping round, as the loader's epochs do, on a split smaller than a batch too
+        images, targets = collate([dataset[(first + k) % len(dataset)] for k in range(config.batch_size)])
         began = time.perf_counter()
         losses = model(images, targets)
         sum(losses.values()).backward()
