@@ -9,7 +9,7 @@
     pruned.pth            the last step's fine-tuned model: a checkpoint like any other
     report.json, report.md    per step: MACs, parameters, ONNX Runtime latency as a ratio to the
                           unpruned model (interleaved in one run), val AP and its paired 95% interval
-                          against the unpruned model
+                          against the unpruned model (unresolved on fewer than MIN_IMAGES val images)
 
 Step k removes ``amount * k / steps`` of every channel group's original channels. Fine-tuning
 starts from the weights' own training recipe (optimizer, batch, augmentation, input size) when the
@@ -32,6 +32,7 @@ import numpy as np
 
 from retina_edge.atomic import atomic_path, write_text_atomic
 from retina_edge.errors import ConfigError, RetinaEdgeError
+from retina_edge.metrics.bootstrap import MIN_IMAGES
 from retina_edge.model.checkpoints import load_model, save_checkpoint
 from retina_edge.model.pruning import PruneOptions, amount_for_macs, prune_model
 from retina_edge.model.measure import model_cost
@@ -247,8 +248,17 @@ def _row_text(row: StepRow) -> str:
     if row.ap is not None:
         parts.append(f"AP {row.ap:.2f}")
     if row.delta_ap is not None:
-        parts.append(f"dAP {row.delta_ap[0]:+.2f} [{row.delta_ap[1]:+.2f}, {row.delta_ap[2]:+.2f}]")
+        parts.append(f"dAP {_delta_text(row)}")
     return ", ".join(parts)
+
+
+def _delta_text(row: StepRow) -> str:
+    """dAP and its 95% interval; below MIN_IMAGES val images the point alone, unresolved: an interval
+    over so few covers the truth far less often than 95% (metrics/bootstrap.py), so it is no evidence."""
+    point, low, high = row.delta_ap
+    if row.images < MIN_IMAGES:
+        return f"{point:+.2f} (unresolved: {row.images} < {MIN_IMAGES} images)"
+    return f"{point:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
 def _write_report(out: Path, rows: list[StepRow]) -> None:
@@ -264,11 +274,13 @@ def report_table(rows: list[StepRow]) -> str:
     for r in rows:
         latency = "-" if r.latency_ratio is None else f"{r.latency_ratio:.2f}x"
         ap = "-" if r.ap is None else f"{r.ap:.2f}"
-        delta = "-" if r.delta_ap is None else f"{r.delta_ap[0]:+.2f} [{r.delta_ap[1]:+.2f}, {r.delta_ap[2]:+.2f}]"
+        delta = "-" if r.delta_ap is None else _delta_text(r)
         lines.append(f"| {r.step} | {r.amount:.3f} | {r.macs / 1e9:.3f} | {r.macs_ratio:.2f}x | {r.params / 1e6:.2f} | "
                      f"{r.params_ratio:.2f}x | {latency} | {ap} | {delta} |")
     images = next((r.images for r in rows if r.images), 0)
-    return "\n".join(lines) + (f"\n\nval AP on {images} images.\n" if images else "\n")
+    few = (f" Fewer than {MIN_IMAGES}: too few for a 95% interval to be evidence, so each dAP is unresolved (a val "
+           f"split of at least {MIN_IMAGES} images resolves it).") if 0 < images < MIN_IMAGES else ""
+    return "\n".join(lines) + (f"\n\nval AP on {images} images.{few}\n" if images else "\n")
 
 
 def _onnx_backend(model, path: Path):  # noqa: ANN001, ANN202 (RetinaNet -> OnnxRuntimeBackend)
