@@ -11,7 +11,8 @@ checks, on fixed-camera and moving-camera synthetic videos with ground truth.
    ``moving``: :class:`~retina_edge.data.moving_video.MovingCameraVideo`, sweeps, returns and
    turns), ``--videos`` videos from seed ``--seed`` on, ``--frames`` frames each, written as MP4
    and run through one detection pipeline (four videos batched); the model's detections are then
-   given identities by each variant: every tracker of :data:`TRACKERS` with camera-motion
+   given identities by each variant: every registered tracker (``--trackers``; the table
+   :data:`retina_edge.runtime.video.tracking.TRACKERS`, plugins' included) with camera-motion
    compensation (``+ CMC``) and colour checks (``+ colour``) on and off; BoT-SORT with its own CMC
    inside ``trackers`` (the check that compensating outside the tracker loses nothing); and the
    true identities (the detector's ceiling: each object's best detection gets its identity).
@@ -37,8 +38,6 @@ from pathlib import Path
 
 import numpy as np
 
-#: The motion trackers compared (names of ``TrackerOptions.tracker``).
-TRACKERS = ("bytetrack", "botsort", "ocsort", "sort")
 CEILING = "true identities (the detector's ceiling)"
 OWN_CMC = "botsort + its own CMC (inside trackers)"
 COUNTS = ["idtp", "idfp", "idfn", "num_misses", "num_false_positives", "num_switches", "num_objects"]
@@ -333,11 +332,14 @@ def setting(text: str) -> tuple[str, object]:
     return name, (value.lower() in ("1", "true", "on") if kind is bool else kind(value))
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from retina_edge.runtime.video.tracking import TRACKERS
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
     parser.add_argument("--sets", nargs="*", choices=["fixed", "moving"], default=["fixed", "moving"])
-    parser.add_argument("--trackers", nargs="+", choices=TRACKERS, default=list(TRACKERS))
+    parser.add_argument("--trackers", nargs="+", choices=TRACKERS.names(), default=list(TRACKERS.names()),
+                        help="the registered trackers to compare (default: all)")
     parser.add_argument("--videos", type=int, default=64)
     parser.add_argument("--seed", type=int, default=100,
                         help="the first video's seed (100 on: videos no setting of the trackers was chosen on)")
@@ -353,7 +355,11 @@ def main() -> None:
                              "for choosing settings on other seeds than the reported ones)")
     parser.add_argument("--counts", help="also write each variant's per-video counts here (a folder; <set>-<seeds>.npz)")
     parser.add_argument("--cache", help="keep the MP4s and detections here (default: a temporary folder)")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_args()
     with tempfile.TemporaryDirectory() as folder:
         for kind in args.sets:
             bench_set(args, kind, Path(args.cache or folder))

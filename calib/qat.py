@@ -119,8 +119,6 @@ FAKE_QUANT_BACKENDS = {
     "torch": FakeQuantBackend("torch", _TorchActivation, _TorchWeight,
                               "PyTorch's fake_quantize_per_tensor/per_channel_affine (any zero point)"),
 }
-#: The backend QAT uses for each INT8 recipe's graph target (bench/RESULTS.md, issue 39, says why).
-BACKEND_FOR_TARGET = {"tensorrt": "modelopt", "cpu": "torch"}
 
 
 def fake_quant_backend(name: str) -> FakeQuantBackend:
@@ -209,7 +207,8 @@ class _Sites(TorchFunctionMode):
 
 class FakeQuant:
     """Fake quantization attached to a RetinaNet (hooks and a wrapped ``head_outputs``); ``modules``
-    holds the quantizers; :meth:`remove` restores the plain model."""
+    holds the quantizers (kept out of the model, so its state dict stays a plain RetinaNet's; they
+    move to each batch's device, as the model does with ``train``); :meth:`remove` restores the plain model."""
 
     def __init__(self, model: nn.Module, sites: QuantSites, backend: FakeQuantBackend) -> None:
         self.model, self.sites, self.backend = model, sites, backend
@@ -217,6 +216,7 @@ class FakeQuant:
         self.activation_keys: dict[TorchSite | str, str] = {}
         self.weight_modules: dict[str, str] = {}
         self.modules = nn.ModuleDict({"activations": nn.ModuleDict(), "weights": nn.ModuleDict()})
+        self.device = torch.device("cpu")  # where ``modules`` are: made on the CPU
         self._handles = []
         leaves = {name for name, module in model.named_modules() if not any(True for _ in module.children())}
         for name, module in model.named_modules():
@@ -232,6 +232,9 @@ class FakeQuant:
         del self.model.head_outputs  # the instance attribute; the class's method shows again
 
     def _head_outputs(self, batch: torch.Tensor):  # noqa: ANN202
+        if batch.device != self.device:  # model.to(...) moves the model, not these (no part of it): they follow the batch
+            self.modules.to(batch.device)
+            self.device = batch.device
         self.state.stack.clear()
         self.state.calls.clear()
         self.state.ops.clear()

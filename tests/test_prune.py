@@ -239,6 +239,43 @@ def test_prune_command_schedule_report_interrupt_and_resume(run_data, tmp_path, 
     assert pruned.config.widths and pruned.backbone.fpn.layer_blocks[0][0].out_channels == 16
 
 
+def test_a_run_refused_at_the_start_leaves_its_folder_to_the_corrected_command(run_data, tmp_path, capsys):
+    """Bad weights, data, classes or MACs target are refused before the folder is claimed (prune.json)."""
+    save_checkpoint(tmp_path / "abc.pth", tiny_model(class_names=("a", "b", "c"), min_size=128, max_size=128))
+    out = tmp_path / "run"
+    good = {"--weights": str(run_data / "tiny.pth"), "--data": str(run_data / "data"), "--amount": "0.5"}
+    for flag, value, message in [("--weights", str(tmp_path / "nope.pth"), "not found"),
+                                 ("--data", str(tmp_path / "nodata"), "not found"),
+                                 ("--weights", str(tmp_path / "abc.pth"), "are not the data's"),
+                                 ("--target-macs", "0.001", "even pruning 95%")]:
+        options = {**good, flag: value}
+        if flag == "--target-macs":
+            del options["--amount"]
+        argv = [item for pair in options.items() for item in pair]
+        assert main(["prune", *argv, "--steps", "1", "--iterations", "1", "--no-latency", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+        assert not (out / "prune.json").exists()
+    argv = [item for pair in good.items() for item in pair]
+    assert main(["prune", *argv, "--steps", "1", "--iterations", "0", "--no-latency", "--out", str(out)]) == 0
+    assert load_model(str(out / "pruned.pth")).config.widths
+
+
+def test_the_report_calls_a_dap_on_too_few_val_images_unresolved():
+    """Below MIN_IMAGES val images a bootstrap interval is no evidence (as build and verify say)."""
+    from retina_edge.metrics.bootstrap import MIN_IMAGES
+    from retina_edge.training.prune import StepRow, report_table
+
+    def rows(images: int) -> list:
+        return [StepRow(0, 0.0, 100, 10, 1.0, 1.0, ap=30.0, images=images),
+                StepRow(1, 0.5, 40, 4, 0.4, 0.4, ap=29.0, delta_ap=[-1.0, -2.5, 0.25], images=images)]
+
+    few, enough = report_table(rows(MIN_IMAGES - 1)), report_table(rows(MIN_IMAGES))
+    assert f"| -1.00 (unresolved: {MIN_IMAGES - 1} < {MIN_IMAGES} images) |" in few and "[-2.50, +0.25]" not in few
+    assert f"val AP on {MIN_IMAGES - 1} images. Fewer than {MIN_IMAGES}" in few and "each dAP is unresolved" in few
+    assert "| -1.00 [-2.50, +0.25] |" in enough and "unresolved" not in enough
+
+
 def test_pruned_checkpoint_builds_an_int8_graph_for_cpus(saved, run_data, tmp_path):
     out = tmp_path / "pruned-int8.onnx"
     assert main(["build", "--int8", "--target", "cpu", "--weights", str(saved[1]), "--imgsz", "128", "--calib",

@@ -10,7 +10,8 @@ and a QAT graph that is the PTQ graph's kind, node for node.
   codes of the trained model, negative BN scales included;
 - ``retina-edge qat`` end to end for each target: the Q/DQ positions of its graph equal the PTQ
   graph's, the contract is ``build --int8``'s, and it runs on ONNX Runtime and OpenVINO; a finished
-  run resumes to the same graph; the dry run writes nothing and says the schedule.
+  run resumes to the same graph, and refuses a resume with other flags; the dry run writes nothing
+  and says the schedule.
 """
 
 from __future__ import annotations
@@ -90,6 +91,54 @@ def test_fake_quant_model_computes_the_ptq_graph(layout, target, tmp_path):
         np.testing.assert_array_equal(plain, float_output)  # removed: the plain model again
 
 
+def test_quantizers_follow_the_model_to_the_batchs_device(layout, tmp_path, monkeypatch):
+    """``train`` moves the model to its device (CUDA where there is one), but the quantizers are no
+    part of the model: they must follow the batch there, or the CUDA kernel is handed CPU scales.
+    ``meta`` stands in for CUDA; it has no fake-quant kernel, so the ops are replaced by ones that
+    record the devices they are given."""
+    import copy
+
+    model, graph, stats = layout
+    model = copy.deepcopy(model)
+    ptq = quantize_for_cpu(graph, stats, tmp_path / "ptq.onnx", exclude=excluded_nodes(graph, keep_predictors=False))
+    fake = attach_fake_quant(model, read_quant_sites(ptq), "torch", torch.from_numpy(batch(0)))
+    given = []
+
+    def per_tensor(x, scale, zero_point, *_range):  # noqa: ANN001, ANN202
+        given.append((x.device, scale.device, zero_point.device))
+        return x
+
+    def per_channel(x, scale, zero_point, *_axis_and_range):  # noqa: ANN001, ANN202
+        given.append((x.device, scale.device, zero_point.device))
+        return x
+
+    monkeypatch.setattr(torch, "fake_quantize_per_tensor_affine", per_tensor)
+    monkeypatch.setattr(torch, "fake_quantize_per_channel_affine", per_channel)
+    meta = torch.device("meta")
+    try:
+        model.to(meta)
+        with torch.no_grad():
+            model.head_outputs(torch.zeros(1, 3, *SIZE, device=meta))
+    finally:
+        fake.remove()
+    assert len(given) >= len(fake.activation_keys) + len(fake.weight_modules) > 20
+    assert set(given) == {(meta, meta, meta)}
+    assert {buffer.device for buffer in fake.modules.buffers()} == {meta}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible to torch")
+def test_qat_for_cpus_fine_tunes_on_a_cuda_gpu(qat_data, tmp_path):
+    """The CPU placement's fake quantization (PyTorch's) on the GPU ``train`` moves the model to."""
+    from retina_edge.cli.main import main
+    from retina_edge.runtime.core.model_file import read_deployment
+
+    output = tmp_path / "qat-cpu.onnx"
+    assert main(["qat", "--weights", str(qat_data / "tiny.pth"), "--data", str(qat_data / "data"), "--target", "cpu",
+                 "--iterations", "2", "--batch-size", "2", "--calib-count", "16", "-o", str(output)]) == 0
+    assert read_deployment(output).precision == "int8" and read_deployment(output).target == "cpu"
+
+
 def test_weight_sites_are_the_convolutions_under_a_renamed_fold(layout):
     """v1 layouts fold FrozenBatchNorm's Mul/Add into the conv, and the simplifier names the fused
     node after the norm: the weight site must still be the convolution module."""
@@ -167,6 +216,30 @@ def test_modelopt_refuses_zero_points():
         FAKE_QUANT_BACKENDS["modelopt"].activation(ActivationQuant(0.1, 12, 0, 255, "x"))
 
 
+def test_qat_offers_the_int8_recipes_it_can_mirror_and_refuses_others_in_one_line(capsys):
+    """``--target``: every INT8 recipe whose graph target has a fake-quant backend (a registered one
+    placed for CPUs too); a recipe placed for a target without one is refused before any work."""
+    from retina_edge.calib.build import CalibrationOptions
+    from retina_edge.calib.recipes import Recipe, register_recipe, unregister_recipe
+    from retina_edge.cli.main import build_parser
+    from retina_edge.training.qat import QatOptions, QatRequest
+
+    register_recipe(Recipe("int8", "cpu-s8", lambda inputs: None, graph_target="cpu", calibrated=True))
+    register_recipe(Recipe("int8", "npu", lambda inputs: None, graph_target="npu", calibrated=True))
+    argv = ["qat", "--weights", "w.pth", "--data", "d", "-o", "m.onnx", "--target"]
+    try:
+        assert build_parser().parse_args([*argv, "cpu-s8"]).target == "cpu-s8"
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([*argv, "npu"])
+        assert "invalid choice: 'npu' (choose from" in capsys.readouterr().err
+        with pytest.raises(RetinaEdgeError, match="no fake quantization for the int8 recipe for npu .*placed for npu.*"
+                                                  "mirrors the int8 recipes for cpu, tensorrt, cpu-s8$"):
+            QatRequest(target="npu", calibration=CalibrationOptions(source="c"), schedule=QatOptions(data="d", out_dir="o"))
+    finally:
+        unregister_recipe("int8", "cpu-s8")
+        unregister_recipe("int8", "npu")
+
+
 def test_schedule_defaults_scale_the_original_training():
     from retina_edge.training.qat import QatOptions
 
@@ -179,6 +252,17 @@ def test_schedule_defaults_scale_the_original_training():
     assert (fallback.iterations, fallback.lr) == (round(0.1 * 12 * 10), 1e-4)  # TrainConfig's 12 epochs of 10 batches
     with pytest.raises(RetinaEdgeError, match="fraction"):
         QatOptions(data="d", out_dir="o", fraction=0)
+
+
+def test_the_schedule_claims_no_frozen_stages_it_does_not_freeze():
+    """train() does not build the model QAT gives it, so a trainable_layers taken from the original
+    training would be recorded (qat.json, the checkpoint) and never applied: the model's own config
+    freezes its stages."""
+    from retina_edge.training.qat import QatOptions
+    from retina_edge.training.train import TrainConfig
+
+    config = QatOptions(data="d", out_dir="o").train_config({"trainable_layers": 2, "lr": 0.02}, train_images=80)
+    assert config.lr == pytest.approx(2e-4) and config.trainable_layers == TrainConfig(data="d").trainable_layers
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +300,7 @@ def qdq_positions(path) -> set[tuple]:  # noqa: ANN001
 # The CPU run (and its resume) is slow-marked: the same build path writes both, and the CPU
 # placement's arithmetic is held to its PTQ graph by test_fake_quant_model_computes_the_ptq_graph.
 @pytest.mark.parametrize("target", ["tensorrt", pytest.param("cpu", marks=pytest.mark.slow)])
-def test_qat_writes_the_ptq_graphs_kind_node_for_node(qat_data, target, tmp_path):
+def test_qat_writes_the_ptq_graphs_kind_node_for_node(qat_data, target, tmp_path, capsys):
     from retina_edge.cli.main import main
     from retina_edge.runtime import Detector
     from retina_edge.runtime.core.model_file import read_deployment
@@ -232,6 +316,13 @@ def test_qat_writes_the_ptq_graphs_kind_node_for_node(qat_data, target, tmp_path
     assert read_deployment(output) == read_deployment(ptq)  # contract: int8, the target, tail, batch, classes
     assert read_deployment(output).precision == "int8" and read_deployment(output).target == target
     assert output.with_suffix(".calib.cache").is_file() == (target == "tensorrt")
+    # A resume reads its schedule back from qat.json: a changed flag is refused, not ignored.
+    written = output.read_bytes()
+    capsys.readouterr()
+    assert main([*argv, "--resume", "--iterations", "5", "--lr", "0.001"]) == 2
+    err = capsys.readouterr().err
+    assert "schedule.iterations 2 there, 5 here" in err and "schedule.lr None there, 0.001 here" in err, err
+    assert err.count("\n") == 1 and output.read_bytes() == written
     images = [render_image(SynthConfig(seed=5, min_side=64, max_side=96), i)[0] for i in range(3)]
     for backend in ("onnxruntime", "openvino"):
         with Detector(output, backend=backend) as detector:
@@ -266,6 +357,19 @@ def test_dry_run_says_the_schedule_and_writes_nothing(qat_data, tmp_path, capsys
     assert "schedule: 12 iterations of batch 2" in printed and "lr 0.0001" in printed and "frozen" in printed
     assert "estimate:" in printed and "s per iteration" in printed
     assert not output.exists() and not output.with_suffix(".qat").exists()
+
+
+def test_the_dry_runs_steps_take_a_train_split_smaller_than_a_batch(tmp_path):
+    """The real run's loader keeps a short last batch; the dry run's timed batches wrap round."""
+    from tiny import tiny_model
+
+    from retina_edge.data.synth import CLASSES, SynthConfig, write_dataset
+    from retina_edge.training.qat import QatOptions, _time_steps
+
+    write_dataset(tmp_path / "data", SynthConfig(num_images=4, seed=3, min_side=64, max_side=96, max_object=60))
+    config = QatOptions(data=str(tmp_path / "data"), out_dir=str(tmp_path / "o"), batch_size=4).train_config(None, 3)
+    seconds = _time_steps(tiny_model(CLASSES, min_size=64, max_size=96), config, steps=1)
+    assert config.batch_size == 4 and seconds > 0
 
 
 def test_classes_other_than_the_datas_are_refused(qat_data, tmp_path, capsys):

@@ -101,3 +101,22 @@ def test_true_identities_give_each_object_to_one_detection_per_frame(bench):
     boxes = np.array([[x, y, x + w, y + h], [x + 1, y, x + w + 1, y + h]], np.float32)
     truth = bench.true_identities(Detections(boxes, np.array([0.9, 0.8], np.float32), np.zeros(2, np.int64)), objects, 0.5)
     assert truth[0] == 1 and truth[1] >= 1000
+
+
+def test_the_trackers_compared_are_the_registered_ones(bench, monkeypatch):
+    """A tracker added to the table (a plugin's, say) is a choice, and compared by default."""
+    import sys
+
+    from retina_edge.runtime.video.tracking import TRACKERS, TrackerSpec, register_tracker, unregister_tracker
+
+    compared = []
+    monkeypatch.setattr(bench, "tracker_cost", lambda objects, trackers: compared.append(trackers))
+    register_tracker(TrackerSpec("nearest", lambda options: None, description="a test's"))
+    try:
+        for chosen in (["--trackers", "nearest", "sort"], []):  # no video set, the cost alone
+            monkeypatch.setattr(sys, "argv", ["tracking_bench.py", "--model", "m.onnx", "--sets", "--objects", "1", *chosen])
+            bench.main()
+        assert compared == [("nearest", "sort"), TRACKERS.names()]
+        assert {"bytetrack", "botsort", "ocsort", "sort", "nearest"} <= set(compared[1])
+    finally:
+        unregister_tracker("nearest")

@@ -145,6 +145,17 @@ def test_torchrun_two_processes_gloo(synth_dir, tmp_path):
     assert model.config.num_classes == 6
 
 
+def test_fine_tuning_refuses_an_arch_its_checkpoint_contradicts(synth_dir, trained, tmp_path, capsys):
+    """``--weights`` fixes the architecture: ``--arch`` naming another is refused in one line, not ignored."""
+    argv = ["train", "--data", str(synth_dir), "--weights", str(trained / "model_final.pth"), "--iterations", "1",
+            "--workers", "0", "--no-eval", "--out", str(tmp_path / "t")]
+    assert main([*argv, "--arch", "resnet50_fpn"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "resnet50_fpn contradicts" in errors[0] and "resnet18_fpn checkpoint" in errors[0], errors
+    assert not (tmp_path / "t" / "model_final.pth").exists()
+    assert main([*argv, "--arch", "resnet18_fpn"]) == 0  # its own: agrees
+
+
 def test_train_without_data_is_a_message(capsys):
     assert main(["train", "--iterations", "1"]) == 2
     assert "--data" in capsys.readouterr().err

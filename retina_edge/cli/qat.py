@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from retina_edge.calib.qat_targets import qat_targets
 from retina_edge.cli.args import non_negative_int, positive_float, positive_int, unit_interval
 from retina_edge.cli.export import add_export_arguments
 
@@ -23,9 +24,10 @@ OPTION_DESTS = {"calibration": "calib", "count": "calib_count", "lr_factor": "lr
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_export_arguments(parser)
     parser.add_argument("--data", required=True, help="COCO dataset folder (its train split) the model was trained on")
-    parser.add_argument("--target", choices=["tensorrt", "cpu"], default="tensorrt",
+    parser.add_argument("--target", choices=qat_targets(), default="tensorrt",
                         help="the INT8 recipe whose placement QAT mirrors: tensorrt (ModelOpt's Q/DQ placement, "
-                             "fake quantization by ModelOpt) or cpu (ONNX Runtime's QDQ, by PyTorch's fake quantization)")
+                             "fake quantization by ModelOpt), cpu (ONNX Runtime's QDQ, by PyTorch's fake quantization), "
+                             "or another INT8 recipe placed for one of those")
     parser.add_argument("--calib", help="calibration images (default: the data's train images)")
     parser.add_argument("--calib-count", type=positive_int, default=512, help="calibration images to use (default 512)")
     parser.add_argument("--calib-method", choices=["entropy", "max"], help="activation ranges (default: the recipe's, max)")
@@ -46,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     schedule.add_argument("--checkpoint-every", type=positive_int, default=50, help="write OUT/last.pth every N iterations")
     parser.add_argument("--out", dest="out_dir", help="run folder: PTQ graph, statistics, checkpoints "
                                                       "(default: the output's name with .qat)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pth")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pth (with the same flags: "
+                                                              "a changed one is refused)")
     parser.add_argument("--dry-run", action="store_true", help="calibrate, print the schedule and the time estimate, "
                                                                "write nothing else")
     parser.add_argument("-o", "--output", required=True, help="the INT8 graph to write (.onnx)")
@@ -57,7 +60,8 @@ def _request(args: argparse.Namespace):  # noqa: ANN202
 
     from retina_edge.calib.build import CalibrationOptions
     from retina_edge.data.coco_dataset import resolve_split
-    from retina_edge.training.qat import QatOptions, QatRequest, original_training
+    from retina_edge.training.finetune import checkpoint_training_options
+    from retina_edge.training.qat import QatOptions, QatRequest
 
     out_dir = args.out_dir or str(Path(args.output).with_suffix(".qat"))
     calib = args.calib or str(resolve_split(args.data, "train")[1])
@@ -67,7 +71,8 @@ def _request(args: argparse.Namespace):  # noqa: ANN202
                           checkpoint_every=args.checkpoint_every)
     return QatRequest(target=args.target, calibration=CalibrationOptions(source=calib, count=args.calib_count,
                                                                          method=args.calib_method),
-                      schedule=schedule, keep_predictors=args.keep_predictors, original=original_training(args.weights))
+                      schedule=schedule, keep_predictors=args.keep_predictors,
+                      original=checkpoint_training_options(args.weights))
 
 
 def _print_plan(plan) -> None:  # noqa: ANN001 (QatPlan)

@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="JSON file of training options (flags override it)")
     parser.add_argument("--data", help="dataset folder (annotations/instances_train.json + train/) or a json")
     parser.add_argument("--out", dest="out_dir", help="output folder for checkpoints and metrics")
-    parser.add_argument("--arch", help="architecture, see 'retina-edge archs'")
+    parser.add_argument("--arch", help="architecture of a fresh model (default resnet18_fpn), see 'retina-edge archs'; "
+                                       "with --weights only a bare state dict's (a checkpoint names its own)")
     parser.add_argument("--imgsz", type=positive_int, nargs="+", metavar="N", help="input size: N (square) or MIN MAX sides")
     parser.add_argument("--multiscale", type=positive_int, nargs="+", metavar="N", help="short sides for multi-scale training")
     parser.add_argument("--batch-size", type=positive_int)

@@ -9,7 +9,7 @@
     pruned.pth            the last step's fine-tuned model: a checkpoint like any other
     report.json, report.md    per step: MACs, parameters, ONNX Runtime latency as a ratio to the
                           unpruned model (interleaved in one run), val AP and its paired 95% interval
-                          against the unpruned model
+                          against the unpruned model (unresolved on fewer than MIN_IMAGES val images)
 
 Step k removes ``amount * k / steps`` of every channel group's original channels. Fine-tuning
 starts from the weights' own training recipe (optimizer, batch, augmentation, input size) when the
@@ -32,16 +32,15 @@ import numpy as np
 
 from retina_edge.atomic import atomic_path, write_text_atomic
 from retina_edge.errors import ConfigError, RetinaEdgeError
-from retina_edge.model.checkpoints import load_model, read_checkpoint, save_checkpoint
+from retina_edge.metrics.bootstrap import MIN_IMAGES
+from retina_edge.model.checkpoints import load_model, save_checkpoint
 from retina_edge.model.pruning import PruneOptions, amount_for_macs, prune_model
 from retina_edge.model.measure import model_cost
+from retina_edge.training.finetune import check_classes, checkpoint_training_options, original_config
 from retina_edge.training.train import TrainConfig, train
 
 logger = logging.getLogger(__name__)
 
-#: Training options a fine-tuning step takes over from the recipe the weights were trained with.
-RECIPE_KEYS = ("optimizer", "momentum", "weight_decay", "batch_size", "amp", "hflip", "train_min_sizes", "grad_clip",
-               "workers", "seed")
 DEFAULT_AMOUNT = 0.25
 
 
@@ -97,12 +96,18 @@ class StepRow:
 def prune(config: PruneConfig, *, resume: bool = False) -> Path:
     """Run (or, with ``resume``, continue) the schedule; returns the path of the pruned checkpoint."""
     out = Path(config.out_dir)
-    _claim(out, config, resume=resume)
+    settings = _claim(out, config, resume=resume)
+    # Weights, data and MACs target are checked before the folder is claimed: a run refused for a
+    # typo must leave nothing that refuses the corrected command.
     base = load_model(config.weights)
+    if config.iterations:  # the fine-tuning's data
+        check_classes(base, config.data)
     amount = config.amount if config.amount is not None else DEFAULT_AMOUNT
     if config.target_macs is not None:
         amount = amount_for_macs(base, config.target_macs, PruneOptions(0.0, round_to=config.round_to))
         logger.info("pruning %.1f%% of the channels reaches %.0f%% of the MACs", 100 * amount, 100 * config.target_macs)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "prune.json", settings)
     with _Measurer(config, base) as measure:
         rows = _finished_rows(out) if resume else []
         if not rows:
@@ -121,8 +126,9 @@ def prune(config: PruneConfig, *, resume: bool = False) -> Path:
     return result
 
 
-def _claim(out: Path, config: PruneConfig, *, resume: bool) -> None:
-    """``out`` holds one run: a new run refuses a used folder, a resumed one its settings changed."""
+def _claim(out: Path, config: PruneConfig, *, resume: bool) -> str:
+    """``out`` holds one run: a new run refuses a used folder, a resumed one its settings changed.
+    Returns the settings (``prune.json``'s text) to write once the run is known to start."""
     settings = out / "prune.json"
     plain = json.loads(json.dumps(dataclasses.asdict(config)))
     if settings.is_file():
@@ -133,8 +139,7 @@ def _claim(out: Path, config: PruneConfig, *, resume: bool) -> None:
             raise RetinaEdgeError(f"{out} was pruned with other settings ({settings}): resume it with the same ones")
     elif resume:
         raise RetinaEdgeError(f"nothing to resume: {settings} does not exist")
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(settings, json.dumps(plain, indent=2))
+    return json.dumps(plain, indent=2)
 
 
 def _finished_rows(out: Path) -> list[StepRow]:
@@ -162,25 +167,10 @@ def _pruned_and_finetuned(config: PruneConfig, step_dir: Path, previous: str, am
 def finetune_config(config: PruneConfig, start: Path, out_dir: Path) -> TrainConfig:
     """The fine-tuning of one step: the weights' training recipe (where the checkpoint has it) at a
     third of its learning rate, ``config.iterations`` long, then ``config.finetune``'s options."""
-    recipe = _recipe_of(config.weights)
-    options: dict[str, Any] = {key: recipe[key] for key in RECIPE_KEYS if key in recipe}
-    if "train_min_sizes" in options:
-        options["train_min_sizes"] = tuple(options["train_min_sizes"])
-    options.update(lr=recipe.get("lr", 0.01) / 3, iterations=config.iterations, warmup_iters=min(50, config.iterations // 10),
-                   schedule="cosine", eval_at_end=False, checkpoint_every=100, log_every=50)
-    options.update(config.finetune)
-    return TrainConfig(data=config.data, out_dir=str(out_dir), weights=str(start), **options)
-
-
-def _recipe_of(weights: str) -> dict[str, Any]:
-    """The training options a checkpoint was made with (``train`` stores them); {} when it has none."""
-    if weights.startswith("torchvision:"):
-        return {}
-    if weights.startswith("preset:"):
-        from retina_edge.presets import preset_checkpoint_path
-
-        weights = str(preset_checkpoint_path(weights.split(":", 1)[1]))
-    return read_checkpoint(weights).get("train_config") or {}
+    base = original_config(checkpoint_training_options(config.weights), config.data)
+    schedule = {"lr": base.lr / 3, "iterations": config.iterations, "warmup_iters": min(50, config.iterations // 10),
+                "schedule": "cosine", "eval_at_end": False, "checkpoint_every": 100, "log_every": 50}
+    return dataclasses.replace(base, out_dir=str(out_dir), weights=str(start), **{**schedule, **config.finetune})
 
 
 class _Measurer:
@@ -258,8 +248,17 @@ def _row_text(row: StepRow) -> str:
     if row.ap is not None:
         parts.append(f"AP {row.ap:.2f}")
     if row.delta_ap is not None:
-        parts.append(f"dAP {row.delta_ap[0]:+.2f} [{row.delta_ap[1]:+.2f}, {row.delta_ap[2]:+.2f}]")
+        parts.append(f"dAP {_delta_text(row)}")
     return ", ".join(parts)
+
+
+def _delta_text(row: StepRow) -> str:
+    """dAP and its 95% interval; below MIN_IMAGES val images the point alone, unresolved: an interval
+    over so few covers the truth far less often than 95% (metrics/bootstrap.py), so it is no evidence."""
+    point, low, high = row.delta_ap
+    if row.images < MIN_IMAGES:
+        return f"{point:+.2f} (unresolved: {row.images} < {MIN_IMAGES} images)"
+    return f"{point:+.2f} [{low:+.2f}, {high:+.2f}]"
 
 
 def _write_report(out: Path, rows: list[StepRow]) -> None:
@@ -275,11 +274,13 @@ def report_table(rows: list[StepRow]) -> str:
     for r in rows:
         latency = "-" if r.latency_ratio is None else f"{r.latency_ratio:.2f}x"
         ap = "-" if r.ap is None else f"{r.ap:.2f}"
-        delta = "-" if r.delta_ap is None else f"{r.delta_ap[0]:+.2f} [{r.delta_ap[1]:+.2f}, {r.delta_ap[2]:+.2f}]"
+        delta = "-" if r.delta_ap is None else _delta_text(r)
         lines.append(f"| {r.step} | {r.amount:.3f} | {r.macs / 1e9:.3f} | {r.macs_ratio:.2f}x | {r.params / 1e6:.2f} | "
                      f"{r.params_ratio:.2f}x | {latency} | {ap} | {delta} |")
     images = next((r.images for r in rows if r.images), 0)
-    return "\n".join(lines) + (f"\n\nval AP on {images} images.\n" if images else "\n")
+    few = (f" Fewer than {MIN_IMAGES}: too few for a 95% interval to be evidence, so each dAP is unresolved (a val "
+           f"split of at least {MIN_IMAGES} images resolves it).") if 0 < images < MIN_IMAGES else ""
+    return "\n".join(lines) + (f"\n\nval AP on {images} images.{few}\n" if images else "\n")
 
 
 def _onnx_backend(model, path: Path):  # noqa: ANN001, ANN202 (RetinaNet -> OnnxRuntimeBackend)

@@ -29,13 +29,14 @@ import torch
 
 from retina_edge.atomic import write_text_atomic
 from retina_edge.calib.build import BuildOptions, BuildResult, CalibrationOptions, build_precision_graph
-from retina_edge.calib.qat import BACKEND_FOR_TARGET, FakeQuant, attach_fake_quant, snap_weights
+from retina_edge.calib.qat import FakeQuant, attach_fake_quant, snap_weights
 from retina_edge.calib.qat_sites import QuantSites, read_quant_sites
-from retina_edge.calib.recipes import get_recipe
+from retina_edge.calib.qat_targets import qat_backend, qat_targets
 from retina_edge.calib.statistics import ActivationStats
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.onnx_export import ExportOptions
 from retina_edge.model.retinanet import RetinaNet
+from retina_edge.training.finetune import check_classes, checkpoint_training_options, original_config
 from retina_edge.training.train import TrainConfig, freeze_bn_statistics, train
 
 logger = logging.getLogger(__name__)
@@ -71,14 +72,7 @@ class QatOptions:
 
     def train_config(self, original: dict | None, train_images: int) -> TrainConfig:
         """The training options of the fine-tune: the original run's, scaled down (see the class docstring)."""
-        base = TrainConfig(data=self.data)
-        keep = {"optimizer", "momentum", "weight_decay", "hflip", "trainable_layers", "grad_clip", "batch_size",
-                "train_min_sizes", "lr", "iterations", "epochs"}
-        known = {f.name for f in dataclasses.fields(TrainConfig)}
-        values = {k: v for k, v in (original or {}).items() if k in keep & known}
-        if "train_min_sizes" in values:
-            values["train_min_sizes"] = tuple(values["train_min_sizes"])
-        base = dataclasses.replace(base, **values)
+        base = original_config(original, self.data)
         batch = self.batch_size or base.batch_size
         original_iterations = base.iterations or base.epochs * max(1, train_images // base.batch_size)
         iterations = self.iterations or max(1, round(self.fraction * original_iterations))
@@ -100,6 +94,9 @@ class QatRequest:
     #: The model's own training options (its checkpoint's train_config), the defaults' base.
     original: dict | None = None
 
+    def __post_init__(self) -> None:
+        qat_backend(self.target)  # a recipe QAT cannot mirror is refused before any work
+
 
 @dataclass
 class QatResult:
@@ -116,17 +113,16 @@ def quantization_aware_training(model: RetinaNet, output: str | Path, *, export:
     """Fine-tune ``model`` (in place) with fake quantization at the INT8 recipe's sites and write the
     graph to ``output``; ``resume`` continues a stopped run from ``schedule.out_dir``."""
     start = time.perf_counter()
-    recipe = get_recipe("int8", request.target)
     out_dir = Path(request.schedule.out_dir)
     stats, config = _prepare(model, export, request, resume)
     sites = read_quant_sites(out_dir / "ptq.onnx")
-    fake = _attach(model, sites, recipe.graph_target, export)
+    fake = _attach(model, sites, qat_backend(request.target), export)
     try:
         final = train(config, resume=resume, model=model)
     finally:
         fake.remove()
     snap_weights(model, fake)
-    logger.info("writing the QAT graph: the %s recipe's placement on the fine-tuned weights", recipe.target)
+    logger.info("writing the QAT graph: the %s recipe's placement on the fine-tuned weights", request.target)
     built = build_precision_graph(model.eval(), output, export=export, build=BuildOptions(
         precision="int8", target=request.target, keep_predictors=request.keep_predictors, stats=stats))
     return QatResult(Path(built.model_path), out_dir / "ptq.onnx", built, config, time.perf_counter() - start, final)
@@ -136,17 +132,16 @@ def _prepare(model: RetinaNet, export: ExportOptions, request: QatRequest, resum
     """The statistics and training options: made now (PTQ graph, ``qat.json``), or read back to resume."""
     out_dir = Path(request.schedule.out_dir)
     state_file = out_dir / "qat.json"
-    settings = json.loads(json.dumps({"target": request.target, "keep_predictors": request.keep_predictors,
-                                      "export": _export_key(export)}))  # as qat.json holds them
+    settings = _settings(request, export)
     if resume:
         state = _read_state(state_file)
         if state["settings"] != settings:
-            raise RetinaEdgeError(f"{out_dir} holds a QAT run of other settings ({state['settings']}); resume it with "
-                                  "those, or start a new run in another folder")
+            raise RetinaEdgeError(f"{out_dir} holds a QAT run of other settings ({_differences(state['settings'], settings)})"
+                                  "; resume it with those, or start a new run in another folder")
         return ActivationStats.from_json(state["stats"]), TrainConfig(**{**state["config"], "train_min_sizes": tuple(
             state["config"]["train_min_sizes"])})
     config = request.schedule.train_config(request.original, _train_images(request.schedule.data))
-    _check_classes(model, config.data)
+    check_classes(model, config.data)
     logger.info("PTQ graph and calibration for the %s recipe (what QAT starts from)", request.target)
     ptq = build_precision_graph(model, out_dir / "ptq.onnx", export=_plain(export), build=BuildOptions(
         precision="int8", target=request.target, calibration=request.calibration, keep_predictors=request.keep_predictors))
@@ -159,6 +154,31 @@ def _plain(export: ExportOptions) -> ExportOptions:
     """The PTQ graph QAT reads its sites from is the plain one: a frame graph's frame steps (which
     the QAT graph gets around it when written) are no part of the network being fine-tuned."""
     return dataclasses.replace(export, frame=None)
+
+
+def _settings(request: QatRequest, export: ExportOptions) -> dict:
+    """What a resumed run must be given again, as ``qat.json`` holds it: all but the run folder (a
+    resume reads the statistics and training options back, so a changed flag would be ignored)."""
+    schedule = dataclasses.asdict(request.schedule)
+    del schedule["out_dir"]
+    calibration = request.calibration
+    return json.loads(json.dumps({
+        "target": request.target, "keep_predictors": request.keep_predictors, "export": _export_key(export),
+        "schedule": schedule, "calibration": {"source": str(calibration.source), "count": calibration.count,
+                                              "method": calibration.method}}))
+
+
+def _differences(there: dict, here: dict) -> str:
+    """``schedule.iterations 2 there, 5 here; ...``: the settings that differ, one level into each part."""
+    found = []
+    for key in sorted(set(there) | set(here)):
+        old, new = there.get(key), here.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            found += [f"{key}.{name} {old.get(name)!r} there, {new.get(name)!r} here"
+                      for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)]
+        elif old != new:
+            found.append(f"{key} {old!r} there, {new!r} here")
+    return "; ".join(found)
 
 
 def _read_state(path: Path) -> dict:
@@ -179,17 +199,7 @@ def _train_images(data: str) -> int:
     return len(load_coco_index(*resolve_split(data, "train")).images)
 
 
-def _check_classes(model: RetinaNet, data: str) -> None:
-    from retina_edge.data.coco_dataset import load_coco_index, resolve_split
-
-    index = load_coco_index(*resolve_split(data, "train"))
-    if tuple(index.class_names) != tuple(model.config.class_names):
-        raise RetinaEdgeError(f"the model's classes {list(model.config.class_names)} are not the data's "
-                              f"{list(index.class_names)}: QAT fine-tunes on the data the model was trained for")
-
-
-def _attach(model: RetinaNet, sites: QuantSites, graph_target: str, export: ExportOptions) -> FakeQuant:
-    backend = BACKEND_FOR_TARGET[graph_target]
+def _attach(model: RetinaNet, sites: QuantSites, backend: str, export: ExportOptions) -> FakeQuant:
     example = torch.zeros(1, 3, export.preprocess.height, export.preprocess.width)
     fake = attach_fake_quant(model, sites, backend, example)
     logger.info("fake quantization (%s) at the graph's %d activation and %d weight sites", backend,
@@ -221,13 +231,13 @@ def plan_qat(model: RetinaNet, *, export: ExportOptions, request: QatRequest, st
     import tempfile
 
     config = request.schedule.train_config(request.original, _train_images(request.schedule.data))
-    _check_classes(model, config.data)
+    check_classes(model, config.data)
     with tempfile.TemporaryDirectory(prefix="retina-edge-qat-") as scratch:
         build_precision_graph(model, Path(scratch) / "ptq.onnx", export=_plain(export), build=BuildOptions(
             precision="int8", target=request.target, calibration=request.calibration,
             keep_predictors=request.keep_predictors))
         sites = read_quant_sites(Path(scratch) / "ptq.onnx")
-    fake = _attach(model, sites, get_recipe("int8", request.target).graph_target, export)
+    fake = _attach(model, sites, qat_backend(request.target), export)
     try:
         step = _time_steps(model, config, steps)
     finally:
@@ -246,8 +256,8 @@ def _time_steps(model: RetinaNet, config: TrainConfig, steps: int) -> float:
         freeze_bn_statistics(model)
     times = []
     for step in range(steps + 1):
-        first = step * config.batch_size % max(1, len(dataset) - config.batch_size)
-        images, targets = collate([dataset[i] for i in range(first, first + config.batch_size)])
+        first = step * config.batch_size  # wrapping round, as the loader's epochs do, on a split smaller than a batch too
+        images, targets = collate([dataset[(first + k) % len(dataset)] for k in range(config.batch_size)])
         began = time.perf_counter()
         losses = model(images, targets)
         sum(losses.values()).backward()
@@ -257,34 +267,20 @@ def _time_steps(model: RetinaNet, config: TrainConfig, steps: int) -> float:
     return sorted(times[1:])[len(times[1:]) // 2] if steps else math.nan
 
 
-def original_training(weights: str) -> dict | None:
-    """The training options a retina-edge checkpoint (or preset) was trained with, None if it has none."""
-    from retina_edge.model.checkpoints import read_checkpoint
-
-    if weights.startswith("torchvision:"):
-        return None
-    if weights.startswith("preset:"):
-        from retina_edge.presets import preset_checkpoint_path
-
-        weights = str(preset_checkpoint_path(weights.split(":", 1)[1]))
-    found = read_checkpoint(weights).get("train_config")
-    return found if isinstance(found, dict) else None
-
-
 def demo_qat_graphs(setup, *, iterations: int) -> dict[str, Path]:  # noqa: ANN001 (quality.demo.DemoSetup)
-    """The demo's QAT graphs (``synth-int8-<target>-qat``), one per INT8 recipe it builds, fine-tuned
+    """The demo's QAT graphs (``synth-int8-<target>-qat``), one per INT8 recipe it builds that QAT mirrors, fine-tuned
     from the preset for ``iterations`` on the demo's train split and calibrated on its images."""
     import copy
 
     from retina_edge.calib.recipes import recipes
 
     graphs = {}
-    for recipe in (r for r in recipes() if r.in_demo and r.precision == "int8"):
+    for recipe in (r for r in recipes() if r.in_demo and r.precision == "int8" and r.target in qat_targets()):
         name = f"synth-{recipe.tag}-qat"
         logger.info("quantization-aware training for the %s placement (%d iterations)", recipe.target, iterations)
-        request = QatRequest(target=recipe.target, calibration=setup.calibration, original=original_training("preset:synth"),
-                             schedule=QatOptions(data=str(setup.out / "data"), out_dir=str(setup.out / f"{name}.run"),
-                                                 iterations=iterations))
+        schedule = QatOptions(data=str(setup.out / "data"), out_dir=str(setup.out / f"{name}.run"), iterations=iterations)
+        request = QatRequest(target=recipe.target, calibration=setup.calibration, schedule=schedule,
+                             original=checkpoint_training_options("preset:synth"))
         result = quantization_aware_training(copy.deepcopy(setup.model), setup.out / f"{name}.onnx", export=setup.export,
                                              request=request)
         graphs[name] = result.model_path

@@ -34,8 +34,9 @@ from retina_edge.progress import Progress
 from retina_edge.model.transform import RetinaTransform
 
 logger = logging.getLogger(__name__)
-#: The input side of a fresh model when the config gives none.
+#: The input side and architecture of a fresh model when the config gives none.
 DEFAULT_SIZE = 512
+DEFAULT_ARCH = "resnet18_fpn"
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,14 @@ class TrainConfig:
     (half the file, for shipping); the final evaluation then scores the stored weights.
     ``train_min_sizes`` enables multi-scale training (short side drawn from it, long side capped by
     ``max_size``). ``model_options`` are torchvision-style model keywords (``fpn_channels``,
-    ``backbone_width``, ``anchor_sizes``, ...).
+    ``backbone_width``, ``anchor_sizes``, ...). ``arch``: a fresh model's architecture (None:
+    :data:`DEFAULT_ARCH`); with ``weights``, the checkpoint's own (``arch`` then only names a bare
+    state dict's, and one contradicting a checkpoint is refused, as ``load_model`` does).
     """
 
     data: str
     out_dir: str = "runs/train"
-    arch: str = "resnet18_fpn"
+    arch: str | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
     #: The input's sides (None: 512, or the checkpoint's with ``weights``).
     min_size: int | None = None
@@ -144,7 +147,7 @@ def build_training_model(config: TrainConfig, class_names: tuple[str, ...], cate
         return _start_from_weights(config, class_names, category_ids)
     options = {"norm": "bn", **config.model_options}
     model_cfg = model_config(
-        config.arch, num_classes=len(class_names), class_names=class_names, category_ids=category_ids,
+        config.arch or DEFAULT_ARCH, num_classes=len(class_names), class_names=class_names, category_ids=category_ids,
         min_size=config.min_size or DEFAULT_SIZE, max_size=config.max_size or DEFAULT_SIZE,
         trainable_layers=config.trainable_layers, **options,
     )
@@ -159,7 +162,8 @@ def _start_from_weights(config: TrainConfig, class_names: tuple[str, ...], categ
         raise RetinaEdgeError("weights to start from fix the architecture and its weights: drop model_options "
                               "and backbone_weights", option=("model_options", "backbone_weights"))
     sizes = {key: value for key, value in (("min_size", config.min_size), ("max_size", config.max_size)) if value}
-    model = load_model(config.weights, trainable_layers=config.trainable_layers, category_ids=category_ids, **sizes)
+    model = load_model(config.weights, arch=config.arch, trainable_layers=config.trainable_layers,
+                       category_ids=category_ids, **sizes)
     if model.config.class_names != class_names:
         raise RetinaEdgeError(f"{config.weights} detects {', '.join(model.config.class_names)}; the dataset has "
                               f"{', '.join(class_names)}: fine-tune on data with the model's classes", option="weights")
