@@ -14,8 +14,9 @@ pipelines and image folders, all yielding ``(H, W, 3)`` uint8 RGB frames (no tor
 Live sources can drop and be reopened; files end. A live source opens in its capture thread, under
 the same reconnect policy as a reopening (:func:`capture_frames`), so one camera that is down at the
 start (or a server that accepts and stays silent) holds up no other source. Credentials in a URL
-(``rtsp://user:password@host/...``) are used to open it and appear nowhere else: a source's
-``spec`` (its name in results, logs and outputs) has them replaced (:func:`redact`).
+(``rtsp://user:password@host/...``, ``?user=...&pwd=...``, ``?token=...``) or in GStreamer's
+``user-id``/``user-pw`` are used to open it and appear nowhere else: a source's ``spec`` (its name
+in results, logs and outputs) has them replaced (:func:`redact`).
 """
 
 from __future__ import annotations
@@ -56,11 +57,22 @@ class Frame:
 #: ``/`` in a password is still part of what is hidden (an ``@`` later in a path hides a little more
 #: than needed, never less).
 _CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s\"']*@")
+#: GStreamer's credential properties (``rtspsrc``/``souphttpsrc`` ``user-id=admin user-pw=secret``),
+#: their value quoted or up to the next space (a ``!`` without a space before it is hidden too).
+_PROPERTIES = re.compile(r"""((?:^|\s)(?:user|proxy)-(?:id|pw)\s*=\s*)("[^"]*"|'[^']*'|[^\s"']+)""", re.IGNORECASE)
+#: A query parameter that names a user or a secret (``?user=admin&pwd=secret``, ``&access_token=…``),
+#: its value up to the next ``&``, ``#``, space or quote.
+_QUERY = re.compile(r"([?&;](?:user(?:[_-]?(?:name|id))?|login|pass(?:word|wd|phrase)?|pwd|secret|auth(?:orization)?"
+                    r"|(?:(?:access|auth|refresh)[_-]?)?token|(?:api[_-]?)?key|sig(?:nature)?)=)[^&#\s\"']*",
+                    re.IGNORECASE)
 
 
 def redact(text: str) -> str:
-    """``text`` with the credentials of every URL in it replaced: ``rtsp://***@host/path``."""
-    return _CREDENTIALS.sub(r"\1***@", text)
+    """``text`` with the credentials in it replaced by ``***``: a URL's user and password
+    (``rtsp://***@host/path``), GStreamer's ``user-id=***``/``user-pw=***`` and query parameters
+    such as ``?user=***&pwd=***`` or ``?token=***``; the rest is kept."""
+    text = _CREDENTIALS.sub(r"\1***@", text)  # first: a "?" or "&" in a password is hidden with it
+    return _QUERY.sub(r"\1***", _PROPERTIES.sub(r"\1***", text))
 
 
 class VideoCaptureSource:
