@@ -17,6 +17,8 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from retina_edge.progress import plural
+
 
 #: A source list is a short text file: larger (``/dev/zero``, a video given by mistake) is refused
 #: before it is read whole; more sources than this would not share one model usefully.
@@ -231,7 +233,7 @@ def _report(args: argparse.Namespace, pipeline, names: list[str], sinks: list, r
     lost = [f"{row['spec']} ({row['status']})" for row in per_source if row["status"] in ("lost", "unreachable", "failed")]
     if lost:
         attempts = pipeline.config.reconnect.attempts
-        raise SourceLostError(f"gave up on {', '.join(lost)} ({attempts} reconnect attempt{'s' * (attempts != 1)} "
+        raise SourceLostError(f"gave up on {', '.join(lost)} ({plural(attempts, 'reconnect attempt')} "
                               f"allowed each; {stats.processed} frames processed)")
     return 0
 

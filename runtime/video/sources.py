@@ -34,6 +34,7 @@ import numpy as np
 
 from retina_edge.errors import DataError
 from retina_edge.imageio import bgr_to_rgb, list_images, read_image_rgb, skipped_files
+from retina_edge.progress import plural
 
 logger = logging.getLogger(__name__)
 #: While opening a live source blocks (a stream that accepts but sends nothing blocks up to the
@@ -236,19 +237,15 @@ def capture_frames(source, options: CaptureOptions, stop, stats, log) -> Iterato
         stats.stopped = stop.is_set() and not stats.gave_up
 
 
-def _attempts(count: int) -> str:
-    return f"{count} attempt{'s' * (count != 1)}"
-
-
 def _opened(source, policy: ReconnectPolicy, stop, stats, log) -> bool:  # noqa: ANN001
     """Open a live source that was not open yet: at once, then as a reopening is tried."""
     try:
         source.open()
     except DataError as error:
-        log(f"{error}; trying again ({_attempts(policy.attempts)} at most)" if policy.attempts else str(error))
+        log(f"{error}; trying again ({plural(policy.attempts, 'attempt')} at most)" if policy.attempts else str(error))
         if not reopen(source, policy, stop, log):
             if not stop.is_set():
-                log(f"giving up on {source.spec}: it did not open in {_attempts(policy.attempts)}")
+                log(f"giving up on {source.spec}: it did not open in {plural(policy.attempts, 'attempt')}")
                 stats.gave_up = True
             return False
     stats.started = time.perf_counter()  # its rate counts from here
@@ -282,7 +279,7 @@ def _recovered(source, policy: ReconnectPolicy, stop, stats, log) -> bool:  # no
         stats.reconnects += 1
         return True
     if not stop.is_set():
-        log(f"giving up on {source.spec} after {_attempts(policy.attempts)}")
+        log(f"giving up on {source.spec} after {plural(policy.attempts, 'attempt')}")
         stats.gave_up = True
     return False
 
