@@ -226,3 +226,81 @@ def test_stop_from_another_thread_ends_run_while_inferences_are_in_flight():
     assert finished.wait(10), "run did not end after stop()"
     assert results[:3] == [0, 1, 2] and results == sorted(results)
     pipeline.close()
+
+
+class LockThatSays:
+    """The pipeline's lock, setting ``said`` when a thread finds it held (and then waiting for it)."""
+
+    def __init__(self, said: threading.Event) -> None:
+        self.real, self.said = threading.Lock(), said
+
+    def __enter__(self) -> None:
+        if not self.real.acquire(blocking=False):
+            self.said.set()
+            self.real.acquire()
+
+    def __exit__(self, *exc) -> None:  # noqa: ANN002
+        self.real.release()
+
+
+class GatedExecutor:
+    """The submit worker, recording the order frames reach it; frame 0 waits there until the second
+    submitter has moved: found the pipeline's lock held, or reached this executor itself."""
+
+    def __init__(self, moved: threading.Event) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.real, self.moved, self.order, self.first_in = ThreadPoolExecutor(1), moved, [], threading.Event()
+
+    def submit(self, fn, frame):  # noqa: ANN001, ANN201
+        if frame.index == 0:
+            self.first_in.set()
+            self.moved.wait()
+        self.order.append(frame.index)
+        self.moved.set()
+        return self.real.submit(fn, frame)
+
+    def shutdown(self, wait: bool = True) -> None:
+        self.real.shutdown(wait=wait)
+
+
+def test_submit_from_two_threads_queues_frames_in_index_order():
+    """Before: the index was taken under the lock and the frame queued after it, so frame 1 could
+    reach the worker (and the tracker) before frame 0."""
+    import numpy as np
+
+    moved = threading.Event()
+    with Pipeline(CountingDetector(1)) as pipeline:
+        pipeline._lock, pipeline._executor = LockThatSays(moved), GatedExecutor(moved)
+        gate, futures = pipeline._executor, {}
+        image = np.zeros((8, 8, 3), np.uint8)
+        first = threading.Thread(target=lambda: futures.setdefault("first", pipeline.submit(image)))
+        first.start()
+        gate.first_in.wait()  # frame 0 has its index and is on its way to the worker
+        second = threading.Thread(target=lambda: futures.setdefault("second", pipeline.submit(image)))
+        second.start()
+        first.join()
+        second.join()
+        indices = [futures[name].result(timeout=30).index for name in ("first", "second")]
+    assert gate.order == [0, 1] and indices == [0, 1]
+
+
+def test_a_submit_that_cannot_queue_frees_its_slot():
+    """Before: a submit whose executor refused the frame (shut down) kept its slot, and after
+    ``queue_size + 1`` of them every submit blocked for ever."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    with Pipeline(CountingDetector(1)) as pipeline:
+        pipeline._executor = ThreadPoolExecutor(1)
+        pipeline._executor.shutdown()
+        for _ in range(pipeline.config.queue_size + 1):  # one more would wait for ever without the fix
+            with pytest.raises(RuntimeError, match="after shutdown"):
+                pipeline.submit(np.zeros((8, 8, 3), np.uint8))
+        taken = [pipeline._slots.acquire(blocking=False) for _ in range(pipeline.config.queue_size + 1)]
+        assert all(taken), "a refused submit kept its slot"
+        for _ in taken:
+            pipeline._slots.release()
+        pipeline._executor = None
+        assert pipeline.submit(np.zeros((8, 8, 3), np.uint8)).result(timeout=30).index == 0  # no index was spent
