@@ -29,7 +29,9 @@ source it came from (``source``, ``source_name``) and ``source_stats`` holds eac
 Tracking (``PipelineConfig(tracking=TrackerOptions())``) gives each detection a track ID, per source.
 
 ``stop()`` (from any thread or a signal handler) ends ``run`` cleanly; every result already yielded has been handed over, so callers that write
-each result as it comes lose nothing. ``close()`` joins every thread the pipeline started.
+each result as it comes lose nothing. ``close()`` joins every thread the pipeline started. A source
+is closed by its capture thread as that thread ends, never from another thread while it reads: a
+stalled stream whose read outlasts the stop is closed when the read returns (the run says so).
 """
 
 from __future__ import annotations

@@ -79,12 +79,18 @@ def redact(text: str) -> str:
 class VideoCaptureSource:
     """An OpenCV ``VideoCapture`` (camera, file, URL or GStreamer pipeline). ``spec`` is the name to
     show (:func:`redact`'s); ``connect=False`` leaves opening to the first :meth:`open` (``pending``
-    until then)."""
+    until then).
+
+    OpenCV's capture is not thread-safe: :meth:`read` and :meth:`close` belong to one thread (the
+    pipeline's capture thread does both). A :meth:`close` while :meth:`open` blocks (a stream that
+    does not answer, up to FFmpeg's 30 s) is kept: the capture that open makes after it is released."""
 
     def __init__(self, spec: str, *, live: bool, backend: int | None = None, connect: bool = True) -> None:
         self.spec, self.live, self._backend = redact(spec), live, backend
         self._target = int(spec) if spec.isdigit() else spec
         self._capture = None
+        self._lock = threading.Lock()
+        self._closes = 0  # close() calls so far: an open() that saw one happen while it waited gives its capture up
         self.pending = True
         if connect:
             self.open()
@@ -93,13 +99,18 @@ class VideoCaptureSource:
         import cv2
 
         self.close()
+        closes = self._closes
         with _waiting_notice(self.spec) if self.live else nullcontext():
             capture = (cv2.VideoCapture(self._target, self._backend) if self._backend is not None
                        else cv2.VideoCapture(self._target))
         if not capture.isOpened():
             capture.release()
             raise DataError(f"cannot open video source {self.spec}")
-        self._capture, self.pending = capture, False
+        with self._lock:
+            if self._closes == closes:
+                self._capture, self.pending = capture, False
+                return
+        capture.release()  # closed while it was opening: it stays closed
 
     @property
     def fps(self) -> float:
@@ -116,9 +127,11 @@ class VideoCaptureSource:
         return bgr_to_rgb(frame) if ok and frame is not None else None
 
     def close(self) -> None:
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None
+        with self._lock:
+            self._closes += 1
+            capture, self._capture = self._capture, None
+        if capture is not None:
+            capture.release()
 
 
 @contextmanager
@@ -235,6 +248,26 @@ def capture_frames(source, options: CaptureOptions, stop, stats, log) -> Iterato
         yield from _frames(source, options, stop, stats, log)
     finally:
         stats.stopped = stop.is_set() and not stats.gave_up
+
+
+def close_source(source, log) -> None:  # noqa: ANN001
+    """Close ``source`` from the thread that reads it, once it reads no more: a capture is not
+    thread-safe, and a close from another thread while a read blocks can crash the process. An
+    error closing it is logged (the run's results are all out by then)."""
+    try:
+        source.close()
+    except Exception as error:  # noqa: BLE001
+        log(f"closing {getattr(source, 'spec', source)} failed: {error}")
+
+
+def close_unread(source, thread, log) -> None:  # noqa: ANN001
+    """After a run: close ``source`` if its capture ``thread`` never started (else the thread closes
+    it as it ends, :func:`close_source`); say so when that thread is still blocked in a read or open."""
+    if thread.ident is None:
+        close_source(source, log)
+    elif thread.is_alive():
+        log(f"{getattr(source, 'spec', source)} is still blocked in a read or open; its capture thread closes it "
+            "when that returns")
 
 
 def _opened(source, policy: ReconnectPolicy, stop, stats, log) -> bool:  # noqa: ANN001
