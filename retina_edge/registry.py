@@ -74,7 +74,8 @@ class Registry(Generic[T]):
 
     ``builtins``: a function that registers the built-in entries, called once before the first
     ``register`` or lookup (for entries defined in modules that would import this one). Lookups
-    (``get``, ``names``, ``items``, ``in``) also load the plugins once. ``error``: the
+    (``get``, ``names``, ``items``, ``in``) and ``unregister`` also load the plugins once. A lookup
+    while another thread loads the built-ins or the plugins waits for them. ``error``: the
     :class:`RetinaEdgeError` subclass raised for unknown or duplicate names.
     """
 
