@@ -1,10 +1,16 @@
-"""A dependency-free progress line: count, rate, ETA and caller-supplied fields (no torch)."""
+"""A dependency-free progress line: count, rate, ETA and caller-supplied fields; and how messages
+count things (no torch)."""
 
 from __future__ import annotations
 
 import sys
 import time
 from typing import TextIO
+
+
+def plural(number: int, noun: str) -> str:
+    """``1 step``, ``2 steps``, ``0 steps``: a count and its noun, as every message writes one."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def format_duration(seconds: float) -> str:

@@ -26,6 +26,7 @@ The CLI loads the plugins at start; in Python they load on a registry's first lo
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Hashable, Iterator
 from importlib.metadata import entry_points
 from typing import Generic, TypeVar
@@ -39,21 +40,33 @@ T = TypeVar("T")
 
 _plugins_called: set[str] = set()
 _plugins_scanned = False
+_plugins_scanning = False
+#: Held while the plugins register: a first lookup in another thread waits for them all.
+_plugins_loading = threading.RLock()
 
 
 def load_plugins() -> None:
     """Call each ``retina_edge.plugins`` entry point not called yet (its function registers the
     plugin's entries). Safe to call again after installing a plugin into a running process."""
-    global _plugins_scanned
-    _plugins_scanned = True
-    for entry in entry_points(group=ENTRY_POINT_GROUP):
-        if entry.value in _plugins_called:
-            continue
-        _plugins_called.add(entry.value)
+    global _plugins_scanned, _plugins_scanning
+    with _plugins_loading:
+        if _plugins_scanning:  # a plugin's own lookup, in this thread, while the plugins register
+            return
+        _plugins_scanning = True
         try:
-            entry.load()()
-        except Exception as error:  # noqa: BLE001 - one broken plugin must not take the built-in entries down
-            logger.warning("plugin %s (%s) failed to register: %s", entry.name, entry.value, error)
+            for entry in entry_points(group=ENTRY_POINT_GROUP):
+                if entry.value not in _plugins_called:
+                    _plugins_called.add(entry.value)
+                    _call_plugin(entry)
+        finally:
+            _plugins_scanning, _plugins_scanned = False, True
+
+
+def _call_plugin(entry) -> None:  # noqa: ANN001 - an importlib.metadata.EntryPoint
+    try:
+        entry.load()()
+    except Exception as error:  # noqa: BLE001 - one broken plugin must not take the built-in entries down
+        logger.warning("plugin %s (%s) failed to register: %s", entry.name, entry.value, error)
 
 
 class Registry(Generic[T]):
@@ -61,7 +74,8 @@ class Registry(Generic[T]):
 
     ``builtins``: a function that registers the built-in entries, called once before the first
     ``register`` or lookup (for entries defined in modules that would import this one). Lookups
-    (``get``, ``names``, ``items``, ``in``) also load the plugins once. ``error``: the
+    (``get``, ``names``, ``items``, ``in``) and ``unregister`` also load the plugins once. A lookup
+    while another thread loads the built-ins or the plugins waits for them. ``error``: the
     :class:`RetinaEdgeError` subclass raised for unknown or duplicate names.
     """
 
@@ -70,12 +84,16 @@ class Registry(Generic[T]):
         self.kind, self._error = kind, error
         self._entries: dict[Hashable, T] = {}
         self._builtins = builtins
+        self._ready = builtins is None  # True once the built-ins have all registered
+        # Held while the built-ins register: a lookup in another thread waits for all of them, not
+        # "unknown" in between. Reentrant: the built-ins' own register() calls pass.
+        self._loading = threading.RLock()
 
     def register(self, name: Hashable, entry: T | None = None, *, replace: bool = False):  # noqa: ANN201
         """Add ``entry`` under ``name`` (a second one needs ``replace``); returns it. Without
         ``entry``, a decorator that registers the function or class it decorates."""
         def add(item: T) -> T:
-            self._load_builtins()
+            self._load_builtins(wait=False)
             if name in self._entries and not replace:
                 raise self._error(f"a {self.kind} named {_show(name)} is already registered")
             self._entries[name] = item
@@ -84,6 +102,7 @@ class Registry(Generic[T]):
         return add(entry) if entry is not None else add
 
     def unregister(self, name: Hashable) -> None:
+        self._load()  # else built-ins and plugins loaded by the next lookup would bring ``name`` back
         self._entries.pop(name, None)
 
     def get(self, name: Hashable) -> T:
@@ -115,10 +134,20 @@ class Registry(Generic[T]):
     def __len__(self) -> int:
         return len(self.names())
 
-    def _load_builtins(self) -> None:
-        builtins, self._builtins = self._builtins, None  # cleared first: the builtins register here too
-        if builtins is not None:
-            builtins()
+    def _load_builtins(self, *, wait: bool = True) -> None:
+        """Register the built-ins once. A ``register`` (``wait=False``) does not wait for another
+        thread's loading: it may run from a module import that the loading thread waits for."""
+        if self._ready or not self._loading.acquire(blocking=wait):
+            return
+        try:
+            builtins, self._builtins = self._builtins, None  # cleared first: the builtins register here too
+            if builtins is not None:
+                try:
+                    builtins()
+                finally:
+                    self._ready = True
+        finally:
+            self._loading.release()
 
     def _load(self) -> None:
         self._load_builtins()

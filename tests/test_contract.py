@@ -167,11 +167,15 @@ def test_infer_pads_to_a_profile_minimum(model, graphs, images):
 
 def test_detector_and_pipeline_free_what_they_opened(graphs, images):
     with Detector(graphs["decode"]) as detector:
-        assert len(detector.detect(images[0])) == 1
+        (expected,) = detector.detect(images[0])
     assert detector.backend is None
     detector.close()  # idempotent
     with Pipeline(str(graphs["decode"])) as pipeline:
-        assert len(pipeline.submit(images[0]).result(timeout=30).detections) >= 0
+        result = pipeline.submit(images[0]).result(timeout=30)
+    assert result.index == 0 and len(result.detections) == len(expected) > 0
+    np.testing.assert_allclose(result.detections.boxes, expected.boxes, atol=1e-3)
+    np.testing.assert_allclose(result.detections.scores, expected.scores, atol=1e-5)
+    np.testing.assert_array_equal(result.detections.labels, expected.labels)
     assert pipeline.detector.backend is None
     mine = Detector(graphs["decode"])
     with Pipeline(mine) as pipeline:

@@ -355,6 +355,22 @@ def test_detect_and_bench_take_frames_of_the_graphs_size(setup, tmp_path, capsys
     assert "frame [onnxruntime]" in capsys.readouterr().out
 
 
+def test_bench_refuses_a_folder_of_another_size_before_any_model_loads(setup, tmp_path, capsys, monkeypatch):
+    """Before: every model loaded, then the first timed batch of the frame graph raised."""
+    from retina_edge.cli.main import main
+    from retina_edge.imageio import write_image_rgb
+    from retina_edge.runtime import Detector
+
+    for index in range(16):  # every other image of the frame's size (160x120)
+        write_image_rgb(tmp_path / "small" / f"{index:02d}.png", np.zeros((120, 160, 3) if index % 2 else (100, 200, 3),
+                                                                          np.uint8))
+    monkeypatch.setattr(Detector, "__init__", lambda *a, **k: pytest.fail("a model was loaded"))
+    assert main(["bench", "--model", str(setup["plain"]), "--model", str(setup["frame"]), "--images",
+                 str(tmp_path / "small"), "--iters", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "8 of the 16 images timed are not 160x120 (e.g. 200x100), and the frame graph" in err
+
+
 def test_triton_serves_a_frame_graph_as_one_network_model(setup, tmp_path):
     """One model named as asked, the frames as a uint8 (H, W, 3) input, the contract in its parameters
     (checked against Triton's own model_config.proto), and no ensemble around it."""

@@ -282,6 +282,31 @@ def test_jsonl_lines_name_source_frame_file_and_track(tmp_path):
     assert record["detections"][0]["track_id"] == 9
 
 
+def test_an_output_that_cannot_start_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """Before: the staged ``.NAME.*.tmp`` stayed when a later step of the constructor raised."""
+    import errno
+    import os
+
+    from retina_edge.robotics.channels import Channel
+    from retina_edge.robotics.mcap_output import McapOutput
+    from retina_edge.runtime.video import sinks
+
+    with pytest.raises(KeyError):  # an unknown schema: found only after the MCAP header is written
+        McapOutput(tmp_path / "r.mcap", [Channel("/camera_0/x", "pkg/msg/Nope", 0, "a.mp4")])
+    assert list(tmp_path.iterdir()) == []
+    real_open = os.open
+
+    def open_for_writing_fails(path, flags, *args):  # noqa: ANN001, ANN202 - creating the temporary works
+        if flags == os.O_WRONLY:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(sinks.os, "open", open_for_writing_fails)
+    with pytest.raises(OSError, match="Too many"):
+        sinks.JsonlSink(tmp_path / "d.jsonl")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_video_names_per_source(tmp_path):
     from retina_edge.cli.stream import video_paths
     from retina_edge.errors import RetinaEdgeError

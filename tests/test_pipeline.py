@@ -226,3 +226,209 @@ def test_stop_from_another_thread_ends_run_while_inferences_are_in_flight():
     assert finished.wait(10), "run did not end after stop()"
     assert results[:3] == [0, 1, 2] and results == sorted(results)
     pipeline.close()
+
+
+class LockThatSays:
+    """The pipeline's lock, setting ``said`` when a thread finds it held (and then waiting for it)."""
+
+    def __init__(self, said: threading.Event) -> None:
+        self.real, self.said = threading.Lock(), said
+
+    def __enter__(self) -> None:
+        if not self.real.acquire(blocking=False):
+            self.said.set()
+            self.real.acquire()
+
+    def __exit__(self, *exc) -> None:  # noqa: ANN002
+        self.real.release()
+
+
+class GatedExecutor:
+    """The submit worker, recording the order frames reach it; frame 0 waits there until the second
+    submitter has moved: found the pipeline's lock held, or reached this executor itself."""
+
+    def __init__(self, moved: threading.Event) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.real, self.moved, self.order, self.first_in = ThreadPoolExecutor(1), moved, [], threading.Event()
+
+    def submit(self, fn, frame):  # noqa: ANN001, ANN201
+        if frame.index == 0:
+            self.first_in.set()
+            self.moved.wait()
+        self.order.append(frame.index)
+        self.moved.set()
+        return self.real.submit(fn, frame)
+
+    def shutdown(self, wait: bool = True) -> None:
+        self.real.shutdown(wait=wait)
+
+
+def test_submit_from_two_threads_queues_frames_in_index_order():
+    """Before: the index was taken under the lock and the frame queued after it, so frame 1 could
+    reach the worker (and the tracker) before frame 0."""
+    import numpy as np
+
+    moved = threading.Event()
+    with Pipeline(CountingDetector(1)) as pipeline:
+        pipeline._lock, pipeline._executor = LockThatSays(moved), GatedExecutor(moved)
+        gate, futures = pipeline._executor, {}
+        image = np.zeros((8, 8, 3), np.uint8)
+        first = threading.Thread(target=lambda: futures.setdefault("first", pipeline.submit(image)))
+        first.start()
+        gate.first_in.wait()  # frame 0 has its index and is on its way to the worker
+        second = threading.Thread(target=lambda: futures.setdefault("second", pipeline.submit(image)))
+        second.start()
+        first.join()
+        second.join()
+        indices = [futures[name].result(timeout=30).index for name in ("first", "second")]
+    assert gate.order == [0, 1] and indices == [0, 1]
+
+
+def test_a_submit_that_cannot_queue_frees_its_slot():
+    """Before: a submit whose executor refused the frame (shut down) kept its slot, and after
+    ``queue_size + 1`` of them every submit blocked for ever."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    with Pipeline(CountingDetector(1)) as pipeline:
+        pipeline._executor = ThreadPoolExecutor(1)
+        pipeline._executor.shutdown()
+        for _ in range(pipeline.config.queue_size + 1):  # one more would wait for ever without the fix
+            with pytest.raises(RuntimeError, match="after shutdown"):
+                pipeline.submit(np.zeros((8, 8, 3), np.uint8))
+        taken = [pipeline._slots.acquire(blocking=False) for _ in range(pipeline.config.queue_size + 1)]
+        assert all(taken), "a refused submit kept its slot"
+        for _ in taken:
+            pipeline._slots.release()
+        pipeline._executor = None
+        assert pipeline.submit(np.zeros((8, 8, 3), np.uint8)).result(timeout=30).index == 0  # no index was spent
+
+
+class StallingSource:
+    """A live camera that gives ``frames`` frames and then stalls, as a stream that stops answering
+    does: its next read() (or, ``pending``, its first open()) blocks until ``release`` is set.
+    Counts its closes and those that came while a read or open was in progress; ``is_open``: it
+    holds its camera."""
+
+    live, fps = True, 30.0
+
+    def __init__(self, spec: str, *, frames: int = 0, pending: bool = False) -> None:
+        self.spec, self.frames, self.pending = spec, frames, pending
+        self.stalled, self.release, self.closed = threading.Event(), threading.Event(), threading.Event()
+        self.busy, self.is_open, self.closes, self.closes_while_busy = False, not pending, 0, 0
+
+    def _stall(self) -> None:
+        self.busy = True
+        self.stalled.set()
+        self.release.wait()
+        self.busy = False
+
+    def open(self) -> None:
+        self._stall()
+        self.is_open, self.pending = True, False
+
+    def read(self):  # noqa: ANN201
+        import numpy as np
+
+        if self.frames:
+            self.frames -= 1
+            return np.zeros((8, 8, 3), np.uint8)
+        self._stall()
+        return None
+
+    def close(self) -> None:
+        self.closes_while_busy += self.busy
+        self.closes += 1
+        self.is_open = False
+        self.closed.set()
+
+
+@pytest.mark.parametrize(("several", "stalls_in"), [(False, "read"), (True, "read"), (True, "open")],
+                         ids=["one source, read", "several, read", "several, open"])
+def test_a_stalled_source_is_closed_by_its_capture_thread_not_during_its_read(monkeypatch, several, stalls_in):
+    """Before: the run gave up waiting for the capture thread and closed the source itself, while
+    the thread was still inside read() (OpenCV's capture is not thread-safe: a crash) or open()
+    (whose camera then stayed open after the run)."""
+    from retina_edge.runtime.video import threads
+
+    monkeypatch.setattr(threads, "JOIN_TIMEOUT_S", 0.01)  # the run stops waiting for its threads at once
+    sources = [StallingSource(f"cam{number}", frames=int(stalls_in == "read"), pending=stalls_in == "open")
+               for number in range(2 if several else 1)]
+    messages: list[str] = []
+    pipeline = Pipeline(CountingDetector(1), PipelineConfig(reconnect=NO_RECONNECT))
+    run = pipeline.run(sources if several else sources[0], log=messages.append)
+    if stalls_in == "read":
+        next(run)  # a frame; each source then stalls in its next read
+        assert all(source.stalled.wait(30) for source in sources)
+        run.close()  # the consumer leaves (an error writing an output, a break)
+    else:  # one source's run waits for its first frame whatever happens: several end on stop()
+        consumer = threading.Thread(target=lambda: list(run), daemon=True)
+        consumer.start()
+        assert all(source.stalled.wait(30) for source in sources)
+        pipeline.stop()
+        consumer.join()
+    for source in sources:
+        source.release.set()
+    assert all(source.closed.wait(30) for source in sources)
+    pipeline.close()
+    assert [(source.closes, source.closes_while_busy, source.is_open) for source in sources] == [(1, 0, False)] * len(sources)
+    assert sum("still blocked in a read or open" in message for message in messages) == len(sources), messages
+
+
+def test_a_capture_closed_while_it_opens_is_released_when_the_open_returns(monkeypatch):
+    """Before: close() found no capture yet and did nothing; the capture that open() made after it
+    was kept, and the camera stayed open."""
+    import cv2
+
+    from retina_edge.runtime.video.sources import VideoCaptureSource
+
+    made, entered, answer = [], threading.Event(), threading.Event()
+
+    class SlowCapture:
+        def __init__(self, *args) -> None:  # noqa: ANN002
+            self.released = False
+            made.append(self)
+            entered.set()
+            answer.wait()
+
+        def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+            return True
+
+        def release(self) -> None:
+            self.released = True
+
+    monkeypatch.setattr(cv2, "VideoCapture", SlowCapture)
+    source = VideoCaptureSource("rtsp://cam/s", live=True, connect=False)
+    opening = threading.Thread(target=source.open, daemon=True)
+    opening.start()
+    entered.wait()
+    source.close()
+    answer.set()
+    opening.join()
+    assert [capture.released for capture in made] == [True] and source.read() is None and source.pending
+
+
+def test_detect_leaves_a_stalled_source_to_its_capture_thread(assets, tmp_path, monkeypatch, capsys):
+    """An output failing (a full disk) while a camera is stalled in a read: ``detect`` used to close
+    every source itself after the pipeline gave up waiting, while the capture thread was in the read."""
+    import errno
+
+    from retina_edge.runtime.video import sinks, sources, threads
+
+    monkeypatch.setattr(threads, "JOIN_TIMEOUT_S", 0.01)
+    camera = StallingSource("rtsp://cam/s", frames=1)
+    monkeypatch.setattr(sources, "open_sources", lambda specs: [camera])
+
+    def disk_full(self, result) -> None:  # noqa: ANN001
+        assert camera.stalled.wait(30)  # the capture thread is in its next read
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+
+    monkeypatch.setattr(sinks.JsonlSink, "write", disk_full)
+    assert main(["detect", "--model", str(assets / "m.onnx"), "--source", "rtsp://cam/s", "--backend", "onnxruntime",
+                 "--streams", "1", "--reconnect-attempts", "0", "--jsonl", str(tmp_path / "d.jsonl")]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    camera.release.set()
+    assert camera.closed.wait(30)
+    assert (camera.closes, camera.closes_while_busy, camera.is_open) == (1, 0, False)

@@ -5,6 +5,7 @@ by rosbags with the upstream vision_msgs definitions."""
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ from retina_edge.data.synth_video import SyntheticVideo
 from retina_edge.imageio import encode_image_rgb
 from retina_edge.robotics.definitions import COMPRESSED_IMAGE, DETECTION_ARRAY, IMAGE
 from retina_edge.robotics.messages import header
-from retina_edge.robotics.ros2_node import detections_topic
+from retina_edge.robotics.ros2_node import detections_topic, read_settings
 from retina_edge.runtime import Detector
 from retina_edge.runtime.core.results import Detections
 
@@ -208,7 +209,13 @@ def test_help_needs_no_ros_2_and_a_broken_rclpy_is_one_line(tmp_path):
     shown = subprocess.run([sys.executable, "-c", "import sys, retina_edge.robotics.ros2_node as n; sys.exit(n.main())",
                             "--help"], capture_output=True, text=True)
     assert shown.returncode == 0 and shown.stdout.startswith("usage: retina-edge-ros2 --ros-args -p model:=PATH")
-    assert "image_topics" in shown.stdout and shown.stderr == ""
+    assert shown.stderr == ""
+    declared = []  # every parameter the node declares has its line (before: tracker and fixed_camera had none)
+    read_settings(SimpleNamespace(declare_parameter=lambda name, default: declared.append(name) or SimpleNamespace(
+        value="m.onnx" if name == "model" else default)))
+    table = shown.stdout.split("parameters:\n")[1].split("\n\n")[0].splitlines()
+    listed = {name for line in table for name in line[:20].strip().split(", ") if name}  # the names column
+    assert {"tracker", "fixed_camera", "image_topics"} <= set(declared) and set(declared) == listed
     (tmp_path / "rclpy").mkdir()
     (tmp_path / "rclpy" / "__init__.py").write_text(
         "raise ImportError('librcl.so: cannot open shared object file: No such file or directory')")

@@ -96,6 +96,8 @@ CASES = {
                                     "{root}/q.onnx"], "are one path"),
     "--track-reid without --track": (detect("--source", "{root}/a.mp4", "--track-reid", "0.5"), "add --track"),
     "--tracker without --track": (detect("--source", "{root}/a.mp4", "--tracker", "bytetrack"), "add --track"),
+    "--fixed-camera without --track": (detect("--source", "{root}/a.mp4", "--fixed-camera"),
+                                       "--fixed-camera set how --track tracks"),
     "--max-batch-wait-ms 1e9": (detect("--source", "{root}/a.mp4", "--max-batch-wait-ms", "1e9"), "at most 1000"),
     "--sources a binary file": (detect("--sources", "{root}/cams.jpg"), "is not a text file"),
     "--sources /dev/zero": (detect("--sources", "/dev/zero"), "is over 1 MiB"),
@@ -473,6 +475,27 @@ def test_credentials_are_replaced_in_every_name():
         shown = redact(f"opening 'http://user:{secret}@127.0.0.1:8554/x.mjpg' again")
         assert shown == "opening 'http://***@127.0.0.1:8554/x.mjpg' again" and "3cret" not in shown
     assert source_slug(url) == "cam1_554_live" and video_paths("o.mp4", [url, "x.mp4"])[0].name == "o-0-cam1_554_live.mp4"
+
+
+@pytest.mark.parametrize(("spec", "shown"), [
+    # Before: both came back unchanged, so the password reached names, logs, --jsonl and --json.
+    ("rtspsrc location=rtsp://cam/s user-id=admin user-pw=s3cret latency=0 ! appsink",
+     "rtspsrc location=rtsp://cam/s user-id=*** user-pw=*** latency=0 ! appsink"),
+    ("http://cam/video.cgi?user=admin&pwd=s3cret&resolution=640", "http://cam/video.cgi?user=***&pwd=***&resolution=640"),
+    ("souphttpsrc location=\"http://cam/a.mjpg?Token=s3cret#top\" user-pw=\"s3 cret\" ! jpegdec",
+     "souphttpsrc location=\"http://cam/a.mjpg?Token=***#top\" user-pw=*** ! jpegdec"),
+    ("http://cam/x?password=s3cret&passwd=s3cret&pass=s3cret&key=s3cret&auth=s3cret&api_key=s3cret&fps=5",
+     "http://cam/x?password=***&passwd=***&pass=***&key=***&auth=***&api_key=***&fps=5"),
+    ("opening 'rtsp://admin:s3cret@cam/s?token=s3cret' again", "opening 'rtsp://***@cam/s?token=***' again"),
+    ("http://cam/x?keyframe=1&user_agent=vlc", "http://cam/x?keyframe=1&user_agent=vlc"),  # not secrets: kept
+], ids=["gstreamer user-id user-pw", "query user pwd", "quoted", "query names", "userinfo and query", "kept"])
+def test_credentials_outside_the_user_part_are_replaced(spec, shown):
+    from retina_edge.cli.stream import source_slug
+    from retina_edge.runtime.video.sources import open_source, redact
+
+    assert redact(spec) == shown and "s3" not in source_slug(spec)
+    if "://" in spec and "!" not in spec and " " not in spec:
+        assert open_source(spec).spec == shown  # opened by its run: nothing connects here
 
 
 def test_show_without_a_display_is_one_line_not_an_abort(root):

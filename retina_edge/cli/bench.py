@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_backend_argument(parser)
     parser.add_argument("--openvino", action="store_true", help="also time each ONNX model with OpenVINO")
     parser.add_argument("--ov-precision", choices=["f32", "bf16", "f16"], default="f32")
-    parser.add_argument("--images", help="image folder (default: synthetic images)")
+    parser.add_argument("--images", help="image folder (default: synthetic images); with a frame graph, images of its frame size")
     parser.add_argument("--batch", type=positive_int, nargs="+", default=[1], help="batch sizes (default 1)")
     parser.add_argument("--iters", type=positive_int, default=20, help="timed iterations per batch size")
     parser.add_argument("--warmup", type=non_negative_int, default=3)
@@ -51,7 +51,9 @@ def _frame_size(models: list[str]) -> tuple[int, int] | None:
 
 def _images(folder: str | None, batch: int, frame: tuple[int, int] | None = None):  # noqa: ANN202
     """The image pool: at least 16 images and one batch of the largest size, every timed batch distinct
-    images; synthetic ones are scaled to ``frame`` (H, W) when a frame graph is timed."""
+    images; synthetic ones are scaled to ``frame`` (H, W) when a frame graph is timed, a folder's
+    must have that size (a frame graph refuses others, as README says: refused here, before any
+    model loads, not in the first timed batch)."""
     from retina_edge.errors import RetinaEdgeError
 
     count = max(16, batch)
@@ -59,6 +61,7 @@ def _images(folder: str | None, batch: int, frame: tuple[int, int] | None = None
         from retina_edge.data.coco_dataset import load_images
 
         images = load_images(folder, count, None)[0]
+        _check_frame_sizes(folder, images, frame)
     elif count <= MAX_SYNTHETIC:
         import cv2
 
@@ -73,6 +76,17 @@ def _images(folder: str | None, batch: int, frame: tuple[int, int] | None = None
         where = f"{folder} has {len(images)}" if folder else f"synthetic images go up to {MAX_SYNTHETIC}"
         raise RetinaEdgeError(f"--batch {batch} needs {batch} images and {where}: give --images with more, or a smaller --batch")
     return images
+
+
+def _check_frame_sizes(folder: str, images: list, frame: tuple[int, int] | None) -> None:
+    from retina_edge.errors import DataError
+
+    other = [image.shape[:2] for image in images if frame is not None and image.shape[:2] != frame]
+    if other:
+        (height, width), (frame_height, frame_width) = other[0], frame
+        raise DataError(f"--images {folder}: {len(other)} of the {len(images)} images timed are not {frame_width}x"
+                        f"{frame_height} (e.g. {width}x{height}), and the frame graph takes {frame_width}x{frame_height} "
+                        "frames only: give images of that size, or leave out --images for synthetic frames")
 
 
 def run(args: argparse.Namespace) -> int:

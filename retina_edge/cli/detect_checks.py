@@ -23,7 +23,9 @@ def check_arguments(args: argparse.Namespace, specs: list[str], *, is_images: bo
     live view can listen."""
     from retina_edge.runtime.video.sources import is_live, redact
 
-    loose = [flag for flag, value in (("--tracker", args.tracker), ("--track-reid", args.track_reid)) if value is not None]
+    # --fixed-camera is store_true: False (not given) counts as not set, like None for the others.
+    loose = [flag for flag, value in (("--tracker", args.tracker), ("--fixed-camera", args.fixed_camera or None),
+                                      ("--track-reid", args.track_reid)) if value is not None]
     if loose and not args.track:
         raise RetinaEdgeError(f"{' and '.join(loose)} set how --track tracks, and --track is not given; add --track")
     missing = [spec for spec in specs if "!" not in spec and not is_live(spec) and not Path(spec).exists()]

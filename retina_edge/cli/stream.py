@@ -17,6 +17,8 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from retina_edge.progress import plural
+
 
 #: A source list is a short text file: larger (``/dev/zero``, a video given by mistake) is refused
 #: before it is read whole; more sources than this would not share one model usefully.
@@ -172,6 +174,7 @@ def run_stream(args: argparse.Namespace, detector, classes) -> int:  # noqa: ANN
         raise
     pipeline = Pipeline(detector, pipeline_config(args, classes))
     sinks: list = []
+    run = None
     with stop_on_signals(pipeline) as received:
         try:
             sinks = open_sinks(args, names, sources)
@@ -183,10 +186,18 @@ def run_stream(args: argparse.Namespace, detector, classes) -> int:  # noqa: ANN
                 if args.show:
                     _show(result, pipeline, args)
         except BaseException:
-            _close(pipeline, detector, sources, sinks, failed=True)
+            _close(pipeline, detector, _not_run(sources, run), sinks, failed=True)
             raise
-        _close(pipeline, detector, sources, sinks, failed=False)
+        _close(pipeline, detector, _not_run(sources, run), sinks, failed=False)
     return _report(args, pipeline, names, sinks, received)
+
+
+def _not_run(sources: list, run) -> list:  # noqa: ANN001
+    """``sources`` if the pipeline never began to ``run`` them, else none: a run's capture threads
+    close their sources themselves, and a close from here could meet a read still blocked in one."""
+    import inspect
+
+    return sources if run is None or inspect.getgeneratorstate(run) == inspect.GEN_CREATED else []
 
 
 def _close(pipeline, detector, sources: list, sinks: list, *, failed: bool) -> None:  # noqa: ANN001
@@ -231,7 +242,7 @@ def _report(args: argparse.Namespace, pipeline, names: list[str], sinks: list, r
     lost = [f"{row['spec']} ({row['status']})" for row in per_source if row["status"] in ("lost", "unreachable", "failed")]
     if lost:
         attempts = pipeline.config.reconnect.attempts
-        raise SourceLostError(f"gave up on {', '.join(lost)} ({attempts} reconnect attempt{'s' * (attempts != 1)} "
+        raise SourceLostError(f"gave up on {', '.join(lost)} ({plural(attempts, 'reconnect attempt')} "
                               f"allowed each; {stats.processed} frames processed)")
     return 0
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from retina_edge.atomic import write_text_atomic
 from retina_edge.imageio import write_image_rgb
+from retina_edge.progress import plural
 from retina_edge.runtime.core.results import Detections
 from retina_edge.quality.verify import VerifyReport, matched_scores
 
@@ -147,7 +148,7 @@ def search_summary(search: dict) -> str:
             f"validation set")
     if "ap_drop_ci95" not in search:  # a record from before intervals
         return (line + f" (budget {search['max_ap_drop']} points, {'met' if search['budget_met'] else 'NOT met'}), "
-                f"{_count(len(search['trajectory']), 'step')} in {search['seconds']:.0f} s.")
+                f"{plural(len(search['trajectory']), 'step')} in {search['seconds']:.0f} s.")
     low, high = search["ap_drop_ci95"]
     line += (f" of {search['val_images']} images: drop {search['ap_drop']:.2f} points, 95% interval {low:.2f} to "
              f"{high:.2f}; budget {search['max_ap_drop']} on the upper bound: **{search['verdict']}**")
@@ -155,12 +156,7 @@ def search_summary(search: dict) -> str:
         needed = f"about {search['images_needed']}" if search["images_needed"] else "no number of"
         line += (f" (these images cannot resolve it: plain INT8's drop has a standard error of "
                  f"{search['int8_drop_se']:.2f} points; {needed} images would)")
-    return line + f"; {_count(len(search['trajectory']), 'step')} in {search['seconds']:.0f} s."
-
-
-def _count(number: int, noun: str) -> str:
-    """``1 step``, ``2 steps``."""
-    return f"{number} {noun}{'' if number == 1 else 's'}"
+    return line + f"; {plural(len(search['trajectory']), 'step')} in {search['seconds']:.0f} s."
 
 
 def _pyplot():  # noqa: ANN202

@@ -28,18 +28,31 @@ class McapOutput:
         writer_module = require("mcap.writer", "MCAP recording")
         self.path = path
         self._staged = StagedFile(path)
-        self._stream = open(self._staged.path, "wb")  # noqa: SIM115 - closed by close()
-        # Chunks stay uncompressed: JPEG frames make up the bulk and do not compress further.
-        self._writer = writer_module.Writer(self._stream, compression=writer_module.CompressionType.NONE)
+        self._stream = None
+        try:
+            self._stream = open(self._staged.path, "wb")  # noqa: SIM115 - closed by close()
+            # Chunks stay uncompressed: JPEG frames make up the bulk and do not compress further.
+            self._writer = writer_module.Writer(self._stream, compression=writer_module.CompressionType.NONE)
+            self._channel_ids = self._start(channels)
+        except BaseException:  # an unknown schema, no descriptor left: no temporary file left behind
+            if self._stream is not None:
+                with contextlib.suppress(OSError):  # a buffer that cannot be written (a full disk)
+                    self._stream.close()
+            self._staged.discard()
+            raise
+        self._sequence = 0
+        self._closed = False
+
+    def _start(self, channels: Sequence[Channel]) -> dict[str, int]:
+        """Write the header, the schemas, the channels and the sources; returns each topic's channel id."""
         self._writer.start(profile="ros2", library=f"retina-edge {__version__}")
         schema_ids = {name: self._writer.register_schema(name, "ros2msg", schema(name).encode())
                       for name in dict.fromkeys(channel.schema for channel in channels)}
-        self._channel_ids = {channel.topic: self._writer.register_channel(
+        channel_ids = {channel.topic: self._writer.register_channel(
             channel.topic, "cdr", schema_ids[channel.schema], {"source": channel.source_name}) for channel in channels}
         self._writer.add_metadata("retina_edge", {"sources": json.dumps(
             list(dict.fromkeys(channel.source_name for channel in channels)))})
-        self._sequence = 0
-        self._closed = False
+        return channel_ids
 
     def wants(self, topic: str) -> bool:
         return topic in self._channel_ids

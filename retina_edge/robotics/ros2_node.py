@@ -246,7 +246,10 @@ parameters:
   score_threshold   negative: the model's
   classes           comma-separated names or category ids (empty: all)
   tracking          true: track IDs in Detection2D.id
+  tracker           the motion tracker, as detect --tracker (empty: the runtime's default)
+  fixed_camera      true: no camera-motion compensation, for cameras that never move
   class_id          name or category_id: what ObjectHypothesis.class_id holds
+  skip_log_period   seconds between log lines counting the images skipped (default 5)
 
 It runs in a ROS 2 environment (Humble or newer, with vision_msgs): source /opt/ros/<distro>/setup.bash.
 example:

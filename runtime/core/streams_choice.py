@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from retina_edge.progress import plural
 from retina_edge.resources import let_cores_settle, usable_cores
 from retina_edge.runtime.core.backend_choice import cached_entry, probe_key, remember_entry
 
@@ -50,7 +51,7 @@ class StreamsChoice:
     frames_per_s: dict[int, float]
 
     def describe(self) -> str:
-        rates = ", ".join(f"{count} stream{'s' * (count > 1)} {rate:.2f} frames/s"
+        rates = ", ".join(f"{plural(count, 'stream')} {rate:.2f} frames/s"
                           for count, rate in sorted(self.frames_per_s.items()))
         return f"{self.streams} ({self.reason}{': ' + rates if rates else ''})"
 

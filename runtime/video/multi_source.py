@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from retina_edge.runtime.video.run import FrameResult, RunContext
-from retina_edge.runtime.video.sources import CaptureOptions, Frame, capture_frames
+from retina_edge.runtime.video.sources import CaptureOptions, Frame, capture_frames, close_source, close_unread
 from retina_edge.runtime.video.stats import PipelineStats
 from retina_edge.runtime.video.threads import END, consume, put
 
@@ -62,6 +62,7 @@ class Feed:
             self._log(f"source {self.source.spec} failed: {error}")
             self.stats.failed = True
         finally:
+            close_source(self.source, self._log)  # here: never while a read of this thread is in progress
             with self._condition:
                 self.done = True
                 self._condition.notify_all()
@@ -168,8 +169,8 @@ class BatchedRun:
                 for batch in consume(results):
                     yield from batch
         finally:
-            for source in self.sources:
-                source.close()
+            for feed in feeds:
+                close_unread(feed.source, feed.thread, context.log)
 
     def _feed_options(self, source) -> FeedOptions:  # noqa: ANN001
         config = self.context.config

@@ -29,7 +29,9 @@ source it came from (``source``, ``source_name``) and ``source_stats`` holds eac
 Tracking (``PipelineConfig(tracking=TrackerOptions())``) gives each detection a track ID, per source.
 
 ``stop()`` (from any thread or a signal handler) ends ``run`` cleanly; every result already yielded has been handed over, so callers that write
-each result as it comes lose nothing. ``close()`` joins every thread the pipeline started.
+each result as it comes lose nothing. ``close()`` joins every thread the pipeline started. A source
+is closed by its capture thread as that thread ends, never from another thread while it reads: a
+stalled stream whose read outlasts the stop is closed when the read returns (the run says so).
 """
 
 from __future__ import annotations
@@ -133,14 +135,18 @@ class Pipeline:
         Blocks while ``queue_size + 1`` frames are already pending, so a fast caller cannot build
         a backlog. ``future.add_done_callback(fn)`` gives the callback form. Thread-safe.
         """
-        with self._lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retina-edge-submit")
-            executor, index = self._executor, self._submitted
-            self._submitted += 1
-        frame = Frame(index, time.time() if timestamp is None else timestamp, image)
-        self._slots.acquire()
-        future = executor.submit(self._detect_submitted, frame)  # one worker: frames are detected in order
+        timestamp = time.time() if timestamp is None else timestamp
+        self._slots.acquire()  # before the lock: a caller waiting for a slot holds up no index
+        try:
+            # One lock from the index to the queue: frames reach the one worker in index order.
+            with self._lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="retina-edge-submit")
+                future = self._executor.submit(self._detect_submitted, Frame(self._submitted, timestamp, image))
+                self._submitted += 1
+        except BaseException:  # not queued (an executor shut down): its slot is free again
+            self._slots.release()
+            raise
         future.add_done_callback(lambda _: self._slots.release())
         return future
 

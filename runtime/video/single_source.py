@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from retina_edge.runtime.video.run import FrameResult, RunContext
-from retina_edge.runtime.video.sources import CaptureOptions, Frame, capture_frames
+from retina_edge.runtime.video.sources import CaptureOptions, Frame, capture_frames, close_source, close_unread
 from retina_edge.runtime.video.stats import PipelineStats
 from retina_edge.runtime.video.threads import END, consume, put
 
@@ -48,7 +48,7 @@ class SingleSourceRun:
                     yield self.context.track(result, self.live)
         finally:
             workers.shutdown(wait=True, cancel_futures=True)
-            self.source.close()
+            close_unread(self.source, threads[0], self.context.log)
 
     def _capture(self, frames: queue.Queue) -> None:
         stop, config = self.context.stop, self.context.config
@@ -60,6 +60,7 @@ class SingleSourceRun:
         except Exception as error:  # noqa: BLE001 - surfaced to the consumer by the dispatch thread
             put(frames, error, stop)
         finally:
+            close_source(self.source, self.context.log)  # here: never while a read of this thread is in progress
             put(frames, END, stop, force=True)
 
     def _offer(self, frames: queue.Queue, frame: Frame) -> bool:

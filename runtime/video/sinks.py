@@ -53,7 +53,11 @@ class JsonlSink:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self._staged = StagedFile(self.path)
-        self._fd: int | None = os.open(self._staged.path, os.O_WRONLY)
+        try:
+            self._fd: int | None = os.open(self._staged.path, os.O_WRONLY)
+        except BaseException:  # no descriptor (too many open files): no temporary file left behind either
+            self._staged.discard()
+            raise
         self._size = self.lines = 0
 
     def write(self, result) -> None:  # noqa: ANN001

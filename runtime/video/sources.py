@@ -14,8 +14,9 @@ pipelines and image folders, all yielding ``(H, W, 3)`` uint8 RGB frames (no tor
 Live sources can drop and be reopened; files end. A live source opens in its capture thread, under
 the same reconnect policy as a reopening (:func:`capture_frames`), so one camera that is down at the
 start (or a server that accepts and stays silent) holds up no other source. Credentials in a URL
-(``rtsp://user:password@host/...``) are used to open it and appear nowhere else: a source's
-``spec`` (its name in results, logs and outputs) has them replaced (:func:`redact`).
+(``rtsp://user:password@host/...``, ``?user=...&pwd=...``, ``?token=...``) or in GStreamer's
+``user-id``/``user-pw`` are used to open it and appear nowhere else: a source's ``spec`` (its name
+in results, logs and outputs) has them replaced (:func:`redact`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import numpy as np
 
 from retina_edge.errors import DataError
 from retina_edge.imageio import bgr_to_rgb, list_images, read_image_rgb, skipped_files
+from retina_edge.progress import plural
 
 logger = logging.getLogger(__name__)
 #: While opening a live source blocks (a stream that accepts but sends nothing blocks up to the
@@ -56,22 +58,39 @@ class Frame:
 #: ``/`` in a password is still part of what is hidden (an ``@`` later in a path hides a little more
 #: than needed, never less).
 _CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s\"']*@")
+#: GStreamer's credential properties (``rtspsrc``/``souphttpsrc`` ``user-id=admin user-pw=secret``),
+#: their value quoted or up to the next space (a ``!`` without a space before it is hidden too).
+_PROPERTIES = re.compile(r"""((?:^|\s)(?:user|proxy)-(?:id|pw)\s*=\s*)("[^"]*"|'[^']*'|[^\s"']+)""", re.IGNORECASE)
+#: A query parameter that names a user or a secret (``?user=admin&pwd=secret``, ``&access_token=…``),
+#: its value up to the next ``&``, ``#``, space or quote.
+_QUERY = re.compile(r"([?&;](?:user(?:[_-]?(?:name|id))?|login|pass(?:word|wd|phrase)?|pwd|secret|auth(?:orization)?"
+                    r"|(?:(?:access|auth|refresh)[_-]?)?token|(?:api[_-]?)?key|sig(?:nature)?)=)[^&#\s\"']*",
+                    re.IGNORECASE)
 
 
 def redact(text: str) -> str:
-    """``text`` with the credentials of every URL in it replaced: ``rtsp://***@host/path``."""
-    return _CREDENTIALS.sub(r"\1***@", text)
+    """``text`` with the credentials in it replaced by ``***``: a URL's user and password
+    (``rtsp://***@host/path``), GStreamer's ``user-id=***``/``user-pw=***`` and query parameters
+    such as ``?user=***&pwd=***`` or ``?token=***``; the rest is kept."""
+    text = _CREDENTIALS.sub(r"\1***@", text)  # first: a "?" or "&" in a password is hidden with it
+    return _QUERY.sub(r"\1***", _PROPERTIES.sub(r"\1***", text))
 
 
 class VideoCaptureSource:
     """An OpenCV ``VideoCapture`` (camera, file, URL or GStreamer pipeline). ``spec`` is the name to
     show (:func:`redact`'s); ``connect=False`` leaves opening to the first :meth:`open` (``pending``
-    until then)."""
+    until then).
+
+    OpenCV's capture is not thread-safe: :meth:`read` and :meth:`close` belong to one thread (the
+    pipeline's capture thread does both). A :meth:`close` while :meth:`open` blocks (a stream that
+    does not answer, up to FFmpeg's 30 s) is kept: the capture that open makes after it is released."""
 
     def __init__(self, spec: str, *, live: bool, backend: int | None = None, connect: bool = True) -> None:
         self.spec, self.live, self._backend = redact(spec), live, backend
         self._target = int(spec) if spec.isdigit() else spec
         self._capture = None
+        self._lock = threading.Lock()
+        self._closes = 0  # close() calls so far: an open() that saw one happen while it waited gives its capture up
         self.pending = True
         if connect:
             self.open()
@@ -80,13 +99,18 @@ class VideoCaptureSource:
         import cv2
 
         self.close()
+        closes = self._closes
         with _waiting_notice(self.spec) if self.live else nullcontext():
             capture = (cv2.VideoCapture(self._target, self._backend) if self._backend is not None
                        else cv2.VideoCapture(self._target))
         if not capture.isOpened():
             capture.release()
             raise DataError(f"cannot open video source {self.spec}")
-        self._capture, self.pending = capture, False
+        with self._lock:
+            if self._closes == closes:
+                self._capture, self.pending = capture, False
+                return
+        capture.release()  # closed while it was opening: it stays closed
 
     @property
     def fps(self) -> float:
@@ -103,9 +127,11 @@ class VideoCaptureSource:
         return bgr_to_rgb(frame) if ok and frame is not None else None
 
     def close(self) -> None:
-        if self._capture is not None:
-            self._capture.release()
-            self._capture = None
+        with self._lock:
+            self._closes += 1
+            capture, self._capture = self._capture, None
+        if capture is not None:
+            capture.release()
 
 
 @contextmanager
@@ -224,8 +250,24 @@ def capture_frames(source, options: CaptureOptions, stop, stats, log) -> Iterato
         stats.stopped = stop.is_set() and not stats.gave_up
 
 
-def _attempts(count: int) -> str:
-    return f"{count} attempt{'s' * (count != 1)}"
+def close_source(source, log) -> None:  # noqa: ANN001
+    """Close ``source`` from the thread that reads it, once it reads no more: a capture is not
+    thread-safe, and a close from another thread while a read blocks can crash the process. An
+    error closing it is logged (the run's results are all out by then)."""
+    try:
+        source.close()
+    except Exception as error:  # noqa: BLE001
+        log(f"closing {getattr(source, 'spec', source)} failed: {error}")
+
+
+def close_unread(source, thread, log) -> None:  # noqa: ANN001
+    """After a run: close ``source`` if its capture ``thread`` never started (else the thread closes
+    it as it ends, :func:`close_source`); say so when that thread is still blocked in a read or open."""
+    if thread.ident is None:
+        close_source(source, log)
+    elif thread.is_alive():
+        log(f"{getattr(source, 'spec', source)} is still blocked in a read or open; its capture thread closes it "
+            "when that returns")
 
 
 def _opened(source, policy: ReconnectPolicy, stop, stats, log) -> bool:  # noqa: ANN001
@@ -233,10 +275,10 @@ def _opened(source, policy: ReconnectPolicy, stop, stats, log) -> bool:  # noqa:
     try:
         source.open()
     except DataError as error:
-        log(f"{error}; trying again ({_attempts(policy.attempts)} at most)" if policy.attempts else str(error))
+        log(f"{error}; trying again ({plural(policy.attempts, 'attempt')} at most)" if policy.attempts else str(error))
         if not reopen(source, policy, stop, log):
             if not stop.is_set():
-                log(f"giving up on {source.spec}: it did not open in {_attempts(policy.attempts)}")
+                log(f"giving up on {source.spec}: it did not open in {plural(policy.attempts, 'attempt')}")
                 stats.gave_up = True
             return False
     stats.started = time.perf_counter()  # its rate counts from here
@@ -270,7 +312,7 @@ def _recovered(source, policy: ReconnectPolicy, stop, stats, log) -> bool:  # no
         stats.reconnects += 1
         return True
     if not stop.is_set():
-        log(f"giving up on {source.spec} after {_attempts(policy.attempts)}")
+        log(f"giving up on {source.spec} after {plural(policy.attempts, 'attempt')}")
         stats.gave_up = True
     return False
 
