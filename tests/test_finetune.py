@@ -39,3 +39,18 @@ def test_qat_and_pruning_take_the_same_options_from_the_checkpoint(tmp_path):
     for config in (pruning, qat):
         assert (config.arch, config.min_size, config.trainable_layers) == (defaults.arch, None, defaults.trainable_layers)
         assert not config.eval_at_end
+
+
+def test_pruning_fine_tunes_four_tenths_of_the_original_schedule_by_default(tmp_path):
+    """Before: 150 iterations a step whatever the model (8% of the preset's schedule, which left a
+    sixth of its channels 2.2 AP points down); now 40% of the original's, in epochs or iterations."""
+    from retina_edge.data.synth import SynthConfig, write_dataset
+
+    data = tmp_path / "data"
+    write_dataset(data, SynthConfig(num_images=10, seed=0, min_side=64, max_side=64, max_object=40, val_fraction=0.2))
+    save_checkpoint(tmp_path / "m.pth", tiny_model(), train_config=ORIGINAL)
+    save_checkpoint(tmp_path / "e.pth", tiny_model(), train_config={**ORIGINAL, "iterations": 0, "epochs": 5})
+    config = PruneConfig(weights=str(tmp_path / "m.pth"), data=str(data))
+    assert finetune_config(config, Path("s"), Path("o")).iterations == 400
+    config = PruneConfig(weights=str(tmp_path / "e.pth"), data=str(data))
+    assert finetune_config(config, Path("s"), Path("o")).iterations == 4  # 5 epochs of 8 images in batches of 4, 40%

@@ -27,8 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--target-macs", type=unit_interval, metavar="FRACTION",
                         help="instead: reach this fraction of the unpruned model's MACs (the amount is searched)")
     parser.add_argument("--steps", type=positive_int, default=3, help="prune/fine-tune rounds (default 3)")
-    parser.add_argument("--iterations", type=non_negative_int, default=150,
-                        help="fine-tuning iterations per step (default 150; 0: prune only)")
+    parser.add_argument("--iterations", type=non_negative_int,
+                        help="fine-tuning iterations per step (default: 40%% of the weights' original training, "
+                             "740 for preset:synth; 0: prune only)")
     parser.add_argument("--round-to", type=positive_int, default=8, help="kept channels are multiples of this (default 8)")
     parser.add_argument("--finetune", help='JSON of training options for the fine-tuning, e.g. \'{"lr": 0.001, '
                                            '"batch_size": 16}\' (default: the weights\' own recipe at a third of its lr)')

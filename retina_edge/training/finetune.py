@@ -47,6 +47,12 @@ def original_config(original: Mapping[str, Any] | None, data: str) -> TrainConfi
     return TrainConfig(data=data, **values)
 
 
+def original_iterations(base: TrainConfig, train_images: int) -> int:
+    """The length of ``base``'s schedule in iterations (``epochs`` over ``train_images`` when it was
+    given in epochs): what a fine-tune's fraction of the schedule is taken of."""
+    return base.iterations or base.epochs * max(1, train_images // base.batch_size)
+
+
 def check_classes(model: RetinaNet, data: str) -> None:
     """Refuse ``data`` (a COCO dataset; its train split is read) unless its classes are the model's:
     a fine-tune continues the model's own training."""

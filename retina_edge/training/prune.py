@@ -36,19 +36,24 @@ from retina_edge.metrics.bootstrap import MIN_IMAGES
 from retina_edge.model.checkpoints import load_model, save_checkpoint
 from retina_edge.model.pruning import PruneOptions, amount_for_macs, prune_model
 from retina_edge.model.measure import model_cost
-from retina_edge.training.finetune import check_classes, checkpoint_training_options, original_config
+from retina_edge.training.finetune import check_classes, checkpoint_training_options, original_config, original_iterations
 from retina_edge.training.train import TrainConfig, train
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_AMOUNT = 0.25
+#: Fine-tuning per step, as a fraction of the original training's schedule. Measured on the preset
+#: (bench/RESULTS.md, 2026-12-07): 150 iterations a step (8%) left a sixth of the channels 2.2 AP
+#: points down; 800 (43%) brought half of them back to the unpruned model's AP.
+DEFAULT_FRACTION = 0.4
 
 
 @dataclass(frozen=True)
 class PruneConfig:
     """``amount``: fraction of each channel group's original channels removed by the end (default
     0.25), or ``target_macs``: the fraction of the unpruned model's MACs to reach (the amount is
-    searched); ``steps``: prune/fine-tune rounds; ``iterations``: fine-tuning iterations per step;
+    searched); ``steps``: prune/fine-tune rounds; ``iterations``: fine-tuning iterations per step
+    (None: :data:`DEFAULT_FRACTION` of the original training's; 0: prune only);
     ``finetune``: training options (:class:`TrainConfig` fields) over the defaults; ``latency``:
     time every step against the unpruned model on ONNX Runtime (``latency_iters`` runs each)."""
 
@@ -59,7 +64,7 @@ class PruneConfig:
     target_macs: float | None = None
     steps: int = 3
     round_to: int = 8
-    iterations: int = 150
+    iterations: int | None = None
     finetune: dict[str, Any] = field(default_factory=dict)
     latency: bool = True
     latency_iters: int = 30
@@ -67,7 +72,7 @@ class PruneConfig:
     def __post_init__(self) -> None:
         if self.amount is not None and self.target_macs is not None:
             raise ConfigError("give a pruning amount or a MACs target, not both", option=("amount", "target_macs"))
-        if self.steps < 1 or self.iterations < 0:
+        if self.steps < 1 or (self.iterations or 0) < 0:
             raise ConfigError("steps must be >= 1 and iterations >= 0", option=("steps", "iterations"))
         unknown = sorted(set(self.finetune) - {f.name for f in dataclasses.fields(TrainConfig)})
         if unknown or {"data", "out_dir", "weights"} & set(self.finetune):
@@ -100,7 +105,7 @@ def prune(config: PruneConfig, *, resume: bool = False) -> Path:
     # Weights, data and MACs target are checked before the folder is claimed: a run refused for a
     # typo must leave nothing that refuses the corrected command.
     base = load_model(config.weights)
-    if config.iterations:  # the fine-tuning's data
+    if config.iterations != 0:  # the fine-tuning's data
         check_classes(base, config.data)
     amount = config.amount if config.amount is not None else DEFAULT_AMOUNT
     if config.target_macs is not None:
@@ -166,9 +171,16 @@ def _pruned_and_finetuned(config: PruneConfig, step_dir: Path, previous: str, am
 
 def finetune_config(config: PruneConfig, start: Path, out_dir: Path) -> TrainConfig:
     """The fine-tuning of one step: the weights' training recipe (where the checkpoint has it) at a
-    third of its learning rate, ``config.iterations`` long, then ``config.finetune``'s options."""
+    third of its learning rate, ``config.iterations`` long (or :data:`DEFAULT_FRACTION` of the
+    original's), then ``config.finetune``'s options."""
+    from retina_edge.data.coco_dataset import load_coco_index, resolve_split
+
     base = original_config(checkpoint_training_options(config.weights), config.data)
-    schedule = {"lr": base.lr / 3, "iterations": config.iterations, "warmup_iters": min(50, config.iterations // 10),
+    iterations = config.iterations
+    if iterations is None:
+        train_images = len(load_coco_index(*resolve_split(config.data, "train")).images)
+        iterations = max(1, round(DEFAULT_FRACTION * original_iterations(base, train_images)))
+    schedule = {"lr": base.lr / 3, "iterations": iterations, "warmup_iters": min(50, iterations // 10),
                 "schedule": "cosine", "eval_at_end": False, "checkpoint_every": 100, "log_every": 50}
     return dataclasses.replace(base, out_dir=str(out_dir), weights=str(start), **{**schedule, **config.finetune})
 

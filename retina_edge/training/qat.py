@@ -36,7 +36,7 @@ from retina_edge.calib.statistics import ActivationStats
 from retina_edge.errors import RetinaEdgeError
 from retina_edge.export.onnx_export import ExportOptions
 from retina_edge.model.retinanet import RetinaNet
-from retina_edge.training.finetune import check_classes, checkpoint_training_options, original_config
+from retina_edge.training.finetune import check_classes, checkpoint_training_options, original_config, original_iterations
 from retina_edge.training.train import TrainConfig, freeze_bn_statistics, train
 
 logger = logging.getLogger(__name__)
@@ -74,8 +74,7 @@ class QatOptions:
         """The training options of the fine-tune: the original run's, scaled down (see the class docstring)."""
         base = original_config(original, self.data)
         batch = self.batch_size or base.batch_size
-        original_iterations = base.iterations or base.epochs * max(1, train_images // base.batch_size)
-        iterations = self.iterations or max(1, round(self.fraction * original_iterations))
+        iterations = self.iterations or max(1, round(self.fraction * original_iterations(base, train_images)))
         return dataclasses.replace(
             base, out_dir=self.out_dir, batch_size=batch, iterations=iterations, lr=self.lr or base.lr * self.lr_factor,
             warmup_iters=0, schedule="cosine", amp=False, half_weights=False, eval_at_end=False, workers=self.workers,
