@@ -97,7 +97,7 @@ CASES = {
     "--track-reid without --track": (detect("--source", "{root}/a.mp4", "--track-reid", "0.5"), "add --track"),
     "--tracker without --track": (detect("--source", "{root}/a.mp4", "--tracker", "bytetrack"), "add --track"),
     "--fixed-camera without --track": (detect("--source", "{root}/a.mp4", "--fixed-camera"),
-                                       "--fixed-camera set how --track tracks"),
+                                       "--fixed-camera sets how --track tracks"),
     "--max-batch-wait-ms 1e9": (detect("--source", "{root}/a.mp4", "--max-batch-wait-ms", "1e9"), "at most 1000"),
     "--sources a binary file": (detect("--sources", "{root}/cams.jpg"), "is not a text file"),
     "--sources /dev/zero": (detect("--sources", "/dev/zero"), "is over 1 MiB"),

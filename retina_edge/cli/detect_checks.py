@@ -27,7 +27,8 @@ def check_arguments(args: argparse.Namespace, specs: list[str], *, is_images: bo
     loose = [flag for flag, value in (("--tracker", args.tracker), ("--fixed-camera", args.fixed_camera or None),
                                       ("--track-reid", args.track_reid)) if value is not None]
     if loose and not args.track:
-        raise RetinaEdgeError(f"{' and '.join(loose)} set how --track tracks, and --track is not given; add --track")
+        raise RetinaEdgeError(f"{' and '.join(loose)} {'sets' if len(loose) == 1 else 'set'} how --track tracks, "
+                              "and --track is not given; add --track")
     missing = [spec for spec in specs if "!" not in spec and not is_live(spec) and not Path(spec).exists()]
     if missing:
         raise DataError(f"source not found: {redact(missing[0])} (a camera index, /dev/videoN, video file, URL, "
