@@ -25,8 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="GPU fleets: the network as its own model (tensorrt_plan or onnxruntime_onnx) between "
                              "preprocessing and postprocessing Python models")
     parser.add_argument("--network-backend", choices=["auto", "tensorrt_plan", "onnxruntime_onnx", "python"],
-                        default="auto", help="--ensemble: the network model's backend (python: through the runtime, "
-                                             "for Triton builds without the ONNX Runtime/TensorRT backends)")
+                        default="auto", help="the network model's backend, for --ensemble or a frame graph (python: "
+                                             "through the runtime, for Triton builds without the ONNX Runtime/TensorRT "
+                                             "backends)")
 
 
 def run(args: argparse.Namespace) -> int:
