@@ -156,7 +156,7 @@ def test_repository_refuses_what_triton_could_not_serve(graphs, tmp_path):
     with pytest.raises(RetinaEdgeError, match="needs a TensorRT engine"):
         write_repository(graphs["decode"], tmp_path, RepositoryOptions(ensemble=True, network_backend="tensorrt_plan"))
     # Before: accepted and ignored (one Python model runs the whole graph without --ensemble).
-    with pytest.raises(RetinaEdgeError, match="add --ensemble or leave the backend out"):
+    with pytest.raises(RetinaEdgeError, match="ask for an ensemble or leave the backend out"):
         write_repository(graphs["decode"], tmp_path / "plain", RepositoryOptions(network_backend="python"))
     assert not (tmp_path / "plain").exists()
     (tmp_path / "foreign.onnx").write_bytes(b"\x08\x07")

@@ -78,8 +78,8 @@ def write_repository(model: str | os.PathLike, repository: str | os.PathLike, op
     if not options.ensemble:
         if options.network_backend != "auto":  # would be ignored: one Python model runs the whole graph
             raise RetinaEdgeError(f"a network backend ({options.network_backend}) is for the network model of an "
-                                  f"ensemble or a frame graph; {model.name} is served by one Python model: add "
-                                  "--ensemble or leave the backend out", option="network_backend")
+                                  f"ensemble or a frame graph; {model.name} is served by one Python model: ask for an "
+                                  "ensemble or leave the backend out", option="network_backend")
         kind = "KIND_GPU" if is_engine_path(model) else "KIND_AUTO"
         scheduling = Scheduling(options.max_batch, options.instances, kind, options.max_queue_delay_us)
         config = configs.python_model(options.name, "detect", metadata, scheduling, inputs=(IMAGE_BYTES,),
