@@ -60,15 +60,19 @@ def pruned_presets(folder: Path, train: Path, amount: float, steps: int, runs: l
         runs = [out]
     weights = {"unpruned": "preset:synth"}
     for run in runs:
-        for row in json.loads((run / "report.json").read_text())["steps"][1:]:
+        for row in step_rows(run):
             weights[f"pruned {row['amount']:g}"] = row["checkpoint"]
     return weights
 
 
+def step_rows(run: Path) -> list[dict]:
+    """The pruned steps' rows of a prune run's report (step 0, the unpruned model, left out)."""
+    return json.loads((run / "report.json").read_text())["steps"][1:]
+
+
 def control_steps(run: Path) -> dict[str, str]:
     """"control N" -> the checkpoint of step N of an ``--amount 0`` prune run."""
-    rows = json.loads((run / "report.json").read_text())["steps"][1:]
-    return {f"control {row['step']}": row["checkpoint"] for row in rows}
+    return {f"control {row['step']}": row["checkpoint"] for row in step_rows(run)}
 
 
 def accuracy(weights: dict[str, str], unseen: Path, controls: dict[str, str]) -> dict[str, dict]:
